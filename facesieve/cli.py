@@ -1,0 +1,208 @@
+"""The `facesieve` command: a thin shell over the Python API.
+
+Errors a user can act on are printed as one line on stderr (traceback only with --debug);
+exit code 2 for refused requests and bad usage, 1 for other failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from facesieve import __version__
+from facesieve.errors import FacesieveError
+
+EPILOG_MAIN = """\
+examples:
+  facesieve run photos/ --out cleaned --keep 10        clean a dataset, keep 10 faces per identity
+  facesieve run photos/ --out cleaned --detector dlib-hog --embedder dlib
+  facesieve run --help                                 every option of one command
+
+Each command caches its work in <out>/.facesieve: re-running it only computes what changed.
+"""
+
+EPILOG_RUN = """\
+examples:
+  facesieve run photos/ --out cleaned
+  facesieve run photos/ --out cleaned --keep 5 --quality image --mode hardlink
+  facesieve run seed/ --out golden --detector dlib-hog --embedder dlib \\
+      --metric euclidean --quality uniform --keep 3 --face-policy first
+
+output:
+  cleaned/<identity>/...        the kept images (copies, or links with --mode)
+  cleaned/manifest.csv          one row per input file: path,identity,action,reason,quality,...
+  cleaned/<identity>/best_encoding.npy   mean embedding of the kept faces
+  cleaned/summary.json          the summary printed at the end
+"""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default (when it has a meaningful one) and keeps the examples' line breaks."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="facesieve",
+        description="Clean face-recognition training datasets: find duplicates and poor faces, "
+        "keep the best subset per identity.",
+        epilog=EPILOG_MAIN,
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"facesieve {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    add_run_parser(sub)
+    for register in _extra_commands():
+        register(sub)
+    return p
+
+
+def common_flags(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    sp.add_argument("--json", action="store_true", help="print the summary as JSON")
+    sp.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def model_flags(sp: argparse.ArgumentParser) -> None:
+    from facesieve.config import DETECTORS, EMBEDDERS
+
+    sp.add_argument("--detector", default="yunet", choices=DETECTORS, help="face detector")
+    sp.add_argument("--embedder", default="sface", choices=EMBEDDERS, help="face embedder")
+    sp.add_argument("--face-policy", default="central", choices=("central", "first"),
+                    help="which face of a multi-face image: nearest the centre weighted by size, or the detector's first")
+    sp.add_argument("--aligned", action="store_true", help="inputs are already aligned 112x112 crops: skip detection")
+    sp.add_argument("--jobs", "-j", type=int, default=None, help="worker processes (default: all cores)")
+    sp.add_argument("--batch-size", type=int, default=64, help="faces per inference batch")
+    sp.add_argument("--workspace", type=Path, default=None, help="workspace folder (default: <out>/.facesieve)")
+
+
+def add_run_parser(sub) -> None:
+    from facesieve.config import METRICS, MODES
+
+    sp = sub.add_parser(
+        "run",
+        help="scan, detect, embed, score, select and write the cleaned dataset",
+        description="Clean DATASET (one folder per identity) into OUT: every file gets a decision in "
+        "OUT/manifest.csv, kept images are copied to OUT/<identity>/. The input is never modified.",
+        epilog=EPILOG_RUN,
+        formatter_class=HelpFormatter,
+    )
+    sp.add_argument("dataset", type=Path, metavar="DATASET", help="folder with one sub-folder per identity")
+    sp.add_argument("--out", "-o", type=Path, required=True, metavar="CLEANED", help="output folder (new, or a previous facesieve output)")
+    sp.add_argument("--keep", "-k", type=int, default=None, metavar="K",
+                    help="keep the K most representative faces per identity (default: keep all that pass)")
+    model_flags(sp)
+    sp.add_argument("--metric", default="cosine", choices=METRICS, help="distance between embeddings (euclidean: raw vectors)")
+    sp.add_argument("--quality", default="image", metavar="METHOD", help="quality method: uniform, image, ...")
+    sp.add_argument("--mode", default="copy", choices=MODES, help="how kept files are placed in the output")
+    sp.add_argument("--layout", default="folders", choices=("folders", "flat"),
+                    help="identity from the top-level folder, or none (one flat group)")
+    sp.add_argument("--max-exhaustive", type=int, default=2_000_000,
+                    help="largest number of K-subsets searched exhaustively; beyond it a local search is used")
+    common_flags(sp)
+    sp.set_defaults(func=cmd_run)
+
+
+def cmd_run(args) -> int:
+    from facesieve.config import RunConfig
+    from facesieve.pipeline import run
+    from facesieve.progress import Reporter
+
+    config = RunConfig(
+        dataset=args.dataset,
+        out=args.out,
+        workspace=args.workspace,
+        keep=args.keep,
+        detector=args.detector,
+        embedder=args.embedder,
+        metric=args.metric,
+        quality=args.quality,
+        face_policy=args.face_policy,
+        aligned=args.aligned,
+        mode=args.mode,
+        layout=args.layout,
+        jobs=args.jobs,
+        batch_size=args.batch_size,
+        max_exhaustive=args.max_exhaustive,
+    )
+    rep = Reporter(quiet=args.quiet or args.json)
+    result = run(config, rep)
+    print_summary(result.summary, as_json=args.json)
+    return 0
+
+
+def print_summary(summary: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary, indent=2, default=str))
+        return
+    s = summary
+    lines = [
+        f"facesieve: {s['files']} files, {s['images']} images, {s['faces']} faces in {s['identities']} identities "
+        f"({s['seconds']:.1f} s)",
+        f"  kept {s['kept']}, removed {s['removed']}, review {s['review']}, errors {s['errors']}, no face {s['no_face']}",
+    ]
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["by_reason"].items()))
+    if reasons:
+        lines.append(f"  reasons: {reasons}")
+    if s.get("selection_methods"):
+        lines.append("  selection: " + ", ".join(f"{k} {v}" for k, v in s["selection_methods"].items()))
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in s["stage_seconds"].items())
+    lines.append(f"  stages: {stages}")
+    lines.append(f"  output: {s['output']} (manifest.csv)")
+    print("\n".join(lines))
+
+
+def _extra_commands() -> list[Callable]:
+    """Sub-commands that live in their own modules (imported lazily by their handlers)."""
+    registers = []
+    for mod, fn in (
+        ("facesieve.cli_models", "register"),
+        ("facesieve.cli_quality", "register"),
+        ("facesieve.cli_evaluate", "register"),
+        ("facesieve.cli_serve", "register"),
+        ("facesieve.cli_video", "register"),
+        ("facesieve.cli_train", "register"),
+    ):
+        try:
+            module = __import__(mod, fromlist=[fn])
+        except ModuleNotFoundError as e:
+            if e.name == mod:
+                continue
+            raise
+        registers.append(getattr(module, fn))
+    return registers
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except FacesieveError as e:
+        if getattr(args, "debug", False):
+            raise
+        print(f"facesieve: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("facesieve: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+    except Exception as e:  # an unexpected failure: one line, and how to see more
+        if getattr(args, "debug", False):
+            raise
+        print(f"facesieve: error: {type(e).__name__}: {e} (re-run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Ordered parallel map over a process pool with a bounded number of tasks in flight."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+
+
+def default_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def ordered_map(fn: Callable, items: Iterable, jobs: int, *, window: int | None = None, chunk: int = 8) -> Iterator:
+    """Yield fn(item) in input order. jobs=1 runs inline; otherwise a pool with at most
+    `window` chunks in flight, so a million-image dataset never sits in memory at once."""
+    if jobs <= 1:
+        for item in items:
+            yield fn(item)
+        return
+    window = window or jobs * 4
+    ctx = mp.get_context("forkserver") if "forkserver" in mp.get_all_start_methods() else mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        pending: deque = deque()
+        it = iter(items)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < window:
+                batch = []
+                for _ in range(chunk):
+                    try:
+                        batch.append(next(it))
+                    except StopIteration:
+                        exhausted = True
+                        break
+                if batch:
+                    pending.append(pool.submit(_run_chunk, fn, batch))
+            if not pending:
+                return
+            for result in pending.popleft().result():
+                yield result
+
+
+def _run_chunk(fn: Callable, batch: list) -> list:
+    return [fn(item) for item in batch]

@@ -1,0 +1,316 @@
+"""The whole run: scan -> faces -> embed -> quality -> decide -> apply, over one workspace.
+
+This is the Python API the CLI wraps: `facesieve.pipeline.run(RunConfig(...))` from a notebook
+does exactly what `facesieve run` does. Each per-image stage caches its results by image and by
+the settings it depends on, so a re-run (or a run resumed after a crash) only computes what is new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from facesieve import __version__
+from facesieve.apply import check_paths, write_best_encodings, write_output
+from facesieve.config import DETECTORS, EMBEDDERS, FACE_POLICIES, METRICS, RunConfig
+from facesieve.decide import DecideSettings, initial_decisions, mean_encodings, quality_weights, select_per_identity
+from facesieve.errors import UsageError
+from facesieve.parallel import default_jobs, ordered_map
+from facesieve.progress import Reporter
+from facesieve.quality.base import QualityInput, make_quality
+from facesieve.stages import CROP, ChipTask, FaceTask, chip_worker, embedder, faces_worker
+from facesieve.workspace import StageStore, Workspace, atomic_write_csv, atomic_write_text
+
+PART_ROWS = 256  # images per committed part: the most work a crash can lose
+
+
+@dataclass
+class RunResult:
+    manifest: pd.DataFrame
+    summary: dict
+    selection: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def validate(config: RunConfig) -> None:
+    if config.detector not in DETECTORS:
+        raise UsageError(f"unknown detector {config.detector!r}; choose from {', '.join(DETECTORS)}")
+    if config.embedder not in EMBEDDERS:
+        raise UsageError(f"unknown embedder {config.embedder!r}; choose from {', '.join(EMBEDDERS)}")
+    if config.metric not in METRICS:
+        raise UsageError(f"unknown metric {config.metric!r}; choose from {', '.join(METRICS)}")
+    if config.face_policy not in FACE_POLICIES:
+        raise UsageError(f"unknown face policy {config.face_policy!r}; choose from {', '.join(FACE_POLICIES)}")
+    if config.keep is not None and config.keep < 1:
+        raise UsageError("--keep must be at least 1")
+    try:
+        make_quality(config.quality)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+# ---------------------------------------------------------------- scan
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def stage_scan(config: RunConfig, ws: Workspace, rep: Reporter) -> pd.DataFrame:
+    """List every file; reuse the previous scan's hashes for files whose size and mtime are unchanged."""
+    from facesieve.dataset import scan
+
+    files = scan(config.dataset, layout=config.layout, hash_files=False)
+    previous = ws.read_table("scan.parquet")
+    known: dict = {}
+    if previous is not None:
+        known = {(p, s, m): h for p, s, m, h in zip(previous["path"], previous["size"], previous["mtime_ns"], previous["sha256"])}
+    sha = []
+    with rep.stage("scan", len(files)) as advance:
+        for p, s, m in zip(files["path"], files["size"], files["mtime_ns"]):
+            h = known.get((p, s, m))
+            if h is None:
+                h = sha256_file(config.dataset / p) if s > 0 else ""
+            sha.append(h)
+            advance(1)
+    files["sha256"] = sha
+    ws.write_table("scan.parquet", files)
+    return files
+
+
+# ---------------------------------------------------------------- per-image stages
+
+
+def faces_key(config: RunConfig) -> str:
+    return f"{config.detector}|{config.face_policy}|aligned={config.aligned}|fallback=1|v1"
+
+
+def stage_faces(config: RunConfig, ws: Workspace, files: pd.DataFrame, rep: Reporter) -> tuple[pd.DataFrame, np.ndarray]:
+    """Decode, detect and align every readable image; one table row and one 112x112 crop each."""
+    todo = files[files["status"] == "ok"]
+    cfg = faces_key(config)
+    wanted = pd.DataFrame({"image_id": todo["image_id"], "key": todo["sha256"] + "|" + cfg})
+    store = ws.stage(f"faces-{_slug(cfg)}")
+    done = store.done_keys()
+    tasks = [
+        FaceTask(i, k, str(config.dataset / p), config.detector, config.face_policy, config.aligned, True)
+        for i, k, p in zip(wanted["image_id"], wanted["key"], todo["path"])
+        if (i, k) not in done
+    ]
+    jobs = config.jobs or default_jobs()
+    with rep.stage("faces", len(tasks)) as advance:
+        rows, crops = [], []
+        for row, crop in ordered_map(faces_worker, tasks, jobs):
+            rows.append(row)
+            crops.append(crop)
+            advance(1)
+            if len(rows) >= PART_ROWS:
+                store.write_part(pd.DataFrame(rows), {"crops": np.stack(crops)})
+                rows, crops = [], []
+        if rows:
+            store.write_part(pd.DataFrame(rows), {"crops": np.stack(crops)})
+    table, arrays = store.collect(wanted, ["crops"], {"crops": ((CROP, CROP, 3), np.uint8)})
+    return table, arrays["crops"]
+
+
+def stage_embed(
+    config: RunConfig, ws: Workspace, files: pd.DataFrame, faces: pd.DataFrame, crops: np.ndarray, rep: Reporter
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Embed every found face in batches; store unit vectors and the raw norm."""
+    ok = np.flatnonzero(faces["status"].to_numpy() == "ok")
+    sub = faces.iloc[ok]
+    wanted = pd.DataFrame({"image_id": sub["image_id"].to_numpy(), "key": (sub["key"] + "|" + config.embedder).to_numpy()})
+    store = ws.stage(f"embed-{_slug(faces_key(config) + '|' + config.embedder)}")
+    done = store.done_keys()
+    need = [n for n, (i, k) in enumerate(zip(wanted["image_id"], wanted["key"])) if (i, k) not in done]
+    emb = embedder(config.embedder) if need else None
+    jobs = config.jobs or default_jobs()
+    paths = files.set_index("image_id")["path"]
+    with rep.stage("embed", len(need)) as advance:
+        for chunk in _chunks(need, max(config.batch_size, PART_ROWS)):
+            rows = sub.iloc[chunk]
+            if emb.needs_original:
+                chip_tasks = [
+                    ChipTask(str(config.dataset / paths[r["image_id"]]), config.embedder, r.to_dict())
+                    for _, r in rows.iterrows()
+                ]
+                inputs = list(ordered_map(chip_worker, chip_tasks, jobs))
+            else:
+                inputs = [emb.prepare(None, None, crops[ok[n]]) for n in chunk]
+            raw = np.concatenate(
+                [emb.embed_batch(np.asarray(inputs[s : s + config.batch_size])) for s in range(0, len(inputs), config.batch_size)]
+            ).astype(np.float64)
+            norm = np.linalg.norm(raw, axis=1)
+            vec = (raw / np.maximum(norm, 1e-12)[:, None]).astype(np.float32)
+            table = pd.DataFrame({"image_id": wanted["image_id"].to_numpy()[chunk], "key": wanted["key"].to_numpy()[chunk], "norm": norm})
+            store.write_part(table, {"vectors": vec})
+            advance(len(chunk))
+    dim = getattr(emb, "dim", 128) if emb else 128
+    table, arrays = store.collect(wanted, ["vectors"], {"vectors": ((dim,), np.float32)})
+    return table, arrays["vectors"]
+
+
+def stage_quality(
+    config: RunConfig, ws: Workspace, faces: pd.DataFrame, crops: np.ndarray, vectors: np.ndarray, rep: Reporter
+) -> pd.DataFrame:
+    """Score every found face with the chosen method; rows aligned with the found faces."""
+    scorer = make_quality(config.quality)
+    ok = np.flatnonzero(faces["status"].to_numpy() == "ok")
+    sub = faces.iloc[ok].reset_index(drop=True)
+    qkey = scorer.key + (f"|{config.embedder}" if scorer.uses_embedder else "")
+    wanted = pd.DataFrame({"image_id": sub["image_id"], "key": sub["key"] + "|" + qkey})
+    store = ws.stage(f"quality-{_slug(faces_key(config) + '|' + qkey)}")
+    done = store.done_keys()
+    need = [n for n, (i, k) in enumerate(zip(wanted["image_id"], wanted["key"])) if (i, k) not in done]
+    emb = embedder(config.embedder) if (need and scorer.uses_embedder) else None
+    if hasattr(scorer, "fit"):
+        # dataset-level methods (e.g. SDD-FIQA) see all faces at once
+        need = list(range(len(sub))) if need else []
+    with rep.stage("quality", len(need)) as advance:
+        if need and hasattr(scorer, "fit"):
+            scores = scorer.fit(sub, np.asarray(vectors), crops[ok])
+            store.write_part(pd.concat([wanted, scores.reset_index(drop=True)], axis=1))
+            advance(len(need))
+        else:
+            for chunk in _chunks(need, PART_ROWS):
+                data = QualityInput(crops=np.asarray(crops[ok[chunk]]), faces=sub.iloc[chunk].reset_index(drop=True), embedder=emb,
+                                    embeddings=np.asarray(vectors[chunk]))
+                scores = scorer.score(data).reset_index(drop=True)
+                store.write_part(pd.concat([wanted.iloc[chunk].reset_index(drop=True), scores], axis=1))
+                advance(len(chunk))
+    table, _ = store.collect(wanted)
+    return table
+
+
+# ---------------------------------------------------------------- the run
+
+
+def run(config: RunConfig, reporter: Reporter | None = None) -> RunResult:
+    rep = reporter or Reporter(quiet=True)
+    validate(config)
+    check_paths(config.dataset, config.out)
+    t0 = time.perf_counter()
+    ws = Workspace(config.workspace)
+    ws.create({"version": __version__, "dataset": str(config.dataset.resolve())})
+
+    files = stage_scan(config, ws, rep)
+    faces, crops = stage_faces(config, ws, files, rep)
+    emb_table, vectors = stage_embed(config, ws, files, faces, crops, rep)
+    quality = stage_quality(config, ws, faces, crops, vectors, rep)
+
+    with rep.stage("decide", None):
+        frame = assemble(files, faces, emb_table, quality)
+        fvec = file_vectors(frame, vectors, config.metric)
+        decisions, selection, encodings = decide_all(frame, fvec, config)
+        manifest = build_manifest(frame, decisions)
+
+    with rep.stage("apply", int((manifest["action"] == "keep").sum())) as advance:
+        applied = write_output(config.dataset, config.out, ws, manifest, config.mode, advance)
+        write_best_encodings(config.out, encodings, ws)
+        atomic_write_csv(config.out / "manifest.csv", manifest)
+        if len(selection):
+            atomic_write_csv(config.out / "selection.csv", selection)
+
+    summary = make_summary(config, files, manifest, selection, rep, time.perf_counter() - t0, applied)
+    ws.write_json("summary.json", summary)
+    atomic_write_text(config.out / "summary.json", pd.Series(summary).to_json(indent=2))
+    return RunResult(manifest=manifest, summary=summary, selection=selection)
+
+
+def assemble(files: pd.DataFrame, faces: pd.DataFrame, emb_table: pd.DataFrame, quality: pd.DataFrame) -> pd.DataFrame:
+    """One row per file (scan order) with face status, quality and its embedding row (-1 if none)."""
+    frame = files[["image_id", "path", "identity", "size", "sha256", "format", "status", "reason"]].copy()
+    f = faces.set_index("image_id")
+    frame = frame.join(
+        f[["status", "reason", "det_score", "box_w", "box_h", "fallback", "pixel_hash", "phash", "dhash", "n_faces"]].rename(
+            columns={"status": "face_status", "reason": "face_reason"}
+        ),
+        on="image_id",
+    )
+    st = frame["face_status"].fillna("")
+    frame.loc[st != "", "status"] = st[st != ""]
+    has_reason = frame["face_reason"].fillna("") != ""
+    frame.loc[has_reason, "reason"] = frame.loc[has_reason, "face_reason"]
+    pos = pd.Series(np.arange(len(emb_table)), index=emb_table["image_id"].to_numpy())
+    frame["vec_row"] = frame["image_id"].map(pos).fillna(-1).astype(int)
+    frame["norm"] = frame["image_id"].map(emb_table.set_index("image_id")["norm"])
+    qcols = [c for c in quality.columns if c not in ("image_id", "key")]
+    frame = frame.join(quality.set_index("image_id")[qcols], on="image_id")
+    return frame.reset_index(drop=True)
+
+
+def file_vectors(frame: pd.DataFrame, vectors: np.ndarray, metric: str) -> np.ndarray:
+    """(n_files, d) float64: unit vectors (cosine) or raw ones (euclidean); zeros where no face."""
+    rows = frame["vec_row"].to_numpy()
+    out = np.zeros((len(frame), vectors.shape[1]), np.float64)
+    has = rows >= 0
+    out[has] = np.asarray(vectors)[rows[has]]
+    if metric == "euclidean":
+        out[has] *= frame["norm"].to_numpy(float)[has, None]
+    return out
+
+
+def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig):
+    """All decisions for all files, from the assembled table and per-file vectors (no I/O)."""
+    decisions = initial_decisions(frame)
+    identities = frame["identity"].to_numpy()
+    paths = frame["path"].to_numpy()
+    quality = frame["quality"].to_numpy(float) if "quality" in frame else np.full(len(frame), np.nan)
+    selection = pd.DataFrame(columns=["identity", "n_candidates", "k", "method", "score"])
+    if config.keep:
+        settings = DecideSettings(keep=config.keep, metric=config.metric, max_exhaustive=config.max_exhaustive)
+        selection = select_per_identity(decisions, identities, paths, fvec, quality_weights(quality), settings)
+    encodings = mean_encodings(decisions, identities, fvec)
+    decisions["quality"] = quality
+    return decisions, selection, encodings
+
+
+def build_manifest(frame: pd.DataFrame, decisions: pd.DataFrame) -> pd.DataFrame:
+    cols = ["path", "identity", "action", "reason", "quality", "detail", "status", "image_id", "sha256", "det_score"]
+    m = pd.concat([frame.drop(columns=[c for c in ("reason",) if c in frame]), decisions], axis=1)
+    extra = [c for c in decisions.columns if c not in cols]
+    return m[[c for c in cols if c in m] + extra]
+
+
+def make_summary(config, files, manifest, selection, rep, seconds, applied) -> dict:
+    actions = manifest["action"].value_counts().to_dict()
+    reasons = manifest.groupby(["action", "reason"]).size()
+    n_img = int((files["status"] == "ok").sum())
+    summary = {
+        "dataset": str(config.dataset),
+        "output": str(config.out),
+        "files": int(len(files)),
+        "images": n_img,
+        "identities": int(files.loc[files["identity"] != "", "identity"].nunique()),
+        "faces": int(manifest["status"].eq("ok").sum()),
+        "no_face": int(manifest["status"].eq("no_face").sum()),
+        "errors": int(actions.get("error", 0)),
+        "kept": int(actions.get("keep", 0)),
+        "removed": int(actions.get("remove", 0)),
+        "review": int(actions.get("review", 0)),
+        "by_reason": {f"{a}/{r}": int(n) for (a, r), n in reasons.items()},
+        "selection_methods": selection["method"].value_counts().to_dict() if len(selection) else {},
+        "models": {"detector": config.detector, "embedder": config.embedder, "quality": config.quality, "metric": config.metric},
+        "keep_k": config.keep,
+        "seconds": round(seconds, 3),
+        "stage_seconds": {k: round(v, 3) for k, v in rep.timings.items()},
+        "output_files": applied,
+    }
+    return summary
+
+
+def _chunks(seq: list, size: int):
+    for s in range(0, len(seq), size):
+        yield seq[s : s + size]
+
+
+def _slug(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:12]

@@ -1,0 +1,495 @@
+"""Per-identity K-subset selection: FaceDuplicationFilter's objective, exact where feasible, scalable beyond.
+
+For one identity with embeddings ``E`` (N, d) and quality weights ``q`` (N,) >= 0, choose the
+K-subset S minimising
+
+    score(S) = sum_{v not in S} q_v * ||mean(S) - e_v||_2  /  sum_{v not in S} q_v
+
+(Euclidean distance, unweighted mean of S). Conventions, chosen so that every subset has a finite
+score and comparisons never see NaN:
+
+- the left-out weights all zero: the score uses uniform weights over the left-out faces (so
+  ``q == 0`` everywhere behaves exactly like uniform weights);
+- nothing left out (N <= K): the score is 0.0 and every face is kept (method ``"all"``);
+- metric: the objective is Euclidean on whatever vectors are passed. The pipeline's cosine mode
+  passes L2-normalised vectors (Euclidean distance between unit vectors is monotone in cosine);
+  FaceDuplicationFilter's golden test passes raw dlib vectors.
+- ties: subsets whose scores agree within 1e-12 (relative) are ranked by their sorted list of
+  names, lexicographically smallest wins; without names, by their sorted index list.
+
+Methods: ``"exhaustive"`` tries every subset in vectorised chunks (same optimum as
+FaceDuplicationFilter); ``"local-search"`` runs best-improvement 1-swap descent from several starts
+plus perturbation rounds (iterated local search), screening the K(N-K) swaps with a second-order
+surrogate when evaluating all of them exactly would be expensive; ``"thorough"`` is a slower
+reference (every swap evaluated exactly, more starts and rounds) used to measure the gap.
+Screening uses matrix products on centred data; every accepted move and the final score are
+recomputed directly from differences, so decisions never rest on the fast, less precise values.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+TIE_RTOL = 1e-12
+_METHODS = ("auto", "exhaustive", "local-search", "thorough")
+_BLOCK = 1 << 22  # elements per temporary block (32 MiB of float64)
+
+
+@dataclass(frozen=True)
+class SubsetResult:
+    indices: np.ndarray  # sorted chosen indices (int64)
+    score: float
+    method: str  # "exhaustive" | "local-search" | "thorough" | "all" (N <= K)
+    evaluated: int  # subsets (exhaustive) or swap moves scored (local search)
+
+
+@dataclass(frozen=True)
+class _Params:
+    """Search effort. Counts, not time, so results are reproducible for a given seed."""
+
+    n_starts: int
+    n_kicks: int
+    exact_budget: float  # K(N-K)*N*d at or below which every swap is scored exactly
+    screen: int  # swaps scored exactly per step when screening with the surrogate
+    screen_final: int  # ... before declaring a local optimum
+
+
+_LOCAL = _Params(n_starts=4, n_kicks=24, exact_budget=3e7, screen=64, screen_final=512)
+_THOROUGH = _Params(n_starts=12, n_kicks=120, exact_budget=math.inf, screen=0, screen_final=0)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _as_inputs(E, q) -> tuple[np.ndarray, np.ndarray]:
+    E = np.asarray(E, dtype=np.float64)
+    if E.ndim != 2:
+        raise ValueError(f"embeddings must be a 2-D array (N, d), got shape {E.shape}")
+    q = np.asarray(q, dtype=np.float64)
+    if q.shape != (E.shape[0],):
+        raise ValueError(f"weights must have shape ({E.shape[0]},), got {q.shape}")
+    if not np.isfinite(E).all():
+        raise ValueError("embeddings contain NaN or infinite values")
+    if not np.isfinite(q).all() or (q < 0).any():
+        raise ValueError("weights must be finite and >= 0")
+    return E, q
+
+
+def _name_ranks(names: Sequence[str] | None, n: int) -> np.ndarray:
+    """Rank of each face's name (ties by index): comparing sorted rank lists of two subsets is
+    the same as comparing their sorted name lists."""
+    if names is None:
+        return np.arange(n, dtype=np.int64)
+    names = [str(s) for s in names]
+    if len(names) != n:
+        raise ValueError(f"names has {len(names)} entries for {n} embeddings")
+    order = sorted(range(n), key=lambda i: (names[i], i))
+    ranks = np.empty(n, dtype=np.int64)
+    ranks[order] = np.arange(n)
+    return ranks
+
+
+# ----------------------------------------------------------------------------- exact scores
+
+
+def _scores_direct(E: np.ndarray, q: np.ndarray, subsets: np.ndarray) -> np.ndarray:
+    """Scores of B subsets (B, K) from explicit differences: the reference numbers."""
+    n, d = E.shape
+    subsets = np.sort(np.asarray(subsets, dtype=np.int64), axis=1)
+    b_all, k = subsets.shape
+    out = np.empty(b_all, dtype=np.float64)
+    if n <= k:
+        out[:] = 0.0
+        return out
+    step = max(1, _BLOCK // max(1, n * d))
+    pos = q > 0
+    for s in range(0, b_all, step):
+        sub = subsets[s : s + step]
+        rows = np.arange(len(sub))[:, None]
+        mean = E[sub].sum(axis=1) / k
+        diff = mean[:, None, :] - E[None, :, :]
+        dist = np.sqrt(np.einsum("bnd,bnd->bn", diff, diff))
+        w = np.broadcast_to(q, dist.shape).copy()
+        w[rows, sub] = 0.0
+        npos = pos.sum() - pos[sub].sum(axis=1)
+        num = (w * dist).sum(axis=1)
+        den = w.sum(axis=1)
+        u = np.ones_like(dist)
+        u[rows, sub] = 0.0
+        uni = (u * dist).sum(axis=1) / (n - k)
+        out[s : s + step] = np.where(npos > 0, num / np.where(npos > 0, den, 1.0), uni)
+    return out
+
+
+def subset_score(E, q, indices) -> float:
+    """score(S) for one subset, computed directly (see the module docstring for conventions)."""
+    E, q = _as_inputs(E, q)
+    idx = np.asarray(indices, dtype=np.int64).ravel()
+    if idx.size == 0:
+        raise ValueError("indices must name at least one face")
+    if idx.min() < 0 or idx.max() >= len(E):
+        raise ValueError(f"indices must lie in [0, {len(E)})")
+    if len(np.unique(idx)) != idx.size:
+        raise ValueError("indices must be distinct")
+    return float(_scores_direct(E, q, idx[None, :])[0])
+
+
+def _is_tie(a: float, b: float) -> bool:
+    return abs(a - b) <= TIE_RTOL * max(abs(a), abs(b))
+
+
+def _better(s1: float, key1: tuple, s2: float, key2: tuple) -> bool:
+    """(s1, key1) beats (s2, key2): lower score, or a tie broken by the smaller name key."""
+    if _is_tie(s1, s2):
+        return key1 < key2
+    return s1 < s2
+
+
+def _key(ranks: np.ndarray, subset: np.ndarray) -> tuple:
+    return tuple(np.sort(ranks[subset]).tolist())
+
+
+class _Centred:
+    """Data centred on its mean (the objective is translation invariant), for matrix-product
+    distances with less cancellation."""
+
+    def __init__(self, E: np.ndarray, q: np.ndarray):
+        self.E = E
+        self.q = q
+        self.n, self.d = E.shape
+        self.C = E - E.mean(axis=0)
+        self.sq = np.einsum("nd,nd->n", self.C, self.C)
+        self.pos = q > 0
+        self.scale = float(np.sqrt(self.sq.max())) if self.n else 1.0
+        self.scale = self.scale if self.scale > 0 else 1.0
+        # screening tolerance: bound on matrix-product error in distances (sqrt(eps) * scale)
+        self.tol = 1e-7 * self.scale
+
+    def dist_to(self, M: np.ndarray) -> np.ndarray:
+        """Euclidean distances (B, N) from rows of M to every point, by one matrix product."""
+        d2 = np.einsum("bd,bd->b", M, M)[:, None] - 2.0 * (M @ self.C.T) + self.sq[None, :]
+        np.maximum(d2, 0.0, out=d2)
+        return np.sqrt(d2, out=d2)
+
+
+# ----------------------------------------------------------------------------- exhaustive
+
+
+def _exhaustive(E: np.ndarray, q: np.ndarray, k: int, ranks: np.ndarray) -> SubsetResult:
+    """Every subset, in chunks: screening scores by matrix products, the near-best re-scored
+    directly, ties broken by name."""
+    data = _Centred(E, q)
+    n = data.n
+    total = math.comb(n, k)
+    chunk = int(min(65536, max(256, _BLOCK // max(n, data.d))))
+    combos = itertools.combinations(range(n), k)
+    npos_all = int(data.pos.sum())
+    q_tot = float(q.sum())
+    best = math.inf
+    keep_idx: list[np.ndarray] = []
+    keep_sc: list[np.ndarray] = []
+    done = 0
+    while done < total:
+        b = min(chunk, total - done)
+        C = np.fromiter(itertools.chain.from_iterable(itertools.islice(combos, b)), dtype=np.int64, count=b * k)
+        C = C.reshape(b, k)
+        done += b
+        rows = np.arange(b)[:, None]
+        M = np.zeros((b, data.d))
+        for c in range(k):
+            M += data.C[C[:, c]]
+        M /= k
+        D = data.dist_to(M)
+        Dm = D[rows, C]
+        num = D @ q - (Dm * q[C]).sum(axis=1)
+        den = q_tot - q[C].sum(axis=1)
+        npos = npos_all - data.pos[C].sum(axis=1)
+        uni = (D.sum(axis=1) - Dm.sum(axis=1)) / (n - k)
+        approx = np.where(npos > 0, num / np.where(npos > 0, np.maximum(den, 1e-300), 1.0), uni)
+        thr = min(float(approx.min()), best) + 2 * data.tol
+        sel = np.flatnonzero(approx <= thr)
+        if sel.size == 0:
+            continue
+        exact = _scores_direct(E, q, C[sel])
+        best = min(best, float(exact.min()))
+        keep_idx.append(C[sel])
+        keep_sc.append(exact)
+        # prune to what can still tie with the final minimum (which is <= best)
+        allsc = np.concatenate(keep_sc)
+        allidx = np.concatenate(keep_idx)
+        ok = allsc <= best + TIE_RTOL * abs(best)
+        keep_sc, keep_idx = [allsc[ok]], [allidx[ok]]
+    sc = np.concatenate(keep_sc)
+    idx = np.concatenate(keep_idx)
+    keys = np.sort(ranks[idx], axis=1)
+    order = np.lexsort(keys.T[::-1])
+    win = idx[order[0]]
+    return SubsetResult(np.sort(win), float(sc[order[0]]), "exhaustive", total)
+
+
+# ----------------------------------------------------------------------------- local search
+
+
+def _weiszfeld(C: np.ndarray, w: np.ndarray, iters: int = 30) -> np.ndarray:
+    """Weighted geometric median (approximate): where the optimal subset mean tends to sit."""
+    if w.sum() <= 0:
+        w = np.ones(len(C))
+    y = (w[:, None] * C).sum(axis=0) / w.sum()
+    for _ in range(iters):
+        r = np.sqrt(np.einsum("nd,nd->n", C - y, C - y))
+        inv = w / np.maximum(r, 1e-12)
+        y = (inv[:, None] * C).sum(axis=0) / inv.sum()
+    return y
+
+
+class _Search:
+    """1-swap local search with iterated perturbation for one (E, q, k)."""
+
+    def __init__(self, E, q, k, ranks, params: _Params, seed: int, deadline: float | None):
+        self.data = _Centred(E, q)
+        self.E, self.q, self.k, self.ranks = E, q, k, ranks
+        self.p = params
+        self.rng = np.random.default_rng(seed)
+        self.deadline = deadline
+        n, d = self.data.n, self.data.d
+        self.exact_nbhd = k * (n - k) * n * d <= params.exact_budget
+        self.evaluated = 0
+        # typical step of the mean under one swap: floors 1/r in the surrogate (Huber-like)
+        self.rho = max(float(np.sqrt(2.0 * self.data.sq.mean())) / k, 1e-12 * self.data.scale)
+        self.kappa = 1.0 - 1.0 / d if d > 1 else 0.5
+
+    # -- helpers
+    def _timed_out(self) -> bool:
+        return self.deadline is not None and time.perf_counter() > self.deadline
+
+    def _exact(self, S: np.ndarray) -> float:
+        return float(_scores_direct(self.E, self.q, S[None, :])[0])
+
+    def _swap_scores(self, S, inS, m, I, J) -> np.ndarray:
+        """Scores (by matrix products) of swapping out I[t] for J[t]; I == J gives the current."""
+        dat, q, k, n = self.data, self.q, self.k, self.data.n
+        out = ~inS
+        wout = np.where(out, q, 0.0)
+        q_out = float(wout.sum())
+        npos0 = int((dat.pos & out).sum())
+        res = np.empty(len(I))
+        step = max(1, _BLOCK // max(n, dat.d))
+        for s in range(0, len(I), step):
+            i, j = I[s : s + step], J[s : s + step]
+            rows = np.arange(len(i))
+            M = m[None, :] + (dat.C[j] - dat.C[i]) / k
+            D = dat.dist_to(M)
+            di, dj = D[rows, i], D[rows, j]
+            num = D @ wout + q[i] * di - q[j] * dj
+            den = q_out + q[i] - q[j]
+            npos = npos0 + dat.pos[i] - dat.pos[j]
+            uni = (D @ out.astype(np.float64) + di - dj) / (n - k)
+            res[s : s + step] = np.where(npos > 0, num / np.where(npos > 0, np.maximum(den, 1e-300), 1.0), uni)
+        self.evaluated += len(I)
+        return res
+
+    def _surrogate(self, S, inS, m, GS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Second-order estimate of every swap's score in O(K(N-K) + Nd): Taylor expansion of the
+        left-out distance sum around the current mean (isotropic curvature), with the face that
+        joins S removed and the face that leaves S added exactly. Returns (values, I, J)."""
+        dat, q, k = self.data, self.q, self.k
+        C, sq = dat.C, dat.sq
+        out = ~inS
+        out_idx = np.flatnonzero(out)
+        a = C @ m
+        r = np.sqrt(np.maximum(sq - 2 * a + m @ m, 0.0))
+        rr = np.maximum(r, self.rho)
+        w = np.where(out, q / rr, 0.0)
+        wsum = float(w.sum())
+        g = m * wsum - C.T @ w
+        ge = C @ g
+        n0 = float((q * r)[out].sum())
+        q_out = float(q[out].sum())
+        npos0 = int((dat.pos & out).sum())
+
+        Jv = out_idx[None, :]
+        Iv = S[:, None]
+        G = GS[:, out_idx]
+        dd = (sq[Jv] + sq[Iv] - 2 * G) / k**2  # ||delta||^2
+        gd = (ge[Jv] - ge[Iv]) / k
+        dmj = (a[Jv] - sq[Jv] - a[Iv] + G) / k  # delta . (m - e_j)
+        uj = dmj / rr[Jv]
+        taylor_j = q[Jv] * (r[Jv] + uj + 0.5 * (dd - uj**2) / rr[Jv])
+        dmi = (a[Jv] - G - a[Iv] + sq[Iv]) / k  # delta . (m - e_i)
+        ri = np.sqrt(np.maximum(r[Iv] ** 2 + 2 * dmi + dd, 0.0))
+        num = n0 + gd + 0.5 * self.kappa * (wsum - w[Jv]) * dd - taylor_j + q[Iv] * ri
+        den = q_out + q[Iv] - q[Jv]
+        npos = npos0 + dat.pos[Iv].astype(int) - dat.pos[Jv].astype(int)
+        cur = n0 / q_out if npos0 > 0 else 0.0
+        val = np.where(npos > 0, num / np.where(npos > 0, np.maximum(den, 1e-300), 1.0), cur)
+        I = np.broadcast_to(Iv, val.shape).ravel()
+        J = np.broadcast_to(Jv, val.shape).ravel()
+        return val.ravel(), I, J
+
+    def _pick(self, S, cur, cur_key, cur_approx, vals, I, J):
+        """Re-score directly the best-looking swap (and any swaps tied with it); return the move
+        that beats the current subset, or None."""
+        tol = self.data.tol
+        cand = np.flatnonzero(vals <= cur_approx + tol)
+        if cand.size == 0:
+            return None
+        cand = cand[np.argsort(vals[cand], kind="stable")]
+        first = vals[cand[0]]
+        cand = cand[vals[cand] <= first + tol][:16]
+        best = None
+        pos_of = {int(v): t for t, v in enumerate(S)}
+        for c in cand:
+            T = S.copy()
+            T[pos_of[int(I[c])]] = J[c]
+            s = self._exact(T)
+            key = _key(self.ranks, T)
+            if _better(s, key, cur, cur_key) and (best is None or _better(s, key, best[0], best[1])):
+                best = (s, key, int(I[c]), int(J[c]))
+        return best
+
+    def descend(self, S: np.ndarray) -> tuple[float, np.ndarray]:
+        """Best-improvement 1-swap descent from S to a local optimum."""
+        dat, k, n = self.data, self.k, self.data.n
+        S = np.array(S, dtype=np.int64)
+        inS = np.zeros(n, dtype=bool)
+        inS[S] = True
+        total = dat.C[S].sum(axis=0)
+        cur = self._exact(S)
+        cur_key = _key(self.ranks, S)
+        GS = None if self.exact_nbhd else dat.C[S] @ dat.C.T
+        for _ in range(20 * k + 200):
+            m = total / k
+            cur_approx = float(self._swap_scores(S, inS, m, S[:1], S[:1])[0])
+            move = None
+            if self.exact_nbhd:
+                out_idx = np.flatnonzero(~inS)
+                I = np.repeat(S, len(out_idx))
+                J = np.tile(out_idx, k)
+                vals = self._swap_scores(S, inS, m, I, J)
+                move = self._pick(S, cur, cur_key, cur_approx, vals, I, J)
+            else:
+                est, I, J = self._surrogate(S, inS, m, GS)
+                order = np.argsort(est, kind="stable")
+                lo = 0
+                for hi in (self.p.screen, self.p.screen_final):
+                    sel = order[lo:hi]
+                    lo = hi
+                    if sel.size == 0:
+                        continue
+                    vals = self._swap_scores(S, inS, m, I[sel], J[sel])
+                    move = self._pick(S, cur, cur_key, cur_approx, vals, I[sel], J[sel])
+                    if move is not None:
+                        break
+            if move is None:
+                break
+            cur, cur_key, i, j = move
+            p = int(np.flatnonzero(S == i)[0])
+            S[p] = j
+            inS[i], inS[j] = False, True
+            total += dat.C[j] - dat.C[i]
+            if GS is not None:
+                GS[p] = dat.C[j] @ dat.C.T
+            if self._timed_out():
+                break
+        return cur, np.sort(S)
+
+    # -- starts and the outer loop
+    def _starts(self):
+        dat, q, k, n = self.data, self.q, self.k, self.data.n
+        centre = _weiszfeld(dat.C, q)
+        r = np.sqrt(np.einsum("nd,nd->n", dat.C - centre, dat.C - centre))
+        yield np.argsort(r, kind="stable")[:k]
+        for t in range(1, self.p.n_starts):
+            if t % 2 == 1:  # spread-out start, k-means++-like sampling around the centre
+                chosen = []
+                near = r.copy()
+                for _ in range(k):
+                    p = (q + 1e-12) * near**2
+                    p[chosen] = 0.0
+                    p = p / p.sum() if p.sum() > 0 else None
+                    if p is None:
+                        rest = np.setdiff1d(np.arange(n), chosen)
+                        c = int(self.rng.choice(rest))
+                    else:
+                        c = int(self.rng.choice(n, p=p))
+                    chosen.append(c)
+                    dc = np.sqrt(np.einsum("nd,nd->n", dat.C - dat.C[c], dat.C - dat.C[c]))
+                    near = np.minimum(near, dc)
+                yield np.array(chosen, dtype=np.int64)
+            else:
+                yield self.rng.choice(n, size=k, replace=False)
+
+    def run(self) -> tuple[float, np.ndarray]:
+        best = None
+        for S0 in self._starts():
+            s, S = self.descend(S0)
+            key = _key(self.ranks, S)
+            if best is None or _better(s, key, best[0], best[1]):
+                best = (s, key, S)
+            if self._timed_out():
+                return best[0], best[2]
+        n, k = self.data.n, self.k
+        for _ in range(self.p.n_kicks):
+            if self._timed_out():
+                break
+            S = best[2].copy()
+            for _ in range(int(self.rng.integers(1, min(3, k, n - k) + 1))):
+                inS = np.zeros(n, dtype=bool)
+                inS[S] = True
+                S[self.rng.integers(k)] = self.rng.choice(np.flatnonzero(~inS))
+            s, S = self.descend(S)
+            key = _key(self.ranks, S)
+            if _better(s, key, best[0], best[1]):
+                best = (s, key, S)
+        return best[0], best[2]
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def select_subset(
+    E,
+    q,
+    k: int,
+    *,
+    names: Sequence[str] | None = None,
+    max_exhaustive: int = 2_000_000,
+    seed: int = 0,
+    time_limit: float | None = None,
+    method: str = "auto",
+) -> SubsetResult:
+    """Choose the K-subset of one identity's faces minimising FaceDuplicationFilter's score.
+
+    ``method="auto"`` is exhaustive when C(N, K) <= max_exhaustive, local search otherwise.
+    ``time_limit`` (seconds) stops local search early (after at least one descent); without it
+    the result depends only on the inputs and ``seed``. Returned indices are sorted int64.
+    """
+    E, q = _as_inputs(E, q)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {', '.join(_METHODS)}; got {method!r}")
+    if time_limit is not None and time_limit <= 0:
+        raise ValueError("time_limit must be positive seconds or None")
+    k = int(k)
+    n = len(E)
+    ranks = _name_ranks(names, n)
+    if n <= k:
+        return SubsetResult(np.arange(n, dtype=np.int64), 0.0, "all", 0)
+    if method == "auto":
+        method = "exhaustive" if math.comb(n, k) <= max_exhaustive else "local-search"
+    if method == "exhaustive":
+        return _exhaustive(E, q, k, ranks)
+    deadline = None if time_limit is None else time.perf_counter() + time_limit
+    if not (q > 0).any():
+        q = np.ones(n)  # every subset falls back to uniform weights anyway
+    params = _THOROUGH if method == "thorough" else _LOCAL
+    search = _Search(E, q, k, ranks, params, seed, deadline)
+    _, S = search.run()
+    return SubsetResult(S.astype(np.int64), subset_score(E, q, S), method, search.evaluated)
