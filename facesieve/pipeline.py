@@ -75,10 +75,11 @@ def stage_scan(config: RunConfig, ws: Workspace, rep: Reporter) -> pd.DataFrame:
         known = {(p, s, m): h for p, s, m, h in zip(previous["path"], previous["size"], previous["mtime_ns"], previous["sha256"])}
     sha = []
     with rep.stage("scan", len(files)) as advance:
-        for p, s, m in zip(files["path"], files["size"], files["mtime_ns"]):
+        for p, s, m, st in zip(files["path"], files["size"], files["mtime_ns"], files["status"]):
             h = known.get((p, s, m))
             if h is None:
-                h = sha256_file(config.dataset / p) if s > 0 else ""
+                # only files that are images (or meant to be) are hashed, as the scan itself does
+                h = sha256_file(config.dataset / p) if (s > 0 and st != "skipped") else ""
             sha.append(h)
             advance(1)
     files["sha256"] = sha

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from facesieve.faces.align import ARCFACE_TEMPLATE, align
-from facesieve.imaging import DecodeError, dhash, load_rgb, phash, pixel_hash
+from facesieve.imaging import DecodeError, load_rgb, perceptual_hashes, pixel_hash
 
 CROP = 112
 # an image no larger than this (long side) that yields no detection is taken to be a tight face crop
@@ -91,7 +91,8 @@ def faces_worker(task: FaceTask) -> tuple[dict, np.ndarray]:
         return empty_face_row(task, "error", f"decode_failed: {type(e).__name__}"), crop
     row = empty_face_row(task, "ok", "")
     h, w = rgb.shape[:2]
-    row.update(width=w, height=h, pixel_hash=pixel_hash(rgb), phash=_signed(phash(rgb)), dhash=_signed(dhash(rgb)))
+    ph, dh = perceptual_hashes(rgb)
+    row.update(width=w, height=h, pixel_hash=pixel_hash(rgb), phash=_signed(ph), dhash=_signed(dh))
 
     if task.aligned_input:
         lm = template_landmarks(w, h)

@@ -93,6 +93,7 @@ def export_onnx(
     """Export a torch module in eval mode to ONNX with a dynamic batch axis; written atomically."""
     import os
     import tempfile
+    import warnings
 
     import torch
 
@@ -105,7 +106,8 @@ def export_onnx(
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # legacy-exporter notices
             torch.onnx.export(
                 model, (dummy,), tmp,
                 input_names=[input_name], output_names=[output_name],

@@ -175,7 +175,15 @@ def _empty_result() -> pd.DataFrame:
     return _frame(empty_i, np.zeros(0, bool), empty_i, empty_o, empty_i, np.zeros(0, bool), empty_o)
 
 
-def _frame(dup_group, is_kept, kept_index, match, size, cross, reason) -> pd.DataFrame:  # noqa: ANN001
+def _frame(
+    dup_group: np.ndarray,
+    is_kept: np.ndarray,
+    kept_index: np.ndarray,
+    match: np.ndarray,
+    size: np.ndarray,
+    cross: np.ndarray,
+    reason: np.ndarray,
+) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "dup_group": dup_group,

@@ -8,9 +8,10 @@ becomes a *centre* and takes every still-unassigned face that duplicates *it*. S
   linkage would merge a whole slow pose sweep of video frames into one group);
 - every dropped face is a duplicate of the face kept in its place, and its reason names that one
   pair and its cosine, which a person can check with two images side by side;
-- the kept face is the best face of its group by construction (complete linkage would also stop
-  chaining, but costs O(n^2) memory per identity and its groups do not contain their best face
-  as a natural representative);
+- the kept face is the best face of its group by construction;
+- complete linkage would also stop chaining, but needs the whole within-identity matrix
+  (O(n^2) memory, O(n^2 log n) time) and splits off a face that duplicates the best face but not
+  some other member, keeping a duplicate that leader clustering drops;
 - one pass of blocked exact products, memory bounded by the block, deterministic.
 
 Duplicate of a centre c: cosine(x, c) >= threshold ("embedding"), or, when perceptual hashes
@@ -38,6 +39,8 @@ __all__ = [
     "check_embeddings",
     "identity_codes",
     "exact_cosine",
+    "at_least",
+    "cosine_window",
     "popcount64",
     "DEFAULT_PHASH_MAX_BITS",
     "DEFAULT_PHASH_MIN_SIM",
@@ -66,8 +69,8 @@ def check_embeddings(E: ArrayLike, n: int | None = None, *, name: str = "E") -> 
     if arr.dtype != np.float32:
         arr = arr.astype(np.float32)
     for start in range(0, arr.shape[0], 65536):
-        chunk = np.asarray(arr[start : start + 65536], dtype=np.float64)
-        norms = np.sqrt(np.einsum("ij,ij->i", chunk, chunk))
+        chunk = arr[start : start + 65536]
+        norms = np.sqrt(np.einsum("ij,ij->i", chunk, chunk, dtype=np.float64))
         bad = ~np.isfinite(norms) | (np.abs(norms - 1.0) > _NORM_TOLERANCE)
         if bad.any():
             row = start + int(np.flatnonzero(bad)[0])
@@ -109,7 +112,7 @@ def exact_cosine(E: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     return out
 
 
-def _window(d: int) -> float:
+def cosine_window(d: int) -> float:
     """Half-width around a threshold inside which a float32 BLAS cosine is re-checked."""
     return max(1e-4, 4.0 * d * 2.0**-24)
 
@@ -122,7 +125,7 @@ def at_least(
     rows / cols: E-row indices of S's entries, broadcastable to S.shape.
     """
     decided = S >= t
-    near = np.abs(S - t) <= _window(E.shape[1])
+    near = np.abs(S - t) <= cosine_window(E.shape[1])
     if near.any():
         r = np.broadcast_to(rows, S.shape)[near]
         c = np.broadcast_to(cols, S.shape)[near]

@@ -55,13 +55,14 @@ class _Params:
 
     n_starts: int
     n_kicks: int
+    small_boost: int  # up to this factor more starts and rounds when one descent is cheap
     exact_budget: float  # K(N-K)*N*d at or below which every swap is scored exactly
     screen: int  # swaps scored exactly per step when screening with the surrogate
     screen_final: int  # ... before declaring a local optimum
 
 
-_LOCAL = _Params(n_starts=4, n_kicks=24, exact_budget=3e7, screen=64, screen_final=512)
-_THOROUGH = _Params(n_starts=12, n_kicks=120, exact_budget=math.inf, screen=0, screen_final=0)
+_LOCAL = _Params(n_starts=4, n_kicks=24, small_boost=8, exact_budget=3e7, screen=64, screen_final=512)
+_THOROUGH = _Params(n_starts=12, n_kicks=120, small_boost=8, exact_budget=math.inf, screen=0, screen_final=0)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -258,7 +259,11 @@ class _Search:
         self.rng = np.random.default_rng(seed)
         self.deadline = deadline
         n, d = self.data.n, self.data.d
-        self.exact_nbhd = k * (n - k) * n * d <= params.exact_budget
+        cost = k * (n - k) * n * d
+        self.exact_nbhd = cost <= params.exact_budget
+        # cheap descents (small identities): more starts and rounds for the same wall time
+        boost = int(min(params.small_boost, max(1, 1e6 // max(cost, 1))))
+        self.n_starts, self.n_kicks = params.n_starts * boost, params.n_kicks * boost
         self.evaluated = 0
         # typical step of the mean under one swap: floors 1/r in the surrogate (Huber-like)
         self.rho = max(float(np.sqrt(2.0 * self.data.sq.mean())) / k, 1e-12 * self.data.scale)
@@ -365,15 +370,17 @@ class _Search:
         GS = None if self.exact_nbhd else dat.C[S] @ dat.C.T
         for _ in range(20 * k + 200):
             m = total / k
-            cur_approx = float(self._swap_scores(S, inS, m, S[:1], S[:1])[0])
             move = None
-            if self.exact_nbhd:
+            if self.exact_nbhd:  # every swap, plus the current subset first (I == J)
                 out_idx = np.flatnonzero(~inS)
-                I = np.repeat(S, len(out_idx))
-                J = np.tile(out_idx, k)
+                I = np.concatenate([S[:1], np.repeat(S, len(out_idx))])
+                J = np.concatenate([S[:1], np.tile(out_idx, k)])
                 vals = self._swap_scores(S, inS, m, I, J)
-                move = self._pick(S, cur, cur_key, cur_approx, vals, I, J)
+                self.evaluated -= 1
+                move = self._pick(S, cur, cur_key, vals[0], vals[1:], I[1:], J[1:])
             else:
+                cur_approx = float(self._swap_scores(S, inS, m, S[:1], S[:1])[0])
+                self.evaluated -= 1
                 est, I, J = self._surrogate(S, inS, m, GS)
                 order = np.argsort(est, kind="stable")
                 lo = 0
@@ -405,7 +412,7 @@ class _Search:
         centre = _weiszfeld(dat.C, q)
         r = np.sqrt(np.einsum("nd,nd->n", dat.C - centre, dat.C - centre))
         yield np.argsort(r, kind="stable")[:k]
-        for t in range(1, self.p.n_starts):
+        for t in range(1, self.n_starts):
             if t % 2 == 1:  # spread-out start, k-means++-like sampling around the centre
                 chosen = []
                 near = r.copy()
@@ -435,7 +442,7 @@ class _Search:
             if self._timed_out():
                 return best[0], best[2]
         n, k = self.data.n, self.k
-        for _ in range(self.p.n_kicks):
+        for _ in range(self.n_kicks):
             if self._timed_out():
                 break
             S = best[2].copy()
