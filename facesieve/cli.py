@@ -107,6 +107,16 @@ def add_run_parser(sub) -> None:
                     help="identity from the top-level folder, or none (one flat group)")
     sp.add_argument("--max-exhaustive", type=int, default=2_000_000,
                     help="largest number of K-subsets searched exhaustively; beyond it a local search is used")
+    g = sp.add_argument_group("duplicates and outliers")
+    g.add_argument("--no-dedup", action="store_true", help="skip the exact, near-duplicate and cross-identity passes")
+    g.add_argument("--near-dup-threshold", type=float, default=None, metavar="T",
+                   help="cosine at or above which two faces of one identity are one photo (default: the embedder's calibrated value)")
+    g.add_argument("--cross-id-threshold", type=float, default=None, metavar="T",
+                   help="cosine at or above which faces of two identities are flagged for review (default: calibrated)")
+    g.add_argument("--overlap-threshold", type=float, default=None, metavar="T",
+                   help="cosine of two identities' mean faces at or above which they are listed in identity_overlaps.csv (default: calibrated)")
+    g.add_argument("--no-outliers", action="store_true", help="skip the mislabeled-face pass")
+    g.add_argument("--drop-outliers", action="store_true", help="remove outliers instead of marking them for review")
     common_flags(sp)
     sp.set_defaults(func=cmd_run)
 
@@ -132,6 +142,12 @@ def cmd_run(args) -> int:
         jobs=args.jobs,
         batch_size=args.batch_size,
         max_exhaustive=args.max_exhaustive,
+        dedup=not args.no_dedup,
+        near_dup_threshold=args.near_dup_threshold,
+        cross_id_threshold=args.cross_id_threshold,
+        overlap_threshold=args.overlap_threshold,
+        outliers=not args.no_outliers,
+        drop_outliers=args.drop_outliers,
     )
     rep = Reporter(quiet=args.quiet or args.json)
     result = run(config, rep)

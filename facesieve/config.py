@@ -31,6 +31,12 @@ class RunConfig:
     jobs: int | None = None
     batch_size: int = 64
     max_exhaustive: int = 2_000_000
+    dedup: bool = True  # exact + near-duplicate passes
+    near_dup_threshold: float | None = None  # None: the embedder's calibrated default
+    cross_id_threshold: float | None = None
+    overlap_threshold: float | None = None
+    outliers: bool = True
+    drop_outliers: bool = False
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -22,6 +22,14 @@ class DecideSettings:
     keep: int | None = None
     metric: str = "cosine"
     max_exhaustive: int = 2_000_000
+    exact_duplicates: bool = True
+    near_duplicate: float | None = None  # cosine threshold; None = no near-duplicate pass
+    phash_max_bits: int = 8
+    phash_min_sim: float = 0.7
+    cross_identity: float | None = None  # cosine threshold; None = no cross-identity pass
+    identity_overlap: float | None = None
+    outliers: bool = True
+    drop_outliers: bool = False
     extra: dict = field(default_factory=dict)
 
 
@@ -41,6 +49,9 @@ def quality_weights(quality: np.ndarray) -> np.ndarray:
     return w
 
 
+DECISION_COLUMNS = ["action", "reason", "detail", "duplicate_of", "similarity", "outlier_score"]
+
+
 def initial_decisions(files: pd.DataFrame) -> pd.DataFrame:
     """Start from the scan + faces statuses: errors and no-face files are decided here."""
     d = pd.DataFrame(index=files.index)
@@ -55,7 +66,98 @@ def initial_decisions(files: pd.DataFrame) -> pd.DataFrame:
     d.loc[noface, "action"] = REMOVE
     d.loc[noface, "reason"] = "no_face"
     d["detail"] = ""
+    d["duplicate_of"] = ""
+    d["similarity"] = np.nan
+    d["outlier_score"] = np.nan
     return d
+
+
+def _set(decisions: pd.DataFrame, rows: np.ndarray, **values) -> None:
+    for col, val in values.items():
+        decisions.iloc[rows, decisions.columns.get_loc(col)] = val
+
+
+def mark_exact_duplicates(decisions, byte_hash, pixel_hash, quality, paths, identities) -> int:
+    """Same bytes or same decoded pixels, within and across identities: keep one (best quality,
+    then shortest path), remove the rest naming the kept file."""
+    from facesieve.select.exact import exact_duplicates
+
+    cand = np.flatnonzero(decisions["action"].to_numpy() == KEEP)
+    if len(cand) < 2:
+        return 0
+    res = exact_duplicates(byte_hash[cand], pixel_hash[cand], quality[cand], paths[cand], identities=identities[cand])
+    drop = np.flatnonzero((res["dup_group"].to_numpy() >= 0) & ~res["is_kept"].to_numpy())
+    if len(drop):
+        rows = cand[drop]
+        kept = cand[res["kept_index"].to_numpy()[drop]]
+        _set(decisions, rows, action=REMOVE, reason="exact_duplicate", similarity=1.0)
+        decisions.iloc[rows, decisions.columns.get_loc("duplicate_of")] = paths[kept]
+        decisions.iloc[rows, decisions.columns.get_loc("detail")] = ["same " + m for m in res["match"].to_numpy()[drop]]
+    return len(drop)
+
+
+def mark_near_duplicates(decisions, vectors, identities, quality, paths, phash, settings: DecideSettings) -> pd.DataFrame:
+    """Groups around a best-quality centre within each identity; the centre is kept."""
+    from facesieve.select.neardup import near_duplicate_groups
+
+    cand = np.flatnonzero(decisions["action"].to_numpy() == KEEP)
+    if len(cand) < 2:
+        return pd.DataFrame()
+    res = near_duplicate_groups(
+        np.asarray(vectors[cand], np.float32), identities[cand], quality[cand], paths[cand], settings.near_duplicate,
+        phash=None if phash is None else phash[cand], phash_max_bits=settings.phash_max_bits, phash_min_sim=settings.phash_min_sim,
+    )
+    drop = np.flatnonzero((res["group"].to_numpy() >= 0) & ~res["is_kept"].to_numpy())
+    if len(drop):
+        rows = cand[drop]
+        kept = cand[res["kept_index"].to_numpy()[drop]]
+        _set(decisions, rows, action=REMOVE, reason="near_duplicate")
+        decisions.iloc[rows, decisions.columns.get_loc("duplicate_of")] = paths[kept]
+        decisions.iloc[rows, decisions.columns.get_loc("similarity")] = res["similarity"].to_numpy()[drop]
+        decisions.iloc[rows, decisions.columns.get_loc("detail")] = ["matched by " + s for s in res["signal"].to_numpy()[drop]]
+    groups = res.assign(row=cand)
+    return groups[groups["group"] >= 0]
+
+
+def mark_cross_identity(decisions, vectors, identities, paths, has_face, settings: DecideSettings) -> pd.DataFrame:
+    """Faces of different identities closer than the duplicate threshold: both go to review."""
+    from facesieve.select.crossid import cross_identity_pairs
+
+    cand = np.flatnonzero(has_face)
+    if len(cand) < 2 or len(pd.unique(identities[cand])) < 2:
+        return pd.DataFrame(columns=["path_a", "path_b", "identity_a", "identity_b", "similarity"])
+    pairs = cross_identity_pairs(np.asarray(vectors[cand], np.float32), identities[cand], settings.cross_identity)
+    out = []
+    action = decisions["action"].to_numpy()
+    for i, j, sim in zip(pairs["i"].to_numpy(), pairs["j"].to_numpy(), pairs["similarity"].to_numpy()):
+        a, b = cand[i], cand[j]
+        out.append((paths[a], paths[b], identities[a], identities[b], float(sim)))
+        for me, other in ((a, b), (b, a)):
+            if action[me] == KEEP:
+                _set(decisions, np.array([me]), action=REVIEW, reason="cross_identity_duplicate", similarity=float(sim))
+                decisions.iloc[me, decisions.columns.get_loc("duplicate_of")] = paths[other]
+                action[me] = REVIEW
+    return pd.DataFrame(out, columns=["path_a", "path_b", "identity_a", "identity_b", "similarity"])
+
+
+def mark_outliers(decisions, vectors, identities, has_face, settings: DecideSettings) -> pd.DataFrame:
+    """Faces far from their identity whose neighbours carry other labels: review (or remove)."""
+    from facesieve.select.outliers import outlier_scores
+
+    cand = np.flatnonzero(has_face)
+    if len(cand) < 3:
+        return pd.DataFrame()
+    res = outlier_scores(np.asarray(vectors[cand], np.float32), identities[cand])
+    decisions.iloc[cand, decisions.columns.get_loc("outlier_score")] = res["score"].to_numpy()
+    flag = res["is_outlier"].to_numpy() & (decisions["action"].to_numpy()[cand] == KEEP)
+    rows = cand[flag]
+    if len(rows):
+        _set(decisions, rows, action=REMOVE if settings.drop_outliers else REVIEW, reason="outlier")
+        decisions.iloc[rows, decisions.columns.get_loc("detail")] = [
+            f"robust_z {z:.1f}, same-label neighbours {s:.0%}"
+            for z, s in zip(res["robust_z"].to_numpy()[flag], res["knn_same_share"].to_numpy()[flag])
+        ]
+    return res.assign(row=cand)
 
 
 def select_per_identity(

@@ -16,9 +16,19 @@ import numpy as np
 import pandas as pd
 
 from facesieve import __version__
-from facesieve.apply import check_paths, write_best_encodings, write_output
+from facesieve.apply import check_paths, mark_output, write_best_encodings, write_output
 from facesieve.config import DETECTORS, EMBEDDERS, FACE_POLICIES, METRICS, RunConfig
-from facesieve.decide import DecideSettings, initial_decisions, mean_encodings, quality_weights, select_per_identity
+from facesieve.decide import (
+    DecideSettings,
+    initial_decisions,
+    mark_cross_identity,
+    mark_exact_duplicates,
+    mark_near_duplicates,
+    mark_outliers,
+    mean_encodings,
+    quality_weights,
+    select_per_identity,
+)
 from facesieve.errors import UsageError
 from facesieve.parallel import default_jobs, ordered_map
 from facesieve.progress import Reporter
@@ -198,6 +208,7 @@ def run(config: RunConfig, reporter: Reporter | None = None) -> RunResult:
     rep = reporter or Reporter(quiet=True)
     validate(config)
     check_paths(config.dataset, config.out)
+    mark_output(config.out)  # first: a run killed later still leaves a folder it may resume in
     t0 = time.perf_counter()
     ws = Workspace(config.workspace)
     ws.create({"version": __version__, "dataset": str(config.dataset.resolve())})
@@ -210,15 +221,15 @@ def run(config: RunConfig, reporter: Reporter | None = None) -> RunResult:
     with rep.stage("decide", None):
         frame = assemble(files, faces, emb_table, quality)
         fvec = file_vectors(frame, vectors, config.metric)
-        decisions, selection, encodings = decide_all(frame, fvec, config)
-        manifest = build_manifest(frame, decisions)
+        decided = decide_all(frame, fvec, config)
+        manifest = build_manifest(frame, decided.decisions)
+        selection = decided.selection
 
     with rep.stage("apply", int((manifest["action"] == "keep").sum())) as advance:
         applied = write_output(config.dataset, config.out, ws, manifest, config.mode, advance)
-        write_best_encodings(config.out, encodings, ws)
+        write_best_encodings(config.out, decided.encodings, ws)
         atomic_write_csv(config.out / "manifest.csv", manifest)
-        if len(selection):
-            atomic_write_csv(config.out / "selection.csv", selection)
+        write_side_tables(config.out, ws, decided, frame)
 
     summary = make_summary(config, files, manifest, selection, rep, time.perf_counter() - t0, applied)
     ws.write_json("summary.json", summary)
@@ -259,24 +270,108 @@ def file_vectors(frame: pd.DataFrame, vectors: np.ndarray, metric: str) -> np.nd
     return out
 
 
-def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig):
-    """All decisions for all files, from the assembled table and per-file vectors (no I/O)."""
+@dataclass
+class Decided:
+    decisions: pd.DataFrame
+    selection: pd.DataFrame
+    encodings: dict
+    near_groups: pd.DataFrame
+    cross_pairs: pd.DataFrame
+    overlaps: pd.DataFrame
+    outliers: pd.DataFrame
+
+
+def decide_settings(config: RunConfig) -> DecideSettings:
+    """The run's thresholds: the user's, else the embedder's calibrated defaults."""
+    from facesieve.select.thresholds import for_embedder
+
+    need_defaults = config.dedup and (config.near_dup_threshold is None or config.cross_id_threshold is None or config.overlap_threshold is None)
+    try:
+        t = for_embedder(config.embedder) if need_defaults else None
+    except KeyError as e:
+        raise UsageError(str(e).strip('"')) from None
+
+    def pick(user, default):
+        return user if user is not None else default
+
+    return DecideSettings(
+        keep=config.keep,
+        metric=config.metric,
+        max_exhaustive=config.max_exhaustive,
+        exact_duplicates=config.dedup,
+        near_duplicate=pick(config.near_dup_threshold, t and t.near_duplicate) if config.dedup else None,
+        phash_max_bits=t.phash_max_bits if t else 8,
+        phash_min_sim=t.phash_min_sim if t else 0.7,
+        cross_identity=pick(config.cross_id_threshold, t and t.cross_identity) if config.dedup else None,
+        identity_overlap=pick(config.overlap_threshold, t and t.identity_overlap) if config.dedup else None,
+        outliers=config.outliers,
+        drop_outliers=config.drop_outliers,
+    )
+
+
+def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig) -> Decided:
+    """All decisions for all files, from the assembled table and per-file vectors (no I/O).
+
+    Order: errors and no-face; exact duplicates; near-duplicates within identities; cross-identity
+    duplicates and outliers (review); then the K-subset among the faces still kept.
+    """
+    from facesieve.select.crossid import identity_overlaps
+
+    settings = decide_settings(config)
     decisions = initial_decisions(frame)
-    identities = frame["identity"].to_numpy()
-    paths = frame["path"].to_numpy()
+    identities = frame["identity"].to_numpy().astype(str)
+    paths = frame["path"].to_numpy().astype(str)
     quality = frame["quality"].to_numpy(float) if "quality" in frame else np.full(len(frame), np.nan)
+    has_face = frame["vec_row"].to_numpy() >= 0
+    unit = fvec / np.maximum(np.linalg.norm(fvec, axis=1), 1e-12)[:, None]
+    empty = pd.DataFrame()
+    near_groups, cross, overlaps, outl = empty, empty, empty, empty
+    if settings.exact_duplicates:
+        mark_exact_duplicates(
+            decisions, frame["sha256"].fillna("").to_numpy(), frame["pixel_hash"].fillna("").to_numpy(), quality, paths, identities
+        )
+    if settings.near_duplicate is not None:
+        phash = frame["phash"].fillna(0).to_numpy(np.int64).view(np.uint64)
+        near_groups = mark_near_duplicates(decisions, unit, identities, quality, paths, phash, settings)
+    if settings.cross_identity is not None:
+        cross = mark_cross_identity(decisions, unit, identities, paths, has_face, settings)
+    if settings.outliers:
+        outl = mark_outliers(decisions, unit, identities, has_face, settings)
+    if settings.identity_overlap is not None and has_face.sum() > 1:
+        overlaps = identity_overlaps(unit[has_face].astype(np.float32), identities[has_face], settings.identity_overlap)
     selection = pd.DataFrame(columns=["identity", "n_candidates", "k", "method", "score"])
     if config.keep:
-        settings = DecideSettings(keep=config.keep, metric=config.metric, max_exhaustive=config.max_exhaustive)
         selection = select_per_identity(decisions, identities, paths, fvec, quality_weights(quality), settings)
     encodings = mean_encodings(decisions, identities, fvec)
     decisions["quality"] = quality
-    return decisions, selection, encodings
+    return Decided(decisions, selection, encodings, near_groups, cross, overlaps, outl)
+
+
+def write_side_tables(out: Path, ws: Workspace, decided: Decided, frame: pd.DataFrame) -> None:
+    """selection.csv, identity_overlaps.csv, cross_identity.csv in the output; group tables in the
+    workspace (for the report)."""
+    if len(decided.selection):
+        atomic_write_csv(out / "selection.csv", decided.selection)
+    overlaps = decided.overlaps if len(decided.overlaps) else pd.DataFrame(
+        columns=["identity_a", "identity_b", "n_a", "n_b", "similarity", "distance"])
+    atomic_write_csv(out / "identity_overlaps.csv", overlaps)
+    cross = decided.cross_pairs if len(decided.cross_pairs) else pd.DataFrame(
+        columns=["path_a", "path_b", "identity_a", "identity_b", "similarity"])
+    atomic_write_csv(out / "cross_identity.csv", cross)
+    if len(decided.near_groups):
+        g = decided.near_groups
+        ws.write_table("near_groups.parquet", pd.DataFrame({
+            "path": frame["path"].to_numpy()[g["row"].to_numpy()], "group": g["group"].to_numpy(),
+            "is_kept": g["is_kept"].to_numpy(), "similarity": g["similarity"].to_numpy(), "signal": g["signal"].to_numpy(),
+            "identity": frame["identity"].to_numpy()[g["row"].to_numpy()]}))
+    elif ws.path("near_groups.parquet").exists():
+        ws.path("near_groups.parquet").unlink()
 
 
 def build_manifest(frame: pd.DataFrame, decisions: pd.DataFrame) -> pd.DataFrame:
-    cols = ["path", "identity", "action", "reason", "quality", "detail", "status", "image_id", "sha256", "det_score"]
-    m = pd.concat([frame.drop(columns=[c for c in ("reason",) if c in frame]), decisions], axis=1)
+    cols = ["path", "identity", "action", "reason", "quality", "duplicate_of", "similarity", "outlier_score", "detail",
+            "status", "image_id", "sha256", "det_score"]
+    m = pd.concat([frame.drop(columns=[c for c in decisions.columns if c in frame]), decisions], axis=1)
     extra = [c for c in decisions.columns if c not in cols]
     return m[[c for c in cols if c in m] + extra]
 

@@ -284,6 +284,25 @@ def test_block_size_independent_and_matches_reference() -> None:
         pd.testing.assert_frame_equal(with_hash, other)
 
 
+def test_block_size_independent_at_the_threshold_edge() -> None:
+    """Faces built at cosine exactly THR to one face: float32 products of different block shapes
+    round these either way, so without the float64 re-check block sizes disagree."""
+    rng = np.random.default_rng(10)
+    d = 512
+    base = unit(rng.standard_normal(d)).astype(np.float64)
+    g = rng.standard_normal((300, d))
+    ortho = g - np.outer(g @ base, base)
+    ortho /= np.linalg.norm(ortho, axis=1, keepdims=True)
+    E = np.vstack([base, THR * base + np.sqrt(1 - THR**2) * ortho]).astype(np.float32)
+    q = np.r_[1.0, np.zeros(300)]
+    paths = paths_for(301)
+    ref = near_duplicate_groups(E, None, q, paths, THR)
+    dropped = ~ref.is_kept
+    assert dropped.sum() > 10 and (np.abs(ref.similarity[dropped] - THR) < 1e-6).all()
+    for bs in (1, 7, 64):
+        pd.testing.assert_frame_equal(ref, near_duplicate_groups(E, None, q, paths, THR, block_size=bs))
+
+
 def test_large_identity_memory_is_bounded() -> None:
     n, d = 5000, 32
     E = walk_identity(n, d, 0.3, 5)

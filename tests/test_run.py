@@ -35,7 +35,7 @@ def golden_run(shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("golden") / "out"
     args = [
         "run", shared_data / "seed_vggface" / "dataset", "--out", out, "--detector", "dlib-hog", "--embedder", "dlib",
-        "--metric", "euclidean", "--quality", "uniform", "--keep", "3", "--face-policy", "first", "--quiet",
+        "--metric", "euclidean", "--quality", "uniform", "--keep", "3", "--face-policy", "first", "--no-dedup", "--quiet",
     ]
     assert run_cli(*args) == 0
     return out, args

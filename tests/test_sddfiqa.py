@@ -83,11 +83,17 @@ def test_matches_reference_on_real_faces():
     assert 0 <= np.min(scores) and np.max(scores) <= 100
 
 
-def test_labels_do_not_depend_on_chunk():
+def test_labels_do_not_depend_on_chunk_or_workers():
     emb, ids = synthetic(seed=1)
     a, _ = sdd_fiqa_labels(emb.astype(np.float32), ids, runs=2, chunk=1)
     b, _ = sdd_fiqa_labels(emb.astype(np.float32), ids, runs=2, chunk=10**6)
     np.testing.assert_array_equal(a, b)
+    steps = []
+    w, _ = sdd_fiqa_labels(
+        emb.astype(np.float32), ids, runs=2, chunk=1, workers=3, progress=lambda *x: steps.append(x)
+    )
+    np.testing.assert_array_equal(a, w)
+    assert steps[-1][0] == steps[-1][1] == len(steps)
     c, _ = sdd_fiqa_labels(emb.astype(np.float32), ids, runs=2, seed=1)
     assert not np.allclose(a, c, equal_nan=True)
 

@@ -32,6 +32,7 @@ gathered vectors; never an N x N matrix. Embeddings may be a read-only ``np.memm
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -261,6 +262,7 @@ def sdd_fiqa_labels(
     runs: int = 12,
     seed: int = 0,
     chunk: int = 8192,
+    workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """SDD-FIQA pseudo-labels in [0, 100] (higher is better) and a report.
@@ -270,6 +272,8 @@ def sdd_fiqa_labels(
     chunk: identity-sorted positions sampled at once (rounded up to a multiple of BLOCK); memory per
     chunk is about chunk * (n_pos + n_neg) * 24 bytes of indices and similarities plus the
     embeddings of the identities it touches; partners are gathered 128 rows at a time.
+    workers: threads working on chunks at once (numpy's gathers, products and sorts release the
+    GIL); results do not depend on it.
     progress: called with (done, total) steps, one step per chunk per run.
 
     Returns (scores (N,) float64, NaN for images without a label, report dict).
@@ -277,6 +281,8 @@ def sdd_fiqa_labels(
     _check_counts(n_pos, n_neg, runs, seed)
     if int(chunk) != chunk or chunk < 1:
         raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+    if int(workers) != workers or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
     e = embeddings
     if getattr(e, "ndim", 0) != 2:
         raise ValueError(f"embeddings must be two-dimensional (N, d), got shape {np.shape(e)}")
@@ -312,29 +318,48 @@ def sdd_fiqa_labels(
     done = 0
     acc = np.zeros(n)
     raw = np.empty(n)
-    for run in range(runs):
-        for c0 in range(0, n, chunk):
-            c1 = min(n, c0 + chunk)
-            raw[g.order[c0:c1]] = _chunk_scores(e, inv, g, c0, c1, run, seed, n_pos, n_neg)
-            done += 1
-            if progress is not None:
-                progress(done, total)
-        ok = np.isfinite(raw)
-        if not ok.any():
-            acc[:] = np.nan
-            report["raw_range_per_run"].append((float("nan"), float("nan")))
-            continue
-        lo, hi = float(raw[ok].min()), float(raw[ok].max())
-        report["raw_range_per_run"].append((lo, hi))
-        if hi > lo:
-            acc += (raw - lo) / (hi - lo) * 100.0
-        else:
-            report["degenerate_runs"] += 1
-            acc += np.where(ok, 0.0, np.nan)
+    starts = range(0, n, chunk)
+
+    def one(c0: int, run: int) -> tuple[int, np.ndarray]:
+        c1 = min(n, c0 + chunk)
+        return c0, _chunk_scores(e, inv, g, c0, c1, run, seed, n_pos, n_neg)
+
+    pool = ThreadPoolExecutor(workers) if workers > 1 else None
+    try:
+        for run in range(runs):
+            if pool is None:
+                results = (one(c0, run) for c0 in starts)
+            else:
+                results = pool.map(one, starts, [run] * len(starts))
+            for c0, wd in results:
+                raw[g.order[c0 : c0 + len(wd)]] = wd
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            _accumulate(raw, acc, report)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     scores = acc / runs
     labelled = int(np.isfinite(scores).sum())
     report.update(n_labelled=labelled, n_unlabelled=n - labelled)
     return scores, report
+
+
+def _accumulate(raw: np.ndarray, acc: np.ndarray, report: dict) -> None:
+    """Add one run's raw scores, min-max normalised to [0, 100] over labelled images, to acc."""
+    ok = np.isfinite(raw)
+    if not ok.any():
+        acc[:] = np.nan
+        report["raw_range_per_run"].append((float("nan"), float("nan")))
+        return
+    lo, hi = float(raw[ok].min()), float(raw[ok].max())
+    report["raw_range_per_run"].append((lo, hi))
+    if hi > lo:
+        acc += (raw - lo) / (hi - lo) * 100.0
+    else:
+        report["degenerate_runs"] += 1
+        acc += np.where(ok, 0.0, np.nan)
 
 
 def _chunk_scores(

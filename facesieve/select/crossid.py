@@ -105,6 +105,7 @@ def nearest_neighbours(
 def check_neighbours(
     neighbours: tuple[np.ndarray, np.ndarray], n: int
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a (sims, ids) pair from `nearest_neighbours` for N faces."""
     sims, ids = (np.asarray(a) for a in neighbours)
     if sims.shape != ids.shape or sims.ndim != 2 or sims.shape[0] != n:
         raise ValueError(

@@ -59,10 +59,15 @@ class _Params:
     exact_budget: float  # K(N-K)*N*d at or below which every swap is scored exactly
     screen: int  # swaps scored exactly per step when screening with the surrogate
     screen_final: int  # ... before declaring a local optimum
+    final_exact: bool  # confirm each local optimum against every swap, scored exactly
 
 
-_LOCAL = _Params(n_starts=4, n_kicks=24, small_boost=8, exact_budget=3e7, screen=64, screen_final=512)
-_THOROUGH = _Params(n_starts=12, n_kicks=120, small_boost=8, exact_budget=math.inf, screen=0, screen_final=0)
+_LOCAL = _Params(
+    n_starts=4, n_kicks=24, small_boost=8, exact_budget=3e7, screen=64, screen_final=512, final_exact=False
+)
+_THOROUGH = _Params(
+    n_starts=12, n_kicks=120, small_boost=8, exact_budget=3e8, screen=256, screen_final=2048, final_exact=True
+)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -237,15 +242,15 @@ def _exhaustive(E: np.ndarray, q: np.ndarray, k: int, ranks: np.ndarray) -> Subs
 # ----------------------------------------------------------------------------- local search
 
 
-def _weiszfeld(C: np.ndarray, w: np.ndarray, iters: int = 30) -> np.ndarray:
+def _weiszfeld(C: np.ndarray, sq: np.ndarray, w: np.ndarray, iters: int = 30) -> np.ndarray:
     """Weighted geometric median (approximate): where the optimal subset mean tends to sit."""
     if w.sum() <= 0:
         w = np.ones(len(C))
-    y = (w[:, None] * C).sum(axis=0) / w.sum()
+    y = w @ C / w.sum()
     for _ in range(iters):
-        r = np.sqrt(np.einsum("nd,nd->n", C - y, C - y))
-        inv = w / np.maximum(r, 1e-12)
-        y = (inv[:, None] * C).sum(axis=0) / inv.sum()
+        r = np.sqrt(np.maximum(sq - 2.0 * (C @ y) + y @ y, 0.0))
+        inv = w / np.maximum(r, 1e-12 * np.sqrt(sq.max() + 1e-300))
+        y = inv @ C / inv.sum()
     return y
 
 
@@ -306,7 +311,6 @@ class _Search:
         dat, q, k = self.data, self.q, self.k
         C, sq = dat.C, dat.sq
         out = ~inS
-        out_idx = np.flatnonzero(out)
         a = C @ m
         r = np.sqrt(np.maximum(sq - 2 * a + m @ m, 0.0))
         rr = np.maximum(r, self.rho)
@@ -318,23 +322,24 @@ class _Search:
         q_out = float(q[out].sum())
         npos0 = int((dat.pos & out).sum())
 
-        Jv = out_idx[None, :]
-        Iv = S[:, None]
-        G = GS[:, out_idx]
-        dd = (sq[Jv] + sq[Iv] - 2 * G) / k**2  # ||delta||^2
-        gd = (ge[Jv] - ge[Iv]) / k
-        dmj = (a[Jv] - sq[Jv] - a[Iv] + G) / k  # delta . (m - e_j)
-        uj = dmj / rr[Jv]
-        taylor_j = q[Jv] * (r[Jv] + uj + 0.5 * (dd - uj**2) / rr[Jv])
-        dmi = (a[Jv] - G - a[Iv] + sq[Iv]) / k  # delta . (m - e_i)
-        ri = np.sqrt(np.maximum(r[Iv] ** 2 + 2 * dmi + dd, 0.0))
-        num = n0 + gd + 0.5 * self.kappa * (wsum - w[Jv]) * dd - taylor_j + q[Iv] * ri
-        den = q_out + q[Iv] - q[Jv]
-        npos = npos0 + dat.pos[Iv].astype(int) - dat.pos[Jv].astype(int)
-        cur = n0 / q_out if npos0 > 0 else 0.0
-        val = np.where(npos > 0, num / np.where(npos > 0, np.maximum(den, 1e-300), 1.0), cur)
-        I = np.broadcast_to(Iv, val.shape).ravel()
-        J = np.broadcast_to(Jv, val.shape).ravel()
+        # (K, N) arrays: rows i in S leave, columns j join (members' columns are masked below)
+        G = GS
+        si, ai, ri0, qi = sq[S][:, None], a[S][:, None], r[S][:, None], q[S][:, None]
+        dd = (sq + si - 2.0 * G) * (1.0 / k**2)  # ||delta||^2, delta = (e_j - e_i) / k
+        uj = (a - sq - ai + G) / (k * rr)  # u_j . delta: j's direction from the mean
+        ri = np.sqrt(np.maximum(ri0**2 + (2.0 / k) * (a - ai + si - G) + dd, 0.0))  # i's new distance
+        wj = q / rr
+        num = (n0 - q * r + ge / k - q * uj + 0.5 * wj * uj**2) - ge[S][:, None] / k
+        num += dd * (0.5 * self.kappa * (wsum - wj) - 0.5 * wj)
+        num += qi * ri
+        den = q_out + qi - q
+        val = num / np.maximum(den, 1e-300)
+        if npos0 <= 1 + k:  # some swaps may leave only zero weights out: keep them neutral
+            npos = npos0 + dat.pos[S][:, None].astype(int) - dat.pos.astype(int)
+            val = np.where(npos > 0, val, n0 / q_out if npos0 > 0 else 0.0)
+        val[:, S] = np.inf
+        I = np.repeat(S, len(q))
+        J = np.tile(np.arange(len(q)), k)
         return val.ravel(), I, J
 
     def _pick(self, S, cur, cur_key, cur_approx, vals, I, J):
@@ -358,6 +363,22 @@ class _Search:
                 best = (s, key, int(I[c]), int(J[c]))
         return best
 
+    def _promising(self, S: np.ndarray, count: int) -> list[tuple[int, int]]:
+        """The `count` best-looking swaps (out i, in j) from S, by the surrogate or exactly."""
+        dat, k, n = self.data, self.k, self.data.n
+        inS = np.zeros(n, dtype=bool)
+        inS[S] = True
+        m = dat.C[S].sum(axis=0) / k
+        if self.exact_nbhd:
+            out_idx = np.flatnonzero(~inS)
+            I, J = np.repeat(S, len(out_idx)), np.tile(out_idx, k)
+            vals = self._swap_scores(S, inS, m, I, J)
+        else:
+            vals, I, J = self._surrogate(S, inS, m, dat.C[S] @ dat.C.T)
+        count = min(count, int(np.isfinite(vals).sum()))
+        top = np.argpartition(vals, count - 1)[:count]
+        return [(int(I[c]), int(J[c])) for c in top]
+
     def descend(self, S: np.ndarray) -> tuple[float, np.ndarray]:
         """Best-improvement 1-swap descent from S to a local optimum."""
         dat, k, n = self.data, self.k, self.data.n
@@ -368,10 +389,12 @@ class _Search:
         cur = self._exact(S)
         cur_key = _key(self.ranks, S)
         GS = None if self.exact_nbhd else dat.C[S] @ dat.C.T
+        exact_next = confirmed = False
         for _ in range(20 * k + 200):
             m = total / k
             move = None
-            if self.exact_nbhd:  # every swap, plus the current subset first (I == J)
+            if self.exact_nbhd or exact_next:  # every swap, plus the current subset first (I == J)
+                exact_next = False
                 out_idx = np.flatnonzero(~inS)
                 I = np.concatenate([S[:1], np.repeat(S, len(out_idx))])
                 J = np.concatenate([S[:1], np.tile(out_idx, k)])
@@ -382,7 +405,10 @@ class _Search:
                 cur_approx = float(self._swap_scores(S, inS, m, S[:1], S[:1])[0])
                 self.evaluated -= 1
                 est, I, J = self._surrogate(S, inS, m, GS)
-                order = np.argsort(est, kind="stable")
+                top = min(self.p.screen_final, est.size - 1)
+                order = np.argpartition(est, top)[: top + 1]
+                order = order[np.argsort(est[order], kind="stable")]
+                order = order[np.isfinite(est[order])]
                 lo = 0
                 for hi in (self.p.screen, self.p.screen_final):
                     sel = order[lo:hi]
@@ -394,7 +420,11 @@ class _Search:
                     if move is not None:
                         break
             if move is None:
-                break
+                if self.exact_nbhd or not self.p.final_exact or confirmed:
+                    break
+                exact_next = confirmed = True
+                continue
+            confirmed = False
             cur, cur_key, i, j = move
             p = int(np.flatnonzero(S == i)[0])
             S[p] = j
@@ -409,26 +439,24 @@ class _Search:
     # -- starts and the outer loop
     def _starts(self):
         dat, q, k, n = self.data, self.q, self.k, self.data.n
-        centre = _weiszfeld(dat.C, q)
-        r = np.sqrt(np.einsum("nd,nd->n", dat.C - centre, dat.C - centre))
-        yield np.argsort(r, kind="stable")[:k]
+        C, sq = dat.C, dat.sq
+        centre = _weiszfeld(C, sq, q)
+        r2 = np.maximum(sq - 2.0 * (C @ centre) + centre @ centre, 0.0)
+        yield np.argsort(r2, kind="stable")[:k]
         for t in range(1, self.n_starts):
-            if t % 2 == 1:  # spread-out start, k-means++-like sampling around the centre
-                chosen = []
-                near = r.copy()
+            if t % 2 == 1:  # spread-out start: k-means++-like sampling around the centre
+                chosen = np.zeros(n, dtype=bool)
+                near = r2.copy()
                 for _ in range(k):
-                    p = (q + 1e-12) * near**2
-                    p[chosen] = 0.0
-                    p = p / p.sum() if p.sum() > 0 else None
-                    if p is None:
-                        rest = np.setdiff1d(np.arange(n), chosen)
-                        c = int(self.rng.choice(rest))
+                    p = np.where(chosen, 0.0, (q + 1e-12) * near)
+                    total = p.sum()
+                    if total > 0:
+                        c = int(self.rng.choice(n, p=p / total))
                     else:
-                        c = int(self.rng.choice(n, p=p))
-                    chosen.append(c)
-                    dc = np.sqrt(np.einsum("nd,nd->n", dat.C - dat.C[c], dat.C - dat.C[c]))
-                    near = np.minimum(near, dc)
-                yield np.array(chosen, dtype=np.int64)
+                        c = int(self.rng.choice(np.flatnonzero(~chosen)))
+                    chosen[c] = True
+                    near = np.minimum(near, np.maximum(sq - 2.0 * (C @ C[c]) + sq[c], 0.0))
+                yield np.flatnonzero(chosen)
             else:
                 yield self.rng.choice(n, size=k, replace=False)
 
@@ -442,18 +470,36 @@ class _Search:
             if self._timed_out():
                 return best[0], best[2]
         n, k = self.data.n, self.k
-        for _ in range(self.n_kicks):
+        guide = None  # the best subset's most promising swaps, recomputed when the best changes
+        for t in range(self.n_kicks):
             if self._timed_out():
                 break
             S = best[2].copy()
-            for _ in range(int(self.rng.integers(1, min(3, k, n - k) + 1))):
-                inS = np.zeros(n, dtype=bool)
-                inS[S] = True
-                S[self.rng.integers(k)] = self.rng.choice(np.flatnonzero(~inS))
+            size = int(self.rng.integers(1, min(3, k, n - k) + 1))
+            if t % 2 == 0:  # random swaps
+                for _ in range(size):
+                    inS = np.zeros(n, dtype=bool)
+                    inS[S] = True
+                    S[self.rng.integers(k)] = self.rng.choice(np.flatnonzero(~inS))
+            else:  # near-improving swaps: leave the current basin along its flattest directions
+                if guide is None:
+                    guide = self._promising(S, 4 * k + 8)
+                picks = self.rng.permutation(len(guide))
+                used_i, used_j = set(), set()
+                for g in picks:
+                    i, j = guide[g]
+                    if i in used_i or j in used_j:
+                        continue
+                    S[S == i] = j
+                    used_i.add(i)
+                    used_j.add(j)
+                    if len(used_i) == size:
+                        break
             s, S = self.descend(S)
             key = _key(self.ranks, S)
             if _better(s, key, best[0], best[1]):
                 best = (s, key, S)
+                guide = None
         return best[0], best[2]
 
 

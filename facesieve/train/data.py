@@ -154,6 +154,8 @@ def prepare(
     ws.create({"version": __version__, "dataset": str(dataset.resolve())})
 
     files = stage_scan(config, ws, rep)
+    if len(files) == 0 or not (files["status"] == "ok").any():
+        raise UsageError(f"no readable images in {dataset}")
     faces, crops = stage_faces(config, ws, files, rep)
     _, vectors = stage_embed(config, ws, files, faces, crops, rep)
     ok = np.flatnonzero(faces["status"].to_numpy() == "ok")

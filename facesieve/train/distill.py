@@ -72,6 +72,7 @@ class DistillConfig:
     val_split: float = 0.2
     seed: int = 0
     device: str = "auto"
+    threads: int | None = None  # CPU threads for torch; None keeps torch's default
     amp: bool = True  # only on CUDA
     projection: str = "auto"  # auto | linear | none
     max_steps: int | None = None  # cap on optimiser steps per epoch (smoke tests)
@@ -92,6 +93,8 @@ class DistillConfig:
             raise UsageError("--top-fraction must be in (0, 1]")
         if self.min_top_faces < 1:
             raise UsageError("--min-top-faces must be at least 1")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError("--threads must be at least 1")
         if self.projection not in ("auto", "linear", "none"):
             raise UsageError("--projection must be auto, linear or none")
         if not 0.0 <= self.theta <= 1.0:
@@ -326,7 +329,7 @@ class _Rows:
 
     def __getitem__(self, i: int):
         idx = int(self.data.crop_index[i])
-        return np.asarray(self.data.crops[idx]), i
+        return np.array(self.data.crops[idx], dtype=np.uint8), i  # a copy, not a memmap view
 
 
 def _to_input(batch_u8, device: str):
@@ -380,12 +383,23 @@ def train(data: TrainData, model_dir: Path | str, config: DistillConfig | None =
           progress: bool = False, log: Callable[[str], None] | None = None) -> TrainResult:
     """Train (or resume training) a student on `data` into `model_dir`; export the best epoch."""
     torch = _torch()
-    import torch.nn.functional as F
-
     config = config or DistillConfig()
     config.check()
+    before = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        return _train(data, Path(model_dir), config, restart, progress, log)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(data: TrainData, model_dir: Path, config: DistillConfig, restart: bool, progress: bool,
+           log: Callable[[str], None] | None) -> TrainResult:
+    torch = _torch()
+    import torch.nn.functional as F
+
     log = log or (lambda msg: None)
-    model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(config.device)
     batch = config.batch_size or auto_batch_size(device, config.backbone)
@@ -497,7 +511,7 @@ def train(data: TrainData, model_dir: Path | str, config: DistillConfig | None =
                 torch.nn.utils.clip_grad_norm_(trainable, config.clip)
                 scaler.step(opt)
                 scaler.update()
-                vals = (float(loss), float(lq), float(lrc))
+                vals = (float(loss.detach()), float(lq.detach()), float(lrc.detach()))
                 if not math.isfinite(vals[0]):
                     raise FacesieveError(f"training diverged at epoch {epoch + 1} step {step + 1} (loss {vals[0]})")
                 sums += np.array(vals) * len(rows)
@@ -731,3 +745,46 @@ def time_per_face(fn: Callable[[np.ndarray], np.ndarray], crops: np.ndarray, rep
         fn(crops)
         best = min(best, time.perf_counter() - t0)
     return best / max(len(crops), 1)
+
+
+def holdout_report(data: TrainData, model_dir: Path | str, config: DistillConfig | None = None, *,
+                   fmr: float = 1e-3, upper: float = 0.3, timing_faces: int = 256) -> dict:
+    """Score the held-out identities with the exported student (ONNX, CPU) and with the teacher's
+    labels; EDC pAUC of both and of random discard (edc.csv, edc.png), and the student's speed."""
+    from facesieve.quality.ediffiqa import EDifFIQA
+    from facesieve.workspace import atomic_write_csv
+
+    config = config or DistillConfig()
+    model_dir = Path(model_dir)
+    onnx = model_dir / ONNX
+    if not onnx.exists():
+        raise FacesieveError(f"{onnx} not found: train (with export) first")
+    val = np.flatnonzero(split_identities(data.identities, config.val_split, config.seed))
+    if len(val) == 0:
+        raise UsageError("no held-out identities (--val-split 0): nothing to evaluate on")
+    scorer = EDifFIQA("T", weights=onnx, device="cpu", threads=config.threads)
+    crops = data.take_crops(val)
+    student = scorer.score_batch(crops)
+    table = evaluate_holdout(np.asarray(data.embeddings)[val], data.identities[val],
+                             {"student": student, "teacher": data.labels[val]}, fmr=fmr, upper=upper,
+                             seed=config.seed, plot=model_dir / "edc.png")
+    atomic_write_csv(model_dir / "edc.csv", table)
+    sec = time_per_face(scorer.score_batch, crops[:timing_faces])
+    out = {
+        "holdout_faces": int(len(val)), "holdout_identities": int(len(np.unique(data.identities[val]))),
+        "genuine_pairs": table.attrs["genuine"], "impostor_pairs": table.attrs["impostor"], "fmr": fmr,
+        "upper": upper, "pauc": dict(zip(table["quality"], table["pauc"].round(6))),
+        "pauc_norm": dict(zip(table["quality"], table["pauc_norm"].round(4))),
+        "fnmr_at_0": float(table["fnmr_at_0"].iloc[0]),
+        "student_ms_per_face": round(sec * 1e3, 3),
+        "teacher_ms_per_face": round(data.info["teacher_seconds_per_face"] * 1e3, 3)
+        if data.info.get("teacher_seconds_per_face") else None,
+    }
+    from scipy.stats import spearmanr
+
+    out["spearman_student_teacher"] = round(float(spearmanr(student, data.labels[val]).statistic), 4)
+    meta_path = model_dir / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta["holdout"] = out
+    meta_path.write_text(json.dumps(meta, indent=2, default=_plain))
+    return out

@@ -1,0 +1,36 @@
+"""Calibrated decision thresholds per embedder (cosine on L2-normalised vectors).
+
+How they were chosen is in docs/thresholds.md: on ../shared/data only, genuine same-photo pairs
+made by augmenting real photos (re-encode, resize, crop, flip, brightness, small rotation) against
+pairs of distinct photos of the same person. Nothing else was used to tune them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    near_duplicate: float  # cosine at/above which two faces of one identity are one photo
+    phash_max_bits: int  # perceptual-hash Hamming distance for the second signal
+    phash_min_sim: float  # ... together with at least this cosine
+    cross_identity: float  # cosine at/above which faces of two identities are flagged
+    identity_overlap: float  # cosine of identity means at/above which two folders may be one person
+
+
+DEFAULTS: dict[str, Thresholds] = {
+    "sface": Thresholds(near_duplicate=0.90, phash_max_bits=8, phash_min_sim=0.70, cross_identity=0.90, identity_overlap=0.80),
+    "dlib": Thresholds(near_duplicate=0.97, phash_max_bits=8, phash_min_sim=0.90, cross_identity=0.97, identity_overlap=0.95),
+}
+
+
+def for_embedder(name: str) -> Thresholds:
+    """Defaults for a known embedder; others must be calibrated by the user (see docs)."""
+    base = name.split(":", 1)[0]
+    if base not in DEFAULTS:
+        raise KeyError(
+            f"no calibrated thresholds for embedder {name!r}: pass --near-dup-threshold and "
+            "--cross-id-threshold (see docs/thresholds.md for how to calibrate them)"
+        )
+    return DEFAULTS[base]
