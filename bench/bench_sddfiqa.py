@@ -53,14 +53,14 @@ def make_data(folder: Path, n: int, n_ids: int, dim: int, seed: int, shuffle: bo
     np.save(folder / "ids.npy", ids)
 
 
-def worker_vectorised(folder: Path, runs: int) -> dict:
+def worker_vectorised(folder: Path, runs: int, workers: int) -> dict:
     sys.path.insert(0, str(REPO))
     from facesieve.quality.sddfiqa import sdd_fiqa_labels
 
     emb = np.load(folder / "emb.npy", mmap_mode="r")
     ids = np.load(folder / "ids.npy")
     t, c = time.perf_counter(), time.process_time()
-    scores, report = sdd_fiqa_labels(emb, ids, runs=runs)
+    scores, report = sdd_fiqa_labels(emb, ids, runs=runs, workers=workers)
     seconds, cpu = time.perf_counter() - t, time.process_time() - c
     np.save(folder / "scores.npy", scores)
     return {"seconds": seconds, "cpu_s": cpu, "n_labelled": report["n_labelled"]}
@@ -133,6 +133,7 @@ def main() -> None:
     ap.add_argument("--ids", type=int, default=100_000, help="identities")
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--runs", type=int, default=12)
+    ap.add_argument("--workers", type=int, default=1, help="threads for the vectorised code")
     ap.add_argument("--ref-sample", type=int, default=5000, help="images timed in the loop")
     ap.add_argument("--shuffle", action="store_true", help="interleave identities on disk")
     ap.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
@@ -147,7 +148,7 @@ def main() -> None:
         size = (folder / "emb.npy").stat().st_size / 2**30
         print(f"data: {a.n:,} x {a.dim} float32 in {a.ids:,} identities "
               f"({size:.2f} GiB, {time.perf_counter() - t:.0f} s)")  # fmt: skip
-        vec = run_measured(["_vec", str(folder), str(a.runs)])
+        vec = run_measured(["_vec", str(folder), str(a.runs), str(a.workers)])
         ref = run_measured(["_ref", str(folder), str(a.ref_sample), str(a.seed)])
         per_image_run = ref["seconds"] / ref["images"]
         ref_total = per_image_run * a.n * a.runs
@@ -172,7 +173,7 @@ def main() -> None:
 def _worker() -> None:
     kind, folder = sys.argv[1], Path(sys.argv[2])
     if kind == "_vec":
-        res = worker_vectorised(folder, int(sys.argv[3]))
+        res = worker_vectorised(folder, int(sys.argv[3]), int(sys.argv[4]))
     else:
         res = worker_reference(folder, int(sys.argv[3]), int(sys.argv[4]))
     # VmHWM: this process image's peak RSS. ru_maxrss would also count the parent's RSS at fork.

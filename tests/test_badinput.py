@@ -48,8 +48,11 @@ def test_one_row_per_file_with_reason(bad_run):
         elif kind == "no_face":
             assert (row["action"], row["reason"]) == ("remove", "no_face"), rel
         else:
-            assert row["action"] in ("keep", "remove"), (rel, row["action"], row["reason"])
-            assert row["reason"] in ("selected", "not_selected", "too_few"), (rel, row["reason"])
+            assert row["action"] in ("keep", "remove", "review"), (rel, row["action"], row["reason"])
+            assert row["reason"] in ("selected", "not_selected", "too_few", "near_duplicate", "exact_duplicate",
+                                     "outlier", "cross_identity_duplicate"), (rel, row["reason"])
+            if row["reason"].endswith("duplicate"):
+                assert row["duplicate_of"] in kinds
             assert row["status"] == "ok", rel
 
 

@@ -300,7 +300,8 @@ def test_block_size_independent_at_the_threshold_edge() -> None:
     dropped = ~ref.is_kept
     assert dropped.sum() > 10 and (np.abs(ref.similarity[dropped] - THR) < 1e-6).all()
     for bs in (1, 7, 64):
-        pd.testing.assert_frame_equal(ref, near_duplicate_groups(E, None, q, paths, THR, block_size=bs))
+        other = near_duplicate_groups(E, None, q, paths, THR, block_size=bs)
+        pd.testing.assert_frame_equal(ref, other)
 
 
 def test_large_identity_memory_is_bounded() -> None:

@@ -170,7 +170,9 @@ def cross_identity_pairs(
     )
 
 
-def identity_means(E: ArrayLike, identities: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def identity_means(
+    E: ArrayLike, identities: ArrayLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """L2-normalised mean embedding per identity: (means float32 (K, d), labels (K,), counts (K,)).
 
     A mean of (near) zero length (faces pointing every way) gets a zero row.
@@ -181,7 +183,8 @@ def identity_means(E: ArrayLike, identities: ArrayLike) -> tuple[np.ndarray, np.
     sums = np.zeros((K, d), dtype=np.float64)
     for s in range(0, X.shape[0], 262144):
         c = codes[s : s + 262144]
-        onehot = csr_matrix((np.ones(c.shape[0]), (c, np.arange(c.shape[0]))), shape=(K, c.shape[0]))
+        cols = np.arange(c.shape[0])
+        onehot = csr_matrix((np.ones(c.shape[0]), (c, cols)), shape=(K, c.shape[0]))
         sums += onehot @ np.asarray(X[s : s + 262144], dtype=np.float64)
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     means = np.divide(sums, norms, out=np.zeros_like(sums), where=norms > 1e-12)

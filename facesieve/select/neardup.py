@@ -75,7 +75,8 @@ def check_embeddings(E: ArrayLike, n: int | None = None, *, name: str = "E") -> 
         if bad.any():
             row = start + int(np.flatnonzero(bad)[0])
             raise ValueError(
-                f"{name} must hold finite L2-normalised rows; row {row} has norm {norms[bad][0]:.6g}"
+                f"{name} must hold finite L2-normalised rows; "
+                f"row {row} has norm {norms[bad][0]:.6g}"
             )
     return arr
 

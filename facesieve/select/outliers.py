@@ -158,13 +158,13 @@ def outlier_scores(
     score = np.maximum(robust_z, 0.0) / float(z) * (1.0 - share)
     is_outlier = eligible & (robust_z >= z) & (share <= max_same_share)
 
-    reason = np.where(
-        eligible, "consistent with its identity", f"identity has fewer than {MIN_FACES} faces: no decision"
-    ).astype(object)
+    too_few = f"identity has fewer than {MIN_FACES} faces: no decision"
+    reason = np.where(eligible, "consistent with its identity", too_few).astype(object)
     for r in np.flatnonzero(is_outlier):
         reason[r] = (
             f"likely mislabeled: {robust_z[r]:.1f} robust spreads below its identity "
-            f"(cosine {centre_sim[r]:.3f} to centre), {share[r]:.0%} of nearest faces share its label"
+            f"(cosine {centre_sim[r]:.3f} to centre), "
+            f"{share[r]:.0%} of nearest faces share its label"
         )
         if nearest_other[r] is not None:
             reason[r] += f"; nearest other identity {nearest_other[r]}"
