@@ -117,6 +117,12 @@ def add_run_parser(sub) -> None:
                    help="cosine of two identities' mean faces at or above which they are listed in identity_overlaps.csv (default: calibrated)")
     g.add_argument("--no-outliers", action="store_true", help="skip the mislabeled-face pass")
     g.add_argument("--drop-outliers", action="store_true", help="remove outliers instead of marking them for review")
+    e = sp.add_argument_group("engine (docs/scale.md)")
+    e.add_argument("--engine", default="local", choices=("local", "ray"),
+                   help="local: a process pool on this machine (--jobs); ray: Ray Data on a Ray cluster (pip install 'facesieve[ray]')")
+    e.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="Ray cluster to join, e.g. ray://head:10001 or auto (default: a running one, else a local instance)")
+    sp.add_argument("--no-report", action="store_true", help="do not write OUT/report.html (the HTML report)")
     common_flags(sp)
     sp.set_defaults(func=cmd_run)
 
@@ -142,12 +148,15 @@ def cmd_run(args) -> int:
         jobs=args.jobs,
         batch_size=args.batch_size,
         max_exhaustive=args.max_exhaustive,
+        engine=args.engine,
+        ray_address=args.ray_address,
         dedup=not args.no_dedup,
         near_dup_threshold=args.near_dup_threshold,
         cross_id_threshold=args.cross_id_threshold,
         overlap_threshold=args.overlap_threshold,
         outliers=not args.no_outliers,
         drop_outliers=args.drop_outliers,
+        report=not args.no_report,
     )
     rep = Reporter(quiet=args.quiet or args.json)
     result = run(config, rep)

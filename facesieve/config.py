@@ -10,6 +10,7 @@ EMBEDDERS = ("sface", "dlib")
 METRICS = ("cosine", "euclidean")
 MODES = ("copy", "hardlink", "symlink")
 FACE_POLICIES = ("central", "first")
+ENGINES = ("local", "ray")
 
 
 @dataclass
@@ -30,6 +31,9 @@ class RunConfig:
     layout: str = "folders"
     jobs: int | None = None
     batch_size: int = 64
+    engine: str = "local"  # "local" (process pool) | "ray" (Ray Data, facesieve[ray])
+    ray_address: str | None = None  # None: a running cluster if there is one, else a local instance
+    overlap: bool = True  # embed finished faces while detection goes on (False: one stage after another)
     max_exhaustive: int = 2_000_000
     dedup: bool = True  # exact + near-duplicate passes
     near_dup_threshold: float | None = None  # None: the embedder's calibrated default
@@ -37,6 +41,7 @@ class RunConfig:
     overlap_threshold: float | None = None
     outliers: bool = True
     drop_outliers: bool = False
+    report: bool = True  # write <out>/report.html at the end of the run
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

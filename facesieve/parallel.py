@@ -16,34 +16,65 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def ordered_map(fn: Callable, items: Iterable, jobs: int, *, window: int | None = None, chunk: int = 8) -> Iterator:
+def single_threaded_worker() -> None:
+    """Pool initializer: one compute thread per worker process. The pool already uses every core;
+    each worker's libraries spawning a thread per core as well would only thrash the caches."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover - cv2 is a dependency
+        pass
+
+
+def ordered_map(
+    fn: Callable,
+    items: Iterable,
+    jobs: int,
+    *,
+    window: int | None = None,
+    chunk: int = 8,
+    initializer: Callable[[], None] | None = single_threaded_worker,
+) -> Iterator:
     """Yield fn(item) in input order. jobs=1 runs inline; otherwise a pool with at most
-    `window` chunks in flight, so a million-image dataset never sits in memory at once."""
+    `window` chunks of `chunk` items in flight, so a million-image dataset never sits in memory
+    at once, and the workers keep computing while the caller handles results (the bounded queue
+    that lets the caller's own stage, e.g. batched inference, overlap with theirs).
+
+    `items` is consumed lazily: pass a generator to keep even the task list out of memory.
+    """
     if jobs <= 1:
         for item in items:
             yield fn(item)
         return
     window = window or jobs * 4
     ctx = mp.get_context("forkserver") if "forkserver" in mp.get_all_start_methods() else mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=initializer) as pool:
         pending: deque = deque()
         it = iter(items)
         exhausted = False
-        while True:
-            while not exhausted and len(pending) < window:
-                batch = []
-                for _ in range(chunk):
-                    try:
-                        batch.append(next(it))
-                    except StopIteration:
-                        exhausted = True
-                        break
-                if batch:
-                    pending.append(pool.submit(_run_chunk, fn, batch))
-            if not pending:
-                return
-            for result in pending.popleft().result():
-                yield result
+        try:
+            while True:
+                while not exhausted and len(pending) < window:
+                    batch = []
+                    for _ in range(chunk):
+                        try:
+                            batch.append(next(it))
+                        except StopIteration:
+                            exhausted = True
+                            break
+                    if batch:
+                        pending.append(pool.submit(_run_chunk, fn, batch))
+                if not pending:
+                    return
+                for result in pending.popleft().result():
+                    yield result
+        finally:
+            # a caller that stops early (an error, or a generator closed) must not wait for the window
+            for f in pending:
+                f.cancel()
 
 
 def _run_chunk(fn: Callable, batch: list) -> list:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from facesieve import __version__
 from facesieve.apply import check_paths, mark_output, write_best_encodings, write_output
-from facesieve.config import DETECTORS, EMBEDDERS, FACE_POLICIES, METRICS, RunConfig
+from facesieve.config import DETECTORS, EMBEDDERS, ENGINES, FACE_POLICIES, METRICS, RunConfig
 from facesieve.decide import (
     DecideSettings,
     initial_decisions,
@@ -30,10 +30,9 @@ from facesieve.decide import (
     select_per_identity,
 )
 from facesieve.errors import UsageError
-from facesieve.parallel import default_jobs, ordered_map
 from facesieve.progress import Reporter
 from facesieve.quality.base import QualityInput, make_quality
-from facesieve.stages import CROP, ChipTask, FaceTask, chip_worker, embedder, faces_worker
+from facesieve.stages import CROP, embedder
 from facesieve.workspace import StageStore, Workspace, atomic_write_csv, atomic_write_text
 
 PART_ROWS = 256  # images per committed part: the most work a crash can lose
@@ -57,6 +56,10 @@ def validate(config: RunConfig) -> None:
         raise UsageError(f"unknown face policy {config.face_policy!r}; choose from {', '.join(FACE_POLICIES)}")
     if config.keep is not None and config.keep < 1:
         raise UsageError("--keep must be at least 1")
+    if config.engine not in ENGINES:
+        raise UsageError(f"unknown engine {config.engine!r}; choose from {', '.join(ENGINES)}")
+    if config.jobs is not None and config.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
     try:
         make_quality(config.quality)
     except ValueError as e:
@@ -105,66 +108,58 @@ def faces_key(config: RunConfig) -> str:
 
 
 def stage_faces(config: RunConfig, ws: Workspace, files: pd.DataFrame, rep: Reporter) -> tuple[pd.DataFrame, np.ndarray]:
-    """Decode, detect and align every readable image; one table row and one 112x112 crop each."""
+    """Decode, detect and align every readable image; one table row and one 112x112 crop each.
+
+    The engine (config.engine) embeds the new faces in the same pass (config.overlap), and the
+    Ray engine scores their quality too, so the later stages only collect what it stored.
+    The crops come back as rows read on demand (workspace.NpyRows), not a memory map.
+    """
+    from facesieve.engines import FacesWork, compute_faces
+
     todo = files[files["status"] == "ok"]
     cfg = faces_key(config)
-    wanted = pd.DataFrame({"image_id": todo["image_id"], "key": todo["sha256"] + "|" + cfg})
+    wanted = pd.DataFrame({"image_id": todo["image_id"].to_numpy(), "key": (todo["sha256"] + "|" + cfg).to_numpy(),
+                           "path": todo["path"].to_numpy()})
     store = ws.stage(f"faces-{_slug(cfg)}")
-    done = store.done_keys()
-    tasks = [
-        FaceTask(i, k, str(config.dataset / p), config.detector, config.face_policy, config.aligned, True)
-        for i, k, p in zip(wanted["image_id"], wanted["key"], todo["path"])
-        if (i, k) not in done
-    ]
-    jobs = config.jobs or default_jobs()
-    with rep.stage("faces", len(tasks)) as advance:
-        rows, crops = [], []
-        for row, crop in ordered_map(faces_worker, tasks, jobs):
-            rows.append(row)
-            crops.append(crop)
-            advance(1)
-            if len(rows) >= PART_ROWS:
-                store.write_part(pd.DataFrame(rows), {"crops": np.stack(crops)})
-                rows, crops = [], []
-        if rows:
-            store.write_part(pd.DataFrame(rows), {"crops": np.stack(crops)})
-    table, arrays = store.collect(wanted, ["crops"], {"crops": ((CROP, CROP, 3), np.uint8)})
+    work = FacesWork(config.dataset, wanted, store, embed=embed_target(config, ws) if config.overlap else None,
+                     quality=quality_target(config, ws) if config.engine == "ray" else None)
+    compute_faces(config, work, rep)
+    table, arrays = store.collect(wanted[["image_id", "key"]], ["crops"], {"crops": ((CROP, CROP, 3), np.uint8)}, lazy=["crops"])
     return table, arrays["crops"]
+
+
+def embed_target(config: RunConfig, ws: Workspace):
+    """The embed stage's store and key suffix (the faces key + the embedder)."""
+    from facesieve.engines import Target
+
+    return Target(ws.stage(f"embed-{_slug(faces_key(config) + '|' + config.embedder)}"), "|" + config.embedder)
+
+
+def quality_target(config: RunConfig, ws: Workspace):
+    """The quality stage's store and key suffix, as stage_quality keys them (for engines that
+    score quality in their own pass); None for dataset-level methods, which see all faces at once."""
+    from facesieve.engines import QualityTarget
+
+    scorer = make_quality(config.quality)
+    if hasattr(scorer, "fit"):
+        return None
+    qkey = scorer.key + (f"|{config.embedder}" if scorer.uses_embedder else "")
+    return QualityTarget(ws.stage(f"quality-{_slug(faces_key(config) + '|' + qkey)}"), "|" + qkey, config.quality)
 
 
 def stage_embed(
     config: RunConfig, ws: Workspace, files: pd.DataFrame, faces: pd.DataFrame, crops: np.ndarray, rep: Reporter
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """Embed every found face in batches; store unit vectors and the raw norm."""
+    """Embed every found face not embedded yet, in batches; store unit vectors and the raw norm."""
+    from facesieve.engines.local import compute_embeddings
+
     ok = np.flatnonzero(faces["status"].to_numpy() == "ok")
-    sub = faces.iloc[ok]
-    wanted = pd.DataFrame({"image_id": sub["image_id"].to_numpy(), "key": (sub["key"] + "|" + config.embedder).to_numpy()})
-    store = ws.stage(f"embed-{_slug(faces_key(config) + '|' + config.embedder)}")
-    done = store.done_keys()
-    need = [n for n, (i, k) in enumerate(zip(wanted["image_id"], wanted["key"])) if (i, k) not in done]
-    emb = embedder(config.embedder) if need else None
-    jobs = config.jobs or default_jobs()
-    paths = files.set_index("image_id")["path"]
-    with rep.stage("embed", len(need)) as advance:
-        for chunk in _chunks(need, max(config.batch_size, PART_ROWS)):
-            rows = sub.iloc[chunk]
-            if emb.needs_original:
-                chip_tasks = [
-                    ChipTask(str(config.dataset / paths[r["image_id"]]), config.embedder, r.to_dict())
-                    for _, r in rows.iterrows()
-                ]
-                inputs = list(ordered_map(chip_worker, chip_tasks, jobs))
-            else:
-                inputs = [emb.prepare(None, None, crops[ok[n]]) for n in chunk]
-            raw = np.concatenate(
-                [emb.embed_batch(np.asarray(inputs[s : s + config.batch_size])) for s in range(0, len(inputs), config.batch_size)]
-            ).astype(np.float64)
-            norm = np.linalg.norm(raw, axis=1)
-            vec = (raw / np.maximum(norm, 1e-12)[:, None]).astype(np.float32)
-            table = pd.DataFrame({"image_id": wanted["image_id"].to_numpy()[chunk], "key": wanted["key"].to_numpy()[chunk], "norm": norm})
-            store.write_part(table, {"vectors": vec})
-            advance(len(chunk))
-    dim = getattr(emb, "dim", 128) if emb else 128
+    sub = faces.iloc[ok].reset_index(drop=True)
+    target = embed_target(config, ws)
+    wanted = pd.DataFrame({"image_id": sub["image_id"].to_numpy(), "key": (sub["key"] + target.suffix).to_numpy()})
+    store = target.store
+    compute_embeddings(config, sub, _Rows(crops, ok), wanted, store, files.set_index("image_id")["path"], rep)
+    dim = 128  # both embedders' size; used only when no face was found at all
     table, arrays = store.collect(wanted, ["vectors"], {"vectors": ((dim,), np.float32)})
     return table, arrays["vectors"]
 
@@ -224,6 +219,10 @@ def run(config: RunConfig, reporter: Reporter | None = None) -> RunResult:
         decided = decide_all(frame, fvec, config)
         manifest = build_manifest(frame, decided.decisions)
         selection = decided.selection
+        from facesieve.overrides import apply_overrides
+
+        if apply_overrides(manifest, ws):  # keep/remove set by hand in `facesieve serve`: reason "manual"
+            decided.encodings = mean_encodings(manifest, frame["identity"].to_numpy().astype(str), fvec)
 
     with rep.stage("apply", int((manifest["action"] == "keep").sum())) as advance:
         applied = write_output(config.dataset, config.out, ws, manifest, config.mode, advance)
@@ -234,7 +233,20 @@ def run(config: RunConfig, reporter: Reporter | None = None) -> RunResult:
     summary = make_summary(config, files, manifest, selection, rep, time.perf_counter() - t0, applied)
     ws.write_json("summary.json", summary)
     atomic_write_text(config.out / "summary.json", pd.Series(summary).to_json(indent=2))
+    if config.report:
+        write_run_report(config, ws, fvec, rep)
     return RunResult(manifest=manifest, summary=summary, selection=selection)
+
+
+def write_run_report(config: RunConfig, ws: Workspace, fvec: np.ndarray, rep: Reporter) -> None:
+    """OUT/report.html; a failure here is a warning: the cleaned output is already complete."""
+    from facesieve.report import write_report
+
+    with rep.stage("report", None):
+        try:
+            write_report(config.out, config.dataset, ws, faces_stage=f"faces-{_slug(faces_key(config))}", embeddings=fvec)
+        except Exception as e:  # noqa: BLE001 - the report must never cost the user the run
+            rep.warn(f"report.html not written: {type(e).__name__}: {e}")
 
 
 def assemble(files: pd.DataFrame, faces: pd.DataFrame, emb_table: pd.DataFrame, quality: pd.DataFrame) -> pd.DataFrame:
@@ -401,6 +413,19 @@ def make_summary(config, files, manifest, selection, rep, seconds, applied) -> d
         "output_files": applied,
     }
     return summary
+
+
+class _Rows:
+    """`base[rows[i]]` for an index array i, without copying `base` (crops of the found faces)."""
+
+    def __init__(self, base, rows: np.ndarray):
+        self.base, self.rows = base, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.base[self.rows[i]]
 
 
 def _chunks(seq: list, size: int):

@@ -158,34 +158,54 @@ class StageStore:
             done.update(zip(df["image_id"], df["key"]))
         return done
 
+    def done_mask(self, wanted: pd.DataFrame) -> np.ndarray:
+        """Boolean per row of `wanted` (columns image_id, key): True where a committed part has it.
+
+        Vectorised (no Python object per image), so planning a million-image resume stays cheap.
+        """
+        done = np.zeros(len(wanted), dtype=bool)
+        if not len(wanted):
+            return done
+        index = _pair_index(wanted)
+        for t in self._tables():
+            df = pd.read_parquet(t, columns=["image_id", "key"])
+            done |= index.isin(_pair_index(df))
+        return done
+
     def collect(
         self,
         wanted: pd.DataFrame,
         array_names: Iterable[str] = (),
         array_shapes: dict[str, tuple[tuple[int, ...], np.dtype]] | None = None,
+        *,
+        lazy: Iterable[str] = (),
     ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
         """Rows (and array rows) for `wanted` (columns image_id, key), in `wanted`'s order.
 
-        Arrays are assembled into memory-mapped .npy files under the stage folder, so memory stays
-        bounded however many images there are. Then the parts are compacted into one.
+        Parts are compacted into one, written row by row (never through a memory map, whose
+        touched pages would count towards this process's resident memory), so memory stays
+        bounded however many images there are. Arrays come back memory-mapped, or as `NpyRows`
+        (rows read on demand) for the names in `lazy`: use that for big arrays scanned once.
         """
         array_names = list(array_names)
+        lazy = set(lazy)
         wanted = wanted.reset_index(drop=True)
-        position = {(i, k): n for n, (i, k) in enumerate(zip(wanted["image_id"], wanted["key"]))}
+        index = _pair_index(wanted)
+        if not index.is_unique:
+            raise ValueError(f"stage {self.root.name}: wanted rows repeat an (image_id, key) pair")
         tables = self._tables()
         frames = []
         sources: list[tuple[Path, np.ndarray, np.ndarray]] = []
         for t in tables:
             df = pd.read_parquet(t)
-            pos = np.array([position.get((i, k), -1) for i, k in zip(df["image_id"], df["key"])], dtype=np.int64)
+            pos = index.get_indexer(_pair_index(df)).astype(np.int64) if len(df) else np.zeros(0, np.int64)
             sel = np.flatnonzero(pos >= 0)
             # several parts may hold the same image (a crash between writes): keep the first seen
             frames.append(df.iloc[sel].assign(_pos=pos[sel]))
             sources.append((t, sel, pos[sel]))
         if frames:
             table = pd.concat(frames, ignore_index=True)
-            first = ~table["_pos"].duplicated()
-            table = table[first]
+            table = table[~table["_pos"].duplicated()]
         else:
             table = pd.DataFrame({"image_id": [], "key": [], "_pos": []})
         missing = len(wanted) - len(table)
@@ -193,38 +213,38 @@ class StageStore:
             raise RuntimeError(f"stage {self.root.name}: {missing} images have no result")
         table = table.sort_values("_pos").drop(columns="_pos").reset_index(drop=True)
 
+        def open_array(stem: str, name: str):
+            path = self.root / f"{stem}.{name}.npy"
+            return NpyRows(path) if name in lazy else np.load(path, mmap_mode="r")
+
         # one part holding exactly these rows already: use its arrays as they are
         if len(tables) == 1 and self._matches(tables[0], table):
             stem = tables[0].stem
-            return table, {n: np.load(self.root / f"{stem}.{n}.npy", mmap_mode="r") for n in array_names}
+            return table, {n: open_array(stem, n) for n in array_names}
 
-        # otherwise assemble a new compacted part (arrays memory-mapped), then drop the old parts
+        # otherwise assemble a new compacted part, then drop the old parts
         stem = f"part-{uuid.uuid4().hex}"
         shapes = array_shapes or {}
+        self.root.mkdir(parents=True, exist_ok=True)
         for name in array_names:
-            tmp = self.root / f".{stem}.{name}.tmp"
-            filled = np.zeros(len(wanted), dtype=bool)
-            out = None
-            for t, sel, pos in sources:
-                part = np.load(t.with_name(f"{t.stem}.{name}.npy"), mmap_mode="r")
-                if out is None:
-                    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=part.dtype, shape=(len(wanted), *part.shape[1:]))
-                take = ~filled[pos]
-                if take.any():
-                    out[pos[take]] = part[sel[take]]
-                    filled[pos[take]] = True
-            if out is None:
-                shape, dtype = shapes.get(name, ((0,), np.float32))
-                self.root.mkdir(parents=True, exist_ok=True)
-                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(len(wanted), *shape))
-            out.flush()
-            del out
-            os.replace(tmp, self.root / f"{stem}.{name}.npy")
+            readers = [(NpyRows(t.with_name(f"{t.stem}.{name}.npy")), sel, pos) for t, sel, pos in sources]
+            first = next((r for r, _, _ in readers), None)
+            if first is not None:
+                row_shape, dtype = first.shape[1:], first.dtype
+            else:
+                row_shape, dtype = shapes.get(name, ((0,), np.float32))
+            _write_rows(self.root / f".{stem}.{name}.tmp", self.root / f"{stem}.{name}.npy", len(wanted), tuple(row_shape),
+                        np.dtype(dtype), readers)
         atomic_write_table(self.root / f"{stem}.parquet", table)
+        # a part stops existing when its table goes: tables first, then their arrays, then arrays
+        # a killed run wrote without ever committing their table
         for t in tables:
-            for f in self.root.glob(t.stem + ".*"):
+            _unlink_quiet(t)
+        live = {stem}
+        for f in self.root.glob("part-*.npy"):
+            if f.name.split(".", 1)[0] not in live:
                 _unlink_quiet(f)
-        return table, {n: np.load(self.root / f"{stem}.{n}.npy", mmap_mode="r") for n in array_names}
+        return table, {n: open_array(stem, n) for n in array_names}
 
     @staticmethod
     def _matches(part: Path, table: pd.DataFrame) -> bool:
@@ -232,6 +252,149 @@ class StageStore:
         return len(df) == len(table) and (df["image_id"].values == table["image_id"].values).all() and (
             df["key"].values == table["key"].values
         ).all()
+
+
+def _pair_index(df: pd.DataFrame) -> pd.MultiIndex:
+    return pd.MultiIndex.from_arrays([df["image_id"].astype(str).to_numpy(), df["key"].astype(str).to_numpy()])
+
+
+_COPY_ROWS = 1024  # rows moved per read while compacting
+
+
+def _write_rows(tmp: Path, final: Path, n: int, row_shape: tuple[int, ...], dtype: np.dtype,
+                sources: list[tuple[NpyRows, np.ndarray, np.ndarray]]) -> None:
+    """Write an (n, *row_shape) .npy at `final` (through `tmp`), row `pos[i]` taken from row
+    `sel[i]` of each source; a row already written by an earlier source is kept."""
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (n, *row_shape)}
+    row_bytes = int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize
+    filled = np.zeros(n, dtype=bool)
+    try:
+        with open(tmp, "wb") as f:
+            np.lib.format.write_array_header_2_0(f, header)
+            offset = f.tell()
+            f.truncate(offset + n * row_bytes)  # unwritten rows read as zeros
+            fd = f.fileno()
+            for reader, sel, pos in sources:
+                take = ~filled[pos]
+                sel, pos = sel[take], pos[take]
+                filled[pos] = True
+                order = np.argsort(sel, kind="stable")
+                sel, pos = sel[order], pos[order]
+                for s in range(0, len(sel), _COPY_ROWS):
+                    rows = reader[sel[s : s + _COPY_ROWS]]
+                    if rows.shape[1:] != row_shape or rows.dtype != dtype:
+                        raise ValueError(f"{reader.path.name}: rows {rows.shape[1:]} {rows.dtype}, expected {row_shape} {dtype}")
+                    p = pos[s : s + _COPY_ROWS]
+                    # runs of consecutive target rows go out in one write
+                    breaks = np.flatnonzero(np.diff(p) != 1) + 1
+                    for a, b in zip(np.r_[0, breaks], np.r_[breaks, len(p)]):
+                        os.pwrite(fd, np.ascontiguousarray(rows[a:b]).tobytes(), offset + int(p[a]) * row_bytes)
+        os.replace(tmp, final)
+    except BaseException:
+        _unlink_quiet(tmp)
+        raise
+
+
+class NpyRows:
+    """Read-only rows of a .npy file, read on demand.
+
+    Indexing (an int, a slice, an index or boolean array) returns a new in-memory ndarray.
+    Unlike a memory map, reading every row once does not leave the whole file resident in this
+    process (a map's touched pages count towards its RSS), so one pass over millions of crops
+    runs in flat memory. `np.asarray(rows)` reads everything.
+    """
+
+    MAX_READ = 64 << 20  # bytes per pread
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        with open(self.path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"{self.path}: unsupported .npy version {version}")
+            self._offset = f.tell()
+        if fortran or not shape:
+            raise ValueError(f"{self.path}: expected a C-ordered array with rows")
+        self.shape: tuple[int, ...] = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self._row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+    ndim = property(lambda self: len(self.shape))
+    size = property(lambda self: int(np.prod(self.shape, dtype=np.int64)))
+    nbytes = property(lambda self: self.size * self.dtype.itemsize)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"NpyRows({str(self.path)!r}, shape={self.shape}, dtype={self.dtype})"
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self._read(np.arange(len(self)))
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for s in range(0, len(self), _COPY_ROWS):
+            yield from self._read(np.arange(s, min(s + _COPY_ROWS, len(self))))
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple):
+            if not key:
+                return np.asarray(self)
+            head, rest = key[0], key[1:]
+            rows = self[head]
+            if not rest:
+                return rows
+            return rows[rest] if isinstance(head, (int, np.integer)) else rows[(slice(None), *rest)]
+        if key is Ellipsis:
+            return np.asarray(self)
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + (len(self) if key < 0 else 0)
+            if not 0 <= i < len(self):
+                raise IndexError(f"row {key} out of range for {len(self)} rows")
+            return self._read(np.array([i]))[0]
+        if isinstance(key, slice):
+            return self._read(np.arange(*key.indices(len(self))))
+        idx = np.asarray(key)
+        if idx.dtype == bool:
+            if idx.shape != (len(self),):
+                raise IndexError(f"boolean index of shape {idx.shape} for {len(self)} rows")
+            idx = np.flatnonzero(idx)
+        elif idx.size == 0:
+            idx = idx.astype(np.int64)
+        elif not np.issubdtype(idx.dtype, np.integer):
+            raise IndexError(f"rows must be indexed by integers or booleans, not {idx.dtype}")
+        idx = np.where(idx < 0, idx + len(self), idx).astype(np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
+            raise IndexError(f"row index out of range for {len(self)} rows")
+        return self._read(idx.reshape(-1)).reshape(*idx.shape, *self.shape[1:])
+
+    def _read(self, idx: np.ndarray) -> np.ndarray:
+        unique, inverse = np.unique(idx, return_inverse=True)
+        buf = np.empty((len(unique), *self.shape[1:]), self.dtype)
+        flat = buf.reshape(len(unique), -1).view(np.uint8).reshape(-1) if buf.size else None
+        per_read = max(1, self.MAX_READ // max(self._row_bytes, 1))
+        if len(unique) and self._row_bytes:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                breaks = np.flatnonzero(np.diff(unique) != 1) + 1
+                for a, b in zip(np.r_[0, breaks], np.r_[breaks, len(unique)]):
+                    for s in range(int(a), int(b), per_read):
+                        e = min(int(b), s + per_read)
+                        want = (e - s) * self._row_bytes
+                        data = os.pread(fd, want, self._offset + int(unique[s]) * self._row_bytes)
+                        if len(data) != want:
+                            raise OSError(f"{self.path}: file is shorter than its header says")
+                        flat[s * self._row_bytes : e * self._row_bytes] = np.frombuffer(data, np.uint8)
+            finally:
+                os.close(fd)
+        if len(unique) == len(idx) and (unique == idx).all():
+            return buf
+        return buf[inverse.reshape(-1)]
 
 
 def batched(items: list, size: int) -> Iterator[list]:

@@ -175,7 +175,7 @@ class _Centred:
         self.scale = float(np.sqrt(self.sq.max())) if self.n else 1.0
         self.scale = self.scale if self.scale > 0 else 1.0
         # screening tolerance: bound on matrix-product error in distances (sqrt(eps) * scale)
-        self.tol = 1e-7 * self.scale
+        self.tol = 2e-7 * self.scale
 
     def dist_to(self, M: np.ndarray) -> np.ndarray:
         """Euclidean distances (B, N) from rows of M to every point, by one matrix product."""
@@ -293,14 +293,15 @@ class _Search:
         for s in range(0, len(I), step):
             i, j = I[s : s + step], J[s : s + step]
             rows = np.arange(len(i))
-            M = m[None, :] + (dat.C[j] - dat.C[i]) / k
-            D = dat.dist_to(M)
+            D = dat.dist_to(m + (dat.C[j] - dat.C[i]) * (1.0 / k))
             di, dj = D[rows, i], D[rows, j]
             num = D @ wout + q[i] * di - q[j] * dj
-            den = q_out + q[i] - q[j]
-            npos = npos0 + dat.pos[i] - dat.pos[j]
-            uni = (D @ out.astype(np.float64) + di - dj) / (n - k)
-            res[s : s + step] = np.where(npos > 0, num / np.where(npos > 0, np.maximum(den, 1e-300), 1.0), uni)
+            val = num / np.maximum(q_out + q[i] - q[j], 1e-300)
+            if npos0 <= 1:  # a swap may leave only zero weights out: uniform fallback there
+                npos = npos0 + dat.pos[i].astype(int) - dat.pos[j].astype(int)
+                uni = (D @ out.astype(np.float64) + di - dj) / (n - k)
+                val = np.where(npos > 0, val, uni)
+            res[s : s + step] = val
         self.evaluated += len(I)
         return res
 
@@ -334,7 +335,7 @@ class _Search:
         num += qi * ri
         den = q_out + qi - q
         val = num / np.maximum(den, 1e-300)
-        if npos0 <= 1 + k:  # some swaps may leave only zero weights out: keep them neutral
+        if npos0 <= 1:  # some swaps may leave only zero weights out: keep them neutral
             npos = npos0 + dat.pos[S][:, None].astype(int) - dat.pos.astype(int)
             val = np.where(npos > 0, val, n0 / q_out if npos0 > 0 else 0.0)
         val[:, S] = np.inf
@@ -343,25 +344,32 @@ class _Search:
         return val.ravel(), I, J
 
     def _pick(self, S, cur, cur_key, cur_approx, vals, I, J):
-        """Re-score directly the best-looking swap (and any swaps tied with it); return the move
-        that beats the current subset, or None."""
+        """Choose the move among scored swaps. A clear improvement (beyond the matrix-product
+        error) is taken as is; near-ties are re-scored directly and ranked by (score, names).
+        Returns (move or None, cur) where move = (exact score or None, key, i, j) and cur is the
+        current exact score (computed here when needed, else passed through)."""
         tol = self.data.tol
-        cand = np.flatnonzero(vals <= cur_approx + tol)
-        if cand.size == 0:
-            return None
-        cand = cand[np.argsort(vals[cand], kind="stable")]
-        first = vals[cand[0]]
-        cand = cand[vals[cand] <= first + tol][:16]
-        best = None
-        pos_of = {int(v): t for t, v in enumerate(S)}
-        for c in cand:
+        c0 = int(np.argmin(vals))
+        first = vals[c0]
+        if first > cur_approx + tol:
+            return None, cur
+        near = np.flatnonzero(vals <= first + tol)
+        if first < cur_approx - tol and near.size == 1:
             T = S.copy()
-            T[pos_of[int(I[c])]] = J[c]
+            T[S == I[c0]] = J[c0]
+            return (None, _key(self.ranks, T), int(I[c0]), int(J[c0])), cur
+        if cur is None:
+            cur = self._exact(S)
+        near = near[np.argsort(vals[near], kind="stable")][:16]
+        best = None
+        for c in near:
+            T = S.copy()
+            T[S == I[c]] = J[c]
             s = self._exact(T)
             key = _key(self.ranks, T)
             if _better(s, key, cur, cur_key) and (best is None or _better(s, key, best[0], best[1])):
                 best = (s, key, int(I[c]), int(J[c]))
-        return best
+        return best, cur
 
     def _promising(self, S: np.ndarray, count: int) -> list[tuple[int, int]]:
         """The `count` best-looking swaps (out i, in j) from S, by the surrogate or exactly."""
@@ -386,7 +394,7 @@ class _Search:
         inS = np.zeros(n, dtype=bool)
         inS[S] = True
         total = dat.C[S].sum(axis=0)
-        cur = self._exact(S)
+        cur = None  # exact score, computed only when a near-tie needs it
         cur_key = _key(self.ranks, S)
         GS = None if self.exact_nbhd else dat.C[S] @ dat.C.T
         exact_next = confirmed = False
@@ -400,7 +408,7 @@ class _Search:
                 J = np.concatenate([S[:1], np.tile(out_idx, k)])
                 vals = self._swap_scores(S, inS, m, I, J)
                 self.evaluated -= 1
-                move = self._pick(S, cur, cur_key, vals[0], vals[1:], I[1:], J[1:])
+                move, cur = self._pick(S, cur, cur_key, vals[0], vals[1:], I[1:], J[1:])
             else:
                 cur_approx = float(self._swap_scores(S, inS, m, S[:1], S[:1])[0])
                 self.evaluated -= 1
@@ -416,7 +424,7 @@ class _Search:
                     if sel.size == 0:
                         continue
                     vals = self._swap_scores(S, inS, m, I[sel], J[sel])
-                    move = self._pick(S, cur, cur_key, cur_approx, vals, I[sel], J[sel])
+                    move, cur = self._pick(S, cur, cur_key, cur_approx, vals, I[sel], J[sel])
                     if move is not None:
                         break
             if move is None:
@@ -434,7 +442,7 @@ class _Search:
                 GS[p] = dat.C[j] @ dat.C.T
             if self._timed_out():
                 break
-        return cur, np.sort(S)
+        return (self._exact(S) if cur is None else cur), np.sort(S)
 
     # -- starts and the outer loop
     def _starts(self):
