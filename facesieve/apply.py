@@ -8,6 +8,7 @@ and no longer keeps; nothing else in the output is touched.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable
@@ -95,6 +96,7 @@ def write_output(
 ) -> dict:
     """Place every kept file; remove files a previous run placed and this run no longer keeps."""
     mark_output(out)
+    remove_temp_files(out)
     kept = manifest[manifest["action"] == "keep"]
     wanted = [str(p) for p in kept["path"]]
     previous = set(ws.read_json("applied.json", default={}).get("files", []))
@@ -118,6 +120,24 @@ def write_output(
             _prune_empty_dirs(p.parent, out)
     ws.write_json("applied.json", {"files": sorted(wanted), "mode": mode})
     return {"written": written, "unchanged": skipped, "removed_stale": len(stale)}
+
+
+# the temp names facesieve's atomic writes use: .<name>.<uuid4 hex>.tmp and mkstemp's .<name>.<8 chars>.tmp
+_TEMP_NAME = re.compile(r"^\..+\.([0-9a-f]{32}|[a-z0-9_]{8})\.tmp$")
+
+
+def remove_temp_files(out: Path) -> int:
+    """Delete temp files a killed run left in the output before it could rename them into place."""
+    removed = 0
+    for root, _dirs, names in os.walk(out):
+        for name in names:
+            if name.startswith(".") and name.endswith(".tmp") and _TEMP_NAME.match(name):
+                try:
+                    os.unlink(os.path.join(root, name))
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+    return removed
 
 
 def _prune_empty_dirs(folder: Path, stop: Path) -> None:

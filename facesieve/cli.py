@@ -74,8 +74,13 @@ def common_flags(sp: argparse.ArgumentParser) -> None:
 def model_flags(sp: argparse.ArgumentParser) -> None:
     from facesieve.config import DETECTORS, EMBEDDERS
 
-    sp.add_argument("--detector", default="yunet", choices=DETECTORS, help="face detector")
-    sp.add_argument("--embedder", default="sface", choices=EMBEDDERS, help="face embedder")
+    from facesieve.models.spec import add_model_options
+
+    sp.add_argument("--detector", default="yunet", metavar="NAME[:WEIGHTS]",
+                    help=f"face detector: {', '.join(DETECTORS)}")
+    sp.add_argument("--embedder", default="sface", metavar="NAME[:WEIGHTS]",
+                    help=f"face embedder: {', '.join(EMBEDDERS)} (`facesieve models list`)")
+    add_model_options(sp)
     sp.add_argument("--face-policy", default="central", choices=("central", "first"),
                     help="which face of a multi-face image: nearest the centre weighted by size, or the detector's first")
     sp.add_argument("--aligned", action="store_true", help="inputs are already aligned 112x112 crops: skip detection")
@@ -100,8 +105,13 @@ def add_run_parser(sub) -> None:
     sp.add_argument("--keep", "-k", type=int, default=None, metavar="K",
                     help="keep the K most representative faces per identity (default: keep all that pass)")
     model_flags(sp)
+    from facesieve.models.spec import add_device_option
+
+    add_device_option(sp)
     sp.add_argument("--metric", default="cosine", choices=METRICS, help="distance between embeddings (euclidean: raw vectors)")
-    sp.add_argument("--quality", default="image", metavar="METHOD", help="quality method: uniform, image, ...")
+    sp.add_argument("--quality", default="offline", metavar="METHOD",
+                    help="quality method: offline, image, robustness, sdd-fiqa, ers[:DIR], ediffiqa[:L|M|S|T], uniform, "
+                    "or a rank average a+b (docs/quality.md)")
     sp.add_argument("--mode", default="copy", choices=MODES, help="how kept files are placed in the output")
     sp.add_argument("--layout", default="folders", choices=("folders", "flat"),
                     help="identity from the top-level folder, or none (one flat group)")
@@ -209,6 +219,13 @@ def _extra_commands() -> list[Callable]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from facesieve.models.spec import fold_model_args
+
+    try:
+        fold_model_args(args)  # --detector-weights/--embedder-weights/--device/--det-threshold into the model strings
+    except FacesieveError as e:
+        print(f"facesieve: error: {e}", file=sys.stderr)
+        return e.exit_code
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-DETECTORS = ("yunet", "dlib-hog", "dlib-cnn")
-EMBEDDERS = ("sface", "dlib")
+DETECTORS = ("yunet", "dlib-hog", "dlib-cnn", "yunet-fp32", "retinaface")
+# the first two ship offline; the others load weights the user supplies (facesieve/models/zoo.py)
+EMBEDDERS = ("sface", "dlib", "sface-fp32", "arcface-r100", "arcface-r50", "cosface-r100", "cosface-r50",
+             "adaface-ir101", "mobilefacenet", "arcface", "cosface", "adaface")
+DEVICES = ("auto", "cpu", "cuda")
 METRICS = ("cosine", "euclidean")
 MODES = ("copy", "hardlink", "symlink")
 FACE_POLICIES = ("central", "first")
@@ -24,7 +27,7 @@ class RunConfig:
     detector: str = "yunet"
     embedder: str = "sface"
     metric: str = "cosine"
-    quality: str = "image"
+    quality: str = "offline"  # docs/quality.md
     face_policy: str = "central"
     aligned: bool = False
     mode: str = "copy"
@@ -43,6 +46,12 @@ class RunConfig:
     drop_outliers: bool = False
     report: bool = True  # write <out>/report.html at the end of the run
     extra: dict = field(default_factory=dict)
+    # models with weights of the user's own / where they run (facesieve/models/spec.py): folded into
+    # `detector` / `embedder`, the strings that workers build their models from
+    detector_weights: str | None = None
+    embedder_weights: str | None = None
+    device: str = "auto"  # "auto" | "cpu" | "cuda": ONNX Runtime / PyTorch models
+    det_threshold: float | None = None  # detector score threshold (None: the detector's own)
 
     def __post_init__(self) -> None:
         self.dataset = Path(self.dataset)
@@ -50,6 +59,10 @@ class RunConfig:
         if self.workspace is None:
             self.workspace = self.out / ".facesieve"
         self.workspace = Path(self.workspace)
+        from facesieve.models.spec import merge_spec
+
+        self.detector = merge_spec(self.detector, weights=self.detector_weights, device=self.device, threshold=self.det_threshold)
+        self.embedder = merge_spec(self.embedder, weights=self.embedder_weights, device=self.device)
 
     def to_dict(self) -> dict:
         d = asdict(self)

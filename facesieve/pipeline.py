@@ -32,7 +32,7 @@ from facesieve.decide import (
 from facesieve.errors import UsageError
 from facesieve.progress import Reporter
 from facesieve.quality.base import QualityInput, make_quality
-from facesieve.stages import CROP, embedder
+from facesieve.stages import CROP, chip_worker, embedder, faces_worker  # noqa: F401 - the workers, for tests to patch
 from facesieve.workspace import StageStore, Workspace, atomic_write_csv, atomic_write_text
 
 PART_ROWS = 256  # images per committed part: the most work a crash can lose
@@ -46,10 +46,13 @@ class RunResult:
 
 
 def validate(config: RunConfig) -> None:
-    if config.detector not in DETECTORS:
-        raise UsageError(f"unknown detector {config.detector!r}; choose from {', '.join(DETECTORS)}")
-    if config.embedder not in EMBEDDERS:
-        raise UsageError(f"unknown embedder {config.embedder!r}; choose from {', '.join(EMBEDDERS)}")
+    from facesieve.models.spec import check_choice, model_identity
+    from facesieve.models.zoo import check_spec
+
+    check_spec(check_choice(config.detector, DETECTORS, "detector"), "detect")
+    check_spec(check_choice(config.embedder, EMBEDDERS, "embedder"), "embed")
+    model_identity(config.detector, "detect")  # weights found and verified now, before any work
+    model_identity(config.embedder, "embed")
     if config.metric not in METRICS:
         raise UsageError(f"unknown metric {config.metric!r}; choose from {', '.join(METRICS)}")
     if config.face_policy not in FACE_POLICIES:
@@ -82,20 +85,21 @@ def stage_scan(config: RunConfig, ws: Workspace, rep: Reporter) -> pd.DataFrame:
     from facesieve.dataset import scan
 
     files = scan(config.dataset, layout=config.layout, hash_files=False)
+    from facesieve.engines import hash_files
+
     previous = ws.read_table("scan.parquet")
-    known: dict = {}
+    sha = pd.Series("", index=files.index, dtype=object)
     if previous is not None:
-        known = {(p, s, m): h for p, s, m, h in zip(previous["path"], previous["size"], previous["mtime_ns"], previous["sha256"])}
-    sha = []
+        cols = ["path", "size", "mtime_ns"]
+        known = files[cols].merge(previous[cols + ["sha256"]].drop_duplicates(cols), on=cols, how="left")["sha256"]
+        sha[:] = known.fillna("").to_numpy()
+    # only files that are images (or meant to be) are hashed, as the scan itself does
+    todo = np.flatnonzero((sha.to_numpy() == "") & (files["size"].to_numpy() > 0) & (files["status"].to_numpy() != "skipped"))
     with rep.stage("scan", len(files)) as advance:
-        for p, s, m, st in zip(files["path"], files["size"], files["mtime_ns"], files["status"]):
-            h = known.get((p, s, m))
-            if h is None:
-                # only files that are images (or meant to be) are hashed, as the scan itself does
-                h = sha256_file(config.dataset / p) if (s > 0 and st != "skipped") else ""
-            sha.append(h)
-            advance(1)
-    files["sha256"] = sha
+        advance(len(files) - len(todo))
+        paths = [str(config.dataset / p) for p in files["path"].to_numpy()[todo]]
+        sha.iloc[todo] = hash_files(config, paths, advance)
+    files["sha256"] = sha.astype(str).to_numpy()
     ws.write_table("scan.parquet", files)
     return files
 
@@ -104,7 +108,7 @@ def stage_scan(config: RunConfig, ws: Workspace, rep: Reporter) -> pd.DataFrame:
 
 
 def faces_key(config: RunConfig) -> str:
-    return f"{config.detector}|{config.face_policy}|aligned={config.aligned}|fallback=1|v1"
+    return f"{_model(config.detector, 'detect')}|{config.face_policy}|aligned={config.aligned}|fallback=1|v2"
 
 
 def stage_faces(config: RunConfig, ws: Workspace, files: pd.DataFrame, rep: Reporter) -> tuple[pd.DataFrame, np.ndarray]:
@@ -132,18 +136,20 @@ def embed_target(config: RunConfig, ws: Workspace):
     """The embed stage's store and key suffix (the faces key + the embedder)."""
     from facesieve.engines import Target
 
-    return Target(ws.stage(f"embed-{_slug(faces_key(config) + '|' + config.embedder)}"), "|" + config.embedder)
+    emb = _model(config.embedder, "embed")
+    return Target(ws.stage(f"embed-{_slug(faces_key(config) + '|' + emb)}"), "|" + emb)
 
 
 def quality_target(config: RunConfig, ws: Workspace):
     """The quality stage's store and key suffix, as stage_quality keys them (for engines that
-    score quality in their own pass); None for dataset-level methods, which see all faces at once."""
+    score quality in their own pass); None for dataset-level methods, which see all faces at once,
+    and for methods that run the embedder, which stay with stage_quality in this process."""
     from facesieve.engines import QualityTarget
 
     scorer = make_quality(config.quality)
-    if hasattr(scorer, "fit"):
+    if hasattr(scorer, "fit") or scorer.uses_embedder:
         return None
-    qkey = scorer.key + (f"|{config.embedder}" if scorer.uses_embedder else "")
+    qkey = scorer.key + (f"|{_model(config.embedder, 'embed')}" if scorer.uses_embedder else "")
     return QualityTarget(ws.stage(f"quality-{_slug(faces_key(config) + '|' + qkey)}"), "|" + qkey, config.quality)
 
 
@@ -165,13 +171,25 @@ def stage_embed(
 
 
 def stage_quality(
-    config: RunConfig, ws: Workspace, faces: pd.DataFrame, crops: np.ndarray, vectors: np.ndarray, rep: Reporter
+    config: RunConfig, ws: Workspace, faces: pd.DataFrame, crops: np.ndarray, vectors: np.ndarray, rep: Reporter,
+    files: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Score every found face with the chosen method; rows aligned with the found faces."""
+    """Score every found face with the chosen method; rows aligned with the found faces.
+
+    Dataset-level methods (with `fit`: SDD-FIQA, ERS, rank averages) see all faces at once, with
+    their `path` and `identity` from `files`, and are keyed by the set of faces they saw.
+    """
     scorer = make_quality(config.quality)
+    if hasattr(scorer, "bind"):
+        scorer.bind(config)  # methods that need the run's settings (e.g. to embed example images)
     ok = np.flatnonzero(faces["status"].to_numpy() == "ok")
     sub = faces.iloc[ok].reset_index(drop=True)
-    qkey = scorer.key + (f"|{config.embedder}" if scorer.uses_embedder else "")
+    qkey = scorer.key + (f"|{_model(config.embedder, 'embed')}" if scorer.uses_embedder else "")
+    if hasattr(scorer, "fit"):
+        if files is not None:
+            sub = sub.join(files.set_index("image_id")[["path", "identity"]], on="image_id")
+        seen = sub[["image_id", "identity"]] if "identity" in sub else sub[["image_id"]]
+        qkey += "|set=" + hashlib.sha1(pd.util.hash_pandas_object(seen, index=False).to_numpy().tobytes()).hexdigest()[:12]
     wanted = pd.DataFrame({"image_id": sub["image_id"], "key": sub["key"] + "|" + qkey})
     store = ws.stage(f"quality-{_slug(faces_key(config) + '|' + qkey)}")
     done = store.done_keys()
@@ -182,7 +200,7 @@ def stage_quality(
         need = list(range(len(sub))) if need else []
     with rep.stage("quality", len(need)) as advance:
         if need and hasattr(scorer, "fit"):
-            scores = scorer.fit(sub, np.asarray(vectors), crops[ok])
+            scores = scorer.fit(sub, np.asarray(vectors), _Rows(crops, ok))  # crops read on demand
             store.write_part(pd.concat([wanted, scores.reset_index(drop=True)], axis=1))
             advance(len(need))
         else:
@@ -211,7 +229,7 @@ def run(config: RunConfig, reporter: Reporter | None = None) -> RunResult:
     files = stage_scan(config, ws, rep)
     faces, crops = stage_faces(config, ws, files, rep)
     emb_table, vectors = stage_embed(config, ws, files, faces, crops, rep)
-    quality = stage_quality(config, ws, faces, crops, vectors, rep)
+    quality = stage_quality(config, ws, faces, crops, vectors, rep, files)
 
     with rep.stage("decide", None):
         frame = assemble(files, faces, emb_table, quality)
@@ -295,11 +313,12 @@ class Decided:
 
 def decide_settings(config: RunConfig) -> DecideSettings:
     """The run's thresholds: the user's, else the embedder's calibrated defaults."""
+    from facesieve.models.spec import spec_name
     from facesieve.select.thresholds import for_embedder
 
     need_defaults = config.dedup and (config.near_dup_threshold is None or config.cross_id_threshold is None or config.overlap_threshold is None)
     try:
-        t = for_embedder(config.embedder) if need_defaults else None
+        t = for_embedder(spec_name(config.embedder)) if need_defaults else None
     except KeyError as e:
         raise UsageError(str(e).strip('"')) from None
 
@@ -431,6 +450,14 @@ class _Rows:
 def _chunks(seq: list, size: int):
     for s in range(0, len(seq), size):
         yield seq[s : s + size]
+
+
+def _model(text: str, role: str) -> str:
+    """A model's part of a cache key: its name, plus the sha256 of its weights file and its
+    threshold when it has them (facesieve/models/spec.py), so other weights are other results."""
+    from facesieve.models.spec import model_identity
+
+    return model_identity(text, role)
 
 
 def _slug(text: str) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 
 from facesieve.faces.align import ARCFACE_TEMPLATE, align
 from facesieve.imaging import DecodeError, load_rgb, perceptual_hashes, pixel_hash
+from facesieve.quality.artefacts import face_region_measures
 
 CROP = 112
 # an image no larger than this (long side) that yields no detection is taken to be a tight face crop
@@ -22,18 +23,20 @@ _models: dict[str, object] = {}
 
 
 def detector(name: str):
+    """The detector a model string names (a name, or name + weights/device/threshold: models/spec.py)."""
     if ("det", name) not in _models:
-        from facesieve.faces.detect import make_detector
+        from facesieve.models.zoo import build_detector
 
-        _models[("det", name)] = make_detector(name)
+        _models[("det", name)] = build_detector(name)
     return _models[("det", name)]
 
 
 def embedder(name: str):
+    """The embedder a model string names (a name, or name + weights/device: models/spec.py)."""
     if ("emb", name) not in _models:
-        from facesieve.embed import make_embedder
+        from facesieve.models.zoo import build_embedder
 
-        _models[("emb", name)] = make_embedder(name)
+        _models[("emb", name)] = build_embedder(name)
     return _models[("emb", name)]
 
 
@@ -70,6 +73,8 @@ def empty_face_row(task: FaceTask, status: str, reason: str) -> dict:
         "pixel_hash": "",
         "phash": 0,
         "dhash": 0,
+        "noise_sigma": np.nan,  # capture artefacts of the face box on the original grid
+        "blockiness": np.nan,
     }
     row.update({c: np.nan for c in LANDMARK_COLUMNS})
     return row
@@ -98,6 +103,7 @@ def faces_worker(task: FaceTask) -> tuple[dict, np.ndarray]:
         lm = template_landmarks(w, h)
         row.update(n_faces=1, box_x=0.0, box_y=0.0, box_w=float(w), box_h=float(h), det_score=np.nan, reason="aligned_input")
         _set_landmarks(row, lm)
+        row.update(face_region_measures(rgb, (0.0, 0.0, float(w), float(h))))
         crop = align(rgb, lm, CROP)
         return row, crop
 
@@ -121,6 +127,7 @@ def faces_worker(task: FaceTask) -> tuple[dict, np.ndarray]:
     row.update(box_x=float(x), box_y=float(y), box_w=float(bw), box_h=float(bh), det_score=float(det.score))
     row["raw_rect"] = ",".join(str(int(v)) for v in raw) if raw is not None else ""
     _set_landmarks(row, np.asarray(det.landmarks, np.float32))
+    row.update(face_region_measures(rgb, det.box))  # needs the original pixel grid: here, not on the crop
     crop = align(rgb, np.asarray(det.landmarks, np.float32), CROP)
     return row, crop
 

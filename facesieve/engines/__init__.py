@@ -55,12 +55,25 @@ class FacesWork:
         return np.flatnonzero(~self.store.done_mask(self.wanted[["image_id", "key"]]))
 
 
+def hash_files(config, paths: list[str], progress=None) -> list[str]:
+    """sha256 (hex) of each file, in order, with the engine `config.engine` names."""
+    if not paths:
+        return []
+    return _engine(config).hash_files(config, paths, progress)
+
+
 def compute_faces(config, work: FacesWork, reporter) -> None:
     """Fill the missing parts of `work`'s stores with the engine `config.engine` names."""
+    _engine(config).compute_faces(config, work, reporter)
+
+
+def _engine(config):
     if config.engine == "local":
-        from facesieve.engines.local import compute_faces as run
-    elif config.engine == "ray":
-        from facesieve.engines.ray_engine import compute_faces as run
-    else:
-        raise ValueError(f"unknown engine {config.engine!r}; choose from {', '.join(ENGINES)}")
-    run(config, work, reporter)
+        from facesieve.engines import local
+
+        return local
+    if config.engine == "ray":
+        from facesieve.engines import ray_engine
+
+        return ray_engine
+    raise ValueError(f"unknown engine {config.engine!r}; choose from {', '.join(ENGINES)}")

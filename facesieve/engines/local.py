@@ -1,16 +1,22 @@
 """The local engine: every core of one machine, stages overlapped, memory bounded.
 
-Worker processes (one compute thread each) decode, detect and align; for an embedder that cuts
-its own input from the original image (dlib) they also cut that chip, since they hold the decoded
-image already. The main process takes their results through a bounded window, commits faces parts
-of PART_ROWS images, and embeds the finished faces in batches while the workers go on detecting:
-the two stages overlap, and at most `window x chunk` images are in flight. Tasks are generated
-lazily and results are committed as they come, so nothing grows with the dataset but the list of
-image ids the pipeline hands in.
+Work goes to a process pool in chunks of images. A worker decodes, detects and aligns each image
+of its chunk, then embeds the chunk's faces as one inference batch (an embedder that cuts its own
+input from the original image, dlib, gets it while the decoded image is at hand). Workers run at
+different points of their chunks, so decoding, detection and inference overlap across the pool,
+while the main process only commits finished results as parts. A bounded window of chunks is in
+flight and tasks are generated lazily: nothing grows with the dataset but the list of image ids.
+
+Every model call runs on one thread (parallel.one_thread): that is where the parallelism belongs
+anyway, and OpenCV's results depend on its thread count, so a vector is the same whichever engine,
+machine or --jobs computed it, and a resumed run reproduces an uninterrupted one exactly.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,151 +24,199 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from facesieve import stages
 from facesieve.engines import FacesWork
 from facesieve.imaging import load_rgb
-from facesieve.parallel import default_jobs, ordered_map
-from facesieve.stages import ChipTask, FaceTask, chip_worker, detection_from_row, embedder, faces_worker
+from facesieve.parallel import default_jobs, one_thread, ordered_map
+from facesieve.stages import ChipTask, FaceTask, detection_from_row
 from facesieve.workspace import StageStore
 
 PART_ROWS = 256  # images per committed part: the most work a crash can lose
-CHUNK = 8  # images per worker task
-WINDOW_PER_JOB = 8  # tasks in flight per worker: enough to keep workers busy through a batch of inference
+WINDOW_PER_JOB = 3  # chunks in flight per worker: one running, the next ones queued
 
 
 @dataclass(frozen=True)
-class ImageJob:
-    """One image for a worker: its faces task, and the embedder whose chip to cut ("" for none)."""
+class FacesChunk:
+    """Images for one worker task: faces tasks, and which of them to embed with `embedder`."""
 
-    task: FaceTask
-    chip_for: str = ""
-
-
-def face_job(job: ImageJob) -> tuple[dict, np.ndarray, np.ndarray | None]:
-    """faces_worker, plus the embedder's own chip where it needs the original image."""
-    row, crop = faces_worker(job.task)
-    chip = None
-    if job.chip_for and row["status"] == "ok":
-        emb = embedder(job.chip_for)
-        if emb.needs_original:
-            # decoded a second time: the file is in the page cache, and faces_worker keeps its image
-            chip = emb.prepare(load_rgb(job.task.path), detection_from_row(row), None)
-    return row, crop, chip
+    tasks: tuple[FaceTask, ...]
+    embedder: str = ""  # "" for faces only
+    embed: tuple[bool, ...] = ()
 
 
-def embed_inputs(emb, inputs: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(raw norms float64, unit vectors float32) for model inputs, `batch_size` at a time.
+@dataclass
+class ChunkResult:
+    rows: list[dict]
+    crops: np.ndarray  # (n, 112, 112, 3) uint8
+    embedded: np.ndarray  # positions (into rows) of the faces embedded
+    norms: np.ndarray
+    vectors: np.ndarray
+
+
+def process_chunk(chunk: FacesChunk) -> ChunkResult:
+    """Faces of every image in the chunk, then one inference batch for the faces to embed."""
+    rows, crops, inputs, embedded = [], [], [], []
+    with one_thread():
+        emb = stages.embedder(chunk.embedder) if chunk.embedder and any(chunk.embed) else None
+        for n, task in enumerate(chunk.tasks):
+            row, crop = stages.faces_worker(task)
+            rows.append(row)
+            crops.append(crop)
+            if emb is not None and chunk.embed[n] and row["status"] == "ok":
+                if emb.needs_original:  # decoded again: the file is in the page cache
+                    inputs.append(emb.prepare(load_rgb(task.path), detection_from_row(row), None))
+                else:
+                    inputs.append(emb.prepare(None, None, crop))
+                embedded.append(n)
+        norms, vectors = embed_inputs(emb, inputs) if inputs else (np.zeros(0), np.zeros((0, 0), np.float32))
+    return ChunkResult(rows, np.stack(crops), np.array(embedded, np.int64), norms, vectors)
+
+
+@dataclass(frozen=True)
+class EmbedChunk:
+    """Faces to embed on a worker: their aligned crops, or (dlib) the images to cut chips from."""
+
+    embedder: str
+    crops: np.ndarray | None = None
+    chips: tuple[ChipTask, ...] = ()
+
+
+def embed_chunk(chunk: EmbedChunk) -> tuple[np.ndarray, np.ndarray]:
+    with one_thread():
+        emb = stages.embedder(chunk.embedder)
+        if chunk.chips:
+            inputs = [stages.chip_worker(t) for t in chunk.chips]
+        else:
+            inputs = [emb.prepare(None, None, c) for c in chunk.crops]
+        return embed_inputs(emb, inputs)
+
+
+def embed_inputs(emb, inputs: list[np.ndarray] | np.ndarray, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(raw norms float64, unit vectors float32) for model inputs, at most `batch_size` (and the
+    model's MAX_BATCH) at a time.
 
     A vector must not depend on the batch its face landed in (a resumed run batches differently):
-    OpenCV's int8 SFace rounds a batch of one differently from any larger batch, so a lone face is
-    run as a pair of copies. Batches never exceed the model's own MAX_BATCH, so it never splits one.
+    OpenCV's int8 SFace rounds a batch of one differently from larger ones, so a lone face is run
+    as a pair of copies.
     """
-    size = max(2, min(batch_size, getattr(emb, "MAX_BATCH", batch_size)))
+    inputs = np.asarray(inputs)
+    limit = getattr(emb, "MAX_BATCH", None) or len(inputs) or 1
+    size = max(2, min(batch_size or limit, limit))
     raw = np.zeros((len(inputs), getattr(emb, "dim", 128)), np.float64)
     for s in range(0, len(inputs), size):
-        batch = np.asarray(inputs[s : s + size])
+        batch = inputs[s : s + size]
         if len(batch) == 1:
-            out = np.asarray(emb.embed_batch(np.concatenate([batch, batch])))[:1]
+            raw[s] = np.asarray(emb.embed_batch(np.concatenate([batch, batch])))[0]
         else:
-            out = np.asarray(emb.embed_batch(batch))
-        raw[s : s + len(batch)] = out
+            raw[s : s + len(batch)] = np.asarray(emb.embed_batch(batch))
     norm = np.linalg.norm(raw, axis=1)
     return norm, (raw / np.maximum(norm, 1e-12)[:, None]).astype(np.float32)
 
 
 class PartWriter:
-    """Rows (and array rows) gathered until `rows` of them, then committed as one part."""
+    """Rows and array rows gathered until `rows` of them, then committed as one part."""
 
     def __init__(self, store: StageStore, array_names: Iterable[str] = (), rows: int = PART_ROWS):
         self.store, self.limit = store, rows
-        self.rows: list[dict] = []
+        self.tables: list[pd.DataFrame] = []
         self.arrays: dict[str, list[np.ndarray]] = {n: [] for n in array_names}
+        self.count = 0
 
-    def add(self, row: dict, **arrays: np.ndarray) -> None:
-        self.rows.append(row)
+    def add(self, table: pd.DataFrame, **arrays: np.ndarray) -> None:
+        if not len(table):
+            return
+        self.tables.append(table)
         for name, value in arrays.items():
             self.arrays[name].append(value)
-        if len(self.rows) >= self.limit:
+        self.count += len(table)
+        if self.count >= self.limit:
             self.flush()
 
     def flush(self) -> None:
-        if self.rows:
-            self.store.write_part(pd.DataFrame(self.rows), {n: np.stack(v) for n, v in self.arrays.items()})
-        self.rows = []
+        if self.count:
+            self.store.write_part(pd.concat(self.tables, ignore_index=True), {n: np.concatenate(v) for n, v in self.arrays.items()})
+        self.tables, self.count = [], 0
         self.arrays = {n: [] for n in self.arrays}
 
 
-class EmbedBatcher:
-    """Model inputs gathered into batches; each full batch is embedded and its rows committed."""
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
-    def __init__(self, emb, batch_size: int, store: StageStore):
-        self.emb, self.batch_size = emb, batch_size
-        self.parts = PartWriter(store, ["vectors"])
-        self.ids: list[str] = []
-        self.keys: list[str] = []
-        self.inputs: list[np.ndarray] = []
-        self.done = 0
 
-    def add(self, image_id: str, key: str, model_input: np.ndarray) -> None:
-        self.ids.append(image_id)
-        self.keys.append(key)
-        self.inputs.append(model_input)
-        if len(self.inputs) >= self.batch_size:
-            self.run()
+def hash_files(config, paths: list[str], progress=None) -> list[str]:
+    """sha256 of each file on a few threads (reading and hashing release the GIL), a bounded
+    window of files at a time."""
+    threads = max(2, min(8, 2 * (config.jobs or default_jobs())))
+    out: list[str] = []
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for s in range(0, len(paths), 1024):
+            block = list(pool.map(sha256_file, paths[s : s + 1024]))
+            out.extend(block)
+            if progress:
+                progress(len(block))
+    return out
 
-    def run(self) -> None:
-        if not self.inputs:
-            return
-        norm, vec = embed_inputs(self.emb, np.stack(self.inputs), self.batch_size)
-        for i, k, n, v in zip(self.ids, self.keys, norm, vec):
-            self.parts.add({"image_id": i, "key": k, "norm": float(n)}, vectors=v)
-        self.done += len(self.inputs)
-        self.ids, self.keys, self.inputs = [], [], []
 
-    def close(self) -> None:
-        self.run()
-        self.parts.flush()
+def part_rows(n: int) -> int:
+    """Rows per committed part for a pass over n images: PART_ROWS, or fewer on a small pass so
+    that even it commits its progress several times (a crash loses at most ~1/8 of it)."""
+    return max(16, min(PART_ROWS, math.ceil(n / 8)))
+
+
+def chunk_size(n: int, jobs: int, batch_size: int) -> int:
+    """Images per task: a full inference batch, but small enough that every worker gets several
+    tasks (a small run must not leave one worker idle while another does it all)."""
+    return max(1, min(batch_size, math.ceil(n / (jobs * 4))))
 
 
 def compute_faces(config, work: FacesWork, reporter) -> None:
-    """Faces for every wanted image without one; with `work.embed`, the new faces' embeddings too,
-    batched in this process while the workers go on detecting."""
+    """Faces for every wanted image without one; with `work.embed`, the new faces' embeddings
+    too, in the same worker pass."""
     todo = work.missing()
     if not len(todo):
-        return
+        with reporter.stage("faces", 0):
+            return
     jobs = config.jobs or default_jobs()
     ids = work.wanted["image_id"].to_numpy()
     keys = work.wanted["key"].to_numpy()
     paths = work.wanted["path"].to_numpy()
     root = Path(work.dataset)
-
-    batcher, embed_needed, suffix, chip_for = None, None, "", ""
+    suffix, embed_needed = "", np.zeros(len(todo), dtype=bool)
     if work.embed is not None:
         suffix = work.embed.suffix
         ekeys = pd.DataFrame({"image_id": ids[todo], "key": pd.Series(keys[todo], dtype=object) + suffix})
         embed_needed = ~work.embed.store.done_mask(ekeys)
-        del ekeys
-        if embed_needed.any():
-            emb = embedder(config.embedder)
-            batcher = EmbedBatcher(emb, config.batch_size, work.embed.store)
-            chip_for = config.embedder if emb.needs_original else ""
+    size = chunk_size(len(todo), jobs, config.batch_size)
 
-    def jobs_for() -> Iterator[ImageJob]:
-        for j, n in enumerate(todo):
-            task = FaceTask(ids[n], keys[n], str(root / paths[n]), config.detector, config.face_policy, config.aligned, True)
-            yield ImageJob(task, chip_for if (batcher is not None and embed_needed[j]) else "")
+    def chunks() -> Iterator[FacesChunk]:
+        for s in range(0, len(todo), size):
+            sel = todo[s : s + size]
+            tasks = tuple(
+                FaceTask(ids[n], keys[n], str(root / paths[n]), config.detector, config.face_policy, config.aligned, True) for n in sel
+            )
+            want = tuple(bool(b) for b in embed_needed[s : s + size])
+            yield FacesChunk(tasks, config.embedder if any(want) else "", want)
 
-    faces = PartWriter(work.store, ["crops"])
-    results = ordered_map(face_job, jobs_for(), jobs, window=jobs * WINDOW_PER_JOB, chunk=CHUNK)
+    faces = PartWriter(work.store, ["crops"], part_rows(len(todo)))
+    vectors = PartWriter(work.embed.store, ["vectors"], part_rows(len(todo))) if work.embed is not None else None
     with reporter.stage("faces", len(todo)) as advance:
-        for j, (row, crop, chip) in enumerate(results):
-            faces.add(row, crops=crop)
-            if batcher is not None and embed_needed[j] and row["status"] == "ok":
-                model_input = chip if chip is not None else batcher.emb.prepare(None, None, crop)
-                batcher.add(row["image_id"], row["key"] + suffix, model_input)
-            advance(1)
+        for res in ordered_map(process_chunk, chunks(), jobs, window=jobs * WINDOW_PER_JOB, chunk=1):
+            table = pd.DataFrame(res.rows)
+            # embeddings first: a face committed without its vector is embedded again on resume,
+            # a vector without its face is simply found done
+            if vectors is not None and len(res.embedded):
+                vectors.add(pd.DataFrame({"image_id": table["image_id"].to_numpy()[res.embedded],
+                                          "key": (table["key"].iloc[res.embedded] + suffix).to_numpy(), "norm": res.norms}),
+                            vectors=res.vectors)
+            faces.add(table, crops=res.crops)
+            advance(len(table))
+        if vectors is not None:
+            vectors.flush()
         faces.flush()
-        if batcher is not None:
-            batcher.close()
 
 
 def compute_embeddings(
@@ -174,7 +228,7 @@ def compute_embeddings(
     paths: pd.Series,
     reporter,
 ) -> None:
-    """Embeddings for found faces that have none yet (a resumed run, a new embedder).
+    """Embeddings for found faces that have none yet (a new embedder on faces already found).
 
     `faces`: the faces-table rows of the found faces, `crops` their aligned crops (same order,
     any array-like), `wanted` their embed keys, `paths` each image's path in the dataset by image
@@ -184,26 +238,29 @@ def compute_embeddings(
     with reporter.stage("embed", len(need)) as advance:
         if not len(need):
             return
-        emb = embedder(config.embedder)
-        batcher = EmbedBatcher(emb, config.batch_size, store)
-        ids, keys = wanted["image_id"].to_numpy(), wanted["key"].to_numpy()
-        for n, model_input in zip(need, _model_inputs(config, emb, faces, crops, need, paths)):
-            batcher.add(ids[n], keys[n], model_input)
-            advance(1)
-        batcher.close()
-
-
-def _model_inputs(config, emb, faces: pd.DataFrame, crops, need: np.ndarray, paths: pd.Series) -> Iterator[np.ndarray]:
-    if emb.needs_original:
         jobs = config.jobs or default_jobs()
+        size = chunk_size(len(need), jobs, config.batch_size)
+        needs_original = stages.embedder(config.embedder).needs_original
         cols = list(faces.columns)
-        tasks = (
-            ChipTask(str(Path(config.dataset) / paths[faces["image_id"].iat[n]]), config.embedder, dict(zip(cols, faces.iloc[n].tolist())))
-            for n in need
-        )
-        yield from ordered_map(chip_worker, tasks, jobs, window=jobs * WINDOW_PER_JOB, chunk=CHUNK)
-        return
-    for s in range(0, len(need), PART_ROWS):
-        block = np.asarray(crops[need[s : s + PART_ROWS]])
-        for crop in block:
-            yield emb.prepare(None, None, crop)
+
+        def chunks() -> Iterator[EmbedChunk]:
+            for s in range(0, len(need), size):
+                sel = need[s : s + size]
+                if needs_original:
+                    chips = tuple(
+                        ChipTask(str(Path(config.dataset) / paths[faces["image_id"].iat[n]]), config.embedder,
+                                 dict(zip(cols, faces.iloc[n].tolist())))
+                        for n in sel
+                    )
+                    yield EmbedChunk(config.embedder, chips=chips)
+                else:
+                    yield EmbedChunk(config.embedder, crops=np.asarray(crops[sel]))
+
+        out = PartWriter(store, ["vectors"], part_rows(len(need)))
+        ids, keys = wanted["image_id"].to_numpy(), wanted["key"].to_numpy()
+        starts = iter(range(0, len(need), size))
+        for (norms, vecs), s in zip(ordered_map(embed_chunk, chunks(), jobs, window=jobs * WINDOW_PER_JOB, chunk=1), starts):
+            sel = need[s : s + size]
+            out.add(pd.DataFrame({"image_id": ids[sel], "key": keys[sel], "norm": norms}), vectors=vecs)
+            advance(len(sel))
+        out.flush()

@@ -133,17 +133,20 @@ def _pad(rgb: np.ndarray, frac: float) -> tuple[np.ndarray, int]:
 
 
 class YuNetDetector:
-    """YuNet 2023mar int8 (bundled), with resize, border and contrast retries for hard crops."""
+    """YuNet 2023mar int8 (bundled), with border and contrast retries for hard crops."""
 
     name = "yunet"
     # the image is resized so its long side is at most MAX_SIDE (speed: cost grows with pixels) and
     # its short side at least MIN_SIDE (faces smaller than YuNet's smallest anchors are missed)
     MAX_SIDE = 1280
     MIN_SIDE = 160
+    # a bordered retry looks for a face that fills the frame: the image is first fitted to
+    # PAD_SIDE (YuNet's anchors reach ~256 px faces), then given a border of PAD_FRACTION
+    PAD_SIDE = 256
     PAD_FRACTION = 0.25
     CONFIDENT = 0.9  # a face scoring this high ends the retries
-    # (contrast, border) per try: as is, with a border, equalised, equalised + border, then
-    # equalised + smoothed (striped or noisy near-black frames), with and without a border
+    # (contrast, border) per try: as is, bordered, equalised, equalised + bordered, then
+    # equalised + smoothed (striped or noisy near-black frames), plain and bordered
     ATTEMPTS = ((None, False), (None, True), ("equalise", False), ("equalise", True), ("smooth", False), ("smooth", True))
 
     def __init__(self, score_threshold: float = 0.6, nms_threshold: float = 0.3, top_k: int = 5000, model_path: str | None = None):
@@ -167,35 +170,42 @@ class YuNetDetector:
             return min(self.MIN_SIDE / min(h, w), self.MAX_SIDE / max(h, w))
         return 1.0
 
+    @staticmethod
+    def _resize(rgb: np.ndarray, s: float) -> np.ndarray:
+        if s == 1.0:
+            return rgb
+        h, w = rgb.shape[:2]
+        size = (max(1, round(w * s)), max(1, round(h * s)))
+        return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+
+    def attempt(self, rgb: np.ndarray, contrast: str | None, pad: bool) -> list[Detection]:
+        """One detector pass on one view of the image; coordinates mapped back to `rgb`'s pixels."""
+        h, w = rgb.shape[:2]
+        img = self._resize(rgb, self.PAD_SIDE / max(h, w) if pad else self._scale(h, w))
+        sx, sy = img.shape[1] / w, img.shape[0] / h
+        if contrast is not None:
+            img = _equalise(img)
+        if contrast == "smooth":
+            img = _smooth(img)
+        border = 0
+        if pad:
+            img, border = _pad(img, self.PAD_FRACTION)
+        return [self._to_detection(f, border, sx, sy) for f in self._run(img)]
+
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         rgb = _as_rgb(rgb)
-        h, w = rgb.shape[:2]
-        s = self._scale(h, w)
-        base = rgb
-        if s != 1.0:
-            size = (max(1, round(w * s)), max(1, round(h * s)))
-            base = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-        sx, sy = base.shape[1] / w, base.shape[0] / h
         # Retries run only while nothing confident has been found; the try whose best face scores
         # highest wins (a half-lit face is found as a lit half-face at ~0.75, whole once equalised).
-        best, best_score, best_border = None, -1.0, 0
-        for enhance, pad in self.ATTEMPTS:
-            img = base
-            if enhance:
-                img = _equalise(img)
-            if enhance == "smooth":
-                img = _smooth(img)
-            border = 0
-            if pad:
-                img, border = _pad(img, self.PAD_FRACTION)
-            faces = self._run(img)
-            if len(faces) and faces[:, 14].max() > best_score:
-                best, best_score, best_border = faces, float(faces[:, 14].max()), border
+        best: list[Detection] = []
+        best_score = -1.0
+        for contrast, pad in self.ATTEMPTS:
+            dets = self.attempt(rgb, contrast, pad)
+            top = max((d.score for d in dets), default=-1.0)
+            if top > best_score:
+                best, best_score = dets, top
             if best_score >= self.CONFIDENT:
                 break
-        if best is None:
-            return []
-        return [self._to_detection(f, best_border, sx, sy) for f in best]
+        return best
 
     @staticmethod
     def _to_detection(f: np.ndarray, border: int, sx: float, sy: float) -> Detection:

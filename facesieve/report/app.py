@@ -24,7 +24,7 @@ import traceback
 from contextlib import contextmanager
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from facesieve.errors import FacesieveError
@@ -300,10 +300,10 @@ def safe_relpath(rel: str) -> str:
     """A dataset-relative POSIX path, or NotFound for anything that could leave the folder."""
     if not rel or "\x00" in rel or "\\" in rel or rel.startswith("/"):
         raise NotFound(rel)
-    parts = PurePosixPath(rel).parts
-    if any(p in ("..", ".", "") for p in parts) or rel.endswith("/"):
+    parts = rel.split("/")
+    if any(p in ("..", ".", "") for p in parts):
         raise NotFound(rel)
-    return "/".join(parts)
+    return rel
 
 
 # ---------------------------------------------------------------- HTTP

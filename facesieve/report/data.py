@@ -32,6 +32,17 @@ def _num(text: str) -> float | None:
     return round(v, 4) if math.isfinite(v) else None
 
 
+def _finite(obj):
+    """NaN and infinities as null: the page's JSON must parse in a browser."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False) if path.is_file() else pd.DataFrame()
 
@@ -41,7 +52,7 @@ def collect(out: Path, ws: Workspace, thumbs: dict[str, str], *, plots: dict[str
     """Everything the page shows: summary, identities with their faces and groups, pairs, plots."""
     out = Path(out)
     manifest = read_manifest(out)
-    summary = json.loads((out / "summary.json").read_text("utf-8")) if (out / "summary.json").is_file() else {}
+    summary = _finite(json.loads((out / "summary.json").read_text("utf-8"))) if (out / "summary.json").is_file() else {}
     overrides = load_overrides(ws)
     waiting = pending(manifest, overrides)
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from facesieve.overrides import read_manifest
 from facesieve.report.data import collect
-from facesieve.report.plots import HEATMAP, similarity_heatmap
+from facesieve.report.plots import save_similarity, similarity_payload
 from facesieve.report.thumbs import make_thumbnails
 from facesieve.workspace import Workspace, atomic_write_text
 
@@ -51,7 +51,7 @@ def report_data(out: Path, ws: Workspace, *, dataset: Path | None = None, app: b
         info = ws.read_json("facesieve-workspace.json", default={}) or {}
         dataset = Path(info.get("dataset", ""))
     thumbs = make_thumbnails(out, dataset, ws, read_manifest(out), faces_stage)
-    plots = {"heatmap": HEATMAP} if (out / HEATMAP).is_file() else {}
+    plots = {"similarity": similarity_payload(ws)}
     if app:
         href = "files/"
     else:
@@ -69,14 +69,14 @@ def write_report(
 ) -> Path:
     """Write `<out>/report.html` (and `report_files/`) for a finished run; returns the page's path.
 
-    `embeddings` (one row per manifest row, zeros where no face) redraws the similarity heat map;
-    without it the previous heat map, if any, is kept.
+    `embeddings` (one row per manifest row, zeros where no face) recomputes the identity similarity
+    matrix; without it the previous one, if any, is shown.
     """
     out = Path(out_dir)
     if embeddings is not None:
         manifest = read_manifest(out)
         if len(manifest) == len(embeddings):
-            similarity_heatmap(out, embeddings, manifest["identity"].to_numpy())
+            save_similarity(ws, embeddings, manifest["identity"].to_numpy())
     data = report_data(out, ws, dataset=None if dataset_dir is None else Path(dataset_dir), faces_stage=faces_stage)
     if dataset_dir is not None and not data["dataset"]:
         data["dataset"] = str(dataset_dir)

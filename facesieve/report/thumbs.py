@@ -2,7 +2,7 @@
 
 Thumbnails are named by image id and content hash, so an unchanged file is never redrawn and a
 changed one gets a new name; files no face maps to any more are removed. They live in
-`<out>/report_files/t/<2 hex>/`, next to the report that links to them.
+`<out>/report_files/t/<first hex digit>/`, next to the report that links to them.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def thumb_key(image_id: str, sha256: str) -> str:
 
 def thumb_relpath(key: str) -> str:
     """The thumbnail's path relative to the output folder (the report's URL for it)."""
-    return f"{FOLDER}/{THUMBS}/{key[:2]}/{key}.jpg"
+    return f"{FOLDER}/{THUMBS}/{key[:1]}/{key}.jpg"
 
 
 def find_faces_stage(ws: Workspace, name: str | None = None) -> Path | None:
@@ -111,18 +111,19 @@ def make_thumbnails(out: Path, dataset: Path, ws: Workspace, manifest: pd.DataFr
                 continue
             _save_jpeg(img, dst)
         keys[path] = key
-    _remove_stale(out / FOLDER / THUMBS, set(keys.values()))
+    _remove_stale(out, {thumb_relpath(k) for k in keys.values()})
     return keys
 
 
-def _remove_stale(root: Path, wanted: set[str]) -> None:
+def _remove_stale(out: Path, wanted: set[str]) -> None:
+    root = out / FOLDER / THUMBS
     if not root.is_dir():
         return
     for sub in root.iterdir():
         if not sub.is_dir():
             continue
         for f in sub.iterdir():
-            if f.suffix == ".jpg" and f.stem not in wanted:
+            if f.suffix == ".jpg" and f.relative_to(out).as_posix() not in wanted:
                 f.unlink()
         try:
             sub.rmdir()

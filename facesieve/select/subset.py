@@ -63,7 +63,7 @@ class _Params:
 
 
 _LOCAL = _Params(
-    n_starts=4, n_kicks=24, small_boost=8, exact_budget=3e7, screen=64, screen_final=512, final_exact=False
+    n_starts=4, n_kicks=24, small_boost=4, exact_budget=3e7, screen=64, screen_final=512, final_exact=False
 )
 _THOROUGH = _Params(
     n_starts=12, n_kicks=120, small_boost=8, exact_budget=3e8, screen=256, screen_final=2048, final_exact=True
@@ -483,13 +483,15 @@ class _Search:
             if self._timed_out():
                 break
             S = best[2].copy()
-            size = int(self.rng.integers(1, min(3, k, n - k) + 1))
-            if t % 2 == 0:  # random swaps
+            top = min(3, k, n - k)
+            if t % 3 == 0:  # random swaps
+                size = int(self.rng.integers(1, top + 1))
                 for _ in range(size):
                     inS = np.zeros(n, dtype=bool)
                     inS[S] = True
                     S[self.rng.integers(k)] = self.rng.choice(np.flatnonzero(~inS))
             else:  # near-improving swaps: leave the current basin along its flattest directions
+                size = int(self.rng.integers(min(2, top), top + 1))
                 if guide is None:
                     guide = self._promising(S, 4 * k + 8)
                 picks = self.rng.permutation(len(guide))

@@ -474,7 +474,7 @@ def _train(data: TrainData, model_dir: Path, config: DistillConfig, restart: boo
     ct = torch.from_numpy(centres.vectors).to(device)
     cit = torch.from_numpy(cidx).to(device)
     trainable = [p for p in student.parameters() if p.requires_grad]
-    n_steps = math.ceil(len(train_rows) / batch)
+    n_steps = len(train_rows) // batch + (len(train_rows) % batch >= max(2, batch // 2))
     if config.max_steps:
         n_steps = min(n_steps, config.max_steps)
     log(f"training {config.backbone} on {len(train_rows)} faces ({len(centres.names)} identities), validating on "
@@ -493,7 +493,9 @@ def _train(data: TrainData, model_dir: Path, config: DistillConfig, restart: boo
                                                          shuffle_seed=config.seed * 100_003 + epoch)):
                 if step >= n_steps:
                     break
-                if len(rows) < 2:  # a last batch of one face breaks batch norm: skip it
+                if len(rows) < max(2, batch // 2):
+                    # a small last batch gives batch norm noisy statistics (one face breaks it); its
+                    # faces are shuffled into full batches in the other epochs
                     continue
                 rows = rows.to(device)
                 x = _to_input(crops, device)

@@ -37,7 +37,7 @@
   const action = (f) => D.actions[f[1]];
   const reason = (f) => D.reasons[f[2]];
   const label = (r) => REASON_LABEL[r] || r.replace(/_/g, " ");
-  const thumbUrl = (k) => "report_files/t/" + k.slice(0, 2) + "/" + k + ".jpg";
+  const thumbUrl = (k) => "report_files/t/" + k.slice(0, 1) + "/" + k + ".jpg";
   const fileUrl = (p) => D.files_href + p.split("/").map(encodeURIComponent).join("/");
   const previewUrl = (p) => (APP ? "preview/" + p.split("/").map(encodeURIComponent).join("/") : fileUrl(p));
   function extent(values) {
@@ -81,7 +81,7 @@
       ? el("img", { src: thumbUrl(f[4]), loading: "lazy", alt: base(f[0]), width: 100, height: 100, onclick: () => openViewer(f) })
       : el("div", { class: "noimg", text: "no image" });
     const bits = ["q " + fmt(f[3])];
-    if (opts.sim !== undefined) bits.push("sim " + fmt(opts.sim));
+    if (opts.pair) { /* the pair shows its own similarity */ }
     else if (f[6] !== null && (r === "near_duplicate" || r === "exact_duplicate" || r === "cross_identity_duplicate")) bits.push("sim " + fmt(f[6]));
     if (r === "outlier" && f[7] !== null) bits.push("score " + fmt(f[7]));
     let badge = label(r);
@@ -225,7 +225,9 @@
     if (c.error) chips.push(el("span", { class: "chip error", text: c.error + " errors" }));
     if (c.manual) chips.push(el("span", { class: "chip manual", text: c.manual + " manual" }));
     if (c.pending) chips.push(el("span", { class: "chip manual", text: c.pending + " not applied" }));
-    const sel = id.sel ? "K = " + id.sel.k + " of " + id.sel.n + " · " + id.sel.method + (id.sel.score !== null ? " · objective " + fmt(id.sel.score, 4) : "") : "";
+    let sel = "";
+    if (id.sel && id.sel.method === "all") sel = "K = " + id.sel.k + ": all " + id.sel.n + " remaining kept";
+    else if (id.sel) sel = "K = " + id.sel.k + " of " + id.sel.n + " · " + id.sel.method + " search" + (id.sel.score !== null ? " · objective " + fmt(id.sel.score, 4) : "");
     const card = el("article", { class: "ident" + (closed ? " closed" : ""), "data-identity": id.name });
     const head = el("header", { onclick: () => {
       if (ui.closed.has(id.name)) ui.closed.delete(id.name); else ui.closed.add(id.name);
@@ -249,7 +251,7 @@
     const byQ = (a, b) => (b[3] ?? -1e9) - (a[3] ?? -1e9);
     const kept = F.filter((f) => action(f) === "keep").sort(byQ);
     kept.forEach((f) => shown.add(f));
-    const keptLabel = id.sel ? "Kept: the selected K and faces kept by hand" : "Kept";
+    const keptLabel = id.sel && id.sel.method !== "all" ? "Kept: the selected K" : "Kept";
     body.append(...section(keptLabel, kept.length, kept.length ? el("div", { class: "faces" }, kept.map((f) => faceTile(f))) : el("div", { class: "muted", text: "none" })));
 
     if (id.groups.length) {
@@ -294,8 +296,8 @@
 
   function pairView(f, otherPath, sim) {
     const other = byPath.get(otherPath);
-    const tile = (g, path) => (g ? faceTile(g.f || g, { ident: g.id ? g.id.name : undefined }) : el("div", { class: "face" }, el("div", { class: "noimg", text: base(path || "?") })));
-    const left = f ? faceTile(f, { ident: byPath.get(f[0])?.id.name }) : tile(null, "");
+    const tile = (g, path) => (g ? faceTile(g.f || g, { ident: g.id ? g.id.name : undefined, pair: true }) : el("div", { class: "face" }, el("div", { class: "noimg", text: base(path || "?") })));
+    const left = f ? faceTile(f, { ident: byPath.get(f[0])?.id.name, pair: true }) : tile(null, "");
     return el("div", { class: "pair" }, left, el("div", { class: "sim" }, el("b", { text: fmt(sim, 3) }), "cosine"), tile(other, otherPath));
   }
 
@@ -306,7 +308,7 @@
     const pages = Math.max(1, Math.ceil(D.cross.length / PAIR_PAGE));
     ui.crossPage = Math.min(ui.crossPage, pages - 1);
     const card = el("div", { class: "card" });
-    card.append(el("h3", { text: "The same face filed under two identities (" + D.cross.length + " pairs, both sent to review)" }));
+    card.append(el("h3", { text: "The same face filed under two identities (" + D.cross.length + " pairs; faces still kept were sent to review)" }));
     if (!D.cross.length) card.append(el("p", { class: "muted", text: "None found." }));
     else {
       const shown = D.cross.slice(ui.crossPage * PAIR_PAGE, (ui.crossPage + 1) * PAIR_PAGE);
@@ -377,16 +379,91 @@
     const scores = faces.map((f) => f[7]).filter((v) => v !== null);
     const [smin, smax] = extent(scores);
     const varied = scores.length && smax > smin;
-    const outl = varied ? histogram("Outlier score by decision", bySeries((f) => f[7]), { xlabel: "higher: further from its own identity, nearer others" })
-      : el("p", { class: "muted", text: scores.length ? "Outlier scores: every face scored " + fmt(scores[0]) + " (no outliers)." : "No outlier scores (pass skipped)." });
-    sec.append(el("div", { class: "plotgrid" }, el("div", { class: "card" }, q), el("div", { class: "card" }, sims), el("div", { class: "card" }, outl)));
-    if (D.plots.heatmap) {
-      sec.append(el("div", { class: "card heatmap", style: "margin-top:14px" }, el("h3", { text: "Identity similarity (mean cosine; clustered so confusable identities sit together)" }),
-        el("a", { href: D.plots.heatmap, target: "_blank" }, el("img", { src: D.plots.heatmap, loading: "lazy", alt: "identity similarity heat map" }))));
+    const grid = el("div", { class: "plotgrid" }, el("div", { class: "card" }, q), el("div", { class: "card" }, sims));
+    if (varied) grid.append(el("div", { class: "card" }, histogram("Outlier score by decision", bySeries((f) => f[7]), { xlabel: "higher: further from its own identity, nearer others" })));
+    sec.append(grid);
+    if (!varied) sec.append(el("p", { class: "muted", text: scores.length ? "Outlier scores: every face scored " + fmt(scores[0]) + " (no outliers)." : "No outlier scores (the pass was skipped)." }));
+    if (D.plots.similarity) sec.append(heatmapCard(D.plots.similarity));
+  }
+
+  const VIRIDIS = [[68, 1, 84], [72, 40, 120], [62, 74, 137], [49, 104, 142], [38, 130, 142], [31, 158, 137],
+    [53, 183, 121], [109, 205, 89], [180, 222, 44], [253, 231, 37]];
+  function viridis(t) {
+    const x = Math.min(1, Math.max(0, t)) * (VIRIDIS.length - 1), i = Math.min(VIRIDIS.length - 2, Math.floor(x)), f = x - i;
+    return VIRIDIS[i].map((c, k) => Math.round(c + (VIRIDIS[i + 1][k] - c) * f));
+  }
+
+  function heatmapCard(sim) {
+    const K = sim.labels.length;
+    const codes = Uint8Array.from(atob(sim.codes), (c) => c.charCodeAt(0));
+    const cell = Math.max(1, Math.min(26, Math.floor(760 / K)));
+    const labelled = K <= 80;
+    let longest = 0;
+    for (const l of sim.labels) longest = Math.max(longest, l.length);
+    const M = labelled ? Math.min(150, 14 + 6.5 * longest) : 0;
+    const size = Math.ceil(M + K * cell);
+    const canvas = el("canvas", { width: size, height: size, class: "heat", "aria-label": "identity similarity heat map" });
+    const ctx = canvas.getContext("2d");
+    const lut = [];
+    for (let i = 0; i < 255; i++) lut.push(viridis(i / 254));
+    lut.push([214, 218, 224]);
+    const img = ctx.createImageData(K * cell, K * cell);
+    const W = K * cell;
+    for (let r = 0; r < K; r++) for (let c = 0; c < K; c++) {
+      const col = lut[codes[r * K + c]];
+      for (let dy = 0; dy < cell; dy++) {
+        let o = ((r * cell + dy) * W + c * cell) * 4;
+        for (let dx = 0; dx < cell; dx++, o += 4) { img.data[o] = col[0]; img.data[o + 1] = col[1]; img.data[o + 2] = col[2]; img.data[o + 3] = 255; }
+      }
     }
+    ctx.putImageData(img, Math.ceil(M), Math.ceil(M));
+    if (labelled) {
+      const m0 = Math.ceil(M);
+      ctx.font = "11px system-ui, sans-serif";
+      ctx.fillStyle = "#4b5563";
+      ctx.textBaseline = "middle";
+      sim.labels.forEach((l, i) => {
+        ctx.textAlign = "right";
+        ctx.fillText(l, m0 - 5, m0 + i * cell + cell / 2);
+        ctx.save();
+        ctx.translate(m0 + i * cell + cell / 2, m0 - 5);
+        ctx.rotate(-Math.PI / 2);
+        ctx.textAlign = "left";
+        ctx.fillText(l, 0, 0);
+        ctx.restore();
+      });
+    }
+    const tip = el("div", { class: "heat-tip", hidden: true });
+    const cellAt = (e) => {
+      const rect = canvas.getBoundingClientRect(), k = canvas.width / rect.width;
+      const x = (e.clientX - rect.left) * k - Math.ceil(M), y = (e.clientY - rect.top) * k - Math.ceil(M);
+      const c = Math.floor(x / cell), r = Math.floor(y / cell);
+      return r >= 0 && c >= 0 && r < K && c < K ? [r, c] : null;
+    };
+    canvas.addEventListener("mousemove", (e) => {
+      const hit = cellAt(e);
+      if (!hit) { tip.hidden = true; return; }
+      const code = codes[hit[0] * K + hit[1]];
+      const v = code === 255 ? "no value (one face)" : fmt(sim.lo + code * (sim.hi - sim.lo) / 254, 3);
+      tip.textContent = (hit[0] === hit[1] ? sim.labels[hit[0]] + " (within)" : sim.labels[hit[0]] + " × " + sim.labels[hit[1]]) + ": " + v;
+      tip.style.left = e.offsetX + 14 + "px";
+      tip.style.top = e.offsetY + 10 + "px";
+      tip.hidden = false;
+    });
+    canvas.addEventListener("mouseleave", () => { tip.hidden = true; });
+    canvas.addEventListener("click", (e) => { const hit = cellAt(e); if (hit) { jump(sim.labels[hit[0]]); $("identities").scrollIntoView(); } });
+    const stops = [0, 0.25, 0.5, 0.75, 1].map((t) => "rgb(" + viridis(t).join(",") + ") " + t * 100 + "%").join(",");
+    const legend = el("div", { class: "heat-legend" }, el("span", { text: fmt(sim.lo, 2) }),
+      el("div", { class: "heat-scale", style: "background:linear-gradient(to right," + stops + ")" }), el("span", { text: fmt(sim.hi, 2) }),
+      el("span", { class: "muted", text: "mean cosine · point at a cell for the pair, click to open the identity" }));
+    return el("div", { class: "card heatmap", style: "margin-top:14px" },
+      el("h3", { text: "Identity similarity (" + K + " identities, clustered so confusable ones sit together)" }),
+      legend, el("div", { class: "heat-wrap" }, canvas, tip));
   }
 
   function renderAll() {
+    const empty = APP && !D.output;  // the app before any run: only the run form
+    for (const id of ["summary", "identities", "cross", "plots"]) $(id).hidden = empty;
     prepare();
     renderSummary();
     renderIdentities();
@@ -397,7 +474,8 @@
 
   // ------------------------------------------------------------------ app (review mode)
   async function api(method, url, body) {
-    const r = await fetch(url, { method, headers: body ? { "Content-Type": "application/json" } : {}, body: body ? JSON.stringify(body) : undefined });
+    const post = method !== "GET";
+    const r = await fetch(url, { method, headers: post ? { "Content-Type": "application/json" } : {}, body: post ? JSON.stringify(body || {}) : undefined });
     let data = null;
     try { data = await r.json(); } catch (e) { data = null; }
     if (!r.ok) throw new Error((data && data.error) || r.status + " " + r.statusText);
@@ -450,7 +528,7 @@
     wrap.append(el("div", { class: "state " + st.state, text: head }));
     for (const s of st.stages || []) {
       const pct = s.finished ? 100 : s.total ? Math.min(100, 100 * s.done / s.total) : 0;
-      const txt = (s.total ? s.done + " / " + s.total : s.finished ? "" : "…") + " · " + fmt(s.seconds, 1) + " s";
+      const txt = (s.total ? s.done + " / " + s.total + " · " : "") + fmt(s.seconds, 1) + " s";
       wrap.append(el("div", { class: "stage", "data-stage": s.name }, el("span", { text: s.name }),
         el("div", { class: "track" }, el("div", { class: "fill" + (s.finished ? " done" : ""), style: "width:" + pct + "%" })), el("span", { class: "muted", text: txt })));
     }

@@ -1,0 +1,212 @@
+"""The Ray engine: the per-image stages on a Ray cluster, through Ray Data.
+
+The image list becomes a Ray Dataset; `map_batches` runs the same functions the local engine runs
+(faces_worker, the embedder's prepare/embed_batch, the quality scorer's score) on the cluster's
+workers, and the driver streams the results back and commits them as parts in the same workspace
+stores, under the same keys. The collected tables, decide, the report and the output are therefore
+those of a local run. Ray Data streams: only a bounded number of batches is in flight, and the
+driver never holds more than one part.
+
+Requirements on a real cluster: facesieve installed on every node (`pip install "facesieve[ray]"`)
+and the dataset readable at the same path on every node (shared storage). The workspace is written
+by the driver only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from facesieve.engines import FacesWork
+from facesieve.errors import UsageError
+
+PART_ROWS = 256  # rows per part the driver commits
+BATCH = 32  # images per map_batches call (and per inference batch on a worker), at most --batch-size
+TENSORS = ("crop", "vector")
+
+
+def require_ray():
+    """The ray module, or a usage error that says how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401 - the Data library is a separate extra of ray
+    except ImportError:
+        raise UsageError('--engine ray needs Ray Data: pip install "facesieve[ray]"') from None
+    return ray
+
+
+def connect(address: str | None, jobs: int | None = None) -> None:
+    """Join the cluster at `address` ("auto", "ray://host:10001", ...); without one, a running
+    cluster named by RAY_ADDRESS, else a new local instance with `jobs` CPUs (default: all)."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return
+    kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    if address is None and not os.environ.get("RAY_ADDRESS") and jobs:
+        kwargs["num_cpus"] = jobs
+    ray.init(address=address, **kwargs)
+
+
+# ---------------------------------------------------------------- functions run on the workers
+
+
+def faces_batch(batch: pd.DataFrame, detector: str, policy: str, aligned: bool, embedder_name: str) -> dict:
+    """The local engine's worker task on one batch: faces, then (with `embedder_name`) one
+    inference batch for the found faces. Vector rows are zeros where no face was found."""
+    from facesieve.engines.local import FacesChunk, process_chunk
+    from facesieve.stages import FaceTask
+
+    tasks = tuple(FaceTask(str(i), str(k), str(p), detector, policy, aligned, True)
+                  for i, k, p in zip(batch["image_id"], batch["key"], batch["path"]))
+    res = process_chunk(FacesChunk(tasks, embedder_name, (bool(embedder_name),) * len(tasks)))
+    out = _columns(pd.DataFrame(res.rows))
+    out["crop"] = res.crops
+    if embedder_name:
+        vectors = np.zeros((len(tasks), res.vectors.shape[1] if len(res.embedded) else 128), np.float32)
+        norms = np.zeros(len(tasks), np.float64)
+        vectors[res.embedded], norms[res.embedded] = res.vectors, res.norms
+        out["vector"], out["norm"] = vectors, norms
+    return out
+
+
+def quality_batch(batch: dict, method: str, embedder_name: str) -> dict:
+    """The quality scorer's columns for every found face, as one JSON object per row (the
+    columns differ between methods; JSON keeps one schema and floats exact)."""
+    from facesieve.quality.base import QualityInput, make_quality
+    from facesieve.stages import embedder
+
+    scorer = make_quality(method)
+    ok = np.flatnonzero(batch["status"] == "ok")
+    scores = [""] * len(batch["status"])
+    if len(ok):
+        faces = _table({k: v[ok] for k, v in batch.items() if k not in TENSORS + ("norm",)})
+        data = QualityInput(crops=batch["crop"][ok], faces=faces, embedder=embedder(embedder_name) if scorer.uses_embedder else None,
+                            embeddings=batch["vector"][ok])
+        table = scorer.score(data).reset_index(drop=True)
+        for i, rec in zip(ok, table.to_dict("records")):
+            scores[i] = json.dumps({k: _plain(v) for k, v in rec.items()})
+    out = dict(batch)
+    out["quality_json"] = np.array(scores, dtype=object)
+    return out
+
+
+def hash_batch(batch: dict) -> dict:
+    from facesieve.engines.local import sha256_file
+
+    return {"n": batch["n"], "sha256": np.array([sha256_file(str(p)) for p in batch["path"]], dtype=object)}
+
+
+# ---------------------------------------------------------------- the driver
+
+
+def hash_files(config, paths: list[str], progress=None) -> list[str]:
+    """sha256 of each file, hashed on the cluster's workers."""
+    ray = require_ray()
+    connect(config.ray_address, config.jobs)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    per_block = max(256, -(-len(paths) // 1000))
+    blocks = [pd.DataFrame({"n": np.arange(s, min(s + per_block, len(paths))), "path": paths[s : s + per_block]})
+              for s in range(0, len(paths), per_block)]
+    ds = ray.data.from_pandas(blocks).map_batches(hash_batch, batch_size=256, batch_format="numpy", num_cpus=1)
+    out = [""] * len(paths)
+    for batch in ds.iter_batches(batch_size=1024, batch_format="numpy"):
+        for n, h in zip(batch["n"], batch["sha256"]):
+            out[int(n)] = str(h)
+        if progress:
+            progress(len(batch["n"]))
+    return out
+
+
+def compute_faces(config, work: FacesWork, reporter) -> None:
+    """Faces, embeddings (work.embed) and per-face quality (work.quality) of every wanted image
+    without a face yet, computed by Ray Data and committed by this process."""
+    todo = work.missing()
+    if not len(todo):
+        with reporter.stage("faces", 0):
+            return
+    ray = require_ray()
+    connect(config.ray_address, config.jobs)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # facesieve's own bar counts the committed images
+    wanted = work.wanted.iloc[todo]
+    items = pd.DataFrame({
+        "image_id": wanted["image_id"].to_numpy(),
+        "key": wanted["key"].to_numpy(),
+        "path": [str(Path(work.dataset) / p) for p in wanted["path"]],
+    })
+    batch = min(config.batch_size, BATCH)
+    per_block = max(batch, -(-len(items) // 1000))  # blocks of whole batches, at most ~1000 of them
+    ds = ray.data.from_pandas([items.iloc[s : s + per_block] for s in range(0, len(items), per_block)])
+    embedder_name = config.embedder if work.embed is not None else ""
+    ds = ds.map_batches(faces_batch, batch_size=batch, batch_format="pandas", num_cpus=1,
+                        fn_kwargs={"detector": config.detector, "policy": config.face_policy, "aligned": config.aligned,
+                                   "embedder_name": embedder_name})
+    if work.embed is not None and work.quality is not None:
+        ds = ds.map_batches(quality_batch, batch_size=batch, batch_format="numpy", num_cpus=1,
+                            fn_kwargs={"method": work.quality.method, "embedder_name": config.embedder})
+    with reporter.stage("faces", len(todo)) as advance:
+        for batch in ds.iter_batches(batch_size=PART_ROWS, batch_format="numpy", prefetch_batches=2):
+            commit(work, batch)
+            advance(len(batch["image_id"]))
+
+
+def commit(work: FacesWork, batch: dict) -> None:
+    """One batch of results into the faces, embed and quality stores (the faces last: a crash
+    in between leaves faces to recompute, never a face whose other stages look done)."""
+    faces = _table({k: v for k, v in batch.items() if k not in TENSORS + ("norm", "quality_json")})
+    ok = np.flatnonzero(faces["status"].to_numpy() == "ok")
+    if work.embed is not None and "vector" in batch and len(ok):
+        table = pd.DataFrame({"image_id": faces["image_id"].to_numpy()[ok],
+                              "key": (faces["key"].iloc[ok] + work.embed.suffix).to_numpy(),
+                              "norm": np.asarray(batch["norm"], np.float64)[ok]})
+        work.embed.store.write_part(table, {"vectors": np.asarray(batch["vector"], np.float32)[ok]})
+    if work.quality is not None and "quality_json" in batch and len(ok):
+        scores = pd.DataFrame([json.loads(batch["quality_json"][i]) for i in ok])
+        table = pd.DataFrame({"image_id": faces["image_id"].to_numpy()[ok], "key": (faces["key"].iloc[ok] + work.quality.suffix).to_numpy()})
+        work.quality.store.write_part(pd.concat([table, scores], axis=1))
+    work.store.write_part(faces, {"crops": np.asarray(batch["crop"], np.uint8)})
+
+
+# ---------------------------------------------------------------- columns
+
+
+def _columns(df: pd.DataFrame) -> dict:
+    """A faces table as a dict of numpy columns (strings as object arrays)."""
+    return {c: (df[c].astype(object).to_numpy() if df[c].dtype == object or pd.api.types.is_string_dtype(df[c]) else df[c].to_numpy())
+            for c in df.columns}
+
+
+def _table(columns: dict) -> pd.DataFrame:
+    """The faces-table rows from numpy columns, with the dtypes faces_worker's rows give locally."""
+    from facesieve.stages import FaceTask, empty_face_row
+
+    template = empty_face_row(FaceTask("", "", "", "", "", False, False), "", "")
+    data = {}
+    for name in template:
+        if name not in columns:
+            continue
+        col = np.asarray(columns[name])
+        sample = template[name]
+        if isinstance(sample, str):
+            data[name] = [str(v) for v in col]
+        elif isinstance(sample, bool):
+            data[name] = col.astype(bool)
+        elif isinstance(sample, int):
+            data[name] = col.astype(np.int64)
+        else:
+            data[name] = col.astype(np.float64)
+    extra = [c for c in columns if c not in template]
+    for name in extra:
+        data[name] = np.asarray(columns[name])
+    return pd.DataFrame(data)
+
+
+def _plain(v):
+    """A JSON-ready Python value (numpy scalars to Python; NaN kept as NaN)."""
+    if isinstance(v, np.generic):
+        return v.item()
+    return v

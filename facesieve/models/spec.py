@@ -1,0 +1,195 @@
+"""One string names a model and how to run it, so it can travel to worker processes and into cache keys.
+
+Workers build their models from `RunConfig.detector` / `RunConfig.embedder` alone, so those strings
+carry everything a model needs: ``NAME``, ``NAME:PATH`` (a local weights file, the short form a user
+types, e.g. ``arcface:/models/r100.onnx``) or the canonical ``NAME:{json}`` with the keys
+``weights``, ``device`` and ``threshold`` (detectors' score threshold). A plain name stays a plain
+name, so the defaults' cache keys never change.
+
+The cache identity of a model is its name, the sha256 of the weights file it loads and its
+threshold; not the device: a CPU and a GPU run reuse each other's faces and vectors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from facesieve.errors import UsageError
+
+DEVICES = ("auto", "cpu", "cuda")
+_KEYS = ("weights", "device", "threshold")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model by name, with an optional local weights file, device and score threshold."""
+
+    name: str
+    weights: str | None = None
+    device: str = "auto"
+    threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or self.name != self.name.strip():
+            raise UsageError(f"bad model name {self.name!r}")
+        if self.device not in DEVICES:
+            raise UsageError(f"unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
+        if self.threshold is not None and not (0.0 <= float(self.threshold) <= 1.0):
+            raise UsageError(f"detection threshold must be between 0 and 1, got {self.threshold}")
+
+    @property
+    def text(self) -> str:
+        """The canonical string: the bare name when every option has its default."""
+        opts = {}
+        if self.weights is not None:
+            opts["weights"] = str(self.weights)
+        if self.device != "auto":
+            opts["device"] = self.device
+        if self.threshold is not None:
+            opts["threshold"] = float(self.threshold)
+        return self.name if not opts else f"{self.name}:{json.dumps(opts, sort_keys=True, separators=(',', ':'))}"
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_spec(text: str | ModelSpec) -> ModelSpec:
+    """``NAME``, ``NAME:PATH`` or ``NAME:{json}`` -> ModelSpec (the name is lower-cased)."""
+    if isinstance(text, ModelSpec):
+        return text
+    if not isinstance(text, str) or not text.strip():
+        raise UsageError(f"empty model name: {text!r}")
+    name, sep, rest = text.strip().partition(":")
+    name = name.strip().lower()
+    if not sep or not rest:
+        return ModelSpec(name)
+    if rest.lstrip().startswith("{"):
+        try:
+            opts = json.loads(rest)
+        except ValueError as e:
+            raise UsageError(f"bad model options in {text!r}: {e}") from None
+        unknown = set(opts) - set(_KEYS)
+        if unknown:
+            raise UsageError(f"unknown model options {sorted(unknown)} in {text!r}; known: {', '.join(_KEYS)}")
+        thr = opts.get("threshold")
+        return ModelSpec(name, opts.get("weights"), opts.get("device", "auto"), None if thr is None else float(thr))
+    return ModelSpec(name, weights=rest)
+
+
+def spec_name(text: str | ModelSpec) -> str:
+    """Just the model's name."""
+    return parse_spec(text).name
+
+
+def merge_spec(text: str | ModelSpec, *, weights: str | Path | None = None, device: str | None = None,
+               threshold: float | None = None) -> str:
+    """The canonical string of `text` with the given options set (None leaves an option as it is)."""
+    spec = parse_spec(text)
+    changes = {}
+    if weights is None and spec.weights is not None:
+        weights = spec.weights
+    if weights is not None:
+        # absolute, so a worker started from another folder finds the same file
+        changes["weights"] = str(Path(weights).expanduser().absolute())
+    if device is not None and device != "auto":
+        changes["device"] = device
+    if threshold is not None:
+        changes["threshold"] = float(threshold)
+    return replace(spec, **changes).text if changes else spec.text
+
+
+# ---------------------------------------------------------------- identity (cache keys)
+
+_sha_cache: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a weights file, remembered per (path, size, mtime) for the life of the process."""
+    from facesieve.models.fetch import sha256_file
+
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    if key not in _sha_cache:
+        _sha_cache[key] = sha256_file(p)
+    return _sha_cache[key]
+
+
+def model_identity(text: str | ModelSpec, role: str) -> str:
+    """What a stage cache key needs to know about a model: its name, the sha256 of the weights it
+    would load (resolved now, so a missing file fails before any work starts) and its threshold.
+
+    Bundled models and the dlib ones have no weights to choose: their identity is their name.
+    """
+    from facesieve.models.zoo import candidate_path, weights_identity
+
+    spec = parse_spec(text)
+    path = candidate_path(spec, role)
+    try:
+        st = path.stat() if path is not None else None
+        stamp = (str(path), st.st_size, st.st_mtime_ns) if st else None
+    except OSError:
+        stamp = None
+    memo = (spec.text, role, stamp)
+    if memo not in _identity_cache:  # the same file is not hashed (and verified) again and again
+        parts = [spec.name]
+        digest = weights_identity(spec, role)
+        if digest:
+            parts.append(f"sha256={digest[:16]}")
+        if spec.threshold is not None:
+            parts.append(f"threshold={spec.threshold:g}")
+        _identity_cache[memo] = "@".join(parts)
+    return _identity_cache[memo]
+
+
+_identity_cache: dict[tuple, str] = {}
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def add_model_options(sp: argparse.ArgumentParser, device: bool = False) -> None:
+    """--detector-weights, --embedder-weights, --det-threshold and (with `device`) --device, folded
+    into the model strings by `fold_model_args`. --device is optional because some commands (train)
+    have a --device of their own for something else."""
+    sp.add_argument("--detector-weights", type=Path, default=None, metavar="PATH",
+                    help="local weights file for the detector (used as given, never downloaded)")
+    sp.add_argument("--embedder-weights", type=Path, default=None, metavar="PATH",
+                    help="local weights file for the embedder (.onnx; .pth for IResNets with torch installed)")
+    sp.add_argument("--det-threshold", type=float, default=None, metavar="T",
+                    help="detection score threshold, 0..1 (default: the detector's own, 0.6 for YuNet and RetinaFace)")
+    if device:
+        add_device_option(sp)
+
+
+def add_device_option(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--device", dest="model_device", default="auto", choices=DEVICES,
+                    help="where ONNX Runtime / PyTorch models run: auto = CUDA when available, else CPU "
+                    "(OpenCV-DNN and dlib models always run on the CPU)")
+
+
+def fold_model_args(args: argparse.Namespace) -> None:
+    """Put the weights/device/threshold options into args.detector / args.embedder, so every
+    command that passes those strings on (run, evaluate, train, ...) gets them."""
+    if not any(hasattr(args, a) for a in ("detector_weights", "embedder_weights", "det_threshold", "model_device")):
+        return
+    device = getattr(args, "model_device", None)
+    if getattr(args, "detector", None):
+        args.detector = merge_spec(args.detector, weights=getattr(args, "detector_weights", None), device=device,
+                                   threshold=getattr(args, "det_threshold", None))
+    if getattr(args, "embedder", None):
+        args.embedder = merge_spec(args.embedder, weights=getattr(args, "embedder_weights", None), device=device)
+
+
+def check_choice(text: str, choices: tuple[str, ...], role: str) -> ModelSpec:
+    """Parse and check the name against the known ones, with the choices in the message."""
+    spec = parse_spec(text)
+    if spec.name not in choices:
+        raise UsageError(f"unknown {role} {spec.name!r}; choose from {', '.join(choices)}")
+    if spec.weights is not None and not os.path.isfile(os.path.expanduser(spec.weights)):
+        raise UsageError(f"{role} weights file not found: {spec.weights}")
+    return spec

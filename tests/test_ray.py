@@ -1,0 +1,74 @@
+"""The Ray engine on a local Ray instance started here: the same workspace tables and the same
+manifest as the local engine."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from facesieve.config import RunConfig
+from facesieve.pipeline import run
+
+if os.environ.get("CI"):
+    import ray  # CI installs facesieve[ray]: a missing ray is a failure there, not a skip
+else:
+    ray = pytest.importorskip("ray", reason='the Ray engine needs pip install "facesieve[ray]"')
+
+pytestmark = pytest.mark.heavy
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def small_set(shared_data, tmp_path_factory) -> Path:
+    """30 real images (ORL crops, Essex frames, uncropped web photos) and one file that is not an image."""
+    root = tmp_path_factory.mktemp("ray") / "data"
+    for name, ids, per in (("orl_att40", 2, 6), ("essex_faces94_19", 2, 6), ("deepface13", 3, 4)):
+        for ident in sorted(p for p in (shared_data / name).iterdir() if p.is_dir())[:ids]:
+            (root / ident.name).mkdir(parents=True)
+            for f in sorted(ident.iterdir())[:per]:
+                shutil.copy2(f, root / ident.name / f.name)
+    (next(p for p in root.iterdir() if p.is_dir()) / "broken.jpg").write_bytes(b"not a jpeg")
+    return root
+
+
+def tables(out: Path) -> dict[str, pd.DataFrame]:
+    ws = out / ".facesieve"
+    found = {}
+    for stage in ("faces", "embed", "quality"):
+        (folder,) = ws.glob(f"{stage}-*")
+        (part,) = folder.glob("part-*.parquet")
+        found[stage] = pd.read_parquet(part)
+        for arr in folder.glob(f"{part.stem}.*.npy"):
+            found[f"{stage}:{arr.name.split('.')[1]}"] = np.load(arr)
+    return found
+
+
+def test_ray_engine_matches_local(ray_instance, small_set, tmp_path):
+    local = run(RunConfig(small_set, tmp_path / "local", keep=2, jobs=2, report=False))
+    remote = run(RunConfig(small_set, tmp_path / "ray", keep=2, engine="ray", report=False))
+    assert remote.summary["stage_seconds"]["faces"] > 0 and remote.summary["faces"] >= 25
+    # the faces, embed and quality parts came from Ray: the driver computed no embedding itself
+    assert remote.summary["stage_seconds"].get("embed", 0) < 5
+    pd.testing.assert_frame_equal(local.manifest, remote.manifest)
+    assert (tmp_path / "local" / "manifest.csv").read_bytes() == (tmp_path / "ray" / "manifest.csv").read_bytes()
+    a, b = tables(tmp_path / "local"), tables(tmp_path / "ray")
+    assert sorted(a) == sorted(b)
+    for name in a:
+        if isinstance(a[name], pd.DataFrame):
+            pd.testing.assert_frame_equal(a[name], b[name], obj=name)
+        else:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    # a re-run with the Ray engine computes nothing
+    again = run(RunConfig(small_set, tmp_path / "ray", keep=2, engine="ray", report=False))
+    pd.testing.assert_frame_equal(again.manifest, remote.manifest)
