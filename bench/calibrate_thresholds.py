@@ -65,8 +65,9 @@ class Face:
         return v, crop
 
 
-def hashes(crop: np.ndarray) -> tuple[int, int]:
-    return phash(crop), phash(np.ascontiguousarray(crop[:, ::-1]))
+def hashes(rgb: np.ndarray) -> tuple[int, int]:
+    """The image's pHash and its mirror image's (a flipped copy matches the second)."""
+    return phash(rgb), phash(np.ascontiguousarray(rgb[:, ::-1]))
 
 
 def crop_signature(crop: np.ndarray) -> np.ndarray:
@@ -112,16 +113,17 @@ def main() -> int:
         if f is None:
             continue
         v, crop = f
-        h, hm = hashes(crop)
+        h, hm = hashes(rgb)  # whole image, as the faces stage stores them
         sig = signatures(crop)
         records.append((s, ident, str(path), v, h, hm, sig))
         for kind in COPY_KINDS:
-            c = face(near_copy(rgb, kind, rng))
+            copy = near_copy(rgb, kind, rng)
+            c = face(copy)
             if c is None:
                 copies.append((s, kind, np.nan, 64, np.nan))
                 continue
             cv, ccrop = c
-            ch, _ = hashes(ccrop)
+            ch, _ = hashes(copy)
             copies.append((s, kind, float(v @ cv), min(ham(h, ch), ham(hm, ch)), ncc(crop_signature(ccrop), sig)))
     distinct = []  # (set, cos, hamming)
     by_id: dict[tuple[str, str], list[int]] = {}

@@ -43,8 +43,9 @@ def register(sub) -> None:
     )
     sp.add_argument("dataset", type=Path, metavar="DATASET", help="folder with one sub-folder per identity")
     sp.add_argument("--out", "-o", type=Path, required=True, metavar="MODEL_DIR", help="folder for the model and its logs")
-    sp.add_argument("--teacher", default="image", metavar="METHOD|CSV",
-                    help="quality method whose scores are learnt (any name --quality takes), or a CSV of path,score")
+    sp.add_argument("--teacher", default="offline", metavar="METHOD|CSV",
+                    help="quality method whose scores are learnt (any name `run --quality` takes: offline, "
+                         "robustness, sdd-fiqa, ediffiqa, ...), or a CSV file of path,score rows")
     model_flags(sp)
     g = sp.add_argument_group("student and training")
     g.add_argument("--backbone", default="mobilefacenet", choices=BACKBONES, help="student backbone")

@@ -108,7 +108,7 @@ def stage_scan(config: RunConfig, ws: Workspace, rep: Reporter) -> pd.DataFrame:
 
 
 def faces_key(config: RunConfig) -> str:
-    return f"{_model(config.detector, 'detect')}|{config.face_policy}|aligned={config.aligned}|fallback=1|v2"
+    return f"{_model(config.detector, 'detect')}|{config.face_policy}|aligned={config.aligned}|fallback=1|v3"
 
 
 def stage_faces(config: RunConfig, ws: Workspace, files: pd.DataFrame, rep: Reporter) -> tuple[pd.DataFrame, np.ndarray]:
@@ -272,7 +272,7 @@ def assemble(files: pd.DataFrame, faces: pd.DataFrame, emb_table: pd.DataFrame, 
     frame = files[["image_id", "path", "identity", "size", "sha256", "format", "status", "reason"]].copy()
     f = faces.set_index("image_id")
     frame = frame.join(
-        f[["status", "reason", "det_score", "box_w", "box_h", "fallback", "pixel_hash", "phash", "dhash", "n_faces"]].rename(
+        f[["status", "reason", "det_score", "box_w", "box_h", "fallback", "pixel_hash", "phash", "phash_mirror", "dhash", "n_faces"]].rename(
             columns={"status": "face_status", "reason": "face_reason"}
         ),
         on="image_id",
@@ -362,7 +362,7 @@ def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig) -> Deci
             decisions, frame["sha256"].fillna("").to_numpy(), frame["pixel_hash"].fillna("").to_numpy(), quality, paths, identities
         )
     if settings.near_duplicate is not None:
-        phash = frame["phash"].fillna(0).to_numpy(np.int64).view(np.uint64)
+        phash = np.stack([frame[c].fillna(0).to_numpy(np.int64) for c in ("phash", "phash_mirror")], axis=1).view(np.uint64)
         near_groups = mark_near_duplicates(decisions, unit, identities, quality, paths, phash, settings)
     if settings.cross_identity is not None:
         cross = mark_cross_identity(decisions, unit, identities, paths, has_face, settings)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from facesieve.faces.align import ARCFACE_TEMPLATE, align
-from facesieve.imaging import DecodeError, load_rgb, perceptual_hashes, pixel_hash
+from facesieve.imaging import DecodeError, load_rgb, perceptual_hashes, phash, pixel_hash
 from facesieve.quality.artefacts import face_region_measures
 
 CROP = 112
@@ -72,6 +72,7 @@ def empty_face_row(task: FaceTask, status: str, reason: str) -> dict:
         "raw_rect": "",
         "pixel_hash": "",
         "phash": 0,
+        "phash_mirror": 0,  # pHash of the mirrored image: a flipped copy matches it
         "dhash": 0,
         "noise_sigma": np.nan,  # capture artefacts of the face box on the original grid
         "blockiness": np.nan,
@@ -97,7 +98,8 @@ def faces_worker(task: FaceTask) -> tuple[dict, np.ndarray]:
     row = empty_face_row(task, "ok", "")
     h, w = rgb.shape[:2]
     ph, dh = perceptual_hashes(rgb)
-    row.update(width=w, height=h, pixel_hash=pixel_hash(rgb), phash=_signed(ph), dhash=_signed(dh))
+    row.update(width=w, height=h, pixel_hash=pixel_hash(rgb), phash=_signed(ph), dhash=_signed(dh),
+               phash_mirror=_signed(phash(np.ascontiguousarray(rgb[:, ::-1]))))
 
     if task.aligned_input:
         lm = template_landmarks(w, h)

@@ -49,7 +49,7 @@ def browser():
 @pytest.fixture(scope="module")
 def essex_run(shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("browser") / "essex_clean"
-    assert main(["run", str(shared_data / "essex_faces94_19"), "--out", str(out), "--keep", "5", "--jobs", "2", "--quiet"]) == 0
+    assert main(["run", str(shared_data / "essex_faces94_19"), "--out", str(out), "--keep", "5", "--jobs", "2", "--quality", "image", "--quiet"]) == 0
     return out
 
 
@@ -152,6 +152,7 @@ def test_app_starts_a_run_and_shows_its_progress(browser, shared_data, tmp_path,
         w.page.fill('#run-form input[name="out"]', str(tmp_path / "tiny_out"))
         w.page.fill('#run-form input[name="keep"]', "4")
         w.page.fill('#run-form input[name="jobs"]', "1")
+        w.page.fill('#run-form input[name="quality"]', "image")
         w.page.click("#run-start")
         w.page.wait_for_selector(".progress .stage", timeout=30_000)
         w.page.screenshot(path=str(artifacts_dir / "app_run_progress.png"))

@@ -57,7 +57,7 @@ def small_run(shared_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     data = build_subset(shared_data, root)
     out = root / "out"
-    assert run_cli("run", data, "--out", out, "--keep", "2", "--jobs", "2", "--quiet") == 0
+    assert run_cli("run", data, "--out", out, "--keep", "2", "--jobs", "2", "--quality", "image", "--quiet") == 0
     return data, out
 
 
@@ -136,9 +136,9 @@ def test_groups_pairs_and_selection_are_in_the_page(small_run):
 def test_no_report_flag_skips_it(small_run):
     data, out = small_run
     (out / "report.html").unlink()
-    assert run_cli("run", data, "--out", out, "--keep", "2", "--jobs", "1", "--quiet", "--no-report") == 0
+    assert run_cli("run", data, "--out", out, "--keep", "2", "--jobs", "1", "--quality", "image", "--quiet", "--no-report") == 0
     assert not (out / "report.html").exists()
-    assert run_cli("run", data, "--out", out, "--keep", "2", "--jobs", "1", "--quiet") == 0
+    assert run_cli("run", data, "--out", out, "--keep", "2", "--jobs", "1", "--quality", "image", "--quiet") == 0
     assert (out / "report.html").is_file()
 
 

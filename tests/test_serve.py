@@ -32,7 +32,7 @@ def served(shared_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     data = build_subset(shared_data, root)
     out = root / "out"
-    assert run_cli("run", data, "--out", out, "--keep", "2", "--jobs", "2", "--quiet") == 0
+    assert run_cli("run", data, "--out", out, "--keep", "2", "--jobs", "2", "--quality", "image", "--quiet") == 0
     server = make_server(out, port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -167,7 +167,7 @@ def test_manual_keep_applies_and_survives_a_rerun(served, shared_data):
     assert sorted(p.name for p in out.parent.iterdir()) == outside_before
 
     # a re-run (all cached) decides afresh and applies the override again
-    assert run_cli("run", data, "--out", out, "--keep", "2", "--jobs", "1", "--quiet") == 0
+    assert run_cli("run", data, "--out", out, "--keep", "2", "--jobs", "1", "--quality", "image", "--quiet") == 0
     row = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False).set_index("path").loc[victim]
     assert (row["action"], row["reason"]) == ("keep", "manual")
     assert (out / victim).is_file()
@@ -198,7 +198,7 @@ def test_start_a_run_from_the_app_and_follow_it(served, shared_data, tmp_path):
     status, body = request(server, "POST", "/api/run", headers=h, body={"dataset": str(tmp_path / "missing"), "out": str(tmp_path / "o")})
     assert status == 400 and b"not found" in body
     new_out = tmp_path / "tiny_out"
-    params = {"dataset": str(tiny), "out": str(new_out), "keep": 3, "jobs": 1, "near_dup_threshold": 0.99}
+    params = {"dataset": str(tiny), "out": str(new_out), "keep": 3, "jobs": 1, "near_dup_threshold": 0.99, "quality": "image"}
     status, body = request(server, "POST", "/api/run", headers=h, body=params)
     assert status == 202, body
     seen_running = json.loads(body)["state"] == "running"

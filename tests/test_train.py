@@ -135,6 +135,25 @@ def test_train_last_freezes_all_but_the_last_tensors():
         make_student("mobilefacenet", 128, projection="none")
 
 
+def test_init_from_a_backbone_or_a_whole_ediffiqa_checkpoint(tmp_path):
+    from facesieve.errors import FacesieveError
+    from facesieve.models.archs import build_backbone, build_ediffiqa
+    from facesieve.train.distill import load_init
+
+    torch.manual_seed(3)
+    backbone = build_backbone("mobilefacenet")
+    torch.save({"state_dict": backbone.state_dict()}, tmp_path / "mbf.pth")  # a wrapped bare backbone
+    whole = build_ediffiqa("T")
+    torch.save(whole.state_dict(), tmp_path / "ediffiqa_tiny.pth")
+    student = make_student("mobilefacenet", 128)
+    assert load_init(student, tmp_path / "mbf.pth") == "backbone"
+    assert torch.equal(student.net.base_model.linear.weight, backbone.linear.weight)
+    assert load_init(student, tmp_path / "ediffiqa_tiny.pth") == "ediffiqa"
+    assert torch.equal(student.net.mlp.l2.weight, whole.mlp.l2.weight)
+    with pytest.raises(FacesieveError, match="wrong --backbone"):
+        load_init(make_student("iresnet18", 128), tmp_path / "mbf.pth")
+
+
 # ------------------------------------------------------------------------------------ training
 
 

@@ -9,9 +9,9 @@ read them from there.
 - noise_sigma: Immerkaer's fast noise estimator ("Fast Noise Variance Estimation", CVIU 1996),
   sigma = sqrt(pi/2) / 6 * mean |I * M| with M the 3x3 difference-of-Laplacians mask, averaged only
   over the flattest half of the pixels (lowest Sobel gradient), so that a face's own edges (eyes,
-  hair, outline) are not read as noise. Grey levels on 0..255. Clean photos read 0.3-1; added
-  Gaussian noise of sigma s reads about 0.65-0.7 s (the flat-half selection prefers pixels where the
-  noise happened to be small, a stable under-estimate).
+  hair, outline) are not read as noise. Grey levels on 0..255, in luminance. Clean photos read
+  0.3-1; Gaussian noise of sigma s reads about s when added to the grey image and about 0.67 s when
+  added independently to R, G and B (luminance averages the channels: sqrt(.299^2+.587^2+.114^2)).
 - blockiness: mean absolute luminance step across 8-pixel block boundaries divided by the mean step
   inside blocks, boundaries at absolute image coordinates that are multiples of 8 (where a JPEG
   encoder puts them). About 1 for unblocked content; web JPEGs 1.0-1.3; quality 30 about 1.6,

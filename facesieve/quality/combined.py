@@ -57,6 +57,14 @@ def _column(faces: pd.DataFrame, name: str) -> np.ndarray:
     return faces[name].to_numpy(float) if name in faces else np.full(len(faces), np.nan)
 
 
+def cheap_quality(crops: np.ndarray, faces: pd.DataFrame) -> np.ndarray:
+    """"offline" without its robustness term (no embedder runs): image measures x noise x blockiness.
+    Used where many faces need a rough ranking fast (ERS's low-quality tail)."""
+    img = measures(np.asarray(crops), faces)["quality"].to_numpy()
+    noise, block = _column(faces, "noise_sigma"), _column(faces, "blockiness")
+    return img * hinge_score(noise, NOISE_FLOOR, NOISE_REF) * hinge_score(block, BLOCK_FLOOR, BLOCK_REF)
+
+
 class OfflineQuality:
     """The default: perturbation robustness x noise x blockiness x image measures (see module doc)."""
 

@@ -18,7 +18,8 @@ Where f_UI comes from (`source` in `report`):
 - "examples": a folder of unrecognizable face images given by the user (`ers:DIR`, or
   `--ers-examples DIR`), detected, aligned and embedded exactly as the run's faces;
 - "tail": the dataset's own low-quality tail. From up to SAMPLE faces (seeded), the TAIL fraction
-  with the lowest image quality (image.py) are the candidates; a candidate belongs to the UI cluster
+  with the lowest cheap quality (combined.cheap_quality: image measures x noise x blockiness, no
+  embedder run) are the candidates; a candidate belongs to the UI cluster
   when it is closer to the other candidates (mean of its TOP_K best cosines among them) than to any
   other face of its own identity ("matches no one", and clusters with the unrecognizable). f_UI is
   the normalised mean of the members, after one trimming pass (members below the median cosine to
@@ -143,12 +144,13 @@ class ERS:
         e = ers_scores(v, f_ui) if len(v) else np.zeros(0)
         self.report = {"method": "ERS", "keep_threshold": KEEP_THRESHOLD, "n_faces": int(len(v)),
                        "n_below_threshold": int((e < KEEP_THRESHOLD).sum()), **info}
-        return pd.DataFrame({"quality": e, "ers": e, "ers_keep": e >= KEEP_THRESHOLD, "ui_similarity": 1.0 - e})
+        return pd.DataFrame({"quality": e, "ers": e, "ers_keep": e >= KEEP_THRESHOLD, "ui_similarity": 1.0 - e,
+                             "ers_source": info["source"]})
 
     # ------------------------------------------------------------ where f_UI comes from
 
     def _from_tail(self, faces: pd.DataFrame, v: np.ndarray, crops) -> tuple[np.ndarray, dict]:
-        from facesieve.quality.image import measures
+        from facesieve.quality.combined import cheap_quality
 
         rng = np.random.default_rng(SEED)
         n = len(v)
@@ -156,7 +158,7 @@ class ERS:
         quality = np.empty(len(rows))
         for s in range(0, len(rows), 256):
             r = rows[s : s + 256]
-            quality[s : s + 256] = measures(np.asarray(crops[r]), faces.iloc[r].reset_index(drop=True))["quality"].to_numpy()
+            quality[s : s + 256] = cheap_quality(np.asarray(crops[r]), faces.iloc[r].reset_index(drop=True))
         ids = faces["identity"].astype(str).to_numpy() if "identity" in faces else None
         members = tail_members(v, quality, ids, rows)
         if len(members) >= MIN_MEMBERS:

@@ -143,10 +143,18 @@ def popcount64(x: ArrayLike) -> np.ndarray:
     return table[arr.view(np.uint8).reshape(*arr.shape, 8)].sum(axis=-1)
 
 
+def hash_distance(ph: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamming distance between the hashes of rows a and b. With a second column (the hash of
+    the mirrored image) a mirrored copy matches too: min(d(a, b), d(mirror(a), b))."""
+    if ph.ndim == 1:
+        return popcount64(ph[a] ^ ph[b])
+    return np.minimum(popcount64(ph[a, 0] ^ ph[b, 0]), popcount64(ph[a, 1] ^ ph[b, 0]))
+
+
 def _as_phash(phash: ArrayLike, n: int) -> np.ndarray:
     arr = np.asarray(phash)
-    if arr.ndim != 1 or arr.shape[0] != n:
-        raise ValueError(f"phash must have shape ({n},), got {arr.shape}")
+    if arr.ndim not in (1, 2) or arr.shape[0] != n or (arr.ndim == 2 and arr.shape[1] != 2):
+        raise ValueError(f"phash must have shape ({n},) or ({n}, 2), got {arr.shape}")
     if arr.dtype == np.uint64:
         return arr
     if arr.dtype == np.int64:
@@ -186,7 +194,7 @@ def _leaders(
             r, c = np.nonzero(dup)
             if r.size:
                 by_cosine = at_least(S[r, c], X, rows[r], cols[c], threshold)
-                by_hash = popcount64(ph[rows[r]] ^ ph[cols[c]]) <= phash_max_bits
+                by_hash = hash_distance(ph, rows[r], cols[c]) <= phash_max_bits
                 drop = ~(by_cosine | by_hash)
                 dup[r[drop], c[drop]] = False
         del S
@@ -223,7 +231,8 @@ def near_duplicate_groups(
         quality: (N,) higher is better, NaN = unknown = lowest.
         paths: (N,) paths, for the keep order's tie-breaks.
         threshold: cosine at or above which a face duplicates its centre.
-        phash: optional (N,) 64-bit perceptual hashes (np.uint64) for the second signal.
+        phash: optional (N,) 64-bit perceptual hashes (np.uint64) for the second signal, or
+            (N, 2): each image's hash and its mirror image's hash (flipped copies then match).
         phash_max_bits: Hamming distance at or below which hashes match.
         phash_min_sim: cosine floor for a hash match to count.
         block_size: rows per blocked product (capped so a block holds <= 2**24 similarities).
@@ -295,7 +304,7 @@ def near_duplicate_groups(
     signal = np.full(n, "", dtype=object)
     by_cosine = similarity[d_rows] >= threshold
     if ph is not None:
-        phash_distance[d_rows] = popcount64(ph[d_rows] ^ ph[centre[d_rows]])
+        phash_distance[d_rows] = hash_distance(ph, d_rows, centre[d_rows])
         by_hash = (phash_distance[d_rows] <= phash_max_bits) & (
             similarity[d_rows] >= phash_min_sim
         )

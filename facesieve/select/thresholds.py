@@ -20,7 +20,7 @@ class Thresholds:
 
 
 DEFAULTS: dict[str, Thresholds] = {
-    "sface": Thresholds(near_duplicate=0.90, phash_max_bits=8, phash_min_sim=0.70, cross_identity=0.90, identity_overlap=0.80),
+    "sface": Thresholds(near_duplicate=0.97, phash_max_bits=2, phash_min_sim=0.85, cross_identity=0.97, identity_overlap=0.80),
     "dlib": Thresholds(near_duplicate=0.97, phash_max_bits=8, phash_min_sim=0.90, cross_identity=0.97, identity_overlap=0.95),
 }
 

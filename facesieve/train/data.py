@@ -122,7 +122,7 @@ def prepare(
     dataset: Path | str,
     workspace: Path | str,
     *,
-    teacher: str = "image",
+    teacher: str = "offline",
     embedder: str = "sface",
     detector: str = "yunet",
     face_policy: str = "central",

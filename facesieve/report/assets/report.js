@@ -570,6 +570,8 @@
     if (D.dataset) f.dataset.value = D.dataset;
     if (D.output) f.out.value = D.output;
     if (D.summary && D.summary.keep_k) f.keep.value = D.summary.keep_k;
+    const models = (D.summary && D.summary.models) || {};
+    for (const k of ["detector", "embedder", "quality"]) if (models[k] && [...(f[k].options || [{ value: models[k] }])].some((o) => o.value === models[k])) f[k].value = models[k];
     if (!D.output) $("run-panel").hidden = false;
     api("GET", "api/run").then((st) => { renderProgress(st); if (st.state === "running") { $("run-start").disabled = true; pollRun(); } }).catch(() => {});
   }

@@ -1,0 +1,51 @@
+"""Injected near-copies on whole shared sets: recall, precision, originals lost (run by hand).
+
+    python bench/bench_duplicates.py --sets orl_att40,deepface13 --copies 200 [--embedder sface]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from facesieve.config import RunConfig
+from facesieve.evaluate.injection import build_injected, score_injection
+from facesieve.pipeline import run
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    ap.add_argument("--sets", default="orl_att40,deepface13")
+    ap.add_argument("--copies", type=int, default=200)
+    ap.add_argument("--detector", default="yunet")
+    ap.add_argument("--embedder", default="sface")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    sources = []
+    for s in args.sets.split(","):
+        for p in sorted((args.data / s).rglob("*")):
+            if p.is_file() and p.suffix.lower() in (".jpg", ".pgm", ".png") and p.parent != args.data / s:
+                sources.append((p, f"{s}__{p.parent.name}"))
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        injected = build_injected(sources, data, args.copies, args.seed)
+        res = run(RunConfig(dataset=data, out=Path(tmp) / "out", detector=args.detector, embedder=args.embedder, report=False))
+        m = res.manifest
+        score = score_injection(m, injected)
+        for s in args.sets.split(","):
+            sub = m[m["identity"].str.startswith(s + "__")]
+            sub_inj = injected[injected["path"].str.startswith(s + "__")]
+            print(s, json.dumps({k: v for k, v in score_injection(sub, sub_inj).items() if k != "lost"}))
+    print("all", json.dumps({k: v for k, v in score.items() if k != "lost"}))
+    print("originals lost:", score["lost"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

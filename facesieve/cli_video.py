@@ -1,0 +1,104 @@
+"""`facesieve extract-video VIDEOS --out DATASET`: a face dataset from videos, one identity per video."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+EPILOG = """\
+examples:
+  facesieve extract-video clips/ --out faces                  one face a second from every video in clips/
+  facesieve extract-video talk.mp4 --out faces --frames 50    50 evenly spaced frames
+  facesieve extract-video clips/ --out faces --every 0.5 --save aligned --size 112
+  facesieve run faces/ --out cleaned                          then clean the result as any dataset
+
+output:
+  faces/<video name>/frame_<t>.jpg   t = the frame's time in ms (zero-padded, so names sort by time)
+  faces/.extract-video.csv           one row per sampled frame: kept, duplicate or no_face
+
+A frame whose face is near-identical to the last one kept (perceptual hash within --dedup-bits of 64)
+is dropped; finer near-duplicates are for `facesieve run` to judge. Unreadable videos are reported
+and skipped: the exit code is 1 only when no video could be read.
+"""
+
+
+def register(sub) -> None:
+    from facesieve.cli import HelpFormatter, common_flags
+    from facesieve.config import DETECTORS, EMBEDDERS
+    from facesieve.models.spec import add_model_options
+    from facesieve.video import DEDUP_BITS, DEDUP_MODES, SAVE_MODES, VIDEO_EXTENSIONS
+
+    sp = sub.add_parser(
+        "extract-video",
+        help="sample frames of videos, detect and save one face per frame (a dataset for `run`)",
+        description=f"Faces from videos ({', '.join(VIDEO_EXTENSIONS)}): for each video, sampled frames are "
+        "detected, the main face is aligned or cropped, repeated frames are dropped, and the faces are "
+        "written to DATASET/<video name>/frame_<t>.jpg.",
+        epilog=EPILOG,
+        formatter_class=HelpFormatter,
+    )
+    sp.add_argument("videos", type=Path, metavar="VIDEOS", help="a video file, or a folder searched for videos")
+    sp.add_argument("--out", "-o", type=Path, required=True, metavar="DATASET", help="output dataset folder")
+    g = sp.add_argument_group("which frames")
+    when = g.add_mutually_exclusive_group()
+    when.add_argument("--frames", type=int, default=None, metavar="N", help="N evenly spaced frames per video")
+    when.add_argument("--every", type=float, default=None, metavar="S",
+                      help="one frame every S seconds (default when neither is given: 1)")
+    g = sp.add_argument_group("what is saved")
+    g.add_argument("--save", default="crop", choices=SAVE_MODES,
+                   help="crop: the face box with --margin around it; aligned: ArcFace-aligned --size square")
+    g.add_argument("--margin", type=float, default=0.4, help="crop margin on each side, as a fraction of the face box")
+    g.add_argument("--size", type=int, default=112, help="side of an aligned face, in pixels")
+    g.add_argument("--face-policy", default="central", choices=("central", "first"),
+                   help="which face of a frame with several: nearest the centre weighted by size, or the detector's first")
+    g.add_argument("--overwrite", action="store_true", help="replace the frames of a video whose folder is not empty")
+    g = sp.add_argument_group("repeated frames")
+    g.add_argument("--dedup", default="phash", choices=DEDUP_MODES,
+                   help="how a frame is compared with the last one kept: perceptual hash of the aligned face, "
+                   "the embedder's cosine, or not at all")
+    g.add_argument("--dedup-bits", type=int, default=DEDUP_BITS, metavar="B", help="phash: at most B of 64 bits differ")
+    g.add_argument("--dedup-threshold", type=float, default=None, metavar="T",
+                   help="embedding: cosine at or above which a frame repeats the last one (default: the embedder's calibrated value)")
+    g = sp.add_argument_group("models")
+    g.add_argument("--detector", default="yunet", metavar="NAME[:WEIGHTS]", help=f"face detector: {', '.join(DETECTORS)}")
+    g.add_argument("--embedder", default="sface", metavar="NAME[:WEIGHTS]",
+                   help=f"embedder for --dedup embedding: {', '.join(EMBEDDERS)}")
+    add_model_options(g, device=True)
+    sp.add_argument("--jobs", "-j", type=int, default=None, help="videos processed at once (default: all cores)")
+    common_flags(sp)
+    sp.set_defaults(func=cmd_extract_video)
+
+
+def cmd_extract_video(args) -> int:
+    from facesieve.parallel import default_jobs
+    from facesieve.progress import Reporter
+    from facesieve.video import ExtractSettings, extract_videos, list_videos
+
+    settings = ExtractSettings(
+        frames=args.frames, every=args.every, save=args.save, size=args.size, margin=args.margin,
+        dedup=args.dedup, dedup_bits=args.dedup_bits, dedup_threshold=args.dedup_threshold,
+        detector=args.detector, embedder=args.embedder, face_policy=args.face_policy, overwrite=args.overwrite,
+    )
+    settings.check()
+    videos = list_videos(args.videos)
+    jobs = args.jobs or min(default_jobs(), max(1, len(videos)))
+    rep = Reporter(quiet=args.quiet or args.json)
+    summary = extract_videos(videos if videos else args.videos, args.out, settings, jobs=jobs, reporter=rep)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print_summary(summary)
+    return 1 if summary["videos"] and summary["ok"] == 0 and summary["errors"] else 0
+
+
+def print_summary(s: dict) -> None:
+    lines = [
+        f"facesieve extract-video: {s['videos']} videos ({s['ok']} ok, {s['errors']} unreadable, {s['skipped']} skipped) "
+        f"in {s['seconds']:.1f} s",
+        f"  frames sampled {s['sampled']}, with a face {s['faces']}, no face {s['no_face']}, "
+        f"repeated {s['duplicates']}, kept {s['kept']}",
+    ]
+    for f in s["failed"]:
+        lines.append(f"  {f['status']}: {f['video']}: {f['reason']}")
+    lines.append(f"  output: {s['output']} (one folder per video; log in .extract-video.csv)")
+    print("\n".join(lines))
