@@ -85,7 +85,7 @@ def model_flags(sp: argparse.ArgumentParser) -> None:
                     help="which face of a multi-face image: nearest the centre weighted by size, or the detector's first")
     sp.add_argument("--aligned", action="store_true", help="inputs are already aligned 112x112 crops: skip detection")
     sp.add_argument("--jobs", "-j", type=int, default=None, help="worker processes (default: all cores)")
-    sp.add_argument("--batch-size", type=int, default=64, help="faces per inference batch")
+    sp.add_argument("--batch-size", type=int, default=16, help="faces per inference batch (and images per worker task)")
     sp.add_argument("--workspace", type=Path, default=None, help="workspace folder (default: <out>/.facesieve)")
 
 

@@ -159,13 +159,16 @@ def _sub(esub, name: str, help_: str, epilog: str, description: str, *, out_requ
         for action in sp._actions:  # the run's help names <out>/.facesieve; evaluation caches elsewhere
             if action.dest == "workspace":
                 action.help = WORKSPACE_HELP
-    else:
+    else:  # compare: model_flags without --detector/--embedder (it takes lists of them)
         sp.add_argument("--face-policy", default="central", choices=("central", "first"),
                         help="which face of a multi-face image: nearest the centre weighted by size, or the detector's first")
         sp.add_argument("--aligned", action="store_true", help="inputs are already aligned 112x112 crops: skip detection")
         sp.add_argument("--jobs", "-j", type=int, default=None, help="worker processes (default: all cores)")
-        sp.add_argument("--batch-size", type=int, default=64, help="faces per inference batch")
+        sp.add_argument("--batch-size", type=int, default=16, help="faces per inference batch (and images per worker task)")
         sp.add_argument("--workspace", type=Path, default=None, help=WORKSPACE_HELP)
+    from facesieve.models.spec import add_device_option
+
+    add_device_option(sp)
     common_flags(sp)
     return sp
 
@@ -418,12 +421,37 @@ def cmd_edc(args) -> int:
 
 
 # ------------------------------------------------------------------------------------ compare
+def split_models(text: str) -> list[str]:
+    """Comma-separated model strings; commas inside NAME:{json options} do not split."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        depth += (ch == "{") - (ch == "}")
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _with_device(model: str, device: str) -> str:
+    """--device folded into one model string; a string that does not parse is left for its row to report."""
+    from facesieve.errors import FacesieveError
+    from facesieve.models.spec import merge_spec
+
+    try:
+        return merge_spec(model, device=device)
+    except FacesieveError:
+        return model
+
+
 def cmd_compare(args) -> int:
     from facesieve.evaluate.api import compare
 
     _check_args(args)
-    embedders = [e.strip() for e in args.embedders.split(",") if e.strip()]
-    detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]
+    embedders = [_with_device(e, args.model_device) for e in split_models(args.embedders)]
+    detectors = [_with_device(d, args.model_device) for d in split_models(args.detectors)]
     if not embedders or not detectors:
         raise UsageError("--embedders and --detectors need at least one name each")
     if args.jobs is not None and args.jobs < 1:
@@ -453,7 +481,7 @@ def cmd_compare(args) -> int:
     shown = table.drop(columns=["threshold_mean_std", "threshold_10fold"]).rename(columns={
         "accuracy_mean_std": "acc_mean+1std", "accuracy_10fold": "acc_10fold", "tar_far_1e-02": "tar@1e-2",
         "tar_far_1e-03": "tar@1e-3"})
-    shown["error"] = shown["error"].fillna("")
+    shown["error"] = [e if len(e) <= 70 else e[:67] + "..." for e in shown["error"].fillna("")]  # whole in compare.csv / --json
     print(f"facesieve evaluate compare: {args.dataset} ({args.metric} distance, "
           f"{'all pairs' if args.pairs is None else f'--pairs {args.pairs} --seed {args.seed}'})")
     counts = {c: (lambda v: "-" if v != v else f"{int(v)}") for c in shown.columns if c.startswith("n_")}

@@ -16,8 +16,8 @@ output:
   faces/<video name>/frame_<t>.jpg   t = the frame's time in ms (zero-padded, so names sort by time)
   faces/.extract-video.csv           one row per sampled frame: kept, duplicate or no_face
 
-A frame whose face is near-identical to the last one kept (perceptual hash within --dedup-bits of 64)
-is dropped; finer near-duplicates are for `facesieve run` to judge. Unreadable videos are reported
+A frame whose aligned face is near-identical to the last one kept (by default: at most 1.5 grey levels
+apart on average) is dropped; finer near-duplicates are for `facesieve run` to judge. Unreadable videos are reported
 and skipped: the exit code is 1 only when no video could be read.
 """
 
@@ -26,7 +26,7 @@ def register(sub) -> None:
     from facesieve.cli import HelpFormatter, common_flags
     from facesieve.config import DETECTORS, EMBEDDERS
     from facesieve.models.spec import add_model_options
-    from facesieve.video import DEDUP_BITS, DEDUP_MODES, SAVE_MODES, VIDEO_EXTENSIONS
+    from facesieve.video import DEDUP_DEFAULTS, DEDUP_MODES, SAVE_MODES, VIDEO_EXTENSIONS
 
     sp = sub.add_parser(
         "extract-video",
@@ -53,12 +53,13 @@ def register(sub) -> None:
                    help="which face of a frame with several: nearest the centre weighted by size, or the detector's first")
     g.add_argument("--overwrite", action="store_true", help="replace the frames of a video whose folder is not empty")
     g = sp.add_argument_group("repeated frames")
-    g.add_argument("--dedup", default="phash", choices=DEDUP_MODES,
-                   help="how a frame is compared with the last one kept: perceptual hash of the aligned face, "
-                   "the embedder's cosine, or not at all")
-    g.add_argument("--dedup-bits", type=int, default=DEDUP_BITS, metavar="B", help="phash: at most B of 64 bits differ")
+    g.add_argument("--dedup", default="pixels", choices=DEDUP_MODES,
+                   help="how a frame's aligned face is compared with the last one kept: mean grey-level difference, "
+                   "perceptual-hash bits, the embedder's cosine, or not at all")
     g.add_argument("--dedup-threshold", type=float, default=None, metavar="T",
-                   help="embedding: cosine at or above which a frame repeats the last one (default: the embedder's calibrated value)")
+                   help=f"a frame repeats the last kept one when pixels differ by at most T grey levels (default "
+                   f"{DEDUP_DEFAULTS['pixels']}), phash by at most T bits (default {DEDUP_DEFAULTS['phash']}), or "
+                   "embedding cosine is at least T (default: the embedder's calibrated near-duplicate value)")
     g = sp.add_argument_group("models")
     g.add_argument("--detector", default="yunet", metavar="NAME[:WEIGHTS]", help=f"face detector: {', '.join(DETECTORS)}")
     g.add_argument("--embedder", default="sface", metavar="NAME[:WEIGHTS]",
@@ -76,7 +77,7 @@ def cmd_extract_video(args) -> int:
 
     settings = ExtractSettings(
         frames=args.frames, every=args.every, save=args.save, size=args.size, margin=args.margin,
-        dedup=args.dedup, dedup_bits=args.dedup_bits, dedup_threshold=args.dedup_threshold,
+        dedup=args.dedup, dedup_threshold=args.dedup_threshold,
         detector=args.detector, embedder=args.embedder, face_policy=args.face_policy, overwrite=args.overwrite,
     )
     settings.check()

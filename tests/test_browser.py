@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_report import hostile_data, synthetic_output
 
 from facesieve.cli import main
 from facesieve.report import render_page
 from facesieve.report.app import make_server
 from facesieve.report.data import collect
 from facesieve.workspace import Workspace
-from test_report import hostile_data, synthetic_output
 
 pytestmark = [pytest.mark.browser, pytest.mark.heavy]
 
@@ -105,6 +105,7 @@ def test_report_find_an_identity_and_see_its_groups(browser, essex_run, artifact
     w.page.mouse.move(box["x"] + box["width"] - 3, box["y"] + box["height"] - 3)
     tip = w.page.locator(".heat-tip")
     assert tip.is_visible() and "(within)" in tip.inner_text()
+    w.page.add_style_tag(content="header.top { position: static; }")  # keep the bar out of element shots
     w.page.locator("#plots").screenshot(path=str(artifacts_dir / "report_plots.png"))
     w.page.close()
 
@@ -131,7 +132,7 @@ def test_app_flip_a_removed_face_to_keep_and_apply(browser, essex_run, artifacts
         row = pd.read_csv(essex_run / "manifest.csv", dtype=str, keep_default_na=False).set_index("path").loc[path]
         assert (row["action"], row["reason"]) == ("keep", "manual")
         assert not w.errors, w.errors
-        assert all(u.startswith(server.url) or u.startswith("data:") for u in w.requests)
+        assert all(u.startswith((server.url, "data:")) for u in w.requests)
         w.page.close()
     finally:
         server.shutdown()

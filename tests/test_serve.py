@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_report import build_subset, page_data
 
 from facesieve.cli import main
 from facesieve.report.app import NotFound, make_server, safe_relpath
-from test_report import build_subset, page_data
 
 
 def run_cli(*args) -> int:

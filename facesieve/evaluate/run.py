@@ -135,7 +135,7 @@ def load_eval_set(
         raise UsageError(f"no images in identity folders under {dataset} (layout: DATASET/<identity>/<image>)")
     faces, crops = stage_faces(config, ws, files, rep)
     emb_table, vectors = stage_embed(config, ws, files, faces, crops, rep)
-    scored = {q: stage_quality(replace(config, quality=q), ws, faces, crops, vectors, rep) for q in qualities}
+    scored = {q: stage_quality(replace(config, quality=q), ws, faces, crops, vectors, rep, files=files) for q in qualities}
 
     frame = assemble(files, faces, emb_table, pd.DataFrame({"image_id": pd.Series([], dtype=str)}))
     frame = frame[frame["status"].to_numpy(str) != "skipped"].reset_index(drop=True)

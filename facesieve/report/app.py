@@ -22,13 +22,18 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from facesieve.errors import FacesieveError
-from facesieve.overrides import load_overrides, pending, read_manifest, reapply, set_overrides
+from facesieve.overrides import (
+    load_overrides,
+    pending,
+    read_manifest,
+    reapply,
+    set_overrides,
+)
 from facesieve.progress import Reporter
 from facesieve.workspace import Workspace
 
@@ -239,7 +244,7 @@ class ReviewApp:
             with self.lock:
                 self.open(config.out, config.workspace)
                 self.run_state["state"] = "done"
-        except Exception as e:  # reported to the page, not raised into the server
+        except Exception as e:  # noqa: BLE001 - reported to the page, not raised into the server
             with self.lock:
                 self.run_state["state"] = "failed"
                 self.run_state["error"] = f"{type(e).__name__}: {e}" if not isinstance(e, FacesieveError) else str(e)
@@ -341,7 +346,7 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, fmt: str, *args) -> None:  # noqa: D401 - quiet unless asked
+    def log_message(self, fmt: str, *args) -> None:
         if not self.server.quiet:
             super().log_message(fmt, *args)
 
@@ -422,13 +427,13 @@ class Handler(BaseHTTPRequestHandler):
                 traceback.print_exc()
             self._error(500, f"{type(e).__name__}: {e}")
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._handle("GET")
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._handle("HEAD")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._handle("POST")
 
     def _get(self, raw: str) -> None:
@@ -477,7 +482,7 @@ def preview_jpeg(path: Path, side: int = 720) -> bytes:
 
     try:
         img = Image.fromarray(np.ascontiguousarray(load_rgb(path)))
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever the decoder says, there is nothing to show
         raise NotFound(str(path)) from None
     img.thumbnail((side, side), Image.Resampling.LANCZOS)
     buf = io.BytesIO()

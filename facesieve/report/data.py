@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -106,7 +106,7 @@ def collect(out: Path, ws: Workspace, thumbs: dict[str, str], *, plots: dict[str
     return {
         "format": 1,
         "version": __version__,
-        "generated": datetime.now(timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M"),
+        "generated": datetime.now(UTC).astimezone().strftime("%Y-%m-%d %H:%M"),
         "output": str(out.resolve()),
         "dataset": summary.get("dataset", ""),
         "summary": summary,

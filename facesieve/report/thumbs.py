@@ -73,7 +73,7 @@ def _from_image(path: Path) -> Image.Image | None:
 
     try:
         rgb = load_rgb(path)
-    except Exception:  # an unreadable file simply has no thumbnail
+    except Exception:  # noqa: BLE001 - an unreadable file simply has no thumbnail
         return None
     img = Image.fromarray(np.ascontiguousarray(rgb))
     img.thumbnail((SIDE, SIDE), Image.Resampling.LANCZOS)
