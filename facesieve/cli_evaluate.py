@@ -200,9 +200,9 @@ def _load(args, qualities=(), **overrides):
         raise UsageError("--jobs must be at least 1")
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
-    options = dict(detector=getattr(args, "detector", "yunet"), embedder=getattr(args, "embedder", "sface"),
-                   qualities=qualities, face_policy=args.face_policy, aligned=args.aligned, jobs=args.jobs,
-                   batch_size=args.batch_size, workspace=args.workspace, reporter=args._rep)
+    options = {"detector": getattr(args, "detector", "yunet"), "embedder": getattr(args, "embedder", "sface"),
+               "qualities": qualities, "face_policy": args.face_policy, "aligned": args.aligned, "jobs": args.jobs,
+               "batch_size": args.batch_size, "workspace": args.workspace, "reporter": args._rep}
     options.update(overrides)
     return load_eval_set(args.dataset, **options)
 
@@ -314,8 +314,8 @@ def cmd_verify(args) -> int:
         _failed_line(r),
         f"  pairs: {r['n_genuine']} genuine, {r['n_impostor']} impostor ({sampled})",
         f"  accuracy at mean+1std threshold  {r['accuracy_mean_std']:.4f}  (genuine when distance <= {r['threshold_mean_std']:.4f})",
-        f"  accuracy, 10-fold (LFW)          {r['accuracy_10fold']:.4f} +- {r['accuracy_10fold_std']:.4f}  "
-        f"(mean threshold {r['threshold_10fold']:.4f})",
+        (f"  accuracy, 10-fold (LFW)          {r['accuracy_10fold']:.4f} +- {r['accuracy_10fold_std']:.4f}  "
+         f"(mean threshold {r['threshold_10fold']:.4f})"),
         f"  EER {r['eer']:.4f}   AUC {r['auc']:.4f}   {tar}",
     ]
     if r["n_impostor"] > 2 * r["n_genuine"] or r["n_genuine"] > 2 * r["n_impostor"]:
@@ -403,8 +403,8 @@ def cmd_edc(args) -> int:
         return 0
     sampled = "all pairs" if c["pairs"] == "all" else f"sampled, --pairs {c['pairs']} --seed {c['seed']}"
     lines = [f"facesieve evaluate edc: {es.dataset} ({args.metric} distance)", _faces_line(c), _failed_line(c),
-             f"  pairs: {c['n_genuine']} genuine, {c['n_impostor']} impostor ({sampled}); threshold at FMR {res.fmr:g}: "
-             f"distance <= {res.threshold:.4f} (realised FMR {c['realised_fmr']:.2g})",
+             (f"  pairs: {c['n_genuine']} genuine, {c['n_impostor']} impostor ({sampled}); threshold at FMR {res.fmr:g}: "
+              f"distance <= {res.threshold:.4f} (realised FMR {c['realised_fmr']:.2g})"),
              f"  pAUC up to {res.upper:g} discarded (lower is better; pauc_rel: random = 1):"]
     table = res.table.copy()
     lines.append("    " + table.to_string(index=False, float_format=lambda v: f"{v:.4f}").replace("\n", "\n    "))
@@ -484,9 +484,9 @@ def cmd_compare(args) -> int:
     shown["error"] = [e if len(e) <= 70 else e[:67] + "..." for e in shown["error"].fillna("")]  # whole in compare.csv / --json
     print(f"facesieve evaluate compare: {args.dataset} ({args.metric} distance, "
           f"{'all pairs' if args.pairs is None else f'--pairs {args.pairs} --seed {args.seed}'})")
-    counts = {c: (lambda v: "-" if v != v else f"{int(v)}") for c in shown.columns if c.startswith("n_")}
+    counts = {c: (lambda v: "-" if math.isnan(v) else f"{int(v)}") for c in shown.columns if c.startswith("n_")}
     print(shown.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4f}",
-                          formatters={**counts, "seconds": lambda v: "-" if v != v else f"{v:.1f}"}))
+                          formatters={**counts, "seconds": lambda v: "-" if math.isnan(v) else f"{v:.1f}"}))
     if written:
         print("wrote: " + ", ".join(str(w) for w in written))
     return 1 if failed else 0

@@ -125,8 +125,9 @@ def stage_faces(config: RunConfig, ws: Workspace, files: pd.DataFrame, rep: Repo
     wanted = pd.DataFrame({"image_id": todo["image_id"].to_numpy(), "key": (todo["sha256"] + "|" + cfg).to_numpy(),
                            "path": todo["path"].to_numpy()})
     store = ws.stage(f"faces-{_slug(cfg)}")
-    work = FacesWork(config.dataset, wanted, store, embed=embed_target(config, ws) if config.overlap else None,
-                     quality=quality_target(config, ws) if config.engine == "ray" else None)
+    overlap = config.overlap or config.engine != "local"
+    work = FacesWork(config.dataset, wanted, store, embed=embed_target(config, ws) if overlap else None,
+                     quality=quality_target(config, ws) if overlap else None)
     compute_faces(config, work, rep)
     table, arrays = store.collect(wanted[["image_id", "key"]], ["crops"], {"crops": ((CROP, CROP, 3), np.uint8)}, lazy=["crops"])
     return table, arrays["crops"]
@@ -142,12 +143,11 @@ def embed_target(config: RunConfig, ws: Workspace):
 
 def quality_target(config: RunConfig, ws: Workspace):
     """The quality stage's store and key suffix, as stage_quality keys them (for engines that
-    score quality in their own pass); None for dataset-level methods, which see all faces at once,
-    and for methods that run the embedder, which stay with stage_quality in this process."""
+    score quality in their own pass); None for dataset-level methods, which see all faces at once."""
     from facesieve.engines import QualityTarget
 
     scorer = make_quality(config.quality)
-    if hasattr(scorer, "fit") or scorer.uses_embedder:
+    if hasattr(scorer, "fit"):
         return None
     qkey = scorer.key + (f"|{_model(config.embedder, 'embed')}" if scorer.uses_embedder else "")
     return QualityTarget(ws.stage(f"quality-{_slug(faces_key(config) + '|' + qkey)}"), "|" + qkey, config.quality)
@@ -203,13 +203,10 @@ def stage_quality(
             scores = scorer.fit(sub, np.asarray(vectors), _Rows(crops, ok))  # crops read on demand
             store.write_part(pd.concat([wanted, scores.reset_index(drop=True)], axis=1))
             advance(len(need))
-        else:
-            for chunk in _chunks(need, PART_ROWS):
-                data = QualityInput(crops=np.asarray(crops[ok[chunk]]), faces=sub.iloc[chunk].reset_index(drop=True), embedder=emb,
-                                    embeddings=np.asarray(vectors[chunk]))
-                scores = scorer.score(data).reset_index(drop=True)
-                store.write_part(pd.concat([wanted.iloc[chunk].reset_index(drop=True), scores], axis=1))
-                advance(len(chunk))
+        else:  # per-face methods: on the engine's pool (usually done already in the faces pass)
+            from facesieve.engines.local import compute_quality
+
+            compute_quality(config, sub, _Rows(crops, ok), vectors, wanted, np.asarray(need, dtype=np.int64), store, advance)
     table, _ = store.collect(wanted)
     return table
 

@@ -35,10 +35,10 @@ def cli(*args) -> tuple[int, str]:
 def no_models(monkeypatch) -> None:
     """Make every way of running a detector or embedder fail loudly (and keep the work in-process)."""
     import facesieve.embed
-    import facesieve.engines.local as local
     import facesieve.faces.detect
-    import facesieve.pipeline as pipeline
-    import facesieve.stages as stages
+    from facesieve import pipeline, stages
+    from facesieve.engines import local
+    from facesieve.models import zoo
 
     def boom(*a, **k):
         raise AssertionError("a model was called although the workspace holds every result")
@@ -46,7 +46,7 @@ def no_models(monkeypatch) -> None:
     for mod, names in ((stages, ("detector", "embedder", "faces_worker", "chip_worker")),
                        (local, ("embedder", "faces_worker", "chip_worker", "face_job", "ordered_map")),
                        (pipeline, ("embedder",)), (facesieve.embed, ("make_embedder",)),
-                       (facesieve.faces.detect, ("make_detector",))):
+                       (facesieve.faces.detect, ("make_detector",)), (zoo, ("build_detector", "build_embedder"))):
         for name in names:
             if hasattr(mod, name):
                 monkeypatch.setattr(mod, name, boom)
@@ -284,6 +284,7 @@ def test_same_seed_same_json_from_fresh_workspaces(small_with_failures, tmp_path
 
 
 # ------------------------------------------------------------------------ reuse a `facesieve run`
+@pytest.mark.heavy
 def test_evaluate_reuses_a_run_workspace(tmp_path, monkeypatch):
     out = tmp_path / "cleaned"
     rc, _ = cli("run", DEEPFACE, "--out", out, "--jobs", 2, "--no-report", "--quiet")

@@ -37,11 +37,14 @@ WINDOW_PER_JOB = 3  # chunks in flight per worker: one running, the next ones qu
 
 @dataclass(frozen=True)
 class FacesChunk:
-    """Images for one worker task: faces tasks, and which of them to embed with `embedder`."""
+    """Images for one worker task: faces tasks; which of them to embed with `embedder`; and, with
+    `quality` (the run's config), which to score with its per-face quality method."""
 
     tasks: tuple[FaceTask, ...]
     embedder: str = ""  # "" for faces only
     embed: tuple[bool, ...] = ()
+    quality: object | None = None  # RunConfig
+    score: tuple[bool, ...] = ()
 
 
 @dataclass
@@ -51,25 +54,82 @@ class ChunkResult:
     embedded: np.ndarray  # positions (into rows) of the faces embedded
     norms: np.ndarray
     vectors: np.ndarray
+    scored: np.ndarray  # positions (into rows) of the faces scored
+    scores: pd.DataFrame  # one row per scored face
 
 
 def process_chunk(chunk: FacesChunk) -> ChunkResult:
-    """Faces of every image in the chunk, then one inference batch for the faces to embed."""
-    rows, crops, inputs, embedded = [], [], [], []
+    """Faces of every image in the chunk, then one inference batch for the faces to embed, then
+    their quality: the whole per-image work while the crops are in memory."""
+    rows, crops, inputs, found = [], [], [], []
+    want_embed = chunk.embed or (False,) * len(chunk.tasks)
+    want_score = chunk.score or (False,) * len(chunk.tasks)
     with one_thread():
-        emb = stages.embedder(chunk.embedder) if chunk.embedder and any(chunk.embed) else None
+        emb = stages.embedder(chunk.embedder) if chunk.embedder and any(want_embed + want_score) else None
         for n, task in enumerate(chunk.tasks):
             row, crop = stages.faces_worker(task)
             rows.append(row)
             crops.append(crop)
-            if emb is not None and chunk.embed[n] and row["status"] == "ok":
+            if emb is not None and (want_embed[n] or want_score[n]) and row["status"] == "ok":
                 if emb.needs_original:  # decoded again: the file is in the page cache
                     inputs.append(emb.prepare(load_rgb(task.path), detection_from_row(row), None))
                 else:
                     inputs.append(emb.prepare(None, None, crop))
-                embedded.append(n)
-        norms, vectors = embed_inputs(emb, inputs) if inputs else (np.zeros(0), np.zeros((0, 0), np.float32))
-    return ChunkResult(rows, np.stack(crops), np.array(embedded, np.int64), norms, vectors)
+                found.append(n)
+        norms, vectors = embed_inputs(emb, inputs) if inputs else (np.zeros(0), np.zeros((0, 128), np.float32))
+        found_arr = np.array(found, np.int64)
+        crops_arr = np.stack(crops)
+        keep = np.array([want_embed[n] for n in found], bool)
+        scored = found_arr[np.array([want_score[n] for n in found], bool)] if found else found_arr
+        scores = pd.DataFrame()
+        if chunk.quality is not None and len(scored):
+            at = np.searchsorted(found_arr, scored)
+            scores = score_faces(chunk.quality, pd.DataFrame([rows[n] for n in scored]), crops_arr[scored], vectors[at])
+    if not found:
+        keep = np.zeros(0, bool)
+    return ChunkResult(rows, crops_arr, found_arr[keep], norms[keep], vectors[keep], scored, scores)
+
+
+_scorers: dict[str, object] = {}
+
+
+def quality_scorer(config):
+    """The run's per-face quality scorer, built and bound once per process."""
+    from facesieve.quality.base import make_quality
+
+    key = repr(sorted(config.to_dict().items()))
+    if key not in _scorers:
+        scorer = make_quality(config.quality)
+        if hasattr(scorer, "bind"):
+            scorer.bind(config)
+        _scorers.clear()
+        _scorers[key] = scorer
+    return _scorers[key]
+
+
+def score_faces(config, faces: pd.DataFrame, crops: np.ndarray, vectors: np.ndarray) -> pd.DataFrame:
+    """The per-face quality method's columns for these faces (rows as in the faces table)."""
+    from facesieve.quality.base import QualityInput
+
+    scorer = quality_scorer(config)
+    with one_thread():
+        emb = stages.embedder(config.embedder) if scorer.uses_embedder else None
+        data = QualityInput(crops=np.asarray(crops), faces=faces.reset_index(drop=True), embedder=emb, embeddings=np.asarray(vectors))
+        return scorer.score(data).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class QualityChunk:
+    """Faces whose quality is missing (their rows, crops and unit vectors), for a worker."""
+
+    config: object
+    faces: pd.DataFrame
+    crops: np.ndarray
+    vectors: np.ndarray
+
+
+def quality_chunk(chunk: QualityChunk) -> pd.DataFrame:
+    return score_faces(chunk.config, chunk.faces, chunk.crops, chunk.vectors)
 
 
 @dataclass(frozen=True)
@@ -174,8 +234,8 @@ def chunk_size(n: int, jobs: int, batch_size: int) -> int:
 
 
 def compute_faces(config, work: FacesWork, reporter) -> None:
-    """Faces for every wanted image without one; with `work.embed`, the new faces' embeddings
-    too, in the same worker pass."""
+    """Faces for every wanted image without one; with `work.embed` and `work.quality`, the new
+    faces' embeddings and per-face quality too, in the same worker pass."""
     todo = work.missing()
     if not len(todo):
         with reporter.stage("faces", 0):
@@ -185,11 +245,12 @@ def compute_faces(config, work: FacesWork, reporter) -> None:
     keys = work.wanted["key"].to_numpy()
     paths = work.wanted["path"].to_numpy()
     root = Path(work.dataset)
-    suffix, embed_needed = "", np.zeros(len(todo), dtype=bool)
+    no = np.zeros(len(todo), dtype=bool)
+    embed_needed, score_needed = no, no
     if work.embed is not None:
-        suffix = work.embed.suffix
-        ekeys = pd.DataFrame({"image_id": ids[todo], "key": pd.Series(keys[todo], dtype=object) + suffix})
-        embed_needed = ~work.embed.store.done_mask(ekeys)
+        embed_needed = ~work.embed.store.done_mask(_keyed(ids[todo], keys[todo], work.embed.suffix))
+        if work.quality is not None:
+            score_needed = ~work.quality.store.done_mask(_keyed(ids[todo], keys[todo], work.quality.suffix))
     size = chunk_size(len(todo), jobs, config.batch_size)
 
     def chunks() -> Iterator[FacesChunk]:
@@ -198,25 +259,62 @@ def compute_faces(config, work: FacesWork, reporter) -> None:
             tasks = tuple(
                 FaceTask(ids[n], keys[n], str(root / paths[n]), config.detector, config.face_policy, config.aligned, True) for n in sel
             )
-            want = tuple(bool(b) for b in embed_needed[s : s + size])
-            yield FacesChunk(tasks, config.embedder if any(want) else "", want)
+            embed = tuple(bool(b) for b in embed_needed[s : s + size])
+            score = tuple(bool(b) for b in score_needed[s : s + size])
+            yield FacesChunk(tasks, config.embedder if any(embed + score) else "", embed, config if any(score) else None, score)
 
-    faces = PartWriter(work.store, ["crops"], part_rows(len(todo)))
-    vectors = PartWriter(work.embed.store, ["vectors"], part_rows(len(todo))) if work.embed is not None else None
+    rows = part_rows(len(todo))
+    faces = PartWriter(work.store, ["crops"], rows=np.inf)
+    vectors = PartWriter(work.embed.store, ["vectors"], rows=np.inf) if work.embed is not None else None
+    quality = PartWriter(work.quality.store, rows=np.inf) if work.quality is not None else None
+
+    def commit() -> None:
+        # a face's embedding and quality before the face: a face committed without them would be
+        # left to the later stages; these without their face are simply found done on resume
+        for w in (vectors, quality, faces):
+            if w is not None:
+                w.flush()
+
     with reporter.stage("faces", len(todo)) as advance:
         for res in ordered_map(process_chunk, chunks(), jobs, window=jobs * WINDOW_PER_JOB, chunk=1):
             table = pd.DataFrame(res.rows)
-            # embeddings first: a face committed without its vector is embedded again on resume,
-            # a vector without its face is simply found done
             if vectors is not None and len(res.embedded):
-                vectors.add(pd.DataFrame({"image_id": table["image_id"].to_numpy()[res.embedded],
-                                          "key": (table["key"].iloc[res.embedded] + suffix).to_numpy(), "norm": res.norms}),
-                            vectors=res.vectors)
+                vectors.add(_keyed(table["image_id"].to_numpy()[res.embedded], table["key"].to_numpy()[res.embedded],
+                                   work.embed.suffix).assign(norm=res.norms), vectors=res.vectors)
+            if quality is not None and len(res.scored):
+                quality.add(pd.concat([_keyed(table["image_id"].to_numpy()[res.scored], table["key"].to_numpy()[res.scored],
+                                              work.quality.suffix), res.scores], axis=1))
             faces.add(table, crops=res.crops)
+            if faces.count >= rows:
+                commit()
             advance(len(table))
-        if vectors is not None:
-            vectors.flush()
-        faces.flush()
+        commit()
+
+
+def _keyed(ids: np.ndarray, keys: np.ndarray, suffix: str) -> pd.DataFrame:
+    """(image_id, key + suffix) rows: a later stage's keys for these faces."""
+    return pd.DataFrame({"image_id": ids, "key": pd.Series(keys, dtype=object).to_numpy() + suffix})
+
+
+def compute_quality(config, faces: pd.DataFrame, crops, vectors, wanted: pd.DataFrame, need: np.ndarray, store: StageStore,
+                    progress=None) -> None:
+    """Per-face quality for the faces at positions `need` (a new quality method on faces already
+    found), on the pool. `faces`, `crops`, `vectors`: the found faces' rows, crops and unit
+    vectors (same order); `wanted`: their quality keys."""
+    if not len(need):
+        return
+    jobs = config.jobs or default_jobs()
+    size = chunk_size(len(need), jobs, config.batch_size)
+    starts = range(0, len(need), size)
+    chunks = (QualityChunk(config, faces.iloc[need[s : s + size]].reset_index(drop=True), np.asarray(crops[need[s : s + size]]),
+                           np.asarray(vectors[need[s : s + size]])) for s in starts)
+    out = PartWriter(store, rows=part_rows(len(need)))
+    for scores, s in zip(ordered_map(quality_chunk, chunks, jobs, window=jobs * WINDOW_PER_JOB, chunk=1), starts):
+        sel = need[s : s + size]
+        out.add(pd.concat([wanted.iloc[sel].reset_index(drop=True), scores], axis=1))
+        if progress:
+            progress(len(sel))
+    out.flush()
 
 
 def compute_embeddings(

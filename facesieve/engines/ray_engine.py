@@ -54,43 +54,30 @@ def connect(address: str | None, jobs: int | None = None) -> None:
 # ---------------------------------------------------------------- functions run on the workers
 
 
-def faces_batch(batch: pd.DataFrame, detector: str, policy: str, aligned: bool, embedder_name: str) -> dict:
-    """The local engine's worker task on one batch: faces, then (with `embedder_name`) one
-    inference batch for the found faces. Vector rows are zeros where no face was found."""
+def faces_batch(batch: pd.DataFrame, config, embed: bool, score: bool) -> dict:
+    """The local engine's worker task (engines.local.process_chunk) on one batch: faces, then one
+    inference batch for the found faces, then their per-face quality. Vector rows are zeros and
+    quality rows empty where no face was found; quality travels as one JSON object per row (the
+    columns differ between methods: JSON keeps one schema, and floats exact)."""
     from facesieve.engines.local import FacesChunk, process_chunk
     from facesieve.stages import FaceTask
 
-    tasks = tuple(FaceTask(str(i), str(k), str(p), detector, policy, aligned, True)
+    tasks = tuple(FaceTask(str(i), str(k), str(p), config.detector, config.face_policy, config.aligned, True)
                   for i, k, p in zip(batch["image_id"], batch["key"], batch["path"]))
-    res = process_chunk(FacesChunk(tasks, embedder_name, (bool(embedder_name),) * len(tasks)))
+    n = len(tasks)
+    res = process_chunk(FacesChunk(tasks, config.embedder if embed else "", (embed,) * n, config if score else None, (score,) * n))
     out = _columns(pd.DataFrame(res.rows))
     out["crop"] = res.crops
-    if embedder_name:
-        vectors = np.zeros((len(tasks), res.vectors.shape[1] if len(res.embedded) else 128), np.float32)
-        norms = np.zeros(len(tasks), np.float64)
+    if embed:
+        vectors = np.zeros((n, res.vectors.shape[1]), np.float32)
+        norms = np.zeros(n, np.float64)
         vectors[res.embedded], norms[res.embedded] = res.vectors, res.norms
         out["vector"], out["norm"] = vectors, norms
-    return out
-
-
-def quality_batch(batch: dict, method: str, embedder_name: str) -> dict:
-    """The quality scorer's columns for every found face, as one JSON object per row (the
-    columns differ between methods; JSON keeps one schema and floats exact)."""
-    from facesieve.quality.base import QualityInput, make_quality
-    from facesieve.stages import embedder
-
-    scorer = make_quality(method)
-    ok = np.flatnonzero(batch["status"] == "ok")
-    scores = [""] * len(batch["status"])
-    if len(ok):
-        faces = _table({k: v[ok] for k, v in batch.items() if k not in TENSORS + ("norm",)})
-        data = QualityInput(crops=batch["crop"][ok], faces=faces, embedder=embedder(embedder_name) if scorer.uses_embedder else None,
-                            embeddings=batch["vector"][ok])
-        table = scorer.score(data).reset_index(drop=True)
-        for i, rec in zip(ok, table.to_dict("records")):
+    if score:
+        scores = [""] * n
+        for i, rec in zip(res.scored, res.scores.to_dict("records")):
             scores[i] = json.dumps({k: _plain(v) for k, v in rec.items()})
-    out = dict(batch)
-    out["quality_json"] = np.array(scores, dtype=object)
+        out["quality_json"] = np.array(scores, dtype=object)
     return out
 
 
@@ -141,13 +128,9 @@ def compute_faces(config, work: FacesWork, reporter) -> None:
     batch = min(config.batch_size, BATCH)
     per_block = max(batch, -(-len(items) // 1000))  # blocks of whole batches, at most ~1000 of them
     ds = ray.data.from_pandas([items.iloc[s : s + per_block] for s in range(0, len(items), per_block)])
-    embedder_name = config.embedder if work.embed is not None else ""
+    embed = work.embed is not None
     ds = ds.map_batches(faces_batch, batch_size=batch, batch_format="pandas", num_cpus=1,
-                        fn_kwargs={"detector": config.detector, "policy": config.face_policy, "aligned": config.aligned,
-                                   "embedder_name": embedder_name})
-    if work.embed is not None and work.quality is not None:
-        ds = ds.map_batches(quality_batch, batch_size=batch, batch_format="numpy", num_cpus=1,
-                            fn_kwargs={"method": work.quality.method, "embedder_name": config.embedder})
+                        fn_kwargs={"config": config, "embed": embed, "score": embed and work.quality is not None})
     with reporter.stage("faces", len(todo)) as advance:
         for batch in ds.iter_batches(batch_size=PART_ROWS, batch_format="numpy", prefetch_batches=2):
             commit(work, batch)

@@ -21,7 +21,13 @@ import numpy as np
 import pandas as pd
 
 from facesieve.errors import FacesieveError, UsageError
-from facesieve.evaluate.edc import edc_curve, edc_threshold, pair_quality, pauc, random_edc
+from facesieve.evaluate.edc import (
+    edc_curve,
+    edc_threshold,
+    pair_quality,
+    pauc,
+    random_edc,
+)
 from facesieve.evaluate.run import EvalSet, load_eval_set
 from facesieve.evaluate.similarity import cluster_order, identity_similarity_matrix
 from facesieve.evaluate.verification import (
@@ -81,10 +87,10 @@ def dataset_counts(es: EvalSet) -> dict:
         "dataset": str(es.dataset),
         "detector": es.detector,
         "embedder": es.embedder,
-        "n_images": int(len(es.paths)),
-        "n_identities": int(len(np.unique(es.identities))),
+        "n_images": len(es.paths),
+        "n_identities": len(np.unique(es.identities)),
         "n_faces": int(es.valid.sum()),
-        "n_failed": int(len(failed)),
+        "n_failed": len(failed),
         "failed_by_reason": es.failed_by_reason(),
         "n_fallback": int((es.fallback & es.valid).sum()),
     }
@@ -183,7 +189,7 @@ def edc(
 def _edc_row(name: str, f: np.ndarray, e: np.ndarray, upper: float, unscored: int) -> dict:
     row = {"method": name, "pauc": pauc(f, e, upper), "pauc_rel": pauc(f, e, upper, normalize=True)}
     for level in (0.0, 0.1, 0.2, 0.3):
-        row[f"fnmr_{int(round(level * 100))}"] = float(np.interp(level, f, e))
+        row[f"fnmr_{round(level * 100)}"] = float(np.interp(level, f, e))
     row["n_unscored"] = unscored
     return row
 

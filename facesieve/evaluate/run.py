@@ -101,7 +101,14 @@ def load_eval_set(
     whatever `workspace` holds already; return one row per image. Needs one folder per identity."""
     from facesieve import __version__
     from facesieve.config import RunConfig
-    from facesieve.pipeline import assemble, stage_embed, stage_faces, stage_quality, stage_scan, validate
+    from facesieve.pipeline import (
+        assemble,
+        stage_embed,
+        stage_faces,
+        stage_quality,
+        stage_scan,
+        validate,
+    )
     from facesieve.progress import Reporter
     from facesieve.quality.base import make_quality
     from facesieve.workspace import Workspace
