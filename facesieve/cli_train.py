@@ -70,6 +70,9 @@ def register(sub) -> None:
     g.add_argument("--projection", default="auto", choices=("auto", "linear", "none"),
                    help="linear map from the 512-d student feature to the embedder's space for the consistency "
                         "loss (auto: only when the sizes differ)")
+    g.add_argument("--best-by", default="spearman", choices=("spearman", "loss"),
+                   help="which epoch is kept: highest Spearman(prediction, teacher) on the held-out identities, "
+                        "or lowest validation loss (eDifFIQA's choice)")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: PyTorch's choice)")
     g.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
@@ -90,7 +93,7 @@ def cmd_train_quality(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.train_batch, workers=args.workers, lr_head=args.lr_head,
         lr_backbone=args.lr_backbone, val_split=args.val_split, seed=args.seed, top_fraction=args.top_fraction,
         min_top_faces=args.min_top_faces, projection=args.projection, device=args.device, threads=args.threads,
-        amp=not args.no_amp,
+        amp=not args.no_amp, best_by=args.best_by,
     )
     config.check()
     out = Path(args.out)
@@ -118,8 +121,9 @@ def cmd_train_quality(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
         return 0
-    lines = [f"facesieve: trained {config.backbone} on {summary['train_faces']} faces; best epoch "
-             f"{summary['best_epoch']} (validation loss {summary['best_val_loss']:.4f})",
+    lines = [f"facesieve: trained {config.backbone} on {summary['train_faces']} faces; kept epoch "
+             f"{summary['best_epoch']} of {summary['epochs_done']} (best {config.best_by}; validation loss "
+             f"{summary['best_val_loss']:.4f})",
              f"  model: {summary['onnx']}  (use: --quality onnx:{summary['onnx']})"]
     h = summary.get("holdout")
     if h:

@@ -13,7 +13,12 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from facesieve.faces.align import ARCFACE_SIZE, ARCFACE_TEMPLATE, align, similarity_transform
+from facesieve.faces.align import (
+    ARCFACE_SIZE,
+    ARCFACE_TEMPLATE,
+    align,
+    similarity_transform,
+)
 from facesieve.faces.detect import Detection
 
 EMBEDDERS = ("sface", "dlib")
@@ -89,9 +94,12 @@ class SFaceEmbedder:
         out = np.zeros((len(items), self.dim), np.float32)
         for start in range(0, len(items), self.MAX_BATCH):
             chunk = items[start : start + self.MAX_BATCH]
-            blob = cv2.dnn.blobFromImages(chunk, 1.0, (self.size, self.size), (0, 0, 0), swapRB=self.SWAP_RB, crop=False)
+            # a lone crop runs as a pair: OpenCV rounds a batch of one differently (~4e-6), and a
+            # vector must not depend on the batch it came in (engines and resumed runs batch differently)
+            run = chunk * 2 if len(chunk) == 1 else chunk
+            blob = cv2.dnn.blobFromImages(run, 1.0, (self.size, self.size), (0, 0, 0), swapRB=self.SWAP_RB, crop=False)
             self._net.setInput(blob, "data")
-            out[start : start + len(chunk)] = np.asarray(self._net.forward(), np.float32).reshape(len(chunk), self.dim)
+            out[start : start + len(chunk)] = np.asarray(self._net.forward(), np.float32).reshape(len(run), self.dim)[: len(chunk)]
         return out
 
 
@@ -109,8 +117,8 @@ def dlib_rect_from_landmarks(landmarks: np.ndarray) -> tuple[int, int, int, int]
     cx, cy, side = DLIB_RECT_IN_ARCFACE
     centre = m[:, :2] @ np.array([cx, cy]) + m[:, 2]
     half = side * scale / 2
-    left, top = int(round(centre[0] - half)), int(round(centre[1] - half))
-    right, bottom = int(round(centre[0] + half)) - 1, int(round(centre[1] + half)) - 1
+    left, top = round(centre[0] - half), round(centre[1] - half)
+    right, bottom = round(centre[0] + half) - 1, round(centre[1] + half) - 1
     return left, top, right, bottom
 
 

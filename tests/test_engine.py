@@ -13,7 +13,7 @@ import pytest
 
 from facesieve.config import RunConfig
 from facesieve.parallel import ordered_map
-from facesieve.pipeline import run, stage_embed, stage_faces, stage_scan
+from facesieve.pipeline import run, stage_embed, stage_faces, stage_quality, stage_scan
 from facesieve.progress import Reporter
 from facesieve.workspace import NpyRows, Workspace
 
@@ -37,7 +37,8 @@ def stages(config: RunConfig):
     files = stage_scan(config, ws, rep)
     faces, crops = stage_faces(config, ws, files, rep)
     table, vectors = stage_embed(config, ws, files, faces, crops, rep)
-    return ws, files, faces, np.asarray(crops), table, np.asarray(vectors), rep
+    quality = stage_quality(config, ws, faces, crops, vectors, rep, files)
+    return ws, files, faces, np.asarray(crops), table, np.asarray(vectors), rep, quality
 
 
 @pytest.fixture(scope="module")
@@ -47,28 +48,30 @@ def two_jobs(small_set, tmp_path_factory):
 
 
 def test_jobs_batching_and_overlap_do_not_change_results(small_set, two_jobs, tmp_path):
-    _, _, faces2, crops2, table2, vec2, rep = two_jobs
+    _, _, faces2, crops2, table2, vec2, rep, q2 = two_jobs
     assert len(faces2) == 24 and (faces2["status"] == "ok").sum() >= 20
-    assert rep.counts["faces"] == 24 and rep.counts.get("embed", 0) == 0  # embedded in the faces pass
+    # embedded and scored in the faces pass
+    assert rep.counts["faces"] == 24 and rep.counts.get("embed", 0) == 0 and rep.counts.get("quality", 0) == 0
     # one process, other batches, and the stages one after the other: bit-identical
-    _, _, faces1, crops1, table1, vec1, rep1 = stages(RunConfig(small_set, tmp_path / "one", jobs=1, batch_size=64, overlap=False))
-    assert rep1.counts["embed"] == (faces1["status"] == "ok").sum()
-    pd.testing.assert_frame_equal(faces1, faces2)
+    _, _, faces1, crops1, table1, vec1, rep1, q1 = stages(RunConfig(small_set, tmp_path / "one", jobs=1, batch_size=7, overlap=False))
+    assert rep1.counts["embed"] == rep1.counts["quality"] == (faces1["status"] == "ok").sum()
+    pd.testing.assert_frame_equal(q1, q2, check_exact=True)
+    pd.testing.assert_frame_equal(faces1, faces2, check_exact=True)
     np.testing.assert_array_equal(crops1, crops2)
-    pd.testing.assert_frame_equal(table1, table2)
+    pd.testing.assert_frame_equal(table1, table2, check_exact=True)
     np.testing.assert_array_equal(vec1, vec2)
     assert vec2.dtype == np.float32 and np.allclose(np.linalg.norm(vec2, axis=1), 1, atol=1e-5)
 
 
 def test_rerun_computes_nothing_and_a_new_embedder_only_embeds(two_jobs, small_set):
-    ws, files, faces, crops, table, vec, _ = two_jobs
+    ws, files, faces, crops, table, vec, _, _ = two_jobs
     config = RunConfig(small_set, ws.root.parent, jobs=2, batch_size=5)
-    _, _, faces_b, _, table_b, vec_b, rep = stages(config)
+    _, _, faces_b, _, table_b, vec_b, rep, _ = stages(config)
     assert rep.counts["faces"] == 0 and rep.counts["embed"] == 0
     np.testing.assert_array_equal(vec_b, vec)
     # the embed stage's own pass (faces found, vectors missing) reproduces the overlapped one
     shutil.rmtree(next(ws.root.glob("embed-*")))
-    _, _, _, _, table_c, vec_c, rep = stages(config)
+    _, _, _, _, table_c, vec_c, rep, _ = stages(config)
     assert rep.counts["faces"] == 0 and rep.counts["embed"] == len(table)
     np.testing.assert_array_equal(vec_c, vec)
 

@@ -107,7 +107,7 @@ def test_align_undoes_rotation_and_scale():
     # a synthetic face: a dot at each template point, then rotated by 25 degrees, scaled 2.3x, shifted
     canvas = np.zeros((112, 112, 3), np.uint8)
     for x, y in ARCFACE_TEMPLATE:
-        cv2.circle(canvas, (int(round(x * 4)), int(round(y * 4))), 8, (255, 255, 255), -1, lineType=cv2.LINE_AA, shift=2)
+        cv2.circle(canvas, (int(np.rint(x * 4)), int(np.rint(y * 4))), 8, (255, 255, 255), -1, lineType=cv2.LINE_AA, shift=2)
     m = cv2.getRotationMatrix2D((56, 56), 25, 2.3)
     m[:, 2] += (60, 40)
     big = cv2.warpAffine(canvas, m, (400, 360))
@@ -198,7 +198,7 @@ def test_yunet_landmarks_in_original_pixels(data, yunet):
     le, re, nose = d.landmarks[0], d.landmarks[1], d.landmarks[2]
     assert le[0] < nose[0] < re[0] and nose[1] > max(le[1], re[1])  # ArcFace order, upright
     x, y, w, h = d.box
-    assert -5 < x < 46 and -5 < y < 56 and 40 < w < 110
+    assert -5 < x < 46 and -5 < y < 56 and 40 < w < 110 and 40 < h < 130
 
 
 def test_yunet_tight_aligned_crop(data, yunet):

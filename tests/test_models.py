@@ -341,6 +341,18 @@ def test_dlib_threshold_filters():
 # ---------------------------------------------------------------- model strings, device, cache keys
 
 
+def test_name_lists_agree():
+    from facesieve import config
+
+    assert set(config.DETECTORS) == set(zoo.DETECTOR_NAMES)
+    assert set(config.EMBEDDERS) == set(zoo.EMBEDDER_NAMES)
+    from facesieve.models.registry import REGISTRY
+
+    for m in zoo.MODELS.values():  # every registry-backed name points at a real entry of its role
+        if m.registry:
+            assert REGISTRY[m.registry].role == m.role
+
+
 def test_spec_round_trip(tmp_path):
     w = tmp_path / "m.onnx"
     w.write_bytes(b"x")

@@ -60,13 +60,13 @@ def test_ray_engine_matches_local(ray_instance, small_set, tmp_path):
     assert remote.summary["stage_seconds"]["faces"] > 0 and remote.summary["faces"] >= 25
     # the faces, embed and quality parts came from Ray: the driver computed no embedding itself
     assert remote.summary["stage_seconds"].get("embed", 0) < 5
-    pd.testing.assert_frame_equal(local.manifest, remote.manifest)
+    pd.testing.assert_frame_equal(local.manifest, remote.manifest, check_exact=True)
     assert (tmp_path / "local" / "manifest.csv").read_bytes() == (tmp_path / "ray" / "manifest.csv").read_bytes()
     a, b = tables(tmp_path / "local"), tables(tmp_path / "ray")
     assert sorted(a) == sorted(b)
     for name in a:
         if isinstance(a[name], pd.DataFrame):
-            pd.testing.assert_frame_equal(a[name], b[name], obj=name)
+            pd.testing.assert_frame_equal(a[name], b[name], obj=name, check_exact=True)
         else:
             np.testing.assert_array_equal(a[name], b[name], err_msg=name)
     # a re-run with the Ray engine computes nothing

@@ -157,7 +157,7 @@ def embed_inputs(emb, inputs: list[np.ndarray] | np.ndarray, batch_size: int | N
 
     A vector must not depend on the batch its face landed in (a resumed run batches differently):
     OpenCV's int8 SFace rounds a batch of one differently from larger ones, so a lone face is run
-    as a pair of copies.
+    as a pair of copies (SFaceEmbedder does the same for its own sub-batches).
     """
     inputs = np.asarray(inputs)
     limit = getattr(emb, "MAX_BATCH", None) or len(inputs) or 1

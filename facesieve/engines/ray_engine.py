@@ -75,8 +75,9 @@ def faces_batch(batch: pd.DataFrame, config, embed: bool, score: bool) -> dict:
         out["vector"], out["norm"] = vectors, norms
     if score:
         scores = [""] * n
+        types = {c: res.scores[c].dtype.str for c in res.scores.columns if res.scores[c].dtype.kind in "biuf"}
         for i, rec in zip(res.scored, res.scores.to_dict("records")):
-            scores[i] = json.dumps({k: _plain(v) for k, v in rec.items()})
+            scores[i] = json.dumps({"values": {k: _plain(v) for k, v in rec.items()}, "dtypes": types})
         out["quality_json"] = np.array(scores, dtype=object)
     return out
 
@@ -148,7 +149,8 @@ def commit(work: FacesWork, batch: dict) -> None:
                               "norm": np.asarray(batch["norm"], np.float64)[ok]})
         work.embed.store.write_part(table, {"vectors": np.asarray(batch["vector"], np.float32)[ok]})
     if work.quality is not None and "quality_json" in batch and len(ok):
-        scores = pd.DataFrame([json.loads(batch["quality_json"][i]) for i in ok])
+        records = [json.loads(batch["quality_json"][i]) for i in ok]
+        scores = pd.DataFrame([r["values"] for r in records]).astype(records[0]["dtypes"])
         table = pd.DataFrame({"image_id": faces["image_id"].to_numpy()[ok], "key": (faces["key"].iloc[ok] + work.quality.suffix).to_numpy()})
         work.quality.store.write_part(pd.concat([table, scores], axis=1))
     work.store.write_part(faces, {"crops": np.asarray(batch["crop"], np.uint8)})

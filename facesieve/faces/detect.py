@@ -129,7 +129,7 @@ def _smooth(rgb: np.ndarray) -> np.ndarray:
 
 def _pad(rgb: np.ndarray, frac: float) -> tuple[np.ndarray, int]:
     """Add a border of the image's mean colour, `frac` of the long side on every side."""
-    b = int(round(frac * max(rgb.shape[:2])))
+    b = round(frac * max(rgb.shape[:2]))
     fill = [float(v) for v in rgb.reshape(-1, 3).mean(0)]
     return cv2.copyMakeBorder(rgb, b, b, b, b, cv2.BORDER_CONSTANT, value=fill), b
 

@@ -111,9 +111,11 @@ class OnnxEmbedder(_AlignedInput):
         self.output_names = [o.name for o in self._sess.get_outputs()]
         self.norm_output = norm_output and len(self.output_names) > 1
         self.providers = list(self._sess.get_providers())
-        out_shape = self._sess.get_outputs()[0].shape
-        dim = out_shape[-1] if out_shape and isinstance(out_shape[-1], int) else None
-        self.dim = int(dim) if dim else int(self._forward(np.zeros((1, 3, self.size, self.size), np.float32)).shape[1])
+        rest = list(self._sess.get_outputs()[0].shape)[1:]  # (n, d) or (n, d, 1, 1): d values per face
+        if rest and all(isinstance(v, int) and v > 0 for v in rest):
+            self.dim = int(np.prod(rest))
+        else:  # symbolic: ask the network
+            self.dim = int(self._forward(np.zeros((1, 3, self.size, self.size), np.float32)).shape[1])
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         names = self.output_names[:2] if self.norm_output else self.output_names[:1]

@@ -5,7 +5,7 @@
     quality = s_robustness * s_noise * s_blockiness * image_quality
 
 - s_robustness = exp(-(1 - R) / 0.1), R the perturbation robustness of the run's embedding
-  (robustness.py: mean cosine under forward-diffusion noise at t = 10, 20, 40 and a flip).
+  (robustness.py: cosine under a flip and under forward-diffusion noise at t = 10, 20).
   Tracks blur, down-sampling, poor light; a cosine loss of 0.1 costs a factor e.
 - s_noise = 1 / (1 + (max(0, sigma - 2) / 8)^2), sigma the noise estimate of the face box on the
   original grid (artefacts.py). Below 2 grey levels (what clean photos and fine texture read) it is
@@ -101,8 +101,11 @@ class RankAverage:
         self.parts = parts
         self.names = names
         self.name = "+".join(names)
-        self.key = "rank(" + ",".join(p.key for p in parts) + ")"
         self._config = None
+
+    @property
+    def key(self) -> str:
+        return "rank(" + ",".join(p.key for p in self.parts) + ")"
 
     def bind(self, config) -> None:
         """The run's settings: the embedder for per-face parts, and whatever the parts need."""

@@ -33,6 +33,7 @@ Where f_UI comes from (`source` in `report`):
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import cv2
@@ -178,14 +179,12 @@ class ERS:
                         "cohesion": float((unit(f) @ centre).mean())}
 
     def _from_examples(self) -> tuple[np.ndarray, dict]:
-        from facesieve.imaging import IMAGE_EXTENSIONS
         from facesieve.stages import FaceTask, faces_worker
 
         folder = self.examples
         if folder is None or not folder.is_dir():
             raise FacesieveError(f"ERS examples folder not found: {folder}")
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                       and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+        files = example_files(folder)
         if not files:
             raise FacesieveError(f"ERS examples folder {folder} holds no images")
         cfg = self._require_config()
@@ -224,15 +223,22 @@ class ERS:
         return self._config
 
 
+def example_files(folder: Path) -> list[Path]:
+    """The image files below `folder` (by extension, hidden names skipped), sorted."""
+    from facesieve.imaging import IMAGE_EXTENSIONS
+
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
 def _folder_digest(folder: Path | None) -> str:
-    """Changes when any file below the folder is added, removed, resized or touched."""
+    """Changes when an example image is added, removed, resized or touched."""
     if folder is None or not folder.is_dir():
         return "missing"
     h = hashlib.sha1()
-    for p in sorted(folder.rglob("*")):
-        if p.is_file():
-            st = p.stat()
-            h.update(f"{p.relative_to(folder)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    for p in example_files(folder):
+        st = p.stat()
+        h.update(os.fsencode(p.relative_to(folder)) + f"|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:12]
 
 

@@ -60,13 +60,14 @@ class _Params:
     screen: int  # swaps scored exactly per step when screening with the surrogate
     screen_final: int  # ... before declaring a local optimum
     final_exact: bool  # confirm each local optimum against every swap, scored exactly
+    chain: int  # longest variable-depth move tried at a local optimum (< 2: none)
 
 
 _LOCAL = _Params(
-    n_starts=4, n_kicks=24, small_boost=4, exact_budget=3e7, screen=64, screen_final=512, final_exact=False
+    n_starts=4, n_kicks=32, small_boost=4, exact_budget=3e7, screen=64, screen_final=512, final_exact=False, chain=6
 )
 _THOROUGH = _Params(
-    n_starts=12, n_kicks=120, small_boost=8, exact_budget=3e8, screen=256, screen_final=2048, final_exact=True
+    n_starts=12, n_kicks=240, small_boost=8, exact_budget=3e8, screen=256, screen_final=2048, final_exact=True, chain=12
 )
 
 
@@ -266,9 +267,11 @@ class _Search:
         n, d = self.data.n, self.data.d
         cost = k * (n - k) * n * d
         self.exact_nbhd = cost <= params.exact_budget
-        # cheap descents (small identities): more starts and rounds for the same wall time
-        boost = int(min(params.small_boost, max(1, 1e6 // max(cost, 1))))
-        self.n_starts, self.n_kicks = params.n_starts * boost, params.n_kicks * boost
+        # effort follows the cost of one full neighbourhood, K(N-K)Nd: more starts and rounds for
+        # small identities (rugged landscapes, cheap descents), fewer for very large ones
+        f = min(float(params.small_boost), max(0.125, math.sqrt(3e8 / max(cost, 1))))
+        self.n_starts = max(2, round(params.n_starts * f))
+        self.n_kicks = max(4, round(params.n_kicks * f))
         self.evaluated = 0
         # typical step of the mean under one swap: floors 1/r in the surrogate (Huber-like)
         self.rho = max(float(np.sqrt(2.0 * self.data.sq.mean())) / k, 1e-12 * self.data.scale)
@@ -387,50 +390,102 @@ class _Search:
         top = np.argpartition(vals, count - 1)[:count]
         return [(int(I[c]), int(J[c])) for c in top]
 
+    def _moves(self, S, inS, m, GS, exact: bool, lo: int = 0, hi: int = 0, frozen=None):
+        """Scored swaps (values by matrix products, I out, J in) and the current subset's value:
+        every swap when `exact`, else the surrogate's ranks lo..hi. `frozen` faces are left alone."""
+        dat, k = self.data, self.k
+        if exact:
+            out_idx = np.flatnonzero(~inS if frozen is None else ~(inS | frozen))
+            ins = S if frozen is None else S[~frozen[S]]
+            I = np.concatenate([S[:1], np.repeat(ins, len(out_idx))])
+            J = np.concatenate([S[:1], np.tile(out_idx, len(ins))])
+        else:
+            est, I, J = self._surrogate(S, inS, m, GS)
+            if frozen is not None:
+                est[frozen[I] | frozen[J]] = np.inf
+            hi = min(hi, int(np.isfinite(est).sum()))
+            if hi <= lo:
+                return np.empty(0), I[:0], J[:0], math.inf
+            part = np.argpartition(est, hi - 1)[:hi]
+            sel = part[np.argsort(est[part], kind="stable")][lo:hi]
+            I = np.concatenate([S[:1], I[sel]])
+            J = np.concatenate([S[:1], J[sel]])
+        vals = self._swap_scores(S, inS, m, I, J)
+        self.evaluated -= 1
+        return vals[1:], I[1:], J[1:], float(vals[0])
+
+    def _chain(self, S, cur, cur_key):
+        """Variable-depth move (Kernighan-Lin style): apply the best swap again and again, each face
+        moving at most once, even uphill; return the best subset met on the way if it beats S."""
+        dat, k, n = self.data, self.k, self.data.n
+        depth = min(self.p.chain, k, n - k)
+        T = S.copy()
+        inS = np.zeros(n, dtype=bool)
+        inS[T] = True
+        frozen = np.zeros(n, dtype=bool)
+        total = dat.C[T].sum(axis=0)
+        GS = None if self.exact_nbhd else dat.C[T] @ dat.C.T
+        best_val, best_T = math.inf, None
+        for step in range(depth):
+            vals, I, J, _ = self._moves(T, inS, total / k, GS, self.exact_nbhd, 0, self.p.screen, frozen)
+            if vals.size == 0:
+                break
+            c = int(np.argmin(vals))
+            i, j = int(I[c]), int(J[c])
+            p = int(np.flatnonzero(T == i)[0])
+            T[p] = j
+            inS[i], inS[j] = False, True
+            frozen[i] = frozen[j] = True
+            total += dat.C[j] - dat.C[i]
+            if GS is not None:
+                GS[p] = dat.C[j] @ dat.C.T
+            if step > 0 and vals[c] < best_val:
+                best_val, best_T = float(vals[c]), T.copy()
+        if best_T is None:
+            return None
+        s = self._exact(best_T)
+        key = _key(self.ranks, best_T)
+        if cur is None:
+            cur = self._exact(S)
+        return (s, key, best_T) if _better(s, key, cur, cur_key) else None
+
     def descend(self, S: np.ndarray) -> tuple[float, np.ndarray]:
-        """Best-improvement 1-swap descent from S to a local optimum."""
+        """Best-improvement 1-swap descent from S, then variable-depth moves, to a local optimum."""
         dat, k, n = self.data, self.k, self.data.n
         S = np.array(S, dtype=np.int64)
-        inS = np.zeros(n, dtype=bool)
-        inS[S] = True
-        total = dat.C[S].sum(axis=0)
         cur = None  # exact score, computed only when a near-tie needs it
         cur_key = _key(self.ranks, S)
-        GS = None if self.exact_nbhd else dat.C[S] @ dat.C.T
+        reset = True
         exact_next = confirmed = False
         for _ in range(20 * k + 200):
+            if reset:
+                inS = np.zeros(n, dtype=bool)
+                inS[S] = True
+                total = dat.C[S].sum(axis=0)
+                GS = None if self.exact_nbhd else dat.C[S] @ dat.C.T
+                reset = False
             m = total / k
             move = None
-            if self.exact_nbhd or exact_next:  # every swap, plus the current subset first (I == J)
+            if self.exact_nbhd or exact_next:
                 exact_next = False
-                out_idx = np.flatnonzero(~inS)
-                I = np.concatenate([S[:1], np.repeat(S, len(out_idx))])
-                J = np.concatenate([S[:1], np.tile(out_idx, k)])
-                vals = self._swap_scores(S, inS, m, I, J)
-                self.evaluated -= 1
-                move, cur = self._pick(S, cur, cur_key, vals[0], vals[1:], I[1:], J[1:])
+                vals, I, J, cur_approx = self._moves(S, inS, m, GS, True)
+                move, cur = self._pick(S, cur, cur_key, cur_approx, vals, I, J)
             else:
-                cur_approx = float(self._swap_scores(S, inS, m, S[:1], S[:1])[0])
-                self.evaluated -= 1
-                est, I, J = self._surrogate(S, inS, m, GS)
-                top = min(self.p.screen_final, est.size - 1)
-                order = np.argpartition(est, top)[: top + 1]
-                order = order[np.argsort(est[order], kind="stable")]
-                order = order[np.isfinite(est[order])]
-                lo = 0
-                for hi in (self.p.screen, self.p.screen_final):
-                    sel = order[lo:hi]
-                    lo = hi
-                    if sel.size == 0:
-                        continue
-                    vals = self._swap_scores(S, inS, m, I[sel], J[sel])
-                    move, cur = self._pick(S, cur, cur_key, cur_approx, vals, I[sel], J[sel])
+                for lo, hi in ((0, self.p.screen), (self.p.screen, self.p.screen_final)):
+                    vals, I, J, cur_approx = self._moves(S, inS, m, GS, False, lo, hi)
+                    if vals.size:
+                        move, cur = self._pick(S, cur, cur_key, cur_approx, vals, I, J)
                     if move is not None:
                         break
             if move is None:
-                if self.exact_nbhd or not self.p.final_exact or confirmed:
+                if not (self.exact_nbhd or not self.p.final_exact or confirmed):
+                    exact_next = confirmed = True
+                    continue
+                chained = self._chain(S, cur, cur_key) if self.p.chain >= 2 else None
+                if chained is None:
                     break
-                exact_next = confirmed = True
+                cur, cur_key, S = chained
+                reset = True
                 continue
             confirmed = False
             cur, cur_key, i, j = move

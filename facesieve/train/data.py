@@ -170,7 +170,7 @@ def prepare(
     else:
         before = rep.timings.get("quality", 0.0), rep.counts.get("quality", 0)
         t0 = time.perf_counter()
-        quality = stage_quality(config, ws, faces, crops, vectors, rep)
+        quality = stage_quality(config, ws, faces, crops, vectors, rep, files=files)
         computed = rep.counts.get("quality", 0) - before[1]
         if computed:
             info["teacher_seconds_per_face"] = (time.perf_counter() - t0) / computed

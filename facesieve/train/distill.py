@@ -49,7 +49,7 @@ ONNX = "model.onnx"
 
 # Settings that change what is learnt: a resumed run must agree on all of them.
 _RESUME_KEYS = ("backbone", "init", "train_last", "lr_head", "lr_backbone", "clip", "theta", "epsilon",
-                "top_fraction", "min_top_faces", "val_split", "seed", "projection")
+                "top_fraction", "min_top_faces", "val_split", "seed", "projection", "best_by")
 
 
 @dataclass
@@ -75,6 +75,7 @@ class DistillConfig:
     threads: int | None = None  # CPU threads for torch; None keeps torch's default
     amp: bool = True  # only on CUDA
     projection: str = "auto"  # auto | linear | none
+    best_by: str = "spearman"  # spearman | loss: which held-out measure picks the kept epoch
     max_steps: int | None = None  # cap on optimiser steps per epoch (smoke tests)
     export: bool = True
 
@@ -95,6 +96,8 @@ class DistillConfig:
             raise UsageError("--min-top-faces must be at least 1")
         if self.threads is not None and self.threads < 1:
             raise UsageError("--threads must be at least 1")
+        if self.best_by not in ("spearman", "loss"):
+            raise UsageError("--best-by must be spearman or loss")
         if self.projection not in ("auto", "linear", "none"):
             raise UsageError("--projection must be auto, linear or none")
         if not 0.0 <= self.theta <= 1.0:
@@ -311,7 +314,7 @@ def auto_workers(device: str) -> int:
 class TrainResult:
     model_dir: Path
     best_epoch: int
-    best_val_loss: float
+    best_val_loss: float  # validation loss of the kept epoch
     epochs_done: int
     history: pd.DataFrame
     onnx: Path | None
@@ -452,7 +455,7 @@ def _train(data: TrainData, model_dir: Path, config: DistillConfig, restart: boo
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     fingerprint = _fingerprint(data)
     ckpt_path = model_dir / CHECKPOINT
-    start_epoch, best_val, best_epoch, history, steps = 0, math.inf, -1, [], []
+    start_epoch, best_crit, best_epoch, history, steps = 0, math.inf, -1, [], []
     if ckpt_path.exists() and not restart:
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         if state.get("fingerprint") != fingerprint or state.get("settings") != settings:
@@ -462,7 +465,7 @@ def _train(data: TrainData, model_dir: Path, config: DistillConfig, restart: boo
         opt.load_state_dict(state["optimizer"])
         if use_amp and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
-        start_epoch, best_val, best_epoch = int(state["epoch"]) + 1, float(state["best_val"]), int(state["best_epoch"])
+        start_epoch, best_crit, best_epoch = int(state["epoch"]) + 1, float(state["best_crit"]), int(state["best_epoch"])
         history, steps = list(state["history"]), list(state["steps"])
         log(f"resuming after epoch {start_epoch} of {config.epochs} (best so far: epoch {best_epoch + 1})")
     elif restart:
@@ -523,16 +526,17 @@ def _train(data: TrainData, model_dir: Path, config: DistillConfig, restart: boo
             tr = sums / max(seen, 1)
             val = evaluate_loss(student, data, val_rows, q, emb, batch, device, config.theta, use_amp) if len(val_rows) \
                 else {"loss": float(tr[0]), "lq": float(tr[1]), "lrc": float(tr[2]), "spearman": float("nan")}
-            improved = val["loss"] < best_val
+            crit = _criterion(val, config.best_by if len(val_rows) else "loss")
+            improved = best_epoch < 0 or crit < best_crit
             if improved:
-                best_val, best_epoch = val["loss"], epoch
+                best_crit, best_epoch = crit, epoch
                 _save_atomic(_cpu_state(student.net), model_dir / BEST)
             history.append({"epoch": epoch + 1, "train_loss": float(tr[0]), "train_lq": float(tr[1]),
                             "train_lrc": float(tr[2]), "val_loss": val["loss"], "val_lq": val["lq"],
                             "val_lrc": val["lrc"], "val_spearman": val["spearman"], "best": bool(improved),
                             "seconds": round(time.perf_counter() - t0, 3)})
             _save_atomic({"epoch": epoch, "student": _cpu_state(student), "optimizer": opt.state_dict(),
-                          "scaler": scaler.state_dict() if use_amp else {}, "best_val": best_val,
+                          "scaler": scaler.state_dict() if use_amp else {}, "best_crit": best_crit,
                           "best_epoch": best_epoch, "history": history, "steps": steps,
                           "fingerprint": fingerprint, "settings": settings}, ckpt_path)
             write_curves(model_dir, history, steps)
@@ -541,6 +545,7 @@ def _train(data: TrainData, model_dir: Path, config: DistillConfig, restart: boo
                 f"{'  *best' if improved else ''}  {history[-1]['seconds']:.0f}s")
 
     write_curves(model_dir, history, steps)
+    best_val = float(history[best_epoch]["val_loss"]) if 0 <= best_epoch < len(history) else math.nan
     onnx_path, onnx_diff = None, None
     if config.export and (model_dir / BEST).exists():
         onnx_path, onnx_diff = export_best(model_dir, config.backbone, data, val_rows if len(val_rows) else train_rows)
@@ -554,11 +559,21 @@ def _train(data: TrainData, model_dir: Path, config: DistillConfig, restart: boo
         "train_identities": len(centres.names), "val_identities": int(len(np.unique(data.identities[val_rows]))),
         "left_out_identities": centres.left_out, "top_threshold": centres.threshold,
         "label_min": float(np.min(data.labels)), "label_max": float(np.max(data.labels)),
-        "best_epoch": best_epoch + 1, "best_val_loss": best_val, "epochs_done": len(history),
+        "best_epoch": best_epoch + 1, "best_by": config.best_by, "best_val_loss": best_val,
+        "epochs_done": len(history),
         "onnx_max_abs_diff": onnx_diff, "config": asdict(config), "data_info": data.info,
     }
     (model_dir / "meta.json").write_text(json.dumps(meta, indent=2, default=_plain))
     return TrainResult(model_dir, best_epoch + 1, best_val, len(history), pd.DataFrame(history), onnx_path, meta)
+
+
+def _criterion(val: dict, best_by: str) -> float:
+    """Lower is better. spearman: rank agreement with the teacher on held-out identities (what a
+    quality score is used for: ordering faces); NaN (constant predictions) never wins."""
+    if best_by == "loss":
+        return float(val["loss"])
+    rho = float(val["spearman"])
+    return -rho if math.isfinite(rho) else math.inf
 
 
 def _plain(o):
