@@ -72,7 +72,7 @@ def main() -> None:
             scorer = make_quality(name)
             data = QualityInput(crops, table, emb)
             scorer.score(QualityInput(crops[:4], table.iloc[:4].reset_index(drop=True), emb))
-            w, c = timed(lambda: scorer.score(data))
+            w, c = timed(lambda scorer=scorer, data=data: scorer.score(data))
             out[f"{name}_ms"] = {"wall": 1000 * w / n, "cpu": 1000 * c / n}
     print(json.dumps({k: ({kk: round(vv, 2) for kk, vv in v.items()} if isinstance(v, dict) else v) for k, v in out.items()}, indent=2))
 

@@ -1,10 +1,13 @@
 """Throughput of `facesieve run` against a one-image-at-a-time loop and against decoding alone.
 
-    python bench/bench_throughput.py                     # YuNet + SFace and dlib, 240 / 120 images
+    python bench/bench_throughput.py                     # YuNet + SFace and dlib
     python bench/bench_throughput.py --stack sface --n 400 --repeat 2
 
 For each model stack, on the same real images from ../shared/data (a mix of all sets), measured
-in one run and interleaved (the machine may be shared, so compare the ratios, not the rates):
+in one run: the loop and the run alternate `--repeat` times and the ratios are medians of the
+pairs, so that a machine shared with other work slows both sides alike (compare the ratios, not
+the rates). CPU time per image (all threads and processes) is printed too: it is the work each
+side does, whatever the machine's load.
 
 - loop: what FaceDuplicationFilter did, one image at a time in one process: decode, detect, take
   a face, embed it (dlib: face_recognition's calls, HOG with one upsample, 5-point landmarks,
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -102,6 +106,18 @@ def loop_sface(paths: list[Path]) -> float:
     return time.perf_counter() - t0
 
 
+def timed(fn, *args) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, all threads) of fn(*args)."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def _decode(p: str) -> int:
     from facesieve.imaging import load_rgb
 
@@ -125,16 +141,19 @@ def decode_rates(paths: list[Path], jobs: int) -> tuple[float, float]:
 # ---------------------------------------------------------------- facesieve
 
 
-def run_cli(data: Path, out: Path, stack: str, jobs: int) -> tuple[float, dict]:
-    shutil.rmtree(out, ignore_errors=True)
+def run_cli(data: Path, out: Path, stack: str, jobs: int, fresh: bool = True) -> tuple[float, dict]:
+    if fresh:
+        shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "facesieve", "run", str(data), "--out", str(out), "--json", "--no-report", "--quality", "uniform",
            "--jobs", str(jobs), *STACKS[stack]]
-    t0 = time.perf_counter()
+    c0, t0 = children_cpu(), time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(proc.stderr[-3000:])
-    return wall, json.loads(proc.stdout[proc.stdout.index("{"):])
+    summary = json.loads(proc.stdout[proc.stdout.index("{"):])
+    summary["cpu_seconds"] = children_cpu() - c0
+    return wall, summary
 
 
 STAGED = """
@@ -167,29 +186,33 @@ def bench(stack: str, n: int, jobs: int, repeat: int, tmp: Path) -> dict:
     data = tmp / f"data-{stack}"
     paths = make_set(data, n)
     loop = loop_dlib if stack == "dlib" else loop_sface
-    rec: dict[str, list[float]] = {k: [] for k in ("loop", "decode1", "decode_pool", "run", "faces_pass", "staged_sum", "staged_wall")}
-    stage_runs = []
+    keys = ("loop", "loop_cpu", "decode1", "decode_pool", "run", "run_cpu", "faces_pass", "faces_pass_cpu", "run_seconds", "staged_sum")
+    rec: dict[str, list[float]] = {k: [] for k in keys}
+    pairs: dict[str, list[float]] = {"faces_pass_vs_loop": [], "run_total_vs_loop": [], "run_vs_sum_of_stage_costs": []}
+    stage_runs, staged_runs = [], []
     for r in range(repeat):
-        print(f"  [{stack} {r + 1}/{repeat}] loop ...", file=sys.stderr)
-        rec["loop"].append(loop(paths))
-        print(f"  [{stack} {r + 1}/{repeat}] facesieve run ...", file=sys.stderr)
+        print(f"  [{stack} {r + 1}/{repeat}] loop, run, decode, staged run ...", file=sys.stderr)
+        wall, cpu = timed(loop, paths)
+        rec["loop"].append(wall)
+        rec["loop_cpu"].append(cpu)
         wall, summary = run_cli(data, tmp / "out", stack, jobs)
         rec["run"].append(wall)
+        rec["run_cpu"].append(summary["cpu_seconds"])
         rec["faces_pass"].append(summary["stage_seconds"]["faces"])
+        rec["run_seconds"].append(summary["seconds"])
         stage_runs.append(summary["stage_seconds"])
-        print(f"  [{stack} {r + 1}/{repeat}] decode ...", file=sys.stderr)
+        _, again = run_cli(data, tmp / "out", stack, jobs, fresh=False)  # nothing to compute: the fixed costs
+        rec["faces_pass_cpu"].append(summary["cpu_seconds"] - again["cpu_seconds"])
         one, pool = decode_rates(paths, jobs)
         rec["decode1"].append(one)
         rec["decode_pool"].append(pool)
-        print(f"  [{stack} {r + 1}/{repeat}] staged run ...", file=sys.stderr)
-        swall, ssum = run_staged(data, tmp / "staged", stack, jobs)
-        rec["staged_wall"].append(swall)
-        rec["staged_sum"].append(sum(ssum["stage_seconds"].values()))
-        rec.setdefault("staged_stages", []).append(ssum["stage_seconds"])
-        rec.setdefault("run_seconds", []).append(summary["seconds"])
-    med = {k: statistics.median(v) for k, v in rec.items() if v and isinstance(v[0], float)}
-    per_stage = {k: round(n / v, 1) for k, v in stage_runs[-1].items() if v > 0}
-    staged_rates = {k: round(n / v, 1) for k, v in rec["staged_stages"][-1].items() if v > 0}
+        _, staged = run_staged(data, tmp / "staged", stack, jobs)
+        rec["staged_sum"].append(sum(staged["stage_seconds"].values()))
+        staged_runs.append(staged["stage_seconds"])
+        pairs["faces_pass_vs_loop"].append(rec["loop"][-1] / rec["faces_pass"][-1])
+        pairs["run_total_vs_loop"].append(rec["loop"][-1] / rec["run"][-1])
+        pairs["run_vs_sum_of_stage_costs"].append(rec["run_seconds"][-1] / rec["staged_sum"][-1])
+    med = {k: statistics.median(v) for k, v in rec.items()}
     return {
         "stack": stack, "images": n, "jobs": jobs, "repeat": repeat,
         "images_per_second": {
@@ -199,39 +222,45 @@ def bench(stack: str, n: int, jobs: int, repeat: int, tmp: Path) -> dict:
             "decode_only_one_process": round(n / med["decode1"], 1),
             "decode_only_pool": round(n / med["decode_pool"], 1),
         },
+        "cpu_ms_per_image": {"loop": round(1e3 * med["loop_cpu"] / n, 1), "facesieve_run": round(1e3 * med["run_cpu"] / n, 1),
+                             "facesieve_faces_pass": round(1e3 * med["faces_pass_cpu"] / n, 1)},
         "ratios": {
-            "faces_pass_vs_loop": round(med["loop"] / med["faces_pass"], 2),
-            "run_total_vs_loop": round(med["loop"] / med["run"], 2),
+            **{k: round(statistics.median(v), 2) for k, v in pairs.items()},
+            # on an idle machine every process gets its core: jobs x loop CPU / run CPU (the loop's
+            # own threads, where its libraries use several, make this an upper bound)
+            "cpu_bound_faces_pass_vs_loop": round(jobs * med["loop_cpu"] / med["faces_pass_cpu"], 2),
             "faces_pass_vs_decode_pool_floor": round(med["faces_pass"] / med["decode_pool"], 2),
-            "run_seconds_vs_sum_of_stage_costs": round(statistics.median(rec["run_seconds"]) / med["staged_sum"], 2),
         },
-        "stage_images_per_second_overlapped": per_stage,
-        "stage_images_per_second_staged": staged_rates,
-        "seconds": {k: [round(x, 2) for x in v] for k, v in rec.items() if v and isinstance(v[0], float)},
+        "stage_images_per_second_overlapped": {k: round(n / v, 1) for k, v in stage_runs[-1].items() if v > 0},
+        "stage_images_per_second_staged": {k: round(n / v, 1) for k, v in staged_runs[-1].items() if v > 0},
+        "seconds": {k: [round(x, 2) for x in v] for k, v in rec.items()},
+        "pairs": {k: [round(x, 2) for x in v] for k, v in pairs.items()},
     }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stack", choices=("sface", "dlib", "both"), default="both")
-    ap.add_argument("--n", type=int, default=None, help="images (default: 240 for sface, 120 for dlib)")
+    ap.add_argument("--n", type=int, default=None, help="images per repetition (default: 80 for sface, 40 for dlib)")
     ap.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)))
-    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=4)
     ap.add_argument("--json-out", type=Path, default=None)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="facesieve-throughput-"))
     results = []
     try:
         for stack in (("sface", "dlib") if args.stack == "both" else (args.stack,)):
-            n = args.n or (240 if stack == "sface" else 120)
+            n = args.n or (80 if stack == "sface" else 40)
             res = bench(stack, n, args.jobs, args.repeat, tmp)
             results.append(res)
             print(json.dumps(res, indent=2))
             r, s = res["ratios"], res["images_per_second"]
+            c = res["cpu_ms_per_image"]
             print(f"\n{stack}: loop {s['loop_one_at_a_time']} img/s, facesieve faces pass {s['facesieve_faces_pass']} img/s "
                   f"({r['faces_pass_vs_loop']}x the loop, target >= 1.8), whole run {s['facesieve_run_total']} img/s "
-                  f"({r['run_total_vs_loop']}x); decode floor {s['decode_only_pool']} img/s on the pool; run time / sum of "
-                  f"stage costs {r['run_seconds_vs_sum_of_stage_costs']} (target <= 1.5)\n")
+                  f"({r['run_total_vs_loop']}x); CPU per image: loop {c['loop']} ms, run {c['facesieve_run']} ms "
+                  f"faces pass {c['facesieve_faces_pass']} ms (CPU-bound ratio {r['cpu_bound_faces_pass_vs_loop']}x); decode floor {s['decode_only_pool']} img/s on the pool; "
+                  f"run time / sum of stage costs {r['run_vs_sum_of_stage_costs']} (target <= 1.5)\n")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json_out:

@@ -131,7 +131,8 @@ def register(sub) -> None:
               "Error-versus-Discard Characteristic (ISO/IEC 29794-1): how much the false non-match rate falls "
               "as the lowest-quality comparisons are discarded, per quality method, against random discard.")
     sp.add_argument("--quality", action="append", required=True, metavar="METHOD",
-                    help="quality method (repeat, or comma-separate): uniform, image, ... (see `facesieve run --help`)")
+                    help="quality method (repeat, or comma-separate): any name `facesieve run --quality` takes, "
+                         "e.g. uniform, image, offline, robustness, ers, sdd-fiqa")
     sp.add_argument("--fmr", type=float, default=1e-3, help="false match rate that fixes the threshold")
     sp.add_argument("--upper", type=float, default=0.3, help="pAUC up to this share discarded")
     _pair_flags(sp)
@@ -176,7 +177,7 @@ def _sub(esub, name: str, help_: str, epilog: str, description: str, *, out_requ
 def _pair_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--pairs", type=int, default=None, metavar="N",
                     help="sample N genuine and N impostor pairs (default: all pairs)")
-    sp.add_argument("--seed", type=int, default=0, help="seed of the pair sample and the 10 folds")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the pair sample and the 10 folds (default: 0)")
     sp.add_argument("--metric", default="cosine", choices=("cosine", "euclidean"),
                     help="distance: 1 - cosine, or Euclidean on the embedder's raw vectors")
 

@@ -321,7 +321,7 @@ def extract_video(task: VideoTask) -> VideoResult:
             res.status, res.reason = "error", "no frame could be decoded"
     except VideoError as e:
         res.status, res.reason = "error", str(e)
-    except Exception as e:  # a decoder or model failure on one video must not stop the others
+    except Exception as e:  # noqa: BLE001 - a decoder or model failure on one video must not stop the others
         res.status, res.reason = "error", f"{type(e).__name__}: {e}"
     finally:
         res.seconds = round(time.perf_counter() - t0, 3)

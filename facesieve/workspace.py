@@ -227,14 +227,15 @@ class StageStore:
         shapes = array_shapes or {}
         self.root.mkdir(parents=True, exist_ok=True)
         for name in array_names:
-            readers = [(NpyRows(t.with_name(f"{t.stem}.{name}.npy")), sel, pos) for t, sel, pos in sources]
-            first = next((r for r, _, _ in readers), None)
-            if first is not None:
+            arrays = [(t.with_name(f"{t.stem}.{name}.npy"), sel, pos) for t, sel, pos in sources]
+            if arrays:
+                first = NpyRows(arrays[0][0])
                 row_shape, dtype = first.shape[1:], first.dtype
+                del first
             else:
                 row_shape, dtype = shapes.get(name, ((0,), np.float32))
             _write_rows(self.root / f".{stem}.{name}.tmp", self.root / f"{stem}.{name}.npy", len(wanted), tuple(row_shape),
-                        np.dtype(dtype), readers)
+                        np.dtype(dtype), arrays)
         atomic_write_table(self.root / f"{stem}.parquet", table)
         # a part stops existing when its table goes: tables first, then their arrays, then arrays
         # a killed run wrote without ever committing their table
@@ -262,9 +263,10 @@ _COPY_ROWS = 1024  # rows moved per read while compacting
 
 
 def _write_rows(tmp: Path, final: Path, n: int, row_shape: tuple[int, ...], dtype: np.dtype,
-                sources: list[tuple[NpyRows, np.ndarray, np.ndarray]]) -> None:
+                sources: list[tuple[Path, np.ndarray, np.ndarray]]) -> None:
     """Write an (n, *row_shape) .npy at `final` (through `tmp`), row `pos[i]` taken from row
-    `sel[i]` of each source; a row already written by an earlier source is kept."""
+    `sel[i]` of each source .npy (opened one at a time); a row already written by an earlier
+    source is kept."""
     header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (n, *row_shape)}
     row_bytes = int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize
     filled = np.zeros(n, dtype=bool)
@@ -274,7 +276,8 @@ def _write_rows(tmp: Path, final: Path, n: int, row_shape: tuple[int, ...], dtyp
             offset = f.tell()
             f.truncate(offset + n * row_bytes)  # unwritten rows read as zeros
             fd = f.fileno()
-            for reader, sel, pos in sources:
+            for source, sel, pos in sources:
+                reader = NpyRows(source)
                 take = ~filled[pos]
                 sel, pos = sel[take], pos[take]
                 filled[pos] = True
@@ -301,7 +304,8 @@ class NpyRows:
     Indexing (an int, a slice, an index or boolean array) returns a new in-memory ndarray.
     Unlike a memory map, reading every row once does not leave the whole file resident in this
     process (a map's touched pages count towards its RSS), so one pass over millions of crops
-    runs in flat memory. `np.asarray(rows)` reads everything.
+    runs in flat memory. `np.asarray(rows)` reads everything. Like a map, it keeps the file open,
+    so it still reads the same rows after a compaction has removed the file's name.
     """
 
     MAX_READ = 64 << 20  # bytes per pread
@@ -322,6 +326,22 @@ class NpyRows:
         self.shape: tuple[int, ...] = tuple(shape)
         self.dtype = np.dtype(dtype)
         self._row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        self._fd = os.open(self.path, os.O_RDONLY)
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+            self._fd = None
+
+    def __getstate__(self) -> dict:  # pickled (e.g. to a worker) by name: an fd does not travel
+        state = self.__dict__.copy()
+        state.pop("_fd", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._fd = os.open(self.path, os.O_RDONLY)
 
     ndim = property(lambda self: len(self.shape))
     size = property(lambda self: int(np.prod(self.shape, dtype=np.int64)))
@@ -379,19 +399,15 @@ class NpyRows:
         flat = buf.reshape(len(unique), -1).view(np.uint8).reshape(-1) if buf.size else None
         per_read = max(1, self.MAX_READ // max(self._row_bytes, 1))
         if len(unique) and self._row_bytes:
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                breaks = np.flatnonzero(np.diff(unique) != 1) + 1
-                for a, b in zip(np.r_[0, breaks], np.r_[breaks, len(unique)]):
-                    for s in range(int(a), int(b), per_read):
-                        e = min(int(b), s + per_read)
-                        want = (e - s) * self._row_bytes
-                        data = os.pread(fd, want, self._offset + int(unique[s]) * self._row_bytes)
-                        if len(data) != want:
-                            raise OSError(f"{self.path}: file is shorter than its header says")
-                        flat[s * self._row_bytes : e * self._row_bytes] = np.frombuffer(data, np.uint8)
-            finally:
-                os.close(fd)
+            breaks = np.flatnonzero(np.diff(unique) != 1) + 1
+            for a, b in zip(np.r_[0, breaks], np.r_[breaks, len(unique)]):
+                for s in range(int(a), int(b), per_read):
+                    e = min(int(b), s + per_read)
+                    want = (e - s) * self._row_bytes
+                    data = os.pread(self._fd, want, self._offset + int(unique[s]) * self._row_bytes)
+                    if len(data) != want:
+                        raise OSError(f"{self.path}: file is shorter than its header says")
+                    flat[s * self._row_bytes : e * self._row_bytes] = np.frombuffer(data, np.uint8)
         if len(unique) == len(idx) and (unique == idx).all():
             return buf
         return buf[inverse.reshape(-1)]

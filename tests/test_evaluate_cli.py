@@ -287,7 +287,7 @@ def test_same_seed_same_json_from_fresh_workspaces(small_with_failures, tmp_path
 @pytest.mark.heavy
 def test_evaluate_reuses_a_run_workspace(tmp_path, monkeypatch):
     out = tmp_path / "cleaned"
-    rc, _ = cli("run", DEEPFACE, "--out", out, "--jobs", 2, "--no-report", "--quiet")
+    rc, _ = cli("run", DEEPFACE, "--out", out, "--quality", "image", "--jobs", 2, "--no-report", "--quiet")
     assert rc == 0
     no_models(monkeypatch)
     ws = out / ".facesieve"

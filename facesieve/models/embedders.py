@@ -95,7 +95,7 @@ class OnnxEmbedder(_AlignedInput):
         src = model if isinstance(model, bytes) else str(model)
         try:
             self._sess = ort.InferenceSession(src, sess_options=opts, providers=providers)
-        except Exception as e:  # onnxruntime raises its own types for unreadable files
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for unreadable files
             raise ValueError(f"{name}: cannot load ONNX model {model if not isinstance(model, bytes) else '<bytes>'}: {e}") from None
         inputs = self._sess.get_inputs()
         if len(inputs) != 1:

@@ -64,10 +64,10 @@ class _Params:
 
 
 _LOCAL = _Params(
-    n_starts=4, n_kicks=32, small_boost=4, exact_budget=3e7, screen=64, screen_final=512, final_exact=False, chain=6
+    n_starts=4, n_kicks=32, small_boost=2, exact_budget=3e7, screen=64, screen_final=512, final_exact=False, chain=6
 )
 _THOROUGH = _Params(
-    n_starts=12, n_kicks=240, small_boost=8, exact_budget=3e8, screen=256, screen_final=2048, final_exact=True, chain=12
+    n_starts=12, n_kicks=160, small_boost=2, exact_budget=3e8, screen=256, screen_final=2048, final_exact=True, chain=12
 )
 
 
