@@ -4,6 +4,8 @@ workspace's on-demand rows and crash-safe compaction."""
 from __future__ import annotations
 
 import hashlib
+import os
+import pickle
 import shutil
 from pathlib import Path
 
@@ -76,7 +78,7 @@ def test_rerun_computes_nothing_and_a_new_embedder_only_embeds(two_jobs, small_s
     np.testing.assert_array_equal(vec_c, vec)
 
 
-def test_crops_are_read_on_demand(two_jobs):
+def test_crops_are_read_on_demand(two_jobs, tmp_path):
     ws, _, faces, crops, *_ = two_jobs
     store = ws.stage(next(p.name for p in ws.root.glob("faces-*")))
     wanted = faces[["image_id", "key"]]
@@ -94,6 +96,13 @@ def test_crops_are_read_on_demand(two_jobs):
     np.testing.assert_array_equal(np.asarray(rows), crops)
     with pytest.raises(IndexError):
         rows[len(crops)]
+    # it travels to a worker by name, and keeps reading its file once compaction unlinked it
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(rows))[idx], crops[idx])
+    copy = tmp_path / "crops.npy"
+    shutil.copyfile(rows.path, copy)
+    held = NpyRows(copy)
+    os.unlink(copy)
+    np.testing.assert_array_equal(held[idx], crops[idx])
 
 
 def test_compaction_drops_orphan_arrays_and_keeps_first_copy(tmp_path):

@@ -64,10 +64,10 @@ class _Params:
 
 
 _LOCAL = _Params(
-    n_starts=4, n_kicks=32, small_boost=2, exact_budget=3e7, screen=64, screen_final=512, final_exact=False, chain=6
+    n_starts=4, n_kicks=32, small_boost=4, exact_budget=3e7, screen=64, screen_final=512, final_exact=False, chain=6
 )
 _THOROUGH = _Params(
-    n_starts=12, n_kicks=160, small_boost=2, exact_budget=3e8, screen=256, screen_final=2048, final_exact=True, chain=12
+    n_starts=12, n_kicks=160, small_boost=4, exact_budget=3e8, screen=256, screen_final=2048, final_exact=True, chain=12
 )
 
 
@@ -269,7 +269,9 @@ class _Search:
         self.exact_nbhd = cost <= params.exact_budget
         # effort follows the cost of one full neighbourhood, K(N-K)Nd: more starts and rounds for
         # small identities (rugged landscapes, cheap descents), fewer for very large ones
-        f = min(float(params.small_boost), max(0.125, math.sqrt(3e8 / max(cost, 1))))
+        # (at most 2x where there are few subsets at all: the search finds them easily)
+        cap = params.small_boost if math.comb(n, k) > 100_000 else min(2, params.small_boost)
+        f = min(float(cap), max(0.125, math.sqrt(3e8 / max(cost, 1))))
         self.n_starts = max(2, round(params.n_starts * f))
         self.n_kicks = max(4, round(params.n_kicks * f))
         self.evaluated = 0
