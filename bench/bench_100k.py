@@ -109,19 +109,24 @@ def make_dataset(root: Path, n: int, seed: int = 0, jobs: int | None = None) -> 
 
 
 class TreeMemory:
-    """Peak of the summed RSS of a process and all its descendants, sampled in a thread."""
+    """Peak of the summed RSS of a process and all its descendants, sampled in a thread; also
+    their CPU time (the last sample of each process: pool workers are not always reaped by the
+    run itself, so getrusage of the children misses them)."""
 
     def __init__(self, pid: int, every: float = 0.25):
         self.pid, self.every, self.peak = pid, every, 0
+        self._cpu: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         page = os.sysconf("SC_PAGE_SIZE")
+        tick = os.sysconf("SC_CLK_TCK")
         while not self._stop.is_set():
             parents: dict[int, int] = {}
             rss: dict[int, int] = {}
+            cpu: dict[int, float] = {}
             for d in os.listdir("/proc"):
                 if not d.isdigit():
                     continue
@@ -130,6 +135,7 @@ class TreeMemory:
                         fields = f.read().rsplit(")", 1)[1].split()
                     parents[int(d)] = int(fields[1])
                     rss[int(d)] = int(fields[21]) * page
+                    cpu[int(d)] = (int(fields[11]) + int(fields[12])) / tick
                 except (OSError, IndexError, ValueError):
                     continue
             tree, frontier = {self.pid}, [self.pid]
@@ -139,7 +145,14 @@ class TreeMemory:
                 tree.update(kids)
                 frontier.extend(kids)
             self.peak = max(self.peak, sum(rss.get(p, 0) for p in tree))
+            for p in tree:
+                if p in cpu:
+                    self._cpu[p] = max(self._cpu.get(p, 0.0), cpu[p])
             self._stop.wait(self.every)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self._cpu.values())
 
     def stop(self) -> int:
         self._stop.set()

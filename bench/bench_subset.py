@@ -36,9 +36,9 @@ def identity(n: int, d: int, rng: np.random.Generator, outliers: float = 0.05) -
     return E, q
 
 
-def timed(fn):
+def timed(fn, *args, **kwargs):
     w, c = time.perf_counter(), time.process_time()
-    res = fn()
+    res = fn(*args, **kwargs)
     return res, time.perf_counter() - w, time.process_time() - c
 
 
@@ -68,9 +68,11 @@ def main() -> None:
     print("\n== speed (method=auto -> local-search) ==")
     for n, k, d in [(1000, 10, 128), (5000, 50, 128), (5000, 50, 512)]:
         E, q = identity(n, d, rng)
-        r, wall, cpu = timed(lambda: select_subset(E, q, k))
-        print(f"N={n:5d} K={k:3d} d={d:3d}: {wall:6.2f} s wall {cpu:6.2f} s cpu  "
-              f"score {r.score:.6f}  method {r.method}  moves scored {r.evaluated}")
+        r, wall, cpu = timed(select_subset, E, q, k)
+        print(
+            f"N={n:5d} K={k:3d} d={d:3d}: {wall:6.2f} s wall {cpu:6.2f} s cpu  "
+            f"score {r.score:.6f}  method {r.method}  moves scored {r.evaluated}"
+        )
 
     print("\n== objective gap: local-search vs thorough (relative, lower is better) ==")
     cases = [(200, 5), (200, 10), (500, 10)] if args.quick else [(200, 5), (200, 10), (500, 10), (1000, 10), (1000, 20)]
@@ -78,29 +80,35 @@ def main() -> None:
     for n, k in cases:
         for rep in range(2):
             E, q = identity(n, 128, rng)
-            a, wa, _ = timed(lambda: select_subset(E, q, k, method="local-search", seed=rep))
-            b, wb, _ = timed(lambda: select_subset(E, q, k, method="thorough", seed=rep))
+            a, wa, _ = timed(select_subset, E, q, k, method="local-search", seed=rep)
+            b, wb, _ = timed(select_subset, E, q, k, method="thorough", seed=rep)
             gap = (a.score - b.score) / b.score
             gaps.append(gap)
             same = np.array_equal(a.indices, b.indices)
-            print(f"N={n:5d} K={k:3d} rep {rep}: local {a.score:.6f} ({wa:5.2f} s)  thorough {b.score:.6f} "
-                  f"({wb:6.1f} s)  gap {gap:+.2e}  same subset {same}")
+            print(
+                f"N={n:5d} K={k:3d} rep {rep}: local {a.score:.6f} ({wa:5.2f} s)  thorough {b.score:.6f} "
+                f"({wb:6.1f} s)  gap {gap:+.2e}  same subset {same}"
+            )
     g = np.array(gaps)
     print(f"gap: mean {g.mean():+.2e}  max {g.max():+.2e}  local better in {(g < 0).sum()}/{len(g)}")
 
     print("\n== vectorised exhaustive vs naive per-subset Python loop ==")
     n, k, d = 24, 4, 128
     E, q = identity(n, d, rng)
-    (S_naive, s_naive), w_naive, _ = timed(lambda: naive_exhaustive(E, q, k))
-    r, w_vec, _ = timed(lambda: select_subset(E, q, k, method="exhaustive"))
+    (S_naive, s_naive), w_naive, _ = timed(naive_exhaustive, E, q, k)
+    r, w_vec, _ = timed(select_subset, E, q, k, method="exhaustive")
     agree = tuple(r.indices.tolist()) == tuple(S_naive)
-    print(f"N={n} K={k} d={d} ({math.comb(n, k)} subsets): naive {w_naive:.3f} s, vectorised {w_vec:.4f} s, "
-          f"ratio {w_naive / w_vec:.0f}x, same subset {agree} (score {r.score:.6f} vs {s_naive:.6f})")
+    print(
+        f"N={n} K={k} d={d} ({math.comb(n, k)} subsets): naive {w_naive:.3f} s, vectorised {w_vec:.4f} s, "
+        f"ratio {w_naive / w_vec:.0f}x, same subset {agree} (score {r.score:.6f} vs {s_naive:.6f})"
+    )
     n, k = 60, 4
     E, q = identity(n, d, rng)
-    r, w_vec, _ = timed(lambda: select_subset(E, q, k, method="exhaustive"))
-    print(f"N={n} K={k} d={d}: exhaustive over {r.evaluated} subsets in {w_vec:.2f} s "
-          f"({r.evaluated / w_vec / 1e6:.2f} M subsets/s)")
+    r, w_vec, _ = timed(select_subset, E, q, k, method="exhaustive")
+    print(
+        f"N={n} K={k} d={d}: exhaustive over {r.evaluated} subsets in {w_vec:.2f} s "
+        f"({r.evaluated / w_vec / 1e6:.2f} M subsets/s)"
+    )
 
 
 if __name__ == "__main__":

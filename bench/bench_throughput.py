@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -36,6 +35,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_100k import TreeMemory  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -113,11 +115,6 @@ def timed(fn, *args) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def children_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
 def _decode(p: str) -> int:
     from facesieve.imaging import load_rgb
 
@@ -146,13 +143,16 @@ def run_cli(data: Path, out: Path, stack: str, jobs: int, fresh: bool = True) ->
         shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "facesieve", "run", str(data), "--out", str(out), "--json", "--no-report", "--quality", "uniform",
            "--jobs", str(jobs), *STACKS[stack]]
-    c0, t0 = children_cpu(), time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tree = TreeMemory(proc.pid, every=0.1)
+    stdout, stderr = proc.communicate()
     wall = time.perf_counter() - t0
+    tree.stop()
     if proc.returncode:
-        raise SystemExit(proc.stderr[-3000:])
-    summary = json.loads(proc.stdout[proc.stdout.index("{"):])
-    summary["cpu_seconds"] = children_cpu() - c0
+        raise SystemExit(stderr[-3000:])
+    summary = json.loads(stdout[stdout.index("{"):])
+    summary["cpu_seconds"] = tree.cpu_seconds  # main, forkserver and workers, sampled from /proc
     return wall, summary
 
 

@@ -121,9 +121,9 @@ def cmd_train_quality(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
         return 0
-    lines = [f"facesieve: trained {config.backbone} on {summary['train_faces']} faces; kept epoch "
-             f"{summary['best_epoch']} of {summary['epochs_done']} (best {config.best_by}; validation loss "
-             f"{summary['best_val_loss']:.4f})",
+    lines = [(f"facesieve: trained {config.backbone} on {summary['train_faces']} faces; kept epoch "
+              f"{summary['best_epoch']} of {summary['epochs_done']} (best {config.best_by}; validation loss "
+              f"{summary['best_val_loss']:.4f})"),
              f"  model: {summary['onnx']}  (use: --quality onnx:{summary['onnx']})"]
     h = summary.get("holdout")
     if h:

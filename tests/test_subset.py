@@ -168,8 +168,8 @@ def test_surrogate_ranks_swaps_like_exact_scores():
     exact = s._swap_scores(S, inS, m, I[ok], J[ok])
     est = est[ok]
     assert np.max(np.abs(est - exact) / exact) < 1e-2
-    rank = lambda x: np.argsort(np.argsort(x))  # noqa: E731
-    assert np.corrcoef(rank(est), rank(exact))[0, 1] > 0.99
+    ranks_est, ranks_exact = np.argsort(np.argsort(est)), np.argsort(np.argsort(exact))
+    assert np.corrcoef(ranks_est, ranks_exact)[0, 1] > 0.99
     assert (est < est[np.argmin(exact)]).sum() < 5
     # and the matrix-product scores agree with the direct ones
     pick = np.argsort(exact)[:5]
@@ -232,7 +232,7 @@ def test_tie_rule_matches_naive_loop_for_pairs():
     E = np.vstack([base, base[[0, 2]]])  # indices 5, 6 duplicate 0, 2
     q = np.ones(len(E))
     names = ["e", "c", "f", "a", "g", "b", "d"]
-    best, S = naive_best(E, q, 2, names)
+    _, S = naive_best(E, q, 2, names)
     for method in ("exhaustive", "local-search"):
         res = select_subset(E, q, 2, names=names, method=method)
         assert tuple(res.indices.tolist()) == S, method
@@ -260,17 +260,10 @@ def test_auto_switches_on_subset_count():
 def test_invalid_inputs():
     E = np.zeros((5, 3))
     q = np.ones(5)
-    bad = [
-        dict(E=E, q=-q, k=2),
-        dict(E=E, q=q * np.nan, k=2),
-        dict(E=E, q=np.ones(4), k=2),
-        dict(E=np.zeros(5), q=q, k=2),
-        dict(E=E, q=q, k=0),
-        dict(E=E, q=q, k=2.5),
-    ]
-    for kw in bad:
+    bad = [(E, -q, 2), (E, q * np.nan, 2), (E, np.ones(4), 2), (np.zeros(5), q, 2), (E, q, 0), (E, q, 2.5)]
+    for args in bad:
         with pytest.raises(ValueError):
-            select_subset(kw["E"], kw["q"], kw["k"])
+            select_subset(*args)
     with pytest.raises(ValueError):
         select_subset(E, q, 2, method="greedy")
     with pytest.raises(ValueError):

@@ -15,10 +15,10 @@ from PIL import Image, ImageFilter
 
 torch = pytest.importorskip("torch")
 
-from facesieve.errors import UsageError  # noqa: E402
-from facesieve.quality.base import QualityInput, make_quality  # noqa: E402
-from facesieve.train.data import TrainData, read_teacher_csv  # noqa: E402
-from facesieve.train.distill import (  # noqa: E402
+from facesieve.errors import UsageError
+from facesieve.quality.base import QualityInput, make_quality
+from facesieve.train.data import TrainData, read_teacher_csv
+from facesieve.train.distill import (
     DistillConfig,
     evaluate_holdout,
     freeze_backbone,
@@ -71,7 +71,7 @@ def one_torch_thread():
 
 
 def small_config(**kw) -> DistillConfig:
-    base = dict(epochs=2, batch_size=8, min_top_faces=1, val_split=0.2, seed=1, threads=1, max_steps=4)
+    base = {"epochs": 2, "batch_size": 8, "min_top_faces": 1, "val_split": 0.2, "seed": 1, "threads": 1, "max_steps": 4}
     base.update(kw)
     return DistillConfig(**base)
 
@@ -158,7 +158,7 @@ def test_init_from_a_backbone_or_a_whole_ediffiqa_checkpoint(tmp_path):
 
 
 def test_loss_falls_and_outputs_are_written(trained):
-    model_dir, result = trained
+    model_dir, _ = trained
     steps = pd.read_csv(model_dir / "steps.csv")
     assert len(steps) == 8
     assert steps["loss"].tail(3).mean() < steps["loss"].head(3).mean()

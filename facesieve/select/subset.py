@@ -18,12 +18,19 @@ score and comparisons never see NaN:
   names, lexicographically smallest wins; without names, by their sorted index list.
 
 Methods: ``"exhaustive"`` tries every subset in vectorised chunks (same optimum as
-FaceDuplicationFilter); ``"local-search"`` runs best-improvement 1-swap descent from several starts
-plus perturbation rounds (iterated local search), screening the K(N-K) swaps with a second-order
-surrogate when evaluating all of them exactly would be expensive; ``"thorough"`` is a slower
-reference (every swap evaluated exactly, more starts and rounds) used to measure the gap.
-Screening uses matrix products on centred data; every accepted move and the final score are
-recomputed directly from differences, so decisions never rest on the fast, less precise values.
+FaceDuplicationFilter); ``"local-search"`` is an iterated local search: best-improvement 1-swap
+descent plus a Kernighan-Lin style variable-depth move at each local optimum, from several starts
+(near the weighted geometric median, k-means++-like spread, random), then perturbation rounds
+(random swaps, or swaps among the best non-improving ones) from the best subset found. When
+scoring all K(N-K) swaps exactly would be expensive, a second-order surrogate ranks them and only
+the best-ranked are scored. ``"thorough"`` is a slower reference (swaps scored exactly up to a
+larger size, every local optimum confirmed against all swaps, longer chains, more starts and
+rounds) for measuring the search's gap. Effort (starts, rounds) scales with the cost of one
+neighbourhood: more for small identities, whose landscapes are rugged, less for very large ones.
+
+Swap scores come from matrix products on centred data; a move that is better only by less than
+their error bound, and every reported score, is recomputed directly from differences, so ties and
+near-ties are never decided on the fast, less precise values.
 """
 
 from __future__ import annotations
@@ -31,8 +38,8 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -46,7 +53,7 @@ class SubsetResult:
     indices: np.ndarray  # sorted chosen indices (int64)
     score: float
     method: str  # "exhaustive" | "local-search" | "thorough" | "all" (N <= K)
-    evaluated: int  # subsets (exhaustive) or swap moves scored (local search)
+    evaluated: int  # subsets scored (exhaustive) or swap moves scored by matrix products (search)
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,7 @@ class _Params:
     n_starts: int
     n_kicks: int
     small_boost: int  # up to this factor more starts and rounds when one descent is cheap
+    min_effort: float  # and down to this factor when it is expensive
     exact_budget: float  # K(N-K)*N*d at or below which every swap is scored exactly
     screen: int  # swaps scored exactly per step when screening with the surrogate
     screen_final: int  # ... before declaring a local optimum
@@ -64,11 +72,13 @@ class _Params:
 
 
 _LOCAL = _Params(
-    n_starts=4, n_kicks=32, small_boost=4, exact_budget=3e7, screen=64, screen_final=512, final_exact=False, chain=6
-)
+    n_starts=4, n_kicks=32, small_boost=4, min_effort=0.125,
+    exact_budget=3e7, screen=64, screen_final=512, final_exact=False, chain=6,
+)  # fmt: skip
 _THOROUGH = _Params(
-    n_starts=12, n_kicks=160, small_boost=4, exact_budget=3e8, screen=256, screen_final=2048, final_exact=True, chain=12
-)
+    n_starts=8, n_kicks=160, small_boost=2, min_effort=1.0,
+    exact_budget=3e8, screen=256, screen_final=2048, final_exact=True, chain=12,
+)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- validation
@@ -256,7 +266,7 @@ def _weiszfeld(C: np.ndarray, sq: np.ndarray, w: np.ndarray, iters: int = 30) ->
 
 
 class _Search:
-    """1-swap local search with iterated perturbation for one (E, q, k)."""
+    """Iterated 1-swap local search for one (E, q, k); see the module docstring."""
 
     def __init__(self, E, q, k, ranks, params: _Params, seed: int, deadline: float | None):
         self.data = _Centred(E, q)
@@ -271,7 +281,7 @@ class _Search:
         # small identities (rugged landscapes, cheap descents), fewer for very large ones
         # (at most 2x where there are few subsets at all: the search finds them easily)
         cap = params.small_boost if math.comb(n, k) > 100_000 else min(2, params.small_boost)
-        f = min(float(cap), max(0.125, math.sqrt(3e8 / max(cost, 1))))
+        f = min(float(cap), max(params.min_effort, math.sqrt(3e8 / max(cost, 1))))
         self.n_starts = max(2, round(params.n_starts * f))
         self.n_kicks = max(4, round(params.n_kicks * f))
         self.evaluated = 0
@@ -395,7 +405,6 @@ class _Search:
     def _moves(self, S, inS, m, GS, exact: bool, lo: int = 0, hi: int = 0, frozen=None):
         """Scored swaps (values by matrix products, I out, J in) and the current subset's value:
         every swap when `exact`, else the surrogate's ranks lo..hi. `frozen` faces are left alone."""
-        dat, k = self.data, self.k
         if exact:
             out_idx = np.flatnonzero(~inS if frozen is None else ~(inS | frozen))
             ins = S if frozen is None else S[~frozen[S]]
@@ -443,13 +452,13 @@ class _Search:
                 GS[p] = dat.C[j] @ dat.C.T
             if step > 0 and vals[c] < best_val:
                 best_val, best_T = float(vals[c]), T.copy()
-        if best_T is None:
-            return None
-        s = self._exact(best_T)
-        key = _key(self.ranks, best_T)
         if cur is None:
             cur = self._exact(S)
-        return (s, key, best_T) if _better(s, key, cur, cur_key) else None
+        if best_T is None:
+            return None, cur
+        s = self._exact(best_T)
+        key = _key(self.ranks, best_T)
+        return ((s, key, best_T) if _better(s, key, cur, cur_key) else None), cur
 
     def descend(self, S: np.ndarray) -> tuple[float, np.ndarray]:
         """Best-improvement 1-swap descent from S, then variable-depth moves, to a local optimum."""
@@ -483,7 +492,9 @@ class _Search:
                 if not (self.exact_nbhd or not self.p.final_exact or confirmed):
                     exact_next = confirmed = True
                     continue
-                chained = self._chain(S, cur, cur_key) if self.p.chain >= 2 else None
+                chained = None
+                if self.p.chain >= 2:
+                    chained, cur = self._chain(S, cur, cur_key)
                 if chained is None:
                     break
                 cur, cur_key, S = chained
@@ -586,9 +597,12 @@ def select_subset(
 ) -> SubsetResult:
     """Choose the K-subset of one identity's faces minimising FaceDuplicationFilter's score.
 
-    ``method="auto"`` is exhaustive when C(N, K) <= max_exhaustive, local search otherwise.
-    ``time_limit`` (seconds) stops local search early (after at least one descent); without it
-    the result depends only on the inputs and ``seed``. Returned indices are sorted int64.
+    ``method``: ``"auto"`` (exhaustive when C(N, K) <= max_exhaustive, else local search),
+    ``"exhaustive"``, ``"local-search"`` or ``"thorough"`` (see the module docstring).
+    ``names`` (one per face, e.g. file names) break ties; default: index order.
+    ``time_limit`` (seconds) stops a local search at the deadline, checked after every move, and
+    returns the best subset found so far; exhaustive search ignores it. Without a time limit the
+    result depends only on the inputs and ``seed``. N <= K returns every face (method ``"all"``).
     """
     E, q = _as_inputs(E, q)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
@@ -607,9 +621,9 @@ def select_subset(
     if method == "exhaustive":
         return _exhaustive(E, q, k, ranks)
     deadline = None if time_limit is None else time.perf_counter() + time_limit
-    if not (q > 0).any():
-        q = np.ones(n)  # every subset falls back to uniform weights anyway
+    # all weights zero: every subset falls back to uniform weights anyway
+    q_search = q if (q > 0).any() else np.ones(n)
     params = _THOROUGH if method == "thorough" else _LOCAL
-    search = _Search(E, q, k, ranks, params, seed, deadline)
+    search = _Search(E, q_search, k, ranks, params, seed, deadline)
     _, S = search.run()
     return SubsetResult(S.astype(np.int64), subset_score(E, q, S), method, search.evaluated)

@@ -68,7 +68,7 @@ class TrainData:
         out[order] = np.asarray(self.crops[idx[order]])
         return out
 
-    def subset(self, rows: np.ndarray) -> "TrainData":
+    def subset(self, rows: np.ndarray) -> TrainData:
         rows = np.asarray(rows, dtype=np.int64)
         return TrainData(self.crops, np.asarray(self.embeddings)[rows], self.labels[rows], self.identities[rows],
                          self.paths[rows], self.crop_index[rows], self.teacher, self.embedder, dict(self.info))
@@ -136,7 +136,13 @@ def prepare(
     that have a crop, an embedding and a teacher score. Cached stages are read back, not recomputed."""
     from facesieve import __version__
     from facesieve.config import RunConfig
-    from facesieve.pipeline import stage_embed, stage_faces, stage_quality, stage_scan, validate
+    from facesieve.pipeline import (
+        stage_embed,
+        stage_faces,
+        stage_quality,
+        stage_scan,
+        validate,
+    )
     from facesieve.progress import Reporter
     from facesieve.workspace import Workspace
 
@@ -164,7 +170,7 @@ def prepare(
     paths = meta.loc[image_ids, "path"].to_numpy().astype(str)
     identities = meta.loc[image_ids, "identity"].fillna("").to_numpy().astype(str)
 
-    info: dict = {"files": int(len(files)), "faces": int(len(ok))}
+    info: dict = {"files": len(files), "faces": len(ok)}
     if csv_teacher:
         labels = read_teacher_csv(teacher, paths, dataset)
     else:

@@ -181,7 +181,7 @@ def split_identities(identities: np.ndarray, val_split: float, seed: int = 0) ->
         return np.zeros(len(ids), bool)
     if len(names) < 2:
         raise UsageError("a validation split needs at least two identities (use --val-split 0 to train on one)")
-    n_val = min(max(1, int(round(val_split * len(names)))), len(names) - 1)
+    n_val = min(max(1, round(val_split * len(names))), len(names) - 1)
     rng = np.random.default_rng(seed)
     held = set(rng.permutation(names)[:n_val].tolist())
     return np.array([i in held for i in ids], dtype=bool)
@@ -237,7 +237,7 @@ def load_init(student, path: str | Path) -> str:
         sd = unwrap_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     except FacesieveError:
         raise
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001  (unpickling refused, truncated or foreign file: all one answer)
         raise FacesieveError(f"cannot read checkpoint {path}: {e}") from None
     if any(k.startswith("base_model.") for k in sd):
         target, kind = student.net, "ediffiqa"
@@ -375,7 +375,14 @@ def _save_atomic(obj, path: Path) -> None:
 
 def _progress(enabled: bool):
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
                     TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TextColumn("ETA"),
@@ -432,8 +439,7 @@ def _train(data: TrainData, model_dir: Path, config: DistillConfig, restart: boo
         raise UsageError(
             f"no training identity has {config.min_top_faces} faces in the top {config.top_fraction:.0%} of labels "
             f"(the most any has is {most}); lower --min-top-faces or raise --top-fraction for a small dataset")
-    if batch > len(train_rows):
-        batch = len(train_rows)
+    batch = min(batch, len(train_rows))
     if centres.left_out:
         log(f"label optimisation: {len(centres.left_out)} training identities left out (fewer than "
             f"{config.min_top_faces} faces in the top {config.top_fraction:.0%}): "
@@ -555,8 +561,8 @@ def _train(data: TrainData, model_dir: Path, config: DistillConfig, restart: boo
         "train_last": train_last, "trainable_backbone_tensors": n_trainable,
         "projection": "linear" if not isinstance(student.proj, torch.nn.Identity) else "none",
         "teacher_dim": int(emb.shape[1]), "device": device, "amp": use_amp, "batch_size": batch, "workers": workers,
-        "faces": len(data), "train_faces": int(len(train_rows)), "val_faces": int(len(val_rows)),
-        "train_identities": len(centres.names), "val_identities": int(len(np.unique(data.identities[val_rows]))),
+        "faces": len(data), "train_faces": len(train_rows), "val_faces": len(val_rows),
+        "train_identities": len(centres.names), "val_identities": len(np.unique(data.identities[val_rows])),
         "left_out_identities": centres.left_out, "top_threshold": centres.threshold,
         "label_min": float(np.min(data.labels)), "label_max": float(np.max(data.labels)),
         "best_epoch": best_epoch + 1, "best_by": config.best_by, "best_val_loss": best_val,
@@ -725,7 +731,13 @@ def evaluate_holdout(embeddings: np.ndarray, identities: np.ndarray, scores: dic
     quality = min of the two faces' scores. pauc is the raw area (lower is better), pauc_norm is
     relative to keeping everything (random discard is about 1).
     """
-    from facesieve.evaluate.edc import edc_curve, pair_quality, pauc, plot_edc, random_edc
+    from facesieve.evaluate.edc import (
+        edc_curve,
+        pair_quality,
+        pauc,
+        plot_edc,
+        random_edc,
+    )
     from facesieve.evaluate.verification import make_pairs, pair_distances
 
     ids = np.asarray(identities).astype(str)
@@ -749,7 +761,7 @@ def evaluate_holdout(embeddings: np.ndarray, identities: np.ndarray, scores: dic
     if plot is not None:
         plot_edc(plot, curves, upper=upper, title=f"EDC on held-out identities (FMR {fmr:g})")
     out = pd.DataFrame(rows)
-    out.attrs.update(genuine=int(len(gen)), impostor=int(len(imp)), fmr=fmr, upper=upper)
+    out.attrs.update(genuine=len(gen), impostor=len(imp), fmr=fmr, upper=upper)
     return out
 
 
@@ -788,7 +800,7 @@ def holdout_report(data: TrainData, model_dir: Path | str, config: DistillConfig
     atomic_write_csv(model_dir / "edc.csv", table)
     sec = time_per_face(scorer.score_batch, crops[:timing_faces])
     out = {
-        "holdout_faces": int(len(val)), "holdout_identities": int(len(np.unique(data.identities[val]))),
+        "holdout_faces": len(val), "holdout_identities": len(np.unique(data.identities[val])),
         "genuine_pairs": table.attrs["genuine"], "impostor_pairs": table.attrs["impostor"], "fmr": fmr,
         "upper": upper, "pauc": dict(zip(table["quality"], table["pauc"].round(6))),
         "pauc_norm": dict(zip(table["quality"], table["pauc_norm"].round(4))),
