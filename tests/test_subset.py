@@ -140,6 +140,21 @@ def test_local_search_finds_exhaustive_optimum_on_200_random_instances():
         assert ls.score == ex.score
 
 
+def test_thorough_reference_is_exact_on_small_and_never_worse_than_local_search():
+    rng = np.random.default_rng(9)
+    for t in range(10):
+        E, q, k = random_instance(rng)
+        ex = select_subset(E, q, k, method="exhaustive")
+        th = select_subset(E, q, k, method="thorough", seed=t)
+        assert th.method == "thorough"
+        assert np.array_equal(th.indices, ex.indices)
+    E, q = identity_like(120, 16, rng)
+    ls = select_subset(E, q, 6, method="local-search")
+    th = select_subset(E, q, 6, method="thorough")
+    assert th.score <= ls.score
+    assert th.evaluated > ls.evaluated
+
+
 def test_screened_local_search_finds_optimum_on_medium_instances(monkeypatch):
     """Force the surrogate-screened path (used for large identities) where exhaustive is cheap."""
     monkeypatch.setattr(sub, "_LOCAL", replace(sub._LOCAL, exact_budget=0))
