@@ -148,9 +148,9 @@ def test_thorough_reference_is_exact_on_small_and_never_worse_than_local_search(
         th = select_subset(E, q, k, method="thorough", seed=t)
         assert th.method == "thorough"
         assert np.array_equal(th.indices, ex.indices)
-    E, q = identity_like(120, 16, rng)
-    ls = select_subset(E, q, 6, method="local-search")
-    th = select_subset(E, q, 6, method="thorough")
+    E, q = identity_like(60, 8, rng)
+    ls = select_subset(E, q, 4, method="local-search")
+    th = select_subset(E, q, 4, method="thorough")
     assert th.score <= ls.score
     assert th.evaluated > ls.evaluated
 

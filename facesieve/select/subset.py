@@ -295,7 +295,7 @@ class _Search:
         # small identities (rugged landscapes, cheap descents), fewer for very large ones
         # (at most 2x where there are few subsets at all: the search finds them easily)
         cap = params.small_boost if math.comb(n, k) > 100_000 else min(2, params.small_boost)
-        f = min(float(cap), max(params.min_effort, math.sqrt(3e8 / max(cost, 1))))
+        f = min(float(cap), max(params.min_effort, math.sqrt(1e9 / max(cost, 1))))
         self.n_starts = max(2, round(params.n_starts * f))
         self.n_kicks = max(4, round(params.n_kicks * f))
         self.evaluated = 0
