@@ -82,20 +82,9 @@ class RetinaFaceDetector:
 
     def __init__(self, model: str | Path | bytes, device: str = "auto", score_threshold: float = 0.6,
                  nms_threshold: float = 0.4):
-        import onnxruntime as ort
+        from facesieve.models.onnx import cpu_single_thread_session
 
-        from facesieve.models.onnx import providers_for
-
-        opts = ort.SessionOptions()
-        providers = providers_for(device)
-        if providers[0] == "CPUExecutionProvider":
-            opts.intra_op_num_threads = 1
-            opts.inter_op_num_threads = 1
-        src = model if isinstance(model, bytes) else str(model)
-        try:
-            self._sess = ort.InferenceSession(src, sess_options=opts, providers=providers)
-        except Exception as e:
-            raise ValueError(f"retinaface: cannot load ONNX model: {e}") from None
+        self._sess = cpu_single_thread_session(model, device, "retinaface")
         inputs = self._sess.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise ValueError(f"retinaface: expected one NCHW input, got {[(i.name, i.shape) for i in inputs]}")

@@ -81,22 +81,11 @@ class OnnxEmbedder(_AlignedInput):
 
     def __init__(self, name: str, model: str | Path | bytes, preprocessing: Preprocessing, device: str = "auto",
                  norm_output: bool = False):
-        import onnxruntime as ort
-
-        from facesieve.models.onnx import providers_for
+        from facesieve.models.onnx import cpu_single_thread_session
 
         self.name = name
         self.preprocessing = preprocessing
-        opts = ort.SessionOptions()
-        providers = providers_for(device)
-        if providers[0] == "CPUExecutionProvider":
-            opts.intra_op_num_threads = 1
-            opts.inter_op_num_threads = 1
-        src = model if isinstance(model, bytes) else str(model)
-        try:
-            self._sess = ort.InferenceSession(src, sess_options=opts, providers=providers)
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for unreadable files
-            raise ValueError(f"{name}: cannot load ONNX model {model if not isinstance(model, bytes) else '<bytes>'}: {e}") from None
+        self._sess = cpu_single_thread_session(model, device, name)
         inputs = self._sess.get_inputs()
         if len(inputs) != 1:
             raise ValueError(f"{name}: expected one input, the model has {[i.name for i in inputs]}")

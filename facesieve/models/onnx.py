@@ -32,6 +32,24 @@ def providers_for(device: str = "auto") -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+def cpu_single_thread_session(model: bytes | str | Path, device: str, what: str):
+    """An ONNX Runtime session; on the CPU it runs on one thread, since the process pool already
+    uses every core and a vector must not depend on the thread count. ValueError if unreadable."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    providers = providers_for(device)
+    if providers[0] == "CPUExecutionProvider":
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+    src = model if isinstance(model, bytes) else str(model)
+    try:
+        return ort.InferenceSession(src, sess_options=opts, providers=providers)
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for unreadable files
+        shown = "" if isinstance(model, bytes) else f" {model}"
+        raise ValueError(f"{what}: cannot load ONNX model{shown}: {e}") from None
+
+
 @dataclass
 class OnnxModel:
     """One-input, first-output ONNX model run in batches; a fixed batch dimension is respected."""
