@@ -121,12 +121,14 @@ def mark_near_duplicates(decisions, vectors, identities, quality, paths, phash, 
 
 def mark_cross_identity(decisions, vectors, identities, paths, has_face, settings: DecideSettings) -> pd.DataFrame:
     """Faces of different identities closer than the duplicate threshold: both go to review."""
-    from facesieve.select.crossid import cross_identity_pairs
+    from facesieve.select.crossid import cross_identity_pairs, index_for
 
     cand = np.flatnonzero(has_face)
     if len(cand) < 2 or len(pd.unique(identities[cand])) < 2:
         return pd.DataFrame(columns=["path_a", "path_b", "identity_a", "identity_b", "similarity"])
-    pairs = cross_identity_pairs(np.asarray(vectors[cand], np.float32), identities[cand], settings.cross_identity)
+    pairs = cross_identity_pairs(
+        np.asarray(vectors[cand], np.float32), identities[cand], settings.cross_identity, index=index_for(len(cand))
+    )
     out = []
     action = decisions["action"].to_numpy()
     for i, j, sim in zip(pairs["i"].to_numpy(), pairs["j"].to_numpy(), pairs["similarity"].to_numpy()):
@@ -142,12 +144,13 @@ def mark_cross_identity(decisions, vectors, identities, paths, has_face, setting
 
 def mark_outliers(decisions, vectors, identities, has_face, settings: DecideSettings) -> pd.DataFrame:
     """Faces far from their identity whose neighbours carry other labels: review (or remove)."""
+    from facesieve.select.crossid import index_for
     from facesieve.select.outliers import outlier_scores
 
     cand = np.flatnonzero(has_face)
     if len(cand) < 3:
         return pd.DataFrame()
-    res = outlier_scores(np.asarray(vectors[cand], np.float32), identities[cand])
+    res = outlier_scores(np.asarray(vectors[cand], np.float32), identities[cand], index=index_for(len(cand)))
     decisions.iloc[cand, decisions.columns.get_loc("outlier_score")] = res["score"].to_numpy()
     flag = res["is_outlier"].to_numpy() & (decisions["action"].to_numpy()[cand] == KEEP)
     rows = cand[flag]

@@ -411,3 +411,11 @@ def test_small_identities_get_no_decision() -> None:
     assert not r.is_outlier[small].any()
     assert r.reason[0].startswith("identity has fewer than 3 faces")
     assert r.drop(index=small).centre_sim.notna().all()
+
+
+def test_whole_dataset_search_switches_to_ivf_above_the_exact_limit():
+    from facesieve.select.crossid import EXACT_SEARCH_MAX, index_for
+
+    assert index_for(2) == "flat"
+    assert index_for(EXACT_SEARCH_MAX) == "flat"
+    assert index_for(EXACT_SEARCH_MAX + 1) == "ivf"

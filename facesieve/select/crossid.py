@@ -31,10 +31,18 @@ __all__ = [
     "identity_means",
     "nearest_neighbours",
     "IndexKind",
+    "index_for",
 ]
 
 IndexKind = Literal["flat", "ivf"]
 _QUERY_BATCH = 16384
+EXACT_SEARCH_MAX = 50_000  # faces; above this an exact search costs N^2 d and IVF is used
+
+
+def index_for(n: int) -> IndexKind:
+    """The index a whole-dataset search uses: exact up to EXACT_SEARCH_MAX faces, IVF beyond
+    (on 1M faces an exact search is ~1e14 multiply-adds per pass, hours on a small machine)."""
+    return "flat" if n <= EXACT_SEARCH_MAX else "ivf"
 
 
 def _build_index(
