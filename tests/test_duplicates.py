@@ -57,3 +57,20 @@ def test_uncropped_web_photos_lose_nothing(injected_run):
     score = score_injection(df, injected[injected["path"].str.startswith("df_")])
     assert score["originals_lost"] == 0
     assert score["precision"] == 1.0
+
+
+@pytest.mark.heavy
+def test_consecutive_video_frames_collapse_without_emptying_an_identity(shared_data, tmp_path):
+    """essex_faces94_19 (still video frames): docs/thresholds.md reports the frames kept per identity."""
+    res = run(RunConfig(dataset=shared_data / "essex_faces94_19", out=tmp_path / "out", jobs=2, report=False))
+    faces = res.manifest[res.manifest["status"] == "ok"]
+    kept = faces[faces["action"] == "keep"].groupby("identity").size().reindex(faces["identity"].unique(), fill_value=0)
+    print("\nessex frames kept per identity:", kept.sort_index().to_dict())
+    assert len(kept) == 19 and (kept >= 2).all()
+    # still frames collapse: fewer than half survive, but the moving subjects keep several
+    assert kept.sum() < 0.5 * len(faces) and kept.max() >= 8
+    dup = faces[faces["reason"] == "near_duplicate"]
+    kept_paths = set(faces.loc[faces["action"] == "keep", "path"])
+    # no chaining: every removed frame names a kept frame of its own identity, at cosine >= 0.85
+    assert set(dup["duplicate_of"]) <= kept_paths
+    assert (dup["similarity"] >= 0.85).all()
