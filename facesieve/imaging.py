@@ -346,6 +346,13 @@ _REDUCED = 128  # both hashes start from the same integer-factor reduction to >=
 def _reduced(rgb: np.ndarray) -> np.ndarray:
     """Validated image, integer-factor area-reduced to >= _REDUCED px per side (OpenCV's one-pass
     integer area path; at most k-1 border pixels, split over both sides, are dropped), float32."""
+    return _reduced_pair(rgb, mirror=False)[0]
+
+
+def _reduced_pair(rgb: np.ndarray, mirror: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """_reduced(rgb) and, with `mirror`, exactly _reduced(rgb[:, ::-1]) without mirroring the
+    full-size image: the integer area path sums whole k x k blocks in integers, so reducing the
+    columns the mirrored image keeps and mirroring the small result gives the same pixels."""
     arr = np.asarray(rgb)
     if arr.dtype != np.uint8:
         raise ValueError(f"perceptual hashes need a uint8 image, got {arr.dtype}")
@@ -357,11 +364,18 @@ def _reduced(rgb: np.ndarray) -> np.ndarray:
     if h < 1 or w < 1:
         raise ValueError("cannot hash an empty image")
     k = min(w, h) // _REDUCED
+    flipped = arr if mirror else None
     if k > 1:
         h2, w2 = h // k, w // k
         y0, x0 = (h - h2 * k) // 2, (w - w2 * k) // 2
-        arr = cv2.resize(arr[y0 : y0 + h2 * k, x0 : x0 + w2 * k], (w2, h2), interpolation=cv2.INTER_AREA)
-    return arr.astype(np.float32)
+        rows = arr[y0 : y0 + h2 * k]
+        arr = cv2.resize(rows[:, x0 : x0 + w2 * k], (w2, h2), interpolation=cv2.INTER_AREA)
+        if mirror:
+            xm = w - w2 * k - x0  # where the mirrored image's kept columns start, in this image
+            flipped = arr if xm == x0 else cv2.resize(rows[:, xm : xm + w2 * k], (w2, h2), interpolation=cv2.INTER_AREA)
+    if flipped is not None:
+        flipped = np.ascontiguousarray(flipped[:, ::-1]).astype(np.float32)
+    return arr.astype(np.float32), flipped
 
 
 def _grey_thumb(reduced: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -390,6 +404,13 @@ def perceptual_hashes(rgb: np.ndarray) -> tuple[int, int]:
     """(phash, dhash) from one pass over the pixels: the same values as the two calls."""
     r = _reduced(rgb)
     return _phash(r), _dhash(r)
+
+
+def image_hashes(rgb: np.ndarray) -> tuple[int, int, int]:
+    """(phash, dhash, phash of the mirrored image): the same values as phash(rgb), dhash(rgb) and
+    phash(rgb[:, ::-1]), from one reduction and without a full-size mirrored copy."""
+    r, flipped = _reduced_pair(rgb, mirror=True)
+    return _phash(r), _dhash(r), _phash(flipped)
 
 
 def _dhash(reduced: np.ndarray) -> int:

@@ -97,8 +97,9 @@ def ordered_map(
 
 
 # imported once by the fork server, so that every worker starts with them loaded instead of
-# importing numpy, OpenCV, pandas and facesieve itself (about a second of CPU per worker)
-PRELOAD = ["__main__", "facesieve.stages", "facesieve.engines.local"]
+# importing numpy, OpenCV, pandas and facesieve itself (about a second of CPU per worker);
+# worker_env first: one BLAS/OpenMP thread per worker must be set before numpy loads
+PRELOAD = ["facesieve.worker_env", "__main__", "facesieve.stages", "facesieve.engines.local"]
 
 
 def _context():

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from facesieve.faces.align import ARCFACE_TEMPLATE, align
-from facesieve.imaging import DecodeError, load_rgb, perceptual_hashes, phash, pixel_hash
+from facesieve.imaging import DecodeError, image_hashes, load_rgb, pixel_hash
 from facesieve.quality.artefacts import face_region_measures
 
 CROP = 112
@@ -86,20 +86,27 @@ def template_landmarks(width: int, height: int) -> np.ndarray:
     return (ARCFACE_TEMPLATE * np.array([width / CROP, height / CROP])).astype(np.float32)
 
 
-def faces_worker(task: FaceTask) -> tuple[dict, np.ndarray]:
-    """Decode, detect, pick one face, align. Never raises for a bad image: it returns a status."""
+def faces_worker(task: FaceTask, with_image: bool = False) -> tuple[dict, np.ndarray] | tuple[dict, np.ndarray, np.ndarray | None]:
+    """Decode, detect, pick one face, align. Never raises for a bad image: it returns a status.
+
+    `with_image`: also return the decoded image (None when it could not be decoded), so that an
+    embedder that cuts its own input from the original (dlib) need not decode the file again."""
+    row, crop, rgb = _faces(task)
+    return (row, crop, rgb) if with_image else (row, crop)
+
+
+def _faces(task: FaceTask) -> tuple[dict, np.ndarray, np.ndarray | None]:
     crop = np.zeros((CROP, CROP, 3), np.uint8)
     try:
         rgb = load_rgb(task.path)
     except DecodeError as e:
-        return empty_face_row(task, "error", e.reason), crop
+        return empty_face_row(task, "error", e.reason), crop, None
     except Exception as e:  # a decoder bug must not stop a million-image run
-        return empty_face_row(task, "error", f"decode_failed: {type(e).__name__}"), crop
+        return empty_face_row(task, "error", f"decode_failed: {type(e).__name__}"), crop, None
     row = empty_face_row(task, "ok", "")
     h, w = rgb.shape[:2]
-    ph, dh = perceptual_hashes(rgb)
-    row.update(width=w, height=h, pixel_hash=pixel_hash(rgb), phash=_signed(ph), dhash=_signed(dh),
-               phash_mirror=_signed(phash(np.ascontiguousarray(rgb[:, ::-1]))))
+    ph, dh, ph_mirror = image_hashes(rgb)  # one reduction for all three, no full-size mirrored copy
+    row.update(width=w, height=h, pixel_hash=pixel_hash(rgb), phash=_signed(ph), dhash=_signed(dh), phash_mirror=_signed(ph_mirror))
 
     if task.aligned_input:
         lm = template_landmarks(w, h)
@@ -107,7 +114,7 @@ def faces_worker(task: FaceTask) -> tuple[dict, np.ndarray]:
         _set_landmarks(row, lm)
         row.update(face_region_measures(rgb, (0.0, 0.0, float(w), float(h))))
         crop = align(rgb, lm, CROP)
-        return row, crop
+        return row, crop, rgb
 
     from facesieve.faces.detect import fallback_detection, pick_face
 
@@ -123,7 +130,7 @@ def faces_worker(task: FaceTask) -> tuple[dict, np.ndarray]:
     else:
         row["status"] = "no_face"
         row["reason"] = "no_face"
-        return row, crop
+        return row, crop, rgb
     x, y, bw, bh = det.box
     raw = getattr(det, "raw", None)
     row.update(box_x=float(x), box_y=float(y), box_w=float(bw), box_h=float(bh), det_score=float(det.score))
@@ -131,7 +138,7 @@ def faces_worker(task: FaceTask) -> tuple[dict, np.ndarray]:
     _set_landmarks(row, np.asarray(det.landmarks, np.float32))
     row.update(face_region_measures(rgb, det.box))  # needs the original pixel grid: here, not on the crop
     crop = align(rgb, np.asarray(det.landmarks, np.float32), CROP)
-    return row, crop
+    return row, crop, rgb
 
 
 def _set_landmarks(row: dict, lm: np.ndarray) -> None:

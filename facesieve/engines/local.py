@@ -26,7 +26,6 @@ import pandas as pd
 
 from facesieve import stages
 from facesieve.engines import FacesWork
-from facesieve.imaging import load_rgb
 from facesieve.parallel import default_jobs, one_thread, ordered_map
 from facesieve.stages import ChipTask, FaceTask, detection_from_row
 from facesieve.workspace import StageStore
@@ -67,12 +66,12 @@ def process_chunk(chunk: FacesChunk) -> ChunkResult:
     with one_thread():
         emb = stages.embedder(chunk.embedder) if chunk.embedder and any(want_embed + want_score) else None
         for n, task in enumerate(chunk.tasks):
-            row, crop = stages.faces_worker(task)
+            row, crop, rgb = stages.faces_worker(task, with_image=True)
             rows.append(row)
             crops.append(crop)
             if emb is not None and (want_embed[n] or want_score[n]) and row["status"] == "ok":
-                if emb.needs_original:  # decoded again: the file is in the page cache
-                    inputs.append(emb.prepare(load_rgb(task.path), detection_from_row(row), None))
+                if emb.needs_original:  # the image the faces were found on, not decoded again
+                    inputs.append(emb.prepare(rgb, detection_from_row(row), None))
                 else:
                     inputs.append(emb.prepare(None, None, crop))
                 found.append(n)
@@ -233,6 +232,17 @@ def chunk_size(n: int, jobs: int, batch_size: int) -> int:
     return max(1, min(batch_size, math.ceil(n / (jobs * 4))))
 
 
+def chunk_spans(n: int, jobs: int, size: int) -> Iterator[tuple[int, int]]:
+    """(start, stop) of each task's images: `size` at a time, then fewer as the end nears (at most
+    a 2*jobs-th of what is left, at least 2), so that the workers run out of work together instead
+    of one of them finishing a whole chunk alone while the others idle."""
+    s = 0
+    while s < n:
+        step = min(size, max(2, math.ceil((n - s) / (2 * jobs))))
+        yield s, min(n, s + step)
+        s += step
+
+
 def compute_faces(config, work: FacesWork, reporter) -> None:
     """Faces for every wanted image without one; with `work.embed` and `work.quality`, the new
     faces' embeddings and per-face quality too, in the same worker pass."""
@@ -254,13 +264,13 @@ def compute_faces(config, work: FacesWork, reporter) -> None:
     size = chunk_size(len(todo), jobs, config.batch_size)
 
     def chunks() -> Iterator[FacesChunk]:
-        for s in range(0, len(todo), size):
-            sel = todo[s : s + size]
+        for s, e in chunk_spans(len(todo), jobs, size):
+            sel = todo[s:e]
             tasks = tuple(
                 FaceTask(ids[n], keys[n], str(root / paths[n]), config.detector, config.face_policy, config.aligned, True) for n in sel
             )
-            embed = tuple(bool(b) for b in embed_needed[s : s + size])
-            score = tuple(bool(b) for b in score_needed[s : s + size])
+            embed = tuple(bool(b) for b in embed_needed[s:e])
+            score = tuple(bool(b) for b in score_needed[s:e])
             yield FacesChunk(tasks, config.embedder if any(embed + score) else "", embed, config if any(score) else None, score)
 
     rows = part_rows(len(todo))
