@@ -11,10 +11,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import pandas as pd
 
 from facesieve.config import RunConfig
-from facesieve.evaluate.injection import build_injected, score_injection
+from facesieve.evaluate.injection import build_injected, set_sources, score_injection
 from facesieve.pipeline import run
 
 
@@ -27,11 +26,7 @@ def main() -> int:
     ap.add_argument("--embedder", default="sface")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    sources = []
-    for s in args.sets.split(","):
-        for p in sorted((args.data / s).rglob("*")):
-            if p.is_file() and p.suffix.lower() in (".jpg", ".pgm", ".png") and p.parent != args.data / s:
-                sources.append((p, f"{s}__{p.parent.name}"))
+    sources = set_sources(args.data, args.sets.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         injected = build_injected(sources, data, args.copies, args.seed)

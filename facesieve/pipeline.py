@@ -31,9 +31,9 @@ from facesieve.decide import (
 )
 from facesieve.errors import UsageError
 from facesieve.progress import Reporter
-from facesieve.quality.base import QualityInput, make_quality
+from facesieve.quality.base import make_quality
 from facesieve.stages import CROP, chip_worker, embedder, faces_worker  # noqa: F401 - the workers, for tests to patch
-from facesieve.workspace import StageStore, Workspace, atomic_write_csv, atomic_write_text
+from facesieve.workspace import Workspace, atomic_write_csv, atomic_write_text
 
 PART_ROWS = 256  # images per committed part: the most work a crash can lose
 
@@ -194,7 +194,6 @@ def stage_quality(
     store = ws.stage(f"quality-{_slug(faces_key(config) + '|' + qkey)}")
     done = store.done_keys()
     need = [n for n, (i, k) in enumerate(zip(wanted["image_id"], wanted["key"])) if (i, k) not in done]
-    emb = embedder(config.embedder) if (need and scorer.uses_embedder) else None
     if hasattr(scorer, "fit"):
         # dataset-level methods (e.g. SDD-FIQA) see all faces at once
         need = list(range(len(sub))) if need else []
@@ -214,18 +213,35 @@ def stage_quality(
 # ---------------------------------------------------------------- the run
 
 
+def open_workspace(config: RunConfig, rep: Reporter) -> Workspace:
+    """The run's workspace, created if new and stamped with the dataset; a workspace made for
+    another dataset is reused (cached stages are keyed by image bytes), with a warning."""
+    ws = Workspace(config.workspace)
+    dataset = str(config.dataset.resolve())
+    marker = ws.read_json("facesieve-workspace.json") if Workspace.is_workspace(config.workspace) else None
+    if marker and marker.get("dataset") and marker["dataset"] != dataset:
+        rep.warn(f"workspace {config.workspace} was made for {marker['dataset']}; its cached faces are reused only "
+                 "where the image bytes match")
+    ws.create({"version": __version__, "dataset": dataset})
+    return ws
+
+
+def faces_and_vectors(config: RunConfig, ws: Workspace, files: pd.DataFrame, rep: Reporter):
+    """Faces, crops, the embedding table and vectors of the scanned files (cached stages are read back)."""
+    faces, crops = stage_faces(config, ws, files, rep)
+    emb_table, vectors = stage_embed(config, ws, files, faces, crops, rep)
+    return faces, crops, emb_table, vectors
+
+
 def run(config: RunConfig, reporter: Reporter | None = None) -> RunResult:
     rep = reporter or Reporter(quiet=True)
     validate(config)
     check_paths(config.dataset, config.out)
     mark_output(config.out)  # first: a run killed later still leaves a folder it may resume in
     t0 = time.perf_counter()
-    ws = Workspace(config.workspace)
-    ws.create({"version": __version__, "dataset": str(config.dataset.resolve())})
-
+    ws = open_workspace(config, rep)
     files = stage_scan(config, ws, rep)
-    faces, crops = stage_faces(config, ws, files, rep)
-    emb_table, vectors = stage_embed(config, ws, files, faces, crops, rep)
+    faces, crops, emb_table, vectors = faces_and_vectors(config, ws, files, rep)
     quality = stage_quality(config, ws, faces, crops, vectors, rep, files)
 
     with rep.stage("decide", None):

@@ -7,7 +7,6 @@ once, on first use, and never at import.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,3 +28,29 @@ def artifacts_dir() -> Path:
     d = REPO / "test-artifacts"
     d.mkdir(exist_ok=True)
     return d
+
+
+@contextmanager
+def serve_folder(root: Path) -> Iterator[tuple[str, list[str]]]:
+    """A real HTTP server on 127.0.0.1 serving `root` (for download code, without the internet):
+    yields its base URL and the list of paths requested so far."""
+    hits: list[str] = []
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **k):
+            super().__init__(*a, directory=str(root), **k)
+
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            hits.append(self.path)
+            super().do_GET()
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", hits
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -8,9 +8,7 @@ figures measured in docs/thresholds.md so a regression fails.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from facesieve.config import RunConfig

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
-import threading
 from pathlib import Path
 
 import pytest
+from conftest import serve_folder
 
 from facesieve.cli import main
 
@@ -23,25 +22,8 @@ def payload(shared_data) -> bytes:
 def server(tmp_path_factory, payload):
     root = tmp_path_factory.mktemp("www")
     (root / "model.onnx").write_bytes(payload)
-    hits: list[str] = []
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **k):
-            super().__init__(*a, directory=str(root), **k)
-
-        def log_message(self, *a):
-            pass
-
-        def do_GET(self):
-            hits.append(self.path)
-            super().do_GET()
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", hits
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_folder(root) as served:
+        yield served
 
 
 def run_json(capsys, *args: str) -> tuple[int, object]:

@@ -21,6 +21,17 @@ from facesieve.imaging import load_rgb
 DUP_REASONS = ("near_duplicate", "exact_duplicate")
 
 
+def set_sources(data: Path, sets: list[str]) -> list[tuple[Path, str]]:
+    """(file, identity) for every image in the identity folders of each named set under `data`;
+    identities are prefixed with their set ("orl_att40__s01") so that sets never share a name."""
+    out = []
+    for s in sets:
+        for p in sorted((data / s).rglob("*")):
+            if p.is_file() and p.suffix.lower() in (".jpg", ".pgm", ".png") and p.parent != data / s:
+                out.append((p, f"{s}__{p.parent.name}"))
+    return out
+
+
 def build_injected(sources: list[tuple[Path, str]], dst: Path, n_copies: int, seed: int = 0) -> pd.DataFrame:
     """Copy `sources` ((file, identity) pairs) into dst/<identity>/, then add `n_copies` near-copies
     of randomly chosen sources, cycling through every copy kind. Returns the injected copies:

@@ -99,19 +99,10 @@ def load_eval_set(
 ) -> EvalSet:
     """Scan, detect, embed (and score with each quality method) every image of `dataset`, reusing
     whatever `workspace` holds already; return one row per image. Needs one folder per identity."""
-    from facesieve import __version__
     from facesieve.config import RunConfig
-    from facesieve.pipeline import (
-        assemble,
-        stage_embed,
-        stage_faces,
-        stage_quality,
-        stage_scan,
-        validate,
-    )
+    from facesieve.pipeline import assemble, faces_and_vectors, open_workspace, stage_quality, stage_scan, validate
     from facesieve.progress import Reporter
     from facesieve.quality.base import make_quality
-    from facesieve.workspace import Workspace
 
     rep = reporter or Reporter(quiet=True)
     dataset = Path(dataset)
@@ -129,19 +120,12 @@ def load_eval_set(
         except ValueError as e:
             raise UsageError(str(e)) from None
 
-    ws = Workspace(ws_path)
-    marker = ws.read_json("facesieve-workspace.json") if Workspace.is_workspace(ws_path) else None
-    if marker and marker.get("dataset") and marker["dataset"] != str(dataset.resolve()):
-        rep.warn(f"workspace {ws_path} was made for {marker['dataset']}; its cached faces are reused only "
-                 "where the image bytes match")
-    ws.create({"version": __version__, "dataset": str(dataset.resolve())})
-
+    ws = open_workspace(config, rep)
     files = stage_scan(config, ws, rep)
     images = files["status"].to_numpy(str) != "skipped"
     if not images.any():
         raise UsageError(f"no images in identity folders under {dataset} (layout: DATASET/<identity>/<image>)")
-    faces, crops = stage_faces(config, ws, files, rep)
-    emb_table, vectors = stage_embed(config, ws, files, faces, crops, rep)
+    faces, crops, emb_table, vectors = faces_and_vectors(config, ws, files, rep)
     scored = {q: stage_quality(replace(config, quality=q), ws, faces, crops, vectors, rep, files=files) for q in qualities}
 
     frame = assemble(files, faces, emb_table, pd.DataFrame({"image_id": pd.Series([], dtype=str)}))

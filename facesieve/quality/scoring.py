@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facesieve import __version__
 from facesieve.config import RunConfig
 from facesieve.errors import UsageError
 from facesieve.progress import Reporter
@@ -42,15 +41,12 @@ def check_output(dataset: Path, out: Path) -> None:
 
 
 def _embedded(config: RunConfig, rep: Reporter):
-    from facesieve.pipeline import stage_embed, stage_faces, stage_scan, validate
-    from facesieve.workspace import Workspace
+    from facesieve.pipeline import faces_and_vectors, open_workspace, stage_scan, validate
 
     validate(config)
-    ws = Workspace(config.workspace)
-    ws.create({"version": __version__, "dataset": str(config.dataset.resolve())})
+    ws = open_workspace(config, rep)
     files = stage_scan(config, ws, rep)
-    faces, crops = stage_faces(config, ws, files, rep)
-    emb_table, vectors = stage_embed(config, ws, files, faces, crops, rep)
+    faces, crops, emb_table, vectors = faces_and_vectors(config, ws, files, rep)
     return ws, files, faces, crops, emb_table, vectors
 
 

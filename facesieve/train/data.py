@@ -134,17 +134,9 @@ def prepare(
 ) -> TrainData:
     """Run scan, faces, embed and (for a method teacher) quality into `workspace`; return the faces
     that have a crop, an embedding and a teacher score. Cached stages are read back, not recomputed."""
-    from facesieve import __version__
     from facesieve.config import RunConfig
-    from facesieve.pipeline import (
-        stage_embed,
-        stage_faces,
-        stage_quality,
-        stage_scan,
-        validate,
-    )
+    from facesieve.pipeline import faces_and_vectors, open_workspace, stage_quality, stage_scan, validate
     from facesieve.progress import Reporter
-    from facesieve.workspace import Workspace
 
     rep = reporter or Reporter(quiet=True)
     dataset = Path(dataset)
@@ -156,14 +148,11 @@ def prepare(
                        embedder=embedder, quality="uniform" if csv_teacher else teacher, face_policy=face_policy,
                        aligned=aligned, layout=layout, jobs=jobs, batch_size=batch_size)
     validate(config)
-    ws = Workspace(workspace)
-    ws.create({"version": __version__, "dataset": str(dataset.resolve())})
-
+    ws = open_workspace(config, rep)
     files = stage_scan(config, ws, rep)
     if len(files) == 0 or not (files["status"] == "ok").any():
         raise UsageError(f"no readable images in {dataset}")
-    faces, crops = stage_faces(config, ws, files, rep)
-    _, vectors = stage_embed(config, ws, files, faces, crops, rep)
+    faces, crops, _, vectors = faces_and_vectors(config, ws, files, rep)
     ok = np.flatnonzero(faces["status"].to_numpy() == "ok")
     meta = files.set_index("image_id")
     image_ids = faces["image_id"].to_numpy()[ok]
