@@ -69,15 +69,16 @@ class _Params:
     screen_final: int  # ... before declaring a local optimum
     final_exact: bool  # confirm each local optimum against every swap, scored exactly
     chain: int  # longest variable-depth move tried at a local optimum (< 2: none)
+    patience: float  # share of the perturbation rounds run without improving before stopping
 
 
 _LOCAL = _Params(
     n_starts=4, n_kicks=32, small_boost=4, min_effort=0.125,
-    exact_budget=3e7, screen=64, screen_final=512, final_exact=False, chain=6,
+    exact_budget=3e7, screen=64, screen_final=512, final_exact=False, chain=6, patience=0.25,
 )  # fmt: skip
 _THOROUGH = _Params(
     n_starts=8, n_kicks=64, small_boost=2, min_effort=1.0,
-    exact_budget=3e8, screen=256, screen_final=2048, final_exact=True, chain=12,
+    exact_budget=3e8, screen=256, screen_final=2048, final_exact=True, chain=12, patience=1.0,
 )  # fmt: skip
 _THOROUGH_RUNS = 2  # independent runs on top of the plain local search (so never worse than it)
 
@@ -298,6 +299,8 @@ class _Search:
         f = min(float(cap), max(params.min_effort, math.sqrt(1e9 / max(cost, 1))))
         self.n_starts = max(2, round(params.n_starts * f))
         self.n_kicks = max(4, round(params.n_kicks * f))
+        # perturbation rounds stop early after this many without a better subset
+        self.patience = max(8, round(self.n_kicks * params.patience))
         self.evaluated = 0
         # typical step of the mean under one swap: floors 1/r in the surrogate (Huber-like)
         self.rho = max(float(np.sqrt(2.0 * self.data.sq.mean())) / k, 1e-12 * self.data.scale)
@@ -561,8 +564,9 @@ class _Search:
                 return best[0], best[2]
         n, k = self.data.n, self.k
         guide = None  # the best subset's most promising swaps, recomputed when the best changes
+        last_gain = 0
         for t in range(self.n_kicks):
-            if self._timed_out():
+            if self._timed_out() or t - last_gain > self.patience:
                 break
             S = best[2].copy()
             top = min(3, k, n - k)
@@ -592,6 +596,7 @@ class _Search:
             if _better(s, key, best[0], best[1]):
                 best = (s, key, S)
                 guide = None
+                last_gain = t
         return best[0], best[2]
 
 
