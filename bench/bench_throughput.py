@@ -48,10 +48,10 @@ STACKS = {
 }
 
 
-def make_set(root: Path, n: int) -> list[Path]:
+def make_set(root: Path, n: int, sets: tuple[str, ...] = SETS) -> list[Path]:
     """n images taken round-robin from the shared sets, copied as root/<set-identity>/<file>."""
     pools = []
-    for name in SETS:
+    for name in sets:
         files = sorted(f for d in sorted((SHARED / name).iterdir()) if d.is_dir() for f in sorted(d.iterdir()) if f.is_file())
         pools.append([(f"{name.split('/')[0]}-{f.parent.name}", f) for f in files])
     out: list[Path] = []
@@ -182,9 +182,9 @@ def run_staged(data: Path, out: Path, stack: str, jobs: int) -> tuple[float, dic
     return wall, json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def bench(stack: str, n: int, jobs: int, repeat: int, tmp: Path) -> dict:
+def bench(stack: str, n: int, jobs: int, repeat: int, tmp: Path, sets: tuple[str, ...] = SETS) -> dict:
     data = tmp / f"data-{stack}"
-    paths = make_set(data, n)
+    paths = make_set(data, n, sets)
     loop = loop_dlib if stack == "dlib" else loop_sface
     keys = ("loop", "loop_cpu", "decode1", "decode_pool", "run", "run_cpu", "faces_pass", "faces_pass_cpu", "run_seconds", "staged_sum")
     rec: dict[str, list[float]] = {k: [] for k in keys}
@@ -245,13 +245,16 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--repeat", type=int, default=4)
     ap.add_argument("--json-out", type=Path, default=None)
+    ap.add_argument("--sets", default=",".join(SETS),
+                    help="shared sets to take images from, comma-separated (e.g. only sets of uncropped photos, "
+                    "where the loop finds a face in every image and both sides embed the same faces)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="facesieve-throughput-"))
     results = []
     try:
         for stack in (("sface", "dlib") if args.stack == "both" else (args.stack,)):
             n = args.n or (80 if stack == "sface" else 40)
-            res = bench(stack, n, args.jobs, args.repeat, tmp)
+            res = bench(stack, n, args.jobs, args.repeat, tmp, tuple(args.sets.split(",")))
             results.append(res)
             print(json.dumps(res, indent=2))
             r, s = res["ratios"], res["images_per_second"]
