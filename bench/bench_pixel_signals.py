@@ -29,29 +29,24 @@ import numpy as np
 import pandas as pd
 
 from facesieve.evaluate.injection import build_injected, set_sources
-from facesieve.faces.align import align, similarity_transform, template
-from facesieve.faces.detect import fallback_detection, pick_face
-from facesieve.imaging import load_rgb
-from facesieve.stages import TIGHT_CROP_MAX_SIDE, detector, embedder
+from facesieve.faces.align import similarity_transform, template
+from facesieve.stages import LANDMARK_COLUMNS, FaceTask, embedder, faces_worker
 
 SIGNALS = ("cos", "ecc", "bandpass", "linfit")
 
 
 def faces(root: Path, det_name: str, emb_name: str) -> list[dict]:
-    det, emb, out = detector(det_name), embedder(emb_name), []
+    """The pipeline's own faces pass (`stages.faces_worker`: detect, pick, tight-crop fallback,
+    align) on every image, plus each face's embedding and its grey image."""
+    emb, out = embedder(emb_name), []
     for p in sorted(q for q in root.rglob("*") if q.is_file()):
-        rgb = load_rgb(p)
-        h, w = rgb.shape[:2]
-        dets = det.detect(rgb)
-        if dets:
-            d = dets[pick_face(dets, (h, w))]
-        elif max(h, w) <= TIGHT_CROP_MAX_SIDE:
-            d = fallback_detection((h, w))
-        else:
+        task = FaceTask(str(p), "", str(p), det_name, "central", False, True)
+        row, crop, rgb = faces_worker(task, with_image=True)
+        if row["status"] != "ok":
             continue
-        lm = np.asarray(d.landmarks, np.float32)
+        lm = np.array([row[c] for c in LANDMARK_COLUMNS], np.float32).reshape(5, 2)
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        out.append({"path": str(p.relative_to(root)), "identity": p.parent.name, "lm": lm, "grey": grey, "crop": align(rgb, lm, 112)})
+        out.append({"path": str(p.relative_to(root)), "identity": p.parent.name, "lm": lm, "grey": grey, "crop": crop})
     vecs = emb.embed_batch([f["crop"] for f in out])
     for f, v in zip(out, vecs):
         f["e"] = v / np.linalg.norm(v)
