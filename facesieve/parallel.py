@@ -7,7 +7,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 
 def default_jobs() -> int:
@@ -55,12 +55,17 @@ def ordered_map(
     *,
     window: int | None = None,
     chunk: int = 8,
+    buffer: int | None = None,
     initializer: Callable[[], None] | None = single_threaded_worker,
 ) -> Iterator:
     """Yield fn(item) in input order. jobs=1 runs inline; otherwise a pool with at most
-    `window` chunks of `chunk` items in flight, so a million-image dataset never sits in memory
-    at once, and the workers keep computing while the caller handles results (the bounded queue
-    that lets the caller's own stage, e.g. batched inference, overlap with theirs).
+    `window` chunks of `chunk` items running or queued, so a million-image dataset never sits in
+    memory at once, and the workers keep computing while the caller handles results (the bounded
+    queue that lets the caller's own stage, e.g. batched inference, overlap with theirs).
+
+    A slow chunk at the head of the order does not stall the others: chunks finished after it
+    wait in a buffer (at most `buffer` chunks in all, default 4 x window) while new ones are
+    submitted, so no worker idles behind one large photo.
 
     `items` is consumed lazily: pass a generator to keep even the task list out of memory.
     """
@@ -69,6 +74,7 @@ def ordered_map(
             yield fn(item)
         return
     window = window or jobs * 4
+    buffer = max(window, buffer or window * 4)
     ctx = _context()
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=initializer) as pool:
         pending: deque = deque()
@@ -76,7 +82,7 @@ def ordered_map(
         exhausted = False
         try:
             while True:
-                while not exhausted and len(pending) < window:
+                while not exhausted and len(pending) < buffer and sum(not f.done() for f in pending) < window:
                     batch = []
                     for _ in range(chunk):
                         try:
@@ -88,6 +94,10 @@ def ordered_map(
                         pending.append(pool.submit(_run_chunk, fn, batch))
                 if not pending:
                     return
+                if not pending[0].done():
+                    # wait for any chunk, not only the head: a finished one frees a place in the window
+                    wait([f for f in pending if not f.done()], return_when=FIRST_COMPLETED)
+                    continue
                 for result in pending.popleft().result():
                     yield result
         finally:

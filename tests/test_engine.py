@@ -7,6 +7,7 @@ import hashlib
 import os
 import pickle
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -133,11 +134,33 @@ def _square(x: int) -> int:
 
 def test_ordered_map_keeps_order_and_a_bounded_window():
     pulled = [0]
-    results = ordered_map(_square, _pulled(pulled, 1000), jobs=2, window=3, chunk=4)
+    results = ordered_map(_square, _pulled(pulled, 1000), jobs=2, window=3, chunk=4, buffer=5)
     first = next(results)
-    assert first == 0 and pulled[0] <= 3 * 4 + 1  # never the whole task list in memory
+    assert first == 0 and pulled[0] <= 5 * 4 + 1  # never the whole task list in memory
     rest = list(results)
     assert [first, *rest] == [i * i for i in range(1000)]
+
+
+def _head_waits_for_a_later_item(arg: tuple[int, str]) -> bool:
+    """Item 0 waits (up to 20 s) for a file that only item 5 writes."""
+    i, folder = arg
+    marker = Path(folder) / "marker"
+    if i == 5:
+        marker.touch()
+    if i == 0:
+        deadline = time.monotonic() + 20
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return marker.exists()
+    return True
+
+
+def test_ordered_map_keeps_workers_busy_behind_a_slow_head(tmp_path):
+    """A slow first chunk (one huge photo) must not stop later chunks from being submitted: with a
+    window of 2, item 5 only runs while item 0 is still running if finished chunks do not hold
+    the window (the engine's workers idled seconds at a time behind such a chunk)."""
+    got = list(ordered_map(_head_waits_for_a_later_item, [(i, str(tmp_path)) for i in range(8)], jobs=2, window=2, chunk=1))
+    assert got == [True] * 8
 
 
 def test_engine_hashes_match_hashlib(small_set):
