@@ -98,6 +98,17 @@ def fallback_detection(shape: tuple[int, int]) -> Detection:
     return Detection(box=(0.0, 0.0, float(w), float(h)), score=0.0, landmarks=lm)
 
 
+def input_scale(h: int, w: int, min_side: int, max_side: int) -> float:
+    """Resize factor for a CNN detector's input: large images shrink to `max_side` (cost grows with
+    pixels), small ones grow until their short side reaches `min_side` (faces must reach the
+    smallest anchors), never past `max_side`."""
+    if max(h, w) > max_side:
+        return max_side / max(h, w)
+    if min(h, w) < min_side:
+        return min(min_side / min(h, w), max_side / max(h, w))
+    return 1.0
+
+
 def _as_rgb(rgb: np.ndarray) -> np.ndarray:
     a = np.asarray(rgb)
     if a.ndim == 2:
@@ -166,11 +177,7 @@ class YuNetDetector:
         return np.zeros((0, 15), np.float32) if faces is None else np.asarray(faces, np.float32).reshape(-1, 15)
 
     def _scale(self, h: int, w: int) -> float:
-        if max(h, w) > self.MAX_SIDE:
-            return self.MAX_SIDE / max(h, w)
-        if min(h, w) < self.MIN_SIDE:
-            return min(self.MIN_SIDE / min(h, w), self.MAX_SIDE / max(h, w))
-        return 1.0
+        return input_scale(h, w, self.MIN_SIDE, self.MAX_SIDE)
 
     @staticmethod
     def _resize(rgb: np.ndarray, s: float) -> np.ndarray:

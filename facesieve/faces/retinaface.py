@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facesieve.faces.detect import Detection
+from facesieve.faces.detect import Detection, input_scale
 
 MEAN_BGR = np.array([104.0, 117.0, 123.0], np.float32)
 STEPS = (8, 16, 32)
@@ -125,11 +125,7 @@ class RetinaFaceDetector:
         return out
 
     def _scale(self, h: int, w: int) -> float:
-        if max(h, w) > self.MAX_SIDE:
-            return self.MAX_SIDE / max(h, w)
-        if min(h, w) < self.MIN_SIDE:
-            return min(self.MIN_SIDE / min(h, w), self.MAX_SIDE / max(h, w))
-        return 1.0
+        return input_scale(h, w, self.MIN_SIDE, self.MAX_SIDE)
 
     def attempt(self, rgb: np.ndarray, pad: bool) -> list[Detection]:
         """One view of the image (resized, optionally bordered); results in `rgb`'s pixels."""
