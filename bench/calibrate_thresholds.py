@@ -26,7 +26,7 @@ from facesieve.augment import COPY_KINDS, near_copy
 from facesieve.faces.align import align
 from facesieve.faces.detect import make_detector, pick_face
 from facesieve.embed import l2_normalise, make_embedder
-from facesieve.imaging import load_rgb, phash
+from facesieve.imaging import image_hashes, load_rgb
 from facesieve.select.neardup import popcount64
 
 SETS = ("deepface13", "orl_att40", "seed_vggface/dataset", "yaleB_cropped10", "essex_faces94_19")
@@ -67,7 +67,8 @@ class Face:
 
 def hashes(rgb: np.ndarray) -> tuple[int, int]:
     """The image's pHash and its mirror image's (a flipped copy matches the second)."""
-    return phash(rgb), phash(np.ascontiguousarray(rgb[:, ::-1]))
+    ph, _, mirrored = image_hashes(rgb)
+    return ph, mirrored
 
 
 def crop_signature(crop: np.ndarray) -> np.ndarray:

@@ -23,8 +23,8 @@ Conversions, so every model sees the same kind of array:
 - multi-frame files (GIF, animated WEBP/PNG, multi-page TIFF): the first frame.
 
 Fingerprints: `pixel_hash` (exact decoded pixels incl. shape), `dhash` and `phash` (64-bit perceptual
-hashes for near-duplicates, both from one area-averaged luma thumbnail; `perceptual_hashes` gives the
-pair in one pass; compare with `hamming`).
+hashes for near-duplicates, both from one area-averaged luma thumbnail; `image_hashes` gives both
+and the mirrored image's pHash from one reduction; compare with `hamming`).
 """
 
 from __future__ import annotations
@@ -398,12 +398,6 @@ def phash(rgb: np.ndarray) -> int:
     """DCT perceptual hash: 32x32 luma thumbnail, 2-D DCT-II, the 8x8 lowest frequencies, bit =
     coefficient above the median of the 63 AC ones (the DC term, always large, sets bit 0)."""
     return _phash(_reduced(rgb))
-
-
-def perceptual_hashes(rgb: np.ndarray) -> tuple[int, int]:
-    """(phash, dhash) from one pass over the pixels: the same values as the two calls."""
-    r = _reduced(rgb)
-    return _phash(r), _dhash(r)
 
 
 def image_hashes(rgb: np.ndarray) -> tuple[int, int, int]:

@@ -23,8 +23,8 @@ from facesieve.imaging import (
     DecodeError,
     dhash,
     hamming,
+    image_hashes,
     load_rgb,
-    perceptual_hashes,
     phash,
     pixel_hash,
     sniff_format,
@@ -317,7 +317,7 @@ def test_perceptual_hashes_robust_and_discriminative(shared_data):
             assert 0 <= h < 2**64
             worst[name][0] = max(worst[name][0], hamming(h, fn(q50)))
             worst[name][1] = max(worst[name][1], hamming(h, fn(half)))
-        firsts.append(perceptual_hashes(a))
+        firsts.append(image_hashes(a)[:2])
         assert firsts[-1] == (phash(a), dhash(a))
     cross_p = [hamming(x[0], y[0]) for x, y in itertools.combinations(firsts, 2)]
     cross_d = [hamming(x[1], y[1]) for x, y in itertools.combinations(firsts, 2)]
