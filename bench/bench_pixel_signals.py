@@ -39,6 +39,7 @@ from facesieve.stages import LANDMARK_COLUMNS, FaceTask, embedder, faces_worker
 
 SIGNALS = ("cos", "ecc", "bandpass", "linfit", "flow", "noise")
 LOWER_IS_COPY = ("flow",)
+NOT_MEASURED = {"ecc": -1.0, "bandpass": -1.0, "linfit": -1.0, "flow": 99.0, "noise": -1.0}  # never reads as a copy
 
 
 def faces(root: Path, det_name: str, emb_name: str) -> list[dict]:
@@ -109,13 +110,13 @@ def pixel_signals(ga, la, gb, lb) -> dict:
     try:
         ecc, warp = cv2.findTransformECC(cv2.GaussianBlur(A, (0, 0), 1.0), cv2.GaussianBlur(B, (0, 0), 1.0), warp, cv2.MOTION_AFFINE, criteria, mask, 1)
     except cv2.error:
-        return {"ecc": -1.0, "bandpass": -1.0, "linfit": -1.0, "flow": 99.0, "noise": -1.0}
+        return dict(NOT_MEASURED)
     inverse = cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP
     Bw = cv2.warpAffine(B, warp, (size, size), flags=inverse)
     MBw = cv2.warpAffine(MB, warp, (size, size), flags=cv2.INTER_NEAREST + cv2.WARP_INVERSE_MAP)
     m = cv2.erode(((MA > 0) & (MBw > 0)).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
     if m.sum() < 50:
-        return {"ecc": float(ecc), "bandpass": -1.0, "linfit": -1.0, "flow": 99.0, "noise": -1.0}
+        return {**NOT_MEASURED, "ecc": float(ecc)}
 
     def band(x):
         return cv2.GaussianBlur(x, (0, 0), 0.7) - cv2.GaussianBlur(x, (0, 0), 2.0)
