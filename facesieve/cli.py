@@ -121,6 +121,12 @@ def add_run_parser(sub) -> None:
     g.add_argument("--no-dedup", action="store_true", help="skip the exact, near-duplicate and cross-identity passes")
     g.add_argument("--near-dup-threshold", type=float, default=None, metavar="T",
                    help="cosine at or above which two faces of one identity are one photo (default: the embedder's calibrated value)")
+    g.add_argument("--no-pixel-check", action="store_true",
+                   help="decide near-duplicates by embedding and hash alone, without comparing the images' pixels "
+                   "(faster; merges more distinct shots of one sitting, docs/thresholds.md)")
+    g.add_argument("--pixel-residual", type=float, default=0.7, metavar="R",
+                   help="mean grey-level difference at or below which the pixel check calls one image an edited copy "
+                   "of the other, at native size; photos compared reduced to 512 pixels get 8x this (default: %(default)s)")
     g.add_argument("--cross-id-threshold", type=float, default=None, metavar="T",
                    help="cosine at or above which faces of two identities are flagged for review (default: calibrated)")
     g.add_argument("--overlap-threshold", type=float, default=None, metavar="T",
@@ -162,6 +168,8 @@ def cmd_run(args) -> int:
         ray_address=args.ray_address,
         dedup=not args.no_dedup,
         near_dup_threshold=args.near_dup_threshold,
+        pixel_check=not args.no_pixel_check,
+        pixel_residual=args.pixel_residual,
         cross_id_threshold=args.cross_id_threshold,
         overlap_threshold=args.overlap_threshold,
         outliers=not args.no_outliers,

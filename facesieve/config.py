@@ -40,6 +40,8 @@ class RunConfig:
     max_exhaustive: int = 2_000_000
     dedup: bool = True  # exact + near-duplicate passes
     near_dup_threshold: float | None = None  # None: the embedder's calibrated default
+    pixel_check: bool = True  # confirm near-copies by re-making one image from the other (select/copycheck.py)
+    pixel_residual: float = 0.7  # grey levels at or below which the pixel check calls a pair one photo
     cross_id_threshold: float | None = None
     overlap_threshold: float | None = None
     outliers: bool = True

@@ -26,6 +26,9 @@ class DecideSettings:
     near_duplicate: float | None = None  # cosine threshold; None = no near-duplicate pass
     phash_max_bits: int = 8
     phash_min_sim: float = 0.7
+    phash: bool = True  # the hash rule; off when the pixel check confirms near-copies instead
+    pixel_min_sim: float | None = None  # cosine floor for the pixel copy check; None = no pixel check
+    pixel_residual: float = 0.7  # grey levels at or below which one image is re-made from the other
     cross_identity: float | None = None  # cosine threshold; None = no cross-identity pass
     identity_overlap: float | None = None
     outliers: bool = True
@@ -96,16 +99,21 @@ def mark_exact_duplicates(decisions, byte_hash, pixel_hash, quality, paths, iden
     return len(drop)
 
 
-def mark_near_duplicates(decisions, vectors, identities, quality, paths, phash, settings: DecideSettings) -> pd.DataFrame:
-    """Groups around a best-quality centre within each identity; the centre is kept."""
+def mark_near_duplicates(decisions, vectors, identities, quality, paths, phash, settings: DecideSettings, pixels=None) -> pd.DataFrame:
+    """Groups around a best-quality centre within each identity; the centre is kept.
+
+    `pixels(i, j)` (rows of the file table) is the optional pixel copy check (copycheck.CopyCheck)."""
     from facesieve.select.neardup import near_duplicate_groups
 
     cand = np.flatnonzero(decisions["action"].to_numpy() == KEEP)
     if len(cand) < 2:
         return pd.DataFrame()
+    use_pixels = pixels is not None and settings.pixel_min_sim is not None
     res = near_duplicate_groups(
         np.asarray(vectors[cand], np.float32), identities[cand], quality[cand], paths[cand], settings.near_duplicate,
         phash=None if phash is None else phash[cand], phash_max_bits=settings.phash_max_bits, phash_min_sim=settings.phash_min_sim,
+        pixels=(lambda i, j: pixels(int(cand[i]), int(cand[j]))) if use_pixels else None,
+        pixel_min_sim=settings.pixel_min_sim if use_pixels else 1.0,
     )
     drop = np.flatnonzero((res["group"].to_numpy() >= 0) & ~res["is_kept"].to_numpy())
     if len(drop):
@@ -114,7 +122,10 @@ def mark_near_duplicates(decisions, vectors, identities, quality, paths, phash, 
         _set(decisions, rows, action=REMOVE, reason="near_duplicate")
         decisions.iloc[rows, decisions.columns.get_loc("duplicate_of")] = paths[kept]
         decisions.iloc[rows, decisions.columns.get_loc("similarity")] = res["similarity"].to_numpy()[drop]
-        decisions.iloc[rows, decisions.columns.get_loc("detail")] = ["matched by " + s for s in res["signal"].to_numpy()[drop]]
+        decisions.iloc[rows, decisions.columns.get_loc("detail")] = [
+            f"matched by pixels (residual {r:.2f})" if s == "pixels" else "matched by " + s
+            for s, r in zip(res["signal"].to_numpy()[drop], res["pixel_residual"].to_numpy()[drop])
+        ]
     groups = res.assign(row=cand)
     return groups[groups["group"] >= 0]
 

@@ -63,6 +63,8 @@ def validate(config: RunConfig) -> None:
         raise UsageError(f"unknown engine {config.engine!r}; choose from {', '.join(ENGINES)}")
     if config.jobs is not None and config.jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    if not 0 <= config.pixel_residual <= 255:
+        raise UsageError(f"--pixel-residual must be a grey-level difference in 0..255, got {config.pixel_residual}")
     try:
         make_quality(config.quality)
     except ValueError as e:
@@ -262,6 +264,7 @@ def run(config: RunConfig, reporter: Reporter | None = None) -> RunResult:
         write_side_tables(config.out, ws, decided, frame)
 
     summary = make_summary(config, files, manifest, selection, rep, time.perf_counter() - t0, applied)
+    summary["pixel_check"] = {"pairs": decided.pixel_pairs, "copies": decided.pixel_copies}
     ws.write_json("summary.json", summary)
     atomic_write_text(config.out / "summary.json", pd.Series(summary).to_json(indent=2))
     if config.report:
@@ -322,6 +325,8 @@ class Decided:
     cross_pairs: pd.DataFrame
     overlaps: pd.DataFrame
     outliers: pd.DataFrame
+    pixel_pairs: int = 0  # pairs the pixel copy check compared
+    pixel_copies: int = 0  # ... and found to be one photo
 
 
 def decide_settings(config: RunConfig) -> DecideSettings:
@@ -331,21 +336,28 @@ def decide_settings(config: RunConfig) -> DecideSettings:
 
     need_defaults = config.dedup and (config.near_dup_threshold is None or config.cross_id_threshold is None or config.overlap_threshold is None)
     try:
-        t = for_embedder(spec_name(config.embedder)) if need_defaults else None
+        t = for_embedder(spec_name(config.embedder))
     except KeyError as e:
-        raise UsageError(str(e).strip('"')) from None
+        if need_defaults:
+            raise UsageError(str(e).strip('"')) from None
+        t = None  # every threshold given by the user: an uncalibrated embedder runs without the pixel check
 
     def pick(user, default):
         return user if user is not None else default
 
+    pixels = bool(t and config.dedup and config.pixel_check and t.pixel_min_sim is not None)
+    near = (t.pixel_near_duplicate if pixels else t.near_duplicate) if t else None
     return DecideSettings(
         keep=config.keep,
         metric=config.metric,
         max_exhaustive=config.max_exhaustive,
         exact_duplicates=config.dedup,
-        near_duplicate=pick(config.near_dup_threshold, t and t.near_duplicate) if config.dedup else None,
+        near_duplicate=pick(config.near_dup_threshold, near) if config.dedup else None,
         phash_max_bits=t.phash_max_bits if t else 8,
         phash_min_sim=t.phash_min_sim if t else 0.7,
+        phash=not pixels,
+        pixel_min_sim=t.pixel_min_sim if pixels else None,
+        pixel_residual=config.pixel_residual,
         cross_identity=pick(config.cross_id_threshold, t and t.cross_identity) if config.dedup else None,
         identity_overlap=pick(config.overlap_threshold, t and t.identity_overlap) if config.dedup else None,
         outliers=config.outliers,
@@ -354,7 +366,8 @@ def decide_settings(config: RunConfig) -> DecideSettings:
 
 
 def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig) -> Decided:
-    """All decisions for all files, from the assembled table and per-file vectors (no I/O).
+    """All decisions for all files, from the assembled table and per-file vectors. The only I/O
+    is the pixel copy check's, which reads the few image pairs the embeddings leave undecided.
 
     Order: errors and no-face; exact duplicates; near-duplicates within identities; cross-identity
     duplicates and outliers (review); then the K-subset among the faces still kept.
@@ -370,13 +383,20 @@ def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig) -> Deci
     unit = fvec / np.maximum(np.linalg.norm(fvec, axis=1), 1e-12)[:, None]
     empty = pd.DataFrame()
     near_groups, cross, overlaps, outl = empty, empty, empty, empty
+    pixels = None
     if settings.exact_duplicates:
         mark_exact_duplicates(
             decisions, frame["sha256"].fillna("").to_numpy(), frame["pixel_hash"].fillna("").to_numpy(), quality, paths, identities
         )
     if settings.near_duplicate is not None:
-        phash = np.stack([frame[c].fillna(0).to_numpy(np.int64) for c in ("phash", "phash_mirror")], axis=1).view(np.uint64)
-        near_groups = mark_near_duplicates(decisions, unit, identities, quality, paths, phash, settings)
+        phash = None
+        if settings.phash:
+            phash = np.stack([frame[c].fillna(0).to_numpy(np.int64) for c in ("phash", "phash_mirror")], axis=1).view(np.uint64)
+        if settings.pixel_min_sim is not None:
+            from facesieve.select.copycheck import CopyCheck
+
+            pixels = CopyCheck([config.dataset / p for p in paths], threshold=settings.pixel_residual)
+        near_groups = mark_near_duplicates(decisions, unit, identities, quality, paths, phash, settings, pixels)
     if settings.cross_identity is not None:
         cross = mark_cross_identity(decisions, unit, identities, paths, has_face, settings)
     if settings.outliers:
@@ -388,7 +408,10 @@ def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig) -> Deci
         selection = select_per_identity(decisions, identities, paths, fvec, quality_weights(quality), settings)
     encodings = mean_encodings(decisions, identities, fvec)
     decisions["quality"] = quality
-    return Decided(decisions, selection, encodings, near_groups, cross, overlaps, outl)
+    decided = Decided(decisions, selection, encodings, near_groups, cross, overlaps, outl)
+    if pixels is not None:
+        decided.pixel_pairs, decided.pixel_copies = pixels.pairs, pixels.copies
+    return decided
 
 
 def write_side_tables(out: Path, ws: Workspace, decided: Decided, frame: pd.DataFrame) -> None:

@@ -15,11 +15,14 @@ becomes a *centre* and takes every still-unassigned face that duplicates *it*. S
 - one pass of blocked exact products, memory bounded by the block, deterministic.
 
 Duplicate of a centre c: cosine(x, c) >= threshold ("embedding"), or, when perceptual hashes
-are given, Hamming(phash_x, phash_c) <= phash_max_bits and cosine(x, c) >= phash_min_sim ("phash").
-The second signal exists because re-encoded or resized copies of a photo and other photos of the
-same person overlap in cosine (measured with SFace: copies' p1 0.83, distinct photos' max 0.89),
-so one cosine cut cannot separate them; the looser cosine floor stops two different people whose
-crops happen to hash alike from being merged.
+are given, Hamming(phash_x, phash_c) <= phash_max_bits and cosine(x, c) >= phash_min_sim ("phash"),
+or, when a pixel check is given, cosine(x, c) >= pixel_min_sim and the check re-makes one image
+from the other by one common edit ("pixels", select/copycheck.py). The second and third signals
+exist because re-encoded, resized or cropped copies of a photo and other photos of the same person
+overlap in cosine, so one cosine cut cannot separate them. The hash also matches distinct shots
+of one sitting (ORL, video frames); the pixel check does not, so runs use it by default and the
+hash only without it (docs/thresholds.md). The pixel check is asked only about a face's few
+nearest faces (nearest_pairs), which bounds its cost.
 
 Exactness: products run in float32 BLAS; a pair whose float32 cosine lies within a small window of
 a threshold is re-decided with a float64 dot product that does not depend on the blocking, so the
@@ -172,11 +175,23 @@ def _leaders(
     phash_min_sim: float,
     phash_max_bits: int,
     block_size: int,
-) -> np.ndarray:
-    """Leader clustering of X's rows, visited in row order; returns each row's centre row."""
+    pixels=None,
+    pixel_min_sim: float = 1.0,
+    pixel_pairs: set | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Leader clustering of X's rows, visited in row order; returns each row's centre row and,
+    for rows matched by the pixel check, its residual (NaN otherwise).
+
+    `pixels(centre_row, row)` -> (is_copy, residual, ...): asked only for pairs at or above
+    pixel_min_sim that neither the cosine nor the hash rule takes, and only while the row is
+    still unassigned, and only for pairs in `pixel_pairs` (each face with its nearest neighbours),
+    so the (costly) check runs at most a few times per face."""
     n = X.shape[0]
     centre = np.full(n, -1, dtype=np.int64)
+    residual = np.full(n, np.nan)
     floor = min(threshold, phash_min_sim) if ph is not None else threshold
+    if pixels is not None:
+        floor = min(floor, pixel_min_sim)
     start = 0
     while start < n:
         cols_all = start + np.flatnonzero(centre[start:] < 0)
@@ -190,25 +205,55 @@ def _leaders(
         S = X[rows] @ X[cols].T
         dup = at_least(S, X, rows[:, None], cols[None, :], floor)
         dup[np.arange(rows.size), np.searchsorted(cols, rows)] = False
-        if ph is not None:
-            r, c = np.nonzero(dup)
-            if r.size:
-                by_cosine = at_least(S[r, c], X, rows[r], cols[c], threshold)
+        maybe = np.zeros_like(dup)
+        r, c = np.nonzero(dup)
+        if r.size and floor < threshold:
+            sure = at_least(S[r, c], X, rows[r], cols[c], threshold)
+            if ph is not None:
                 by_hash = hash_distance(ph, rows[r], cols[c]) <= phash_max_bits
-                drop = ~(by_cosine | by_hash)
-                dup[r[drop], c[drop]] = False
+                sure |= by_hash & at_least(S[r, c], X, rows[r], cols[c], phash_min_sim)
+            if pixels is not None:
+                maybe[r[~sure], c[~sure]] = at_least(S[r[~sure], c[~sure]], X, rows[r[~sure]], cols[c[~sure]], pixel_min_sim)
+            dup[r[~sure], c[~sure]] = False
         del S
-        for bi in np.flatnonzero(dup.any(axis=1)):
+        for bi in np.flatnonzero(dup.any(axis=1) | maybe.any(axis=1)):
             p = rows[bi]
             if centre[p] >= 0:
                 continue
             centre[p] = p
             take = cols[dup[bi]]
             centre[take[centre[take] < 0]] = p
+            for q in cols[maybe[bi]]:
+                if centre[q] < 0 and (pixel_pairs is None or (min(p, q), max(p, q)) in pixel_pairs):
+                    is_copy, res = pixels(int(p), int(q))[:2]
+                    if is_copy:
+                        centre[q] = p
+                        residual[q] = res
         lone = rows[centre[rows] < 0]
         centre[lone] = lone
         start = stop
-    return centre
+    return centre, residual
+
+
+def nearest_pairs(X: np.ndarray, k: int, floor: float, block_size: int = DEFAULT_BLOCK_SIZE) -> set:
+    """Pairs (i, j), i < j, where j is among i's k most similar rows or i among j's, with cosine
+    >= floor. Bounds the pixel checks to at most 2k per face: a copy's source is among its nearest
+    faces (copies' cosine to their source: p5 0.915; distinct photos: median 0.786, SFace)."""
+    n = X.shape[0]
+    out: set = set()
+    if n < 2 or k < 1:
+        return out
+    k = min(k, n - 1)
+    b = max(1, min(block_size, _MAX_BLOCK_ELEMENTS // n))
+    for s in range(0, n, b):
+        S = X[s : s + b] @ X.T
+        S[np.arange(S.shape[0]), np.arange(s, s + S.shape[0])] = -np.inf
+        top = np.argpartition(-S, k - 1, axis=1)[:, :k]
+        for r, row in enumerate(top):
+            i = s + r
+            for j in row[S[r, row] >= floor]:
+                out.add((min(i, int(j)), max(i, int(j))))
+    return out
 
 
 def near_duplicate_groups(
@@ -222,6 +267,9 @@ def near_duplicate_groups(
     phash_max_bits: int = DEFAULT_PHASH_MAX_BITS,
     phash_min_sim: float = DEFAULT_PHASH_MIN_SIM,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    pixels=None,
+    pixel_min_sim: float = 1.0,
+    pixel_neighbours: int = 4,
 ) -> pd.DataFrame:
     """Group near-duplicate faces within each identity and keep the best of each group.
 
@@ -237,6 +285,12 @@ def near_duplicate_groups(
         phash_min_sim: cosine floor for a hash match to count.
         block_size: rows per blocked product (capped so a block holds <= 2**24 similarities).
             Results do not depend on it.
+        pixels: optional pixel check, called as pixels(i, j) with two input rows (the centre
+            first) -> (is_copy, residual); see copycheck.CopyCheck. Asked for pairs at or above
+            pixel_min_sim that neither the cosine nor the hash rule takes.
+        pixel_min_sim: cosine floor for a pair to be given to the pixel check.
+        pixel_neighbours: a pair goes to the pixel check only when one face is among the other's
+            this many most similar faces of the identity (bounds the checks to 2x this per face).
 
     Returns a DataFrame, one row per input row, same order:
         group (int64): -1 for faces with no near-duplicate; else numbered by identity (sorted
@@ -244,11 +298,12 @@ def near_duplicate_groups(
         is_kept (bool): the group's centre, or a face with no near-duplicate.
         kept_index (int64): row of the kept face of the group (itself when kept).
         similarity (float64): cosine to the kept face; NaN for kept faces.
-        signal (str): why a dropped face is a duplicate: "embedding", "phash" or "both";
-            "" for kept faces.
+        signal (str): why a dropped face is a duplicate: "embedding", "phash", "both" or
+            "pixels" (re-made from the kept face by one edit); "" for kept faces.
         phash_distance (int64): Hamming distance to the kept face's hash; -1 when not a dropped
             face or no hashes were given.
         group_size (int64): faces in the group (1 for faces with no near-duplicate).
+        pixel_residual (float64): the pixel check's residual for faces it matched, else NaN.
         reason (str): the decision in words.
     """
     X = check_embeddings(E)
@@ -272,19 +327,24 @@ def near_duplicate_groups(
     order = np.lexsort((rank, codes))
     bounds = np.flatnonzero(np.r_[True, codes[order][1:] != codes[order][:-1], True])
     centre = np.arange(n, dtype=np.int64)
+    pixel_residual = np.full(n, np.nan)
     for a, b in zip(bounds[:-1], bounds[1:]):
         if b - a < 2:
             continue
         idx = order[a:b]
-        local = _leaders(
+        local, res = _leaders(
             np.ascontiguousarray(X[idx]),
             None if ph is None else ph[idx],
             float(threshold),
             float(phash_min_sim),
             int(phash_max_bits),
             int(block_size),
+            None if pixels is None else (lambda p, q, idx=idx: pixels(int(idx[p]), int(idx[q]))),
+            float(pixel_min_sim),
+            None if pixels is None else nearest_pairs(X[idx], int(pixel_neighbours), float(pixel_min_sim), int(block_size)),
         )
         centre[idx] = idx[local]
+        pixel_residual[idx] = res
 
     rows = np.arange(n, dtype=np.int64)
     size = np.bincount(centre, minlength=n)
@@ -311,6 +371,8 @@ def near_duplicate_groups(
     else:
         by_hash = np.zeros(d_rows.shape[0], dtype=bool)
     signal[d_rows] = np.where(by_cosine & by_hash, "both", np.where(by_hash, "phash", "embedding"))
+    by_pixels = ~np.isnan(pixel_residual[d_rows])
+    signal[d_rows[by_pixels]] = "pixels"
 
     reason = np.full(n, "no near-duplicate", dtype=object)
     for r in np.flatnonzero(group_size > 1):
@@ -320,6 +382,8 @@ def near_duplicate_groups(
         text = f"near-duplicate of row {centre[r]} (cosine {similarity[r]:.3f}"
         if phash_distance[r] >= 0:
             text += f", phash {phash_distance[r]} bits"
+        if not np.isnan(pixel_residual[r]):
+            text += f", pixel residual {pixel_residual[r]:.2f}"
         reason[r] = text + f"; signal {signal[r]})"
 
     return pd.DataFrame(
@@ -331,6 +395,7 @@ def near_duplicate_groups(
             "signal": pd.Series(signal, dtype=object),
             "phash_distance": phash_distance,
             "group_size": group_size.astype(np.int64),
+            "pixel_residual": pixel_residual,
             "reason": pd.Series(reason, dtype=object),
         }
     )
