@@ -25,7 +25,8 @@ IDENTITIES = ("anpage", "asamma", "9336923")
 
 
 def build_subset(shared: Path, root: Path) -> Path:
-    """Three essex identities (dense near-duplicates), plus: one photo filed under a second identity
+    """Three essex identities (still video frames), plus: near-copies of three frames (resized,
+    mirrored, re-encoded: near-duplicate groups), one photo filed under a second identity
     re-encoded (a cross-identity near copy), a byte copy (exact duplicate), a picture with no face
     and a stray text file."""
     src = shared / "essex_faces94_19"
@@ -36,6 +37,10 @@ def build_subset(shared: Path, root: Path) -> Path:
             shutil.copy2(f, data / ident / f.name)
     img = Image.open(src / "anpage" / "anpage.1.jpg").convert("RGB")
     img.save(data / "asamma" / "moved_from_anpage.jpg", quality=70)
+    frame = Image.open(src / "anpage" / "anpage.2.jpg").convert("RGB")
+    frame.resize((frame.width * 3 // 4, frame.height * 3 // 4), Image.LANCZOS).save(data / "anpage" / "anpage.2.small.png")
+    Image.open(src / "9336923" / "9336923.2.jpg").transpose(Image.FLIP_LEFT_RIGHT).save(data / "9336923" / "9336923.2.mirrored.png")
+    Image.open(src / "asamma" / "asamma.3.jpg").convert("RGB").save(data / "asamma" / "asamma.3.q40.jpg", quality=40)
     shutil.copy2(src / "asamma" / "asamma.1.jpg", data / "asamma" / "asamma.copy.jpg")
     Image.fromarray(np.full((480, 480, 3), 200, np.uint8)).save(data / "9336923" / "blank_wall.jpg")
     (data / "notes.txt").write_text("not an image\n")
