@@ -1,6 +1,6 @@
 """Injected near-copies on whole shared sets: recall, precision, originals lost (run by hand).
 
-    python bench/bench_duplicates.py --sets orl_att40,deepface13 --copies 200 [--embedder sface]
+    python bench/bench_duplicates.py --sets orl_att40,deepface13 --copies 150 [--embedder sface] [--no-pixel-check]
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ def main() -> int:
     ap.add_argument("--detector", default="yunet")
     ap.add_argument("--embedder", default="sface")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-pixel-check", action="store_true", help="the hash rule instead of the pixel copy check")
     args = ap.parse_args()
     sources = set_sources(args.data, args.sets.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         injected = build_injected(sources, data, args.copies, args.seed)
-        res = run(RunConfig(dataset=data, out=Path(tmp) / "out", detector=args.detector, embedder=args.embedder, report=False))
+        res = run(RunConfig(dataset=data, out=Path(tmp) / "out", detector=args.detector, embedder=args.embedder, report=False,
+                                  pixel_check=not args.no_pixel_check))
         m = res.manifest
         score = score_injection(m, injected)
         for s in args.sets.split(","):
@@ -39,6 +41,7 @@ def main() -> int:
             print(s, json.dumps({k: v for k, v in score_injection(sub, sub_inj).items() if k != "lost"}))
     print("all", json.dumps({k: v for k, v in score.items() if k != "lost"}))
     print("originals lost:", score["lost"])
+    print("pixel check:", res.summary["pixel_check"], "decide", res.summary["stage_seconds"].get("decide"), "s")
     return 0
 
 

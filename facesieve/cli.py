@@ -197,6 +197,9 @@ def print_summary(summary: dict, as_json: bool) -> None:
         lines.append(f"  reasons: {reasons}")
     if s.get("selection_methods"):
         lines.append("  selection: " + ", ".join(f"{k} {v}" for k, v in s["selection_methods"].items()))
+    pix = s.get("pixel_check") or {}
+    if pix.get("pairs"):
+        lines.append(f"  pixel check: {pix['pairs']} pairs compared, {pix['copies']} edited copies found")
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in s["stage_seconds"].items())
     lines.append(f"  stages: {stages}")
     lines.append(f"  output: {s['output']} (manifest.csv)")

@@ -99,6 +99,20 @@ def mark_exact_duplicates(decisions, byte_hash, pixel_hash, quality, paths, iden
     return len(drop)
 
 
+class _OnRows:
+    """A pixel check addressed by candidate number instead of file row (and its prefetch)."""
+
+    def __init__(self, check, rows: np.ndarray):
+        self.check, self.rows = check, rows
+
+    def __call__(self, i: int, j: int):
+        return self.check(int(self.rows[i]), int(self.rows[j]))
+
+    def prefetch(self, pairs) -> None:
+        if hasattr(self.check, "prefetch"):
+            self.check.prefetch([(int(self.rows[i]), int(self.rows[j])) for i, j in pairs])
+
+
 def mark_near_duplicates(decisions, vectors, identities, quality, paths, phash, settings: DecideSettings, pixels=None) -> pd.DataFrame:
     """Groups around a best-quality centre within each identity; the centre is kept.
 
@@ -112,7 +126,7 @@ def mark_near_duplicates(decisions, vectors, identities, quality, paths, phash, 
     res = near_duplicate_groups(
         np.asarray(vectors[cand], np.float32), identities[cand], quality[cand], paths[cand], settings.near_duplicate,
         phash=None if phash is None else phash[cand], phash_max_bits=settings.phash_max_bits, phash_min_sim=settings.phash_min_sim,
-        pixels=(lambda i, j: pixels(int(cand[i]), int(cand[j]))) if use_pixels else None,
+        pixels=_OnRows(pixels, cand) if use_pixels else None,
         pixel_min_sim=settings.pixel_min_sim if use_pixels else 1.0,
     )
     drop = np.flatnonzero((res["group"].to_numpy() >= 0) & ~res["is_kept"].to_numpy())

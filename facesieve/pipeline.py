@@ -395,7 +395,9 @@ def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig) -> Deci
         if settings.pixel_min_sim is not None:
             from facesieve.select.copycheck import CopyCheck
 
-            pixels = CopyCheck([config.dataset / p for p in paths], threshold=settings.pixel_residual)
+            from facesieve.parallel import default_jobs
+
+            pixels = CopyCheck([config.dataset / p for p in paths], threshold=settings.pixel_residual, jobs=config.jobs or default_jobs())
         near_groups = mark_near_duplicates(decisions, unit, identities, quality, paths, phash, settings, pixels)
     if settings.cross_identity is not None:
         cross = mark_cross_identity(decisions, unit, identities, paths, has_face, settings)

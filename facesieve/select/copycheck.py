@@ -49,6 +49,9 @@ DEFAULT_MAX_SIDE = 512
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _MARGIN = 3
 _MIN_PIXELS = 64
+_ECC_SIDE = 128  # ECC aligns larger images at this size first, ...
+_ECC_REFINE = 10  # ... then refines in this many iterations at full size
+_ECC_CRITERIA = (3, 50, 1e-5)  # cv2.TERM_CRITERIA_EPS | COUNT: 50 iterations or a step below 1e-5
 _TRIM = 0.95
 
 
@@ -164,25 +167,49 @@ def _crop_residual(s: np.ndarray, dst: PixelView) -> float:
     return _tone_residual(s[y : y + hd, x : x + wd], dst)
 
 
-def _ecc_residual(s: np.ndarray, dst: PixelView) -> float:
-    """s already at dst's size: affine ECC from the identity, then bilinear and bicubic re-makes
+def _ecc_warp(s: np.ndarray, d: np.ndarray) -> np.ndarray | None:
+    """Affine warp with s(warp(x)) ~ d(x), by OpenCV's ECC from the identity; None if it does not
+    converge. Images larger than _ECC_SIDE are aligned reduced first, then refined in a few
+    iterations at full size (the full-size search is what a run spends its time on)."""
+    import cv2
+
+    warp = np.eye(2, 3, dtype=np.float32)
+    side = max(d.shape)
+    try:
+        if side > _ECC_SIDE:
+            f = _ECC_SIDE / side
+            size = (max(8, round(d.shape[1] * f)), max(8, round(d.shape[0] * f)))
+            small = [cv2.resize(x, size, interpolation=cv2.INTER_AREA) for x in (d, s)]
+            _, warp = cv2.findTransformECC(small[0], small[1], warp, cv2.MOTION_AFFINE, _ECC_CRITERIA, None, 1)
+            warp[:, 2] /= f
+            refine = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, _ECC_REFINE, 1e-6)
+            _, warp = cv2.findTransformECC(d, s, warp, cv2.MOTION_AFFINE, refine, None, 1)
+        else:
+            _, warp = cv2.findTransformECC(d, s, warp, cv2.MOTION_AFFINE, _ECC_CRITERIA, None, 1)
+    except cv2.error:  # did not converge: no copy
+        return None
+    return warp
+
+
+def _ecc_residual(src: PixelView, dst: PixelView) -> float:
+    """src at dst's size: one ECC warp, then re-makes both ways (dst from src, src from dst: a
+    rotated copy's filled corners re-make nothing, its source re-makes it), bilinear and bicubic
     (the two usual warps), valid pixels only."""
     import cv2
 
-    d = dst.grey
-    warp = np.eye(2, 3, dtype=np.float32)
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-6)
-    try:
-        _, warp = cv2.findTransformECC(d, s, warp, cv2.MOTION_AFFINE, criteria, None, 1)
-    except cv2.error:  # did not converge: no copy
+    warp = _ecc_warp(src.grey, dst.grey)
+    if warp is None:
         return float("inf")
-    h, w = d.shape
-    inside = cv2.warpAffine(np.ones_like(s), warp, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0)
-    inside = cv2.erode((inside > 0).astype(np.uint8), np.ones((2 * _MARGIN + 1,) * 2, np.uint8)) > 0
-    return min(
-        _tone_residual(cv2.warpAffine(s, warp, (w, h), flags=interp | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE), dst, inside)
-        for interp in (cv2.INTER_LINEAR, cv2.INTER_CUBIC)
-    )
+    h, w = dst.grey.shape
+    kernel = np.ones((2 * _MARGIN + 1,) * 2, np.uint8)
+    best = float("inf")
+    for frm, to, flag in ((src, dst, cv2.WARP_INVERSE_MAP), (dst, src, 0)):
+        inside = cv2.warpAffine(np.ones_like(frm.grey), warp, (w, h), flags=cv2.INTER_NEAREST | flag, borderValue=0)
+        inside = cv2.erode((inside > 0).astype(np.uint8), kernel) > 0
+        for interp in (cv2.INTER_LINEAR, cv2.INTER_CUBIC):
+            remade = cv2.warpAffine(frm.grey, warp, (w, h), flags=interp | flag, borderMode=cv2.BORDER_REPLICATE)
+            best = min(best, _tone_residual(remade, to, inside))
+    return best
 
 
 def _thumb(g: np.ndarray) -> np.ndarray:
@@ -193,12 +220,22 @@ def _thumb(g: np.ndarray) -> np.ndarray:
     return t / max(float(np.linalg.norm(t)), 1e-6)
 
 
+def _orientations(src: PixelView, dst: PixelView) -> tuple[bool, ...]:
+    """Whether to try src mirrored: the orientation whose 24x24 thumbnail agrees best with dst's
+    (a mirrored copy's thumbnails agree exactly one way; both ways when they tie)."""
+    t = _thumb(dst.grey)
+    plain, mirror = float(_thumb(src.grey) @ t), float(_thumb(np.ascontiguousarray(src.grey[:, ::-1])) @ t)
+    if abs(plain - mirror) < 0.02:
+        return (False, True)
+    return (mirror > plain,)
+
+
 def copy_residual(a: PixelView, b: PixelView, stop_below: float = 0.0) -> tuple[float, str]:
     """Smallest residual (grey levels) of re-making one image from the other, and the edit that
     did it. Returns as soon as a try reaches `stop_below` (pass the decision threshold)."""
     best, edit = float("inf"), ""
-    # cheap tries first, both directions and mirrored; the ECC try last, in the orientation whose
-    # thumbnails agree best
+    # cheap tries first, both directions; the ECC try last; each in the orientation (plain or
+    # mirrored) whose thumbnails agree best
     for src, dst in ((a, b), (b, a)):
         r = _jpeg_residual(src, dst)
         if r < best:
@@ -206,7 +243,7 @@ def copy_residual(a: PixelView, b: PixelView, stop_below: float = 0.0) -> tuple[
         if best <= stop_below:
             return best, edit
         hd, wd = dst.grey.shape
-        for mirrored in (False, True):
+        for mirrored in _orientations(src, dst):
             s_rgb = np.ascontiguousarray(src.rgb[:, ::-1]) if mirrored else src.rgb
             s = np.ascontiguousarray(src.grey[:, ::-1]) if mirrored else src.grey
             tries = []
@@ -223,15 +260,14 @@ def copy_residual(a: PixelView, b: PixelView, stop_below: float = 0.0) -> tuple[
                     best, edit = r, name + (" mirrored" if mirrored else "")
                 if best <= stop_below:
                     return best, edit
-    for src, dst in ((a, b), (b, a)):  # both ways: a rotated copy's filled corners re-make nothing
-        s = src.grey if src.grey.shape == dst.grey.shape else _grey(_resized(src.rgb, dst.grey.shape[1], dst.grey.shape[0]))
-        t = _thumb(dst.grey)
-        mirrored = float(_thumb(np.ascontiguousarray(s[:, ::-1])) @ t) > float(_thumb(s) @ t)
-        r = _ecc_residual(np.ascontiguousarray(s[:, ::-1]) if mirrored else s, dst)
-        if r < best:
-            best, edit = r, "ecc" + (" mirrored" if mirrored else "")
-        if best <= stop_below:
-            break
+    # the larger image is brought to the smaller one's size (a shrink loses nothing of the copy)
+    src, dst = (a, b) if a.grey.size >= b.grey.size else (b, a)
+    s_rgb = src.rgb if src.grey.shape == dst.grey.shape else _resized(src.rgb, dst.grey.shape[1], dst.grey.shape[0])
+    t = _thumb(dst.grey)
+    mirrored = float(_thumb(_grey(s_rgb[:, ::-1])) @ t) > float(_thumb(_grey(s_rgb)) @ t)
+    r = _ecc_residual(view_of(np.ascontiguousarray(s_rgb[:, ::-1]) if mirrored else s_rgb, max(s_rgb.shape)), dst)
+    if r < best:
+        best, edit = r, "ecc" + (" mirrored" if mirrored else "")
     return best, edit
 
 
@@ -240,38 +276,92 @@ class CopyCheck:
 
     Called as check(i, j) with two row numbers into `files`; returns (is_copy, residual, edit).
     Unreadable files are never copies. `threshold` is the native-size cut; pairs compared reduced
-    to max_side use REDUCED_FACTOR times it. `pairs` and `copies` count the calls and the matches.
+    to max_side use REDUCED_FACTOR times it. `prefetch` computes many pairs on `jobs` processes
+    ahead of the (sequential) grouping, which then finds them answered. `pairs` and `copies` count
+    the pairs compared and the copies among them.
     """
 
-    def __init__(self, files: list[Path], threshold: float = DEFAULT_RESIDUAL, max_side: int = DEFAULT_MAX_SIDE, cache: int = 256):
-        self.files = files
+    def __init__(self, files: list[Path], threshold: float = DEFAULT_RESIDUAL, max_side: int = DEFAULT_MAX_SIDE,
+                 cache: int = 128, jobs: int = 1):
+        self.files = [str(f) for f in files]
         self.threshold = float(threshold)
         self.max_side = int(max_side)
-        self._cache: OrderedDict[int, PixelView | None] = OrderedDict()
-        self._cache_size = cache
+        self.jobs = int(jobs)
+        self._views = _ViewCache(cache, max_side)
+        self._answers: dict[tuple[int, int], tuple[bool, float, str]] = {}
         self.pairs = 0
         self.copies = 0
 
-    def view(self, i: int) -> PixelView | None:
-        if i in self._cache:
-            self._cache.move_to_end(i)
-            return self._cache[i]
-        try:
-            v = load_view(self.files[i], self.max_side)
-        except Exception:  # noqa: BLE001 - an unreadable file is simply not a copy
-            v = None
-        self._cache[i] = v
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return v
+    def _record(self, key: tuple[int, int], answer: tuple[bool, float, str]) -> tuple[bool, float, str]:
+        self._answers[key] = answer
+        self.pairs += 1
+        self.copies += bool(answer[0])
+        return answer
 
     def __call__(self, i: int, j: int) -> tuple[bool, float, str]:
-        self.pairs += 1
-        a, b = self.view(i), self.view(j)
-        if a is None or b is None:
-            return False, float("inf"), ""
-        cut = self.threshold if (a.native and b.native) else self.threshold * REDUCED_FACTOR
-        r, edit = copy_residual(a, b, stop_below=cut)
-        ok = r <= cut
-        self.copies += ok
-        return ok, r, edit
+        key = (min(i, j), max(i, j))
+        if key in self._answers:
+            return self._answers[key]
+        return self._record(key, _compare(self._views, self.files[i], self.files[j], self.threshold))
+
+    def prefetch(self, pairs) -> None:
+        """Answer `pairs` ((i, j) row numbers) now, on `jobs` worker processes when there are
+        enough of them; in pair order, so each worker's image cache keeps being hit."""
+        from facesieve.parallel import ordered_map
+
+        todo = sorted({(min(i, j), max(i, j)) for i, j in pairs} - self._answers.keys())
+        if self.jobs <= 1 or len(todo) < 64:
+            return  # answered on demand, only for the pairs the grouping still asks about
+        size = 16
+        tasks = ([(self.files[i], self.files[j]) for i, j in todo[k : k + size]] for k in range(0, len(todo), size))
+        job = _PairTask(self.threshold, self.max_side)
+        for k, answers in zip(range(0, len(todo), size), ordered_map(job, tasks, self.jobs, chunk=1)):
+            for key, answer in zip(todo[k : k + size], answers):
+                self._record(key, answer)
+
+
+class _ViewCache:
+    """Decoded PixelViews by path, least recently used dropped first."""
+
+    def __init__(self, size: int, max_side: int):
+        self.size, self.max_side = size, max_side
+        self._items: OrderedDict[str, PixelView | None] = OrderedDict()
+
+    def get(self, path: str) -> PixelView | None:
+        if path in self._items:
+            self._items.move_to_end(path)
+            return self._items[path]
+        try:
+            v = load_view(path, self.max_side)
+        except Exception:  # noqa: BLE001 - an unreadable file is simply not a copy
+            v = None
+        self._items[path] = v
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return v
+
+
+def _compare(views: _ViewCache, path_a: str, path_b: str, threshold: float) -> tuple[bool, float, str]:
+    a, b = views.get(path_a), views.get(path_b)
+    if a is None or b is None:
+        return False, float("inf"), ""
+    cut = threshold if (a.native and b.native) else threshold * REDUCED_FACTOR
+    r, edit = copy_residual(a, b, stop_below=cut)
+    return r <= cut, r, edit
+
+
+_WORKER_VIEWS: _ViewCache | None = None
+
+
+class _PairTask:
+    """A worker's job: a list of (path, path) pairs -> their answers (picklable; one image cache
+    per worker process)."""
+
+    def __init__(self, threshold: float, max_side: int):
+        self.threshold, self.max_side = threshold, max_side
+
+    def __call__(self, pairs: list[tuple[str, str]]) -> list[tuple[bool, float, str]]:
+        global _WORKER_VIEWS
+        if _WORKER_VIEWS is None or _WORKER_VIEWS.max_side != self.max_side:
+            _WORKER_VIEWS = _ViewCache(128, self.max_side)
+        return [_compare(_WORKER_VIEWS, a, b, self.threshold) for a, b in pairs]

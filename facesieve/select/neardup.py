@@ -235,6 +235,23 @@ def _leaders(
     return centre, residual
 
 
+_PREFETCH_BATCH = 8192  # pixel pairs gathered (over whole identities) before they are computed together
+
+
+def _band_pairs(X, ph, idx, pairs, threshold, phash_min_sim, phash_max_bits) -> list[tuple[int, int]]:
+    """The pairs (input rows) that the grouping may ask the pixel check about: nearest pairs that
+    neither the cosine nor the hash rule decides."""
+    if not pairs:
+        return []
+    ij = np.array(sorted(pairs), dtype=np.int64)
+    i, j = idx[ij[:, 0]], idx[ij[:, 1]]
+    cos = exact_cosine(X, i, j)
+    open_ = cos < threshold
+    if ph is not None:
+        open_ &= ~((hash_distance(ph, i, j) <= phash_max_bits) & (cos >= phash_min_sim))
+    return list(zip(i[open_].tolist(), j[open_].tolist()))
+
+
 def nearest_pairs(X: np.ndarray, k: int, floor: float, block_size: int = DEFAULT_BLOCK_SIZE) -> set:
     """Pairs (i, j), i < j, where j is among i's k most similar rows or i among j's, with cosine
     >= floor. Bounds the pixel checks to at most 2k per face: a copy's source is among its nearest
@@ -328,23 +345,42 @@ def near_duplicate_groups(
     bounds = np.flatnonzero(np.r_[True, codes[order][1:] != codes[order][:-1], True])
     centre = np.arange(n, dtype=np.int64)
     pixel_residual = np.full(n, np.nan)
+    pending: list[tuple[np.ndarray, set | None]] = []
+    queued = 0
+
+    def flush() -> None:
+        """Group the pending identities; their pixel pairs are prefetched together first (on the
+        check's worker processes, when it has them)."""
+        prefetch = getattr(pixels, "prefetch", None)
+        if prefetch is not None:
+            prefetch([pair for idx, pairs in pending for pair in _band_pairs(X, ph, idx, pairs, threshold, phash_min_sim, phash_max_bits)])
+        for idx, pairs in pending:
+            local, res = _leaders(
+                np.ascontiguousarray(X[idx]),
+                None if ph is None else ph[idx],
+                float(threshold),
+                float(phash_min_sim),
+                int(phash_max_bits),
+                int(block_size),
+                None if pixels is None else (lambda p, q, idx=idx: pixels(int(idx[p]), int(idx[q]))),
+                float(pixel_min_sim),
+                pairs,
+            )
+            centre[idx] = idx[local]
+            pixel_residual[idx] = res
+        pending.clear()
+
     for a, b in zip(bounds[:-1], bounds[1:]):
         if b - a < 2:
             continue
         idx = order[a:b]
-        local, res = _leaders(
-            np.ascontiguousarray(X[idx]),
-            None if ph is None else ph[idx],
-            float(threshold),
-            float(phash_min_sim),
-            int(phash_max_bits),
-            int(block_size),
-            None if pixels is None else (lambda p, q, idx=idx: pixels(int(idx[p]), int(idx[q]))),
-            float(pixel_min_sim),
-            None if pixels is None else nearest_pairs(X[idx], int(pixel_neighbours), float(pixel_min_sim), int(block_size)),
-        )
-        centre[idx] = idx[local]
-        pixel_residual[idx] = res
+        pairs = None if pixels is None else nearest_pairs(X[idx], int(pixel_neighbours), float(pixel_min_sim), int(block_size))
+        pending.append((idx, pairs))
+        queued += len(pairs or ()) + 1
+        if queued >= _PREFETCH_BATCH:
+            flush()
+            queued = 0
+    flush()
 
     rows = np.arange(n, dtype=np.int64)
     size = np.bincount(centre, minlength=n)
