@@ -40,9 +40,10 @@ __all__ = ["PixelView", "load_view", "copy_residual", "CopyCheck", "DEFAULT_RESI
 
 # Residual (grey levels) at or below which B is re-made from A, calibrated in docs/thresholds.md
 # with bench/calibrate_copycheck.py. At native size, exact re-makes: copies of ORL photos leave at
-# most 0.26 (0.75 made with other libraries' kernels), distinct shots of one sitting 1.19 or more.
+# most 0.26 (0.75 made with other libraries' kernels), distinct shots of one sitting 1.19 or more
+# (yaleB: 0.245 against 1.09).
 # When a photo was reduced to max_side, re-makes are no longer exact: deepface13's copies leave up
-# to 2.0 (3.8 seen once), its distinct photos of one person 21.1 or more; the cut is then REDUCED_FACTOR times wider.
+# to 2.0 (3.8 seen once), its distinct photos of one person 19.7 or more; the cut is then REDUCED_FACTOR times wider.
 DEFAULT_RESIDUAL = 0.7
 REDUCED_FACTOR = 8.0
 DEFAULT_MAX_SIDE = 512
@@ -220,14 +221,14 @@ def _thumb(g: np.ndarray) -> np.ndarray:
     return t / max(float(np.linalg.norm(t)), 1e-6)
 
 
-def _orientations(src: PixelView, dst: PixelView) -> tuple[bool, ...]:
+def _orientations(src: PixelView, dst: PixelView, tie: float = 0.02) -> tuple[bool, ...]:
     """Whether to try src mirrored: the orientation whose 24x24 thumbnail agrees best with dst's
-    (a mirrored copy's thumbnails agree exactly one way; both ways when they tie)."""
+    first (a mirrored copy's thumbnails agree exactly one way), then the other one when the two
+    agree within `tie` (a frontal face is nearly symmetric)."""
     t = _thumb(dst.grey)
     plain, mirror = float(_thumb(src.grey) @ t), float(_thumb(np.ascontiguousarray(src.grey[:, ::-1])) @ t)
-    if abs(plain - mirror) < 0.02:
-        return (False, True)
-    return (mirror > plain,)
+    first = mirror > plain
+    return (first, not first) if abs(plain - mirror) < tie else (first,)
 
 
 def copy_residual(a: PixelView, b: PixelView, stop_below: float = 0.0) -> tuple[float, str]:
@@ -263,11 +264,13 @@ def copy_residual(a: PixelView, b: PixelView, stop_below: float = 0.0) -> tuple[
     # the larger image is brought to the smaller one's size (a shrink loses nothing of the copy)
     src, dst = (a, b) if a.grey.size >= b.grey.size else (b, a)
     s_rgb = src.rgb if src.grey.shape == dst.grey.shape else _resized(src.rgb, dst.grey.shape[1], dst.grey.shape[0])
-    t = _thumb(dst.grey)
-    mirrored = float(_thumb(_grey(s_rgb[:, ::-1])) @ t) > float(_thumb(_grey(s_rgb)) @ t)
-    r = _ecc_residual(view_of(np.ascontiguousarray(s_rgb[:, ::-1]) if mirrored else s_rgb, max(s_rgb.shape)), dst)
-    if r < best:
-        best, edit = r, "ecc" + (" mirrored" if mirrored else "")
+    s = view_of(s_rgb, max(s_rgb.shape))
+    for mirrored in _orientations(s, dst, tie=0.1):  # a rotation's corners blur the thumbnails: a wider tie
+        r = _ecc_residual(view_of(np.ascontiguousarray(s_rgb[:, ::-1]), max(s_rgb.shape)) if mirrored else s, dst)
+        if r < best:
+            best, edit = r, "ecc" + (" mirrored" if mirrored else "")
+        if best <= stop_below:
+            break
     return best, edit
 
 
