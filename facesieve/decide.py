@@ -113,7 +113,8 @@ class _OnRows:
             self.check.prefetch([(int(self.rows[i]), int(self.rows[j])) for i, j in pairs])
 
 
-def mark_near_duplicates(decisions, vectors, identities, quality, paths, phash, settings: DecideSettings, pixels=None) -> pd.DataFrame:
+def mark_near_duplicates(decisions, vectors, identities, quality, paths, phash, settings: DecideSettings, pixels=None,
+                         progress=None) -> pd.DataFrame:
     """Groups around a best-quality centre within each identity; the centre is kept.
 
     `pixels(i, j)` (rows of the file table) is the optional pixel copy check (copycheck.CopyCheck)."""
@@ -128,6 +129,7 @@ def mark_near_duplicates(decisions, vectors, identities, quality, paths, phash, 
         phash=None if phash is None else phash[cand], phash_max_bits=settings.phash_max_bits, phash_min_sim=settings.phash_min_sim,
         pixels=_OnRows(pixels, cand) if use_pixels else None,
         pixel_min_sim=settings.pixel_min_sim if use_pixels else 1.0,
+        progress=progress,
     )
     drop = np.flatnonzero((res["group"].to_numpy() >= 0) & ~res["is_kept"].to_numpy())
     if len(drop):

@@ -19,6 +19,7 @@ from facesieve import __version__
 from facesieve.apply import check_paths, mark_output, write_best_encodings, write_output
 from facesieve.config import DETECTORS, EMBEDDERS, ENGINES, FACE_POLICIES, METRICS, RunConfig
 from facesieve.decide import (
+    KEEP,
     DecideSettings,
     initial_decisions,
     mark_cross_identity,
@@ -249,7 +250,7 @@ def run(config: RunConfig, reporter: Reporter | None = None) -> RunResult:
     with rep.stage("decide", None):
         frame = assemble(files, faces, emb_table, quality)
         fvec = file_vectors(frame, vectors, config.metric)
-        decided = decide_all(frame, fvec, config)
+        decided = decide_all(frame, fvec, config, rep)
         manifest = build_manifest(frame, decided.decisions)
         selection = decided.selection
         from facesieve.overrides import apply_overrides
@@ -365,7 +366,7 @@ def decide_settings(config: RunConfig) -> DecideSettings:
     )
 
 
-def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig) -> Decided:
+def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporter: Reporter | None = None) -> Decided:
     """All decisions for all files, from the assembled table and per-file vectors. The only I/O
     is the pixel copy check's, which reads the few image pairs the embeddings leave undecided.
 
@@ -398,7 +399,11 @@ def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig) -> Deci
             from facesieve.parallel import default_jobs
 
             pixels = CopyCheck([config.dataset / p for p in paths], threshold=settings.pixel_residual, jobs=config.jobs or default_jobs())
-        near_groups = mark_near_duplicates(decisions, unit, identities, quality, paths, phash, settings, pixels)
+        if pixels is not None and reporter is not None:  # minutes on large sets: a bar over the faces grouped
+            with reporter.stage("pixels", int(np.count_nonzero(decisions["action"].to_numpy() == KEEP))) as advance:
+                near_groups = mark_near_duplicates(decisions, unit, identities, quality, paths, phash, settings, pixels, advance)
+        else:
+            near_groups = mark_near_duplicates(decisions, unit, identities, quality, paths, phash, settings, pixels)
     if settings.cross_identity is not None:
         cross = mark_cross_identity(decisions, unit, identities, paths, has_face, settings)
     if settings.outliers:

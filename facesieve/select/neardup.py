@@ -287,6 +287,7 @@ def near_duplicate_groups(
     pixels=None,
     pixel_min_sim: float = 1.0,
     pixel_neighbours: int = 4,
+    progress=None,
 ) -> pd.DataFrame:
     """Group near-duplicate faces within each identity and keep the best of each group.
 
@@ -308,6 +309,7 @@ def near_duplicate_groups(
         pixel_min_sim: cosine floor for a pair to be given to the pixel check.
         pixel_neighbours: a pair goes to the pixel check only when one face is among the other's
             this many most similar faces of the identity (bounds the checks to 2x this per face).
+        progress: optional callable, given the number of faces grouped as identities finish.
 
     Returns a DataFrame, one row per input row, same order:
         group (int64): -1 for faces with no near-duplicate; else numbered by identity (sorted
@@ -368,10 +370,14 @@ def near_duplicate_groups(
             )
             centre[idx] = idx[local]
             pixel_residual[idx] = res
+            if progress is not None:
+                progress(len(idx))
         pending.clear()
 
     for a, b in zip(bounds[:-1], bounds[1:]):
         if b - a < 2:
+            if progress is not None:
+                progress(int(b - a))
             continue
         idx = order[a:b]
         pairs = None if pixels is None else nearest_pairs(X[idx], int(pixel_neighbours), float(pixel_min_sim), int(block_size))
