@@ -26,8 +26,7 @@ class DecideSettings:
     near_duplicate: float | None = None  # cosine threshold; None = no near-duplicate pass
     phash_max_bits: int = 8
     phash_min_sim: float = 0.7
-    phash: bool = True  # the hash rule; off when the pixel check confirms near-copies instead
-    pixel_min_sim: float | None = None  # cosine floor for the pixel copy check; None = no pixel check
+    pixel_min_sim: float | None = None  # cosine floor for the pixel copy check; None = no pixel check (the hash rule decides)
     pixel_residual: float = 0.7  # grey levels at or below which one image is re-made from the other
     cross_identity: float | None = None  # cosine threshold; None = no cross-identity pass
     identity_overlap: float | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -356,7 +357,6 @@ def decide_settings(config: RunConfig) -> DecideSettings:
         near_duplicate=pick(config.near_dup_threshold, near) if config.dedup else None,
         phash_max_bits=t.phash_max_bits if t else 8,
         phash_min_sim=t.phash_min_sim if t else 0.7,
-        phash=not pixels,
         pixel_min_sim=t.pixel_min_sim if pixels else None,
         pixel_residual=config.pixel_residual,
         cross_identity=pick(config.cross_id_threshold, t and t.cross_identity) if config.dedup else None,
@@ -391,19 +391,18 @@ def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporte
         )
     if settings.near_duplicate is not None:
         phash = None
-        if settings.phash:
+        bar = nullcontext(None)
+        if settings.pixel_min_sim is None:  # no pixel check: the hash rule is the second signal
             phash = np.stack([frame[c].fillna(0).to_numpy(np.int64) for c in ("phash", "phash_mirror")], axis=1).view(np.uint64)
-        if settings.pixel_min_sim is not None:
+        else:
+            from facesieve.parallel import default_jobs
             from facesieve.select.copycheck import CopyCheck
 
-            from facesieve.parallel import default_jobs
-
             pixels = CopyCheck([config.dataset / p for p in paths], threshold=settings.pixel_residual, jobs=config.jobs or default_jobs())
-        if pixels is not None and reporter is not None:  # minutes on large sets: a bar over the faces grouped
-            with reporter.stage("pixels", int(np.count_nonzero(decisions["action"].to_numpy() == KEEP))) as advance:
-                near_groups = mark_near_duplicates(decisions, unit, identities, quality, paths, phash, settings, pixels, advance)
-        else:
-            near_groups = mark_near_duplicates(decisions, unit, identities, quality, paths, phash, settings, pixels)
+            if reporter is not None:  # minutes on large sets: a bar over the faces grouped
+                bar = reporter.stage("pixels", int(np.count_nonzero(decisions["action"].to_numpy() == KEEP)))
+        with bar as advance:
+            near_groups = mark_near_duplicates(decisions, unit, identities, quality, paths, phash, settings, pixels, advance)
     if settings.cross_identity is not None:
         cross = mark_cross_identity(decisions, unit, identities, paths, has_face, settings)
     if settings.outliers:

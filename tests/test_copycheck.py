@@ -15,6 +15,7 @@ from facesieve.augment import COPY_KINDS, jpeg_bytes, near_copy
 from facesieve.imaging import load_rgb
 from facesieve.select.copycheck import DEFAULT_RESIDUAL, CopyCheck, copy_residual, load_view
 from facesieve.select.neardup import near_duplicate_groups, nearest_pairs
+from test_decide import unit
 
 
 def save_copy(rgb: np.ndarray, kind: str, rng: np.random.Generator, out: Path) -> Path:
@@ -86,11 +87,6 @@ def test_unreadable_file_is_never_a_copy(shared_data, tmp_path):
     assert check(0, 1) == (False, float("inf"), "")
     assert check(0, 2)[0] is False
     assert check.pairs == 2 and check.copies == 0
-
-
-def unit(x):
-    x = np.asarray(x, dtype=np.float64)
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 
 
 def test_grouping_asks_the_pixel_check_only_in_its_band():

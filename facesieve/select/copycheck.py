@@ -6,18 +6,22 @@ their cosines and hashes overlap those of copies, docs/thresholds.md). Pixels ca
 source put through one common edit, so re-making it from the source leaves almost nothing, while
 another shot, however close, differs by its own noise, focus and expression.
 
-The check tries to re-make image B from image A (and A from B; each also mirrored) by:
+The check tries to re-make image B from image A and A from B, each in the orientation (plain or
+mirrored) whose thumbnails agree best, by:
 
 - identity: same size, a gain/offset tone change (brightness, contrast) or nothing;
 - jpeg: B is a JPEG file; A re-encoded with B's own quantization tables and chroma sampling;
 - crop: B is a window of A (template matching on the grey image);
-- resize: A resized to B's size with the usual kernels (Lanczos, bicubic, bilinear, area);
-- ecc: A resized to B's size, then the affine warp that best aligns it (OpenCV's ECC), bilinear:
-  rotations, small shifts, crops that were resized back.
+- resize: A resized to B's size with the usual kernels (Pillow Lanczos, bicubic, bilinear;
+  OpenCV area, linear, cubic);
+- ecc: the larger image at the smaller one's size, then the affine warp that best aligns the two
+  (OpenCV's ECC), re-made bilinear and bicubic, both ways: rotations, small shifts, crops that
+  were resized back.
 
 Every candidate re-make gets a least-squares gain/offset (clipped to 0..255) and is scored by its
-mean absolute difference from the target in grey levels, inside a 3-pixel margin. The residual
-of the pair is the smallest over the tries; below `threshold` the pair is one photo.
+mean absolute difference from the target in grey levels, over the best 95% of the pixels inside a
+3-pixel margin. The residual of the pair is the smallest over the tries; at or below the cut the
+pair is one photo.
 
 Large photos are compared at `max_side` pixels (each image reduced with area averaging), which
 keeps the cost bounded; exact re-makes then no longer come out exact, and the ECC try does the
@@ -63,8 +67,8 @@ class PixelView:
     rgb: np.ndarray
     grey: np.ndarray
     native: bool
-    jpeg: tuple | None = None
-    clipped: np.ndarray | None = None  # a channel at 0..2 or 253..255: the grey there is no longer linear  # (quantization tables, chroma subsampling) of a JPEG file at native size
+    jpeg: tuple | None = None  # (quantization tables, chroma subsampling) of a JPEG file at native size
+    clipped: np.ndarray | None = None  # a channel at 0..2 or 253..255: the grey there is no longer linear
 
 
 def _grey(rgb: np.ndarray) -> np.ndarray:
@@ -213,6 +217,12 @@ def _ecc_residual(src: PixelView, dst: PixelView) -> float:
     return best
 
 
+def _mirrored(v: PixelView) -> PixelView:
+    """The same view left-right mirrored (its JPEG tables no longer describe it)."""
+    return PixelView(np.ascontiguousarray(v.rgb[:, ::-1]), np.ascontiguousarray(v.grey[:, ::-1]), v.native, None,
+                     np.ascontiguousarray(v.clipped[:, ::-1]))
+
+
 def _thumb(g: np.ndarray) -> np.ndarray:
     import cv2
 
@@ -245,8 +255,8 @@ def copy_residual(a: PixelView, b: PixelView, stop_below: float = 0.0) -> tuple[
             return best, edit
         hd, wd = dst.grey.shape
         for mirrored in _orientations(src, dst):
-            s_rgb = np.ascontiguousarray(src.rgb[:, ::-1]) if mirrored else src.rgb
-            s = np.ascontiguousarray(src.grey[:, ::-1]) if mirrored else src.grey
+            view = _mirrored(src) if mirrored else src
+            s_rgb, s = view.rgb, view.grey
             tries = []
             if s.shape == dst.grey.shape:
                 tries.append(("identity", lambda s=s: _tone_residual(s, dst)))
@@ -263,10 +273,10 @@ def copy_residual(a: PixelView, b: PixelView, stop_below: float = 0.0) -> tuple[
                     return best, edit
     # the larger image is brought to the smaller one's size (a shrink loses nothing of the copy)
     src, dst = (a, b) if a.grey.size >= b.grey.size else (b, a)
-    s_rgb = src.rgb if src.grey.shape == dst.grey.shape else _resized(src.rgb, dst.grey.shape[1], dst.grey.shape[0])
-    s = view_of(s_rgb, max(s_rgb.shape))
-    for mirrored in _orientations(s, dst, tie=0.1):  # a rotation's corners blur the thumbnails: a wider tie
-        r = _ecc_residual(view_of(np.ascontiguousarray(s_rgb[:, ::-1]), max(s_rgb.shape)) if mirrored else s, dst)
+    if src.grey.shape != dst.grey.shape:
+        src = view_of(_resized(src.rgb, dst.grey.shape[1], dst.grey.shape[0]), max(dst.grey.shape))
+    for mirrored in _orientations(src, dst, tie=0.1):  # a rotation's corners blur the thumbnails: a wider tie
+        r = _ecc_residual(_mirrored(src) if mirrored else src, dst)
         if r < best:
             best, edit = r, "ecc" + (" mirrored" if mirrored else "")
         if best <= stop_below:

@@ -212,9 +212,10 @@ def _leaders(
             if ph is not None:
                 by_hash = hash_distance(ph, rows[r], cols[c]) <= phash_max_bits
                 sure |= by_hash & at_least(S[r, c], X, rows[r], cols[c], phash_min_sim)
+            ro, co = r[~sure], c[~sure]  # open pairs: only the pixel check may still take them
             if pixels is not None:
-                maybe[r[~sure], c[~sure]] = at_least(S[r[~sure], c[~sure]], X, rows[r[~sure]], cols[c[~sure]], pixel_min_sim)
-            dup[r[~sure], c[~sure]] = False
+                maybe[ro, co] = at_least(S[ro, co], X, rows[ro], cols[co], pixel_min_sim)
+            dup[ro, co] = False
         del S
         for bi in np.flatnonzero(dup.any(axis=1) | maybe.any(axis=1)):
             p = rows[bi]
