@@ -10,9 +10,22 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from requires import require
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FACESIEVE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "requires(piece): needs an optional piece (tests/requires.py): skipped without "
+                            "it, a failure where CI's FACESIEVE_REQUIRE_<PIECE>=1 is set")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before any fixture runs: a test marked requires(piece) skips, or fails under CI's flag."""
+    for mark in item.iter_markers("requires"):
+        require(*mark.args)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ random weights, which is enough to check key layout, parameter counts and numeri
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -16,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from requires import require
 
 from facesieve.errors import FacesieveError
 from facesieve.quality.ediffiqa import EDifFIQA, preprocess
 
-HAVE_TORCH = importlib.util.find_spec("torch") is not None
-needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch not installed (pip install facesieve[torch])")
+needs_torch = pytest.mark.requires("torch")  # a skip without torch; a failure under FACESIEVE_REQUIRE_TORCH=1
 
 # From DESIGN.md ("Facts to test against"): state-dict keys incl. num_batches_tracked, parameters.
 EXPECTED = {
@@ -57,9 +56,7 @@ def _stand_in(variant: str, seed: int = 0):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, orl_crops):
     """Stand-in eDifFIQA(T): the torch model, its .pth, its ONNX export and its scores on the crops."""
-    if not HAVE_TORCH:
-        pytest.skip("torch not installed")
-    import torch
+    torch = require("torch")
 
     from facesieve.quality.ediffiqa import export_onnx
 
@@ -76,12 +73,6 @@ def _torch_scores(model, crops: np.ndarray) -> np.ndarray:
 
     with torch.no_grad():
         return model(torch.from_numpy(preprocess(crops))).numpy().reshape(-1)
-
-
-def test_torch_present_when_required():
-    """CI sets FACESIEVE_REQUIRE_TORCH=1 so the torch tests cannot skip silently there."""
-    if os.environ.get("FACESIEVE_REQUIRE_TORCH") == "1":
-        assert HAVE_TORCH, "FACESIEVE_REQUIRE_TORCH=1 but torch is not importable"
 
 
 @needs_torch

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,15 +33,11 @@ from facesieve.evaluate.verification import (
     verification_report,
 )
 
-DATA = Path(__file__).parents[1].parent / "shared" / "data"
-
 
 @pytest.fixture(scope="module")
-def orl() -> tuple[np.ndarray, np.ndarray]:
+def orl(shared_data) -> tuple[np.ndarray, np.ndarray]:
     """ORL faces (40 x 10 real photos) as crude pixel embeddings: 28x23 grey, centred, unit."""
-    root = DATA / "orl_att40"
-    if not root.is_dir():
-        pytest.skip(f"shared data not found at {root}")
+    root = shared_data / "orl_att40"
     vecs, ids = [], []
     for person in sorted(p for p in root.iterdir() if p.is_dir()):
         for img in sorted(person.glob("*.pgm")):

@@ -123,6 +123,29 @@ def test_verify_all_pairs_text_output(orl, monkeypatch, capsys):
     assert "EER" in text and "TAR@FAR=1e-03" in text and "unbalanced" in text
 
 
+# docs/evaluate.md's ORL rows (yunet + sface), the commands beside them: all pairs and a balanced sample
+DOCUMENTED_ORL = {
+    (): {"eer": 0.0044, "auc": 0.9998, "accuracy_mean_std": 0.9970, "accuracy_10fold": 0.9993,
+         "threshold_mean_std": 0.311, "threshold_10fold": 0.536},
+    ("--pairs", 1000, "--seed", 0): {"eer": 0.0050, "auc": 0.9997, "accuracy_mean_std": 0.9350,
+                                     "accuracy_10fold": 0.9960, "threshold_mean_std": 0.307, "threshold_10fold": 0.595},
+}
+
+
+@pytest.mark.parametrize("extra", list(DOCUMENTED_ORL), ids=["all-pairs", "pairs1000-seed0"])
+def test_verify_holds_the_documented_orl_figures(orl, monkeypatch, extra):
+    """The published figures, to their last printed digit (one unit of margin): a changed detector,
+    alignment or embedder preprocessing moves ORL's EER by more than 0.001 (one pair in 1800 moves it 0.0006)."""
+    no_models(monkeypatch)
+    rc, text = cli("evaluate", "verify", ORL, *extra, "--json", "--workspace", orl["ws"], "--jobs", 1)
+    assert rc == 0
+    r = json.loads(text)
+    print(extra, {k: r[k] for k in DOCUMENTED_ORL[extra]})
+    for key, want in DOCUMENTED_ORL[extra].items():
+        unit = 0.001 if key.startswith("threshold") or key == "eer" else 0.0001
+        assert r[key] == pytest.approx(want, abs=unit + 1e-9), key
+
+
 # ----------------------------------------------------------------------------------- similarity
 def test_similarity_matrix(orl, monkeypatch):
     no_models(monkeypatch)

@@ -22,11 +22,8 @@ from facesieve.models import bundled
 
 
 @pytest.fixture(scope="module")
-def data() -> Path:
-    root = Path(__file__).parents[1].parent / "shared" / "data"
-    if not root.is_dir():
-        pytest.skip(f"shared test data not found at {root}")
-    return root
+def data(shared_data) -> Path:
+    return shared_data
 
 
 def load(path: Path) -> np.ndarray:

