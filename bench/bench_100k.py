@@ -1,5 +1,6 @@
 """A large run: N images (default 100,000) made from ../shared/data by augmentation, cleaned by
-`facesieve run`; prints the total time, the time per stage and the peak memory.
+`facesieve run`; prints the total time, the time per stage, the peak memory and the run's
+decisions (counts per action/reason, pixel-check pairs and copies; the output itself is deleted).
 
     python bench/bench_100k.py                 # 100,000 images
     python bench/bench_100k.py --n 10000       # a smaller run
@@ -204,6 +205,9 @@ def main() -> None:
             "images": n_img, "identities": s["identities"], "faces": s["faces"], "generate_seconds": round(gen, 1),
             "wall_seconds": round(r["wall"], 1), "run_seconds": s["seconds"], "images_per_second": round(n_img / r["wall"], 2),
             "stage_seconds": stages, "stage_images_per_second": {k: round(n_img / v, 1) for k, v in stages.items() if v > 0},
+            # the decisions, printed here because the output is deleted below: removals per reason
+            # (near_duplicate, exact_duplicate, ...) and the pixel check's pairs and copies
+            "decisions": s["by_reason"], "pixel_check": s.get("pixel_check"),
             "peak_rss_largest_process_gib": round(r["ru_maxrss_kib"] / 2**20, 3),
             "peak_rss_process_tree_gib": round(r["tree_peak_bytes"] / 2**30, 3),
             "rss_target_gib": 4.0,

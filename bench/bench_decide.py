@@ -100,6 +100,25 @@ def _peak() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def score_neardup(r, copies: np.ndarray, ids: np.ndarray) -> dict:
+    """A copy is caught when it lands in its own source's group (not merely in some group); a
+    false merge is a face dropped for a kept face of another photo (a copy's photo is its source's)."""
+    group, kept = r["group"].to_numpy(), r["kept_index"].to_numpy()
+    dropped = ~r["is_kept"].to_numpy()
+    photo = np.arange(len(ids))
+    photo[copies] = copies - 1  # make_data: a copy's source is the face before it, itself an original
+    scored = copies[ids[copies] == ids[copies - 1]]  # neither side moved to another identity
+    caught = (group[scored] >= 0) & (group[scored] == group[scored - 1])
+    return {
+        "copies": int(scored.size),
+        "copies_caught": int(caught.sum()),
+        "copies_in_any_group": int((group[scored] >= 0).sum()),
+        "dropped": int(dropped.sum()),
+        "false_merges": int((dropped & (photo != photo[kept])).sum()),
+        "groups": int(group.max() + 1),
+    }
+
+
 def child(pass_name: str, data: Path, opts: dict) -> None:
     """Run one pass on the arrays in data and print one JSON line."""
     sys.path.insert(0, str(ROOT))
@@ -117,14 +136,7 @@ def child(pass_name: str, data: Path, opts: dict) -> None:
     info: dict = {}
     if pass_name == "neardup":
         r = near_duplicate_groups(E, ids, quality, paths, opts["threshold"])
-        copies = np.load(data / "copies.npy")
-        same_label = ids[copies] == ids[copies - 1]  # neither side was moved to another identity
-        copies = copies[same_label]
-        info = {
-            "dropped": int((~r.is_kept).sum()),
-            "groups": int(r.group.max() + 1),
-            "copies_caught": round(float(r.group.to_numpy()[copies].__ge__(0).mean()), 4),
-        }
+        info = score_neardup(r, np.load(data / "copies.npy"), ids)
     elif pass_name == "crossid":
         r = cross_identity_pairs(E, ids, opts["threshold"], k=opts["k"], index=opts["index"])
         info = {"pairs": len(r)}
