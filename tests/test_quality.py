@@ -312,7 +312,8 @@ def test_ers_ruined_faces_score_lowest(ers_dataset, tmp_path, source):
     assert set(t["ers_source"]) == {source}
     bad = t["path"].isin(ruined)
     e_bad, e_good = t.loc[bad, "quality"].to_numpy(), t.loc[~bad, "quality"].to_numpy()
-    print(f"\nERS ({source}): ruined max {e_bad.max():.3f}, clean min {e_good.min():.3f}, clean mean {e_good.mean():.3f}")
+    print(f"\nERS ({source}): ruined {e_bad.min():.3f}-{e_bad.max():.3f}, clean {e_good.min():.3f}-{e_good.max():.3f} "
+          f"(mean {e_good.mean():.3f})")
     # direction: the unrecognizable faces sit at the UI centre, so their e = 1 - cos is the lowest
     assert e_bad.max() < e_good.min()
     # the paper's keep threshold keeps every clean face here (where ruined faces fall depends on
