@@ -500,7 +500,8 @@ def test_bad_content_lengths_are_refused(served, length, extra, want):
     ("/api/run", b'{"dataset": "/tmp", "out": "/tmp/x", "outliers": "no"}'),
     ("/api/run", b'{"dataset": ["/tmp"], "out": "/tmp/x"}'),
     ("/api/apply", b'"just a string"'),
-])
+], ids=["utf16-bom", "bad-utf8", "deep-array", "deep-object", "1e309", "nan", "-inf", "keep-text-1e309", "keep-bool",
+        "huge-int", "outliers-text", "dataset-list", "not-an-object"])
 def test_malformed_json_is_a_plain_400(served, path, body):
     server, _, out = served
     reply = post_raw(server, path, body)
