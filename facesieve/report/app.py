@@ -59,7 +59,7 @@ MAX_FILE = 256 << 20  # a dataset file larger than this is not served (no photo 
 MAX_SIDE = 4096  # re-encoded images (formats a browser cannot show) are scaled down to this
 MAX_THREADS = 64  # requests handled at once; more wait in the backlog
 BACKLOG = 128  # listen queue: a page's burst of requests (and 24 concurrent overrides) all get in
-TIMEOUT = 30.0  # seconds a socket may stay silent, mid-request or idle between requests
+TIMEOUT = 15.0  # seconds a socket may stay silent, mid-request or idle between requests
 TOKEN_HEADER = "X-Facesieve-Token"
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 WEB_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp", "BMP": "image/bmp"}
@@ -515,6 +515,11 @@ class ReviewServer(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that hangs up mid-request is not news; --verbose shows it anyway."""
+        if not self.quiet:
+            super().handle_error(request, client_address)
 
 
 def allowed_hosts(host: str, port: int) -> set[str]:
