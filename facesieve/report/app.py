@@ -4,8 +4,8 @@ A small standard-library HTTP server (no web framework to install), bound to 127
 otherwise. What it will do, and nothing more:
 
 - serve the review page, the report's thumbnails, and the dataset's own images: only files listed
-  in the run's manifest whose real path (links resolved, when asked) lies inside the dataset and
-  that decode as images; they go out as images (a fixed image type from their content, or
+  in the run's manifest whose real path (every link resolved at the time of the request) lies
+  inside the dataset and that decode as images; they go out as images (a fixed image type from their content, or
   re-encoded as PNG), never with a type of their own, so a dataset's `notes.html` or `evil.svg` is
   a 404 and no file of a dataset can run script at the app's origin;
 - store a person's keep/remove decisions in the workspace and re-apply them to the output;
@@ -534,11 +534,11 @@ def page_csp(html: str) -> str:
     """The page's policy: only the page's own inline scripts run (by their sha256; the JSON data
     block is not a script), it talks only to this server, and no one may frame it. Styles may be
     inline: the page sets widths through style attributes, and a style cannot run code."""
-    hashes = " ".join(
+    scripts = " ".join(
         "'sha256-" + base64.b64encode(hashlib.sha256(m.encode("utf-8")).digest()).decode() + "'"
         for m in re.findall(r"<script>(.*?)</script>", html, re.DOTALL)
-    )
-    return (f"default-src 'none'; script-src {hashes or chr(39) + 'none' + chr(39)}; style-src 'unsafe-inline'; "
+    ) or "'none'"
+    return (f"default-src 'none'; script-src {scripts}; style-src 'unsafe-inline'; "
             "img-src 'self' data: blob:; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; "
             "base-uri 'none'; object-src 'none'")
 
