@@ -477,6 +477,7 @@ class ReviewServer(ThreadingHTTPServer):
     thread after `timeout` seconds is answered 503."""
 
     daemon_threads = True
+    block_on_close = False  # Ctrl-C must not wait for a browser's idle keep-alive connections
     allow_reuse_address = True
     request_queue_size = BACKLOG
 
