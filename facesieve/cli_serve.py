@@ -12,9 +12,15 @@ examples:
   facesieve serve                              no output yet: start a run from the page
 
 The app listens on 127.0.0.1 only, unless --host says otherwise; it answers only requests that name
-it in their Host header and come from its own pages. Your keep/remove changes are stored in the
-workspace (overrides.json): "Apply changes" updates the output and manifest.csv (reason "manual"),
-and every later `facesieve run` into the same output applies them again.
+it in their Host header and come from its own pages, and every change needs the session token that
+only the page it serves holds (a new one each start: reload open tabs after a restart). It shows a
+dataset's files only when they decode as images and lie inside the dataset (links resolved), and
+sends them as images: a page or SVG in a dataset never runs. The run form takes model names from
+`facesieve models list`; local weights files are for `facesieve run` on the command line.
+
+Your keep/remove changes are stored in the workspace (overrides.json): "Apply changes" updates the
+output and manifest.csv (reason "manual"), and every later `facesieve run` into the same output
+applies them again.
 """
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import serve_folder
 from test_report import hostile_data, synthetic_output
+from test_serve import HOSTILE_FILES, HOSTILE_TARGET, overrides_of, plant_hostile_files
 
 from facesieve.cli import main
 from facesieve.report import render_page
@@ -62,9 +64,11 @@ class Watched:
         self.page = browser.new_page(viewport={"width": 1360, "height": 900})
         self.errors: list[str] = []
         self.requests: list[str] = []
+        self.responses: list[tuple[str, dict]] = []
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
         self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("response", lambda r: self.responses.append((r.url, r.headers)))
 
     def open(self, url: str) -> float:
         t = time.perf_counter()
@@ -133,8 +137,11 @@ def test_app_flip_a_removed_face_to_keep_and_apply(browser, essex_run, artifacts
         assert (essex_run / path).is_file()
         row = pd.read_csv(essex_run / "manifest.csv", dtype=str, keep_default_na=False).set_index("path").loc[path]
         assert (row["action"], row["reason"]) == ("keep", "manual")
-        assert not w.errors, w.errors
+        assert not w.errors, w.errors  # the page works under its policy (a violation is a console error)
         assert all(u.startswith((server.url, "data:")) for u in w.requests)
+        from_app = [(u, h) for u, h in w.responses if u.startswith(server.url)]
+        assert len(from_app) > 5 and all("frame-ancestors 'none'" in h.get("content-security-policy", "") and
+                                         h.get("x-content-type-options") == "nosniff" for _, h in from_app), from_app
         w.page.close()
     finally:
         server.shutdown()
@@ -197,3 +204,123 @@ def test_hostile_names_render_as_text(browser, tmp_path):
     assert w.page.evaluate("() => window.pwned") is None
     assert "</script><script>window.pwned=1" in w.page.inner_text("article.ident h3")
     w.page.close()
+
+
+# ---------------------------------------------------------------- hostile datasets and pages (issue 20)
+
+
+@pytest.fixture(scope="module")
+def hostile_run(shared_data, tmp_path_factory):
+    """Two essex identities plus the hostile files of test_serve (a page and an SVG with script that
+    would write an override, HTML named .jpg, a JPEG with a page appended, a link out)."""
+    root = tmp_path_factory.mktemp("hostile")
+    data = root / "data"
+    for ident in ("anpage", "asamma"):
+        (data / ident).mkdir(parents=True)
+        for f in sorted((shared_data / "essex_faces94_19" / ident).glob("*.jpg"))[:5]:
+            shutil.copy2(f, data / ident / f.name)
+    plant_hostile_files(shared_data, data, root)
+    out = root / "out"
+    assert main(["run", str(data), "--out", str(out), "--jobs", "2", "--quality", "image", "--no-pixel-check", "--quiet"]) == 0
+    assert HOSTILE_TARGET in set(pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)["path"])
+    server = make_server(out, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server, data, out
+    server.shutdown()
+    server.server_close()
+
+
+def assert_no_script_ran(w: Watched, out: Path) -> None:
+    assert w.page.title() != "pwned"
+    assert not [u for u in w.requests if "/pwned" in u], w.requests
+    assert overrides_of(out) == {}
+
+
+def test_dataset_files_run_no_script_at_the_apps_origin(browser, hostile_run):
+    server, _, out = hostile_run
+    for rel in (*HOSTILE_FILES, "asamma/polyglot.jpg"):
+        w = Watched(browser)
+        response = w.page.goto(server.url + "files/" + rel)
+        w.page.wait_for_timeout(700)  # time for a script to run and its requests to go out, had any run
+        assert response.headers["content-type"].startswith(("image/", "application/json")), (rel, response.headers)
+        assert "sandbox" in response.headers["content-security-policy"]
+        assert_no_script_ran(w, out)
+        w.page.close()
+    # the app's own page cannot be made to load them as documents or plugins either
+    w = Watched(browser)
+    w.open(server.url)
+    w.page.evaluate("""rels => { for (const r of rels) {
+        for (const tag of ["iframe", "object", "embed", "img"]) {
+          const e = document.createElement(tag);
+          e.setAttribute(tag === "object" ? "data" : "src", "files/" + r);
+          document.body.append(e);
+        } } }""", list(HOSTILE_FILES))
+    w.page.wait_for_timeout(1000)
+    assert_no_script_ran(w, out)
+    # an image that decodes still shows, served as an image
+    loaded = w.page.evaluate("""() => new Promise(ok => { const i = new Image(); i.onload = () => ok(i.naturalWidth);
+        i.onerror = () => ok(-1); i.src = "files/asamma/polyglot.jpg"; })""")
+    assert loaded > 0
+    w.page.close()
+
+
+def test_state_changes_from_the_page_need_the_token(browser, hostile_run):
+    server, _, out = hostile_run
+    w = Watched(browser)
+    w.open(server.url)
+    post = """token => fetch("api/override", {method: "POST", body: JSON.stringify({path: "%s", action: "remove"}),
+        headers: Object.assign({"Content-Type": "application/json"}, token ? {"X-Facesieve-Token": token} : {})})
+        .then(r => r.status)""" % HOSTILE_TARGET
+    assert w.page.evaluate(post, None) == 403
+    assert w.page.evaluate(post, "not-the-token") == 403
+    assert overrides_of(out) == {}
+    token = w.page.evaluate("() => JSON.parse(document.getElementById('facesieve-data').textContent).token")
+    assert token == server.app.token
+    assert w.page.evaluate(post, token) == 200
+    assert overrides_of(out) == {HOSTILE_TARGET: "remove"}
+    assert w.page.evaluate(post.replace('action: "remove"', 'action: "auto"'), token) == 200
+    assert overrides_of(out) == {}
+    w.page.close()
+
+
+ATTACK = """<!doctype html><meta charset="utf-8"><title>attacker</title><pre id="log"></pre>
+<script>
+const APP = "%(app)s", body = JSON.stringify({path: "%(target)s", action: "remove"});
+const log = (m) => { document.getElementById("log").textContent += m + "\\n"; };
+fetch(APP + "api/override", {method: "POST", mode: "no-cors", body, headers: {"Content-Type": "text/plain"}}).then(() => log("sent"), () => log("err"));
+fetch(APP + "api/override", {method: "POST", body, headers: {"Content-Type": "application/json"}}).then((r) => log("read " + r.status), () => log("blocked"));
+fetch(APP).then((r) => r.text()).then((t) => log("stole " + t.length), () => log("blocked"));
+</script>
+<form id="f" method="POST" enctype="text/plain" action="%(app)sapi/override" target="sink">
+<input name='{"path": "%(target)s", "action": "remove", "x": "' value='"}'></form>
+<iframe name="sink"></iframe><iframe id="framed" src="%(app)s"></iframe>
+<script>document.getElementById("f").submit();
+setTimeout(() => { try { log("framed " + document.getElementById("framed").contentDocument.body.innerHTML.length); }
+                   catch (e) { log("frame blocked"); } }, 500);</script>
+"""
+
+
+def test_a_page_on_another_port_cannot_write_overrides(browser, hostile_run, tmp_path):
+    server, _, out = hostile_run
+    site = tmp_path / "attacker"
+    site.mkdir()
+    (site / "attack.html").write_text(ATTACK % {"app": server.url, "target": HOSTILE_TARGET})
+    redirects = [f'<script>location = "{server.url}files/{rel}";</script>' for rel in HOSTILE_FILES]
+    for i, page in enumerate(redirects):
+        (site / f"redirect{i}.html").write_text(page)
+    with serve_folder(site) as (base, _):
+        assert base.split(":")[-1] != str(server.server_address[1])
+        w = Watched(browser)
+        w.page.goto(base + "/attack.html")
+        w.page.wait_for_timeout(2000)
+        text = w.page.inner_text("#log")
+        assert "stole" not in text and "read 2" not in text and "framed" not in text.replace("frame blocked", ""), text
+        assert overrides_of(out) == {}
+        w.page.close()
+        for i in range(len(redirects)):  # an attacker's page that sends the browser to a dataset file
+            w = Watched(browser)
+            w.page.goto(f"{base}/redirect{i}.html")
+            w.page.wait_for_url(server.url + "files/**", timeout=10_000)
+            w.page.wait_for_timeout(700)
+            assert_no_script_ran(w, out)
+            w.page.close()

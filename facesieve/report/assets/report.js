@@ -4,6 +4,7 @@
   "use strict";
   let D = JSON.parse(document.getElementById("facesieve-data").textContent);
   const APP = !!D.app;
+  const TOKEN = D.token || "";  // the app's session token, only in the page it served (D is replaced later)
   const PAGE = 10, PAIR_PAGE = 24;
   const COLORS = { keep: "#1f8a4c", remove: "#c73a3a", review: "#d98a00", error: "#7c8591" };
   const REASON_LABEL = {
@@ -475,7 +476,8 @@
   // ------------------------------------------------------------------ app (review mode)
   async function api(method, url, body) {
     const post = method !== "GET";
-    const r = await fetch(url, { method, headers: post ? { "Content-Type": "application/json" } : {}, body: post ? JSON.stringify(body || {}) : undefined });
+    const headers = post ? { "Content-Type": "application/json", "X-Facesieve-Token": TOKEN } : {};
+    const r = await fetch(url, { method, headers, body: post ? JSON.stringify(body || {}) : undefined });
     let data = null;
     try { data = await r.json(); } catch (e) { data = null; }
     if (!r.ok) throw new Error((data && data.error) || r.status + " " + r.statusText);
