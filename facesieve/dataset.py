@@ -135,6 +135,33 @@ def empty_identities(root: Path | str) -> list[str]:
     return out
 
 
+def check_layout(root: Path | str, layout: str) -> None:
+    """Refuse (exit 2) a dataset whose images all lie directly in it while `layout` wants one
+    folder per identity: every one of them would be set aside, which is never what was meant."""
+    if layout != "folders":
+        return
+    try:
+        with os.scandir(root) as it:
+            entries = [e for e in it if not e.name.startswith(".")]
+    except OSError as e:
+        raise FacesieveError(f"cannot read dataset folder {root}: {e.strerror or e}") from None
+    if any(_is_dir(e) for e in entries):
+        return
+    images = sum(1 for e in entries if is_image_name(e.name))
+    if images:
+        raise UsageError(
+            f"{root} holds {images} image(s) directly in it and no identity folders; facesieve expects "
+            f"DATASET/<identity>/<image>. To clean them as one group without identities, use --layout flat"
+        )
+
+
+def _is_dir(e: os.DirEntry) -> bool:
+    try:
+        return e.is_dir()
+    except OSError:
+        return False
+
+
 # ------------------------------------------------------------------------------------------ checking
 
 

@@ -59,6 +59,10 @@ def validate(config: RunConfig) -> None:
         raise UsageError(f"unknown metric {config.metric!r}; choose from {', '.join(METRICS)}")
     if config.face_policy not in FACE_POLICIES:
         raise UsageError(f"unknown face policy {config.face_policy!r}; choose from {', '.join(FACE_POLICIES)}")
+    from facesieve.dataset import check_layout
+
+    check_paths(config.dataset, config.out, config.workspace)
+    check_layout(config.dataset, config.layout)
     if config.keep is not None and config.keep < 1:
         raise UsageError("--keep must be at least 1")
     if config.engine not in ENGINES:
@@ -134,7 +138,16 @@ def stage_faces(config: RunConfig, ws: Workspace, files: pd.DataFrame, rep: Repo
                      quality=quality_target(config, ws) if overlap else None)
     compute_faces(config, work, rep)
     table, arrays = store.collect(wanted[["image_id", "key"]], ["crops"], {"crops": ((CROP, CROP, 3), np.uint8)}, lazy=["crops"])
+    if table.empty:  # no file reached detection: the later stages still need the table's columns
+        table = empty_faces_table()
     return table, arrays["crops"]
+
+
+def empty_faces_table() -> pd.DataFrame:
+    """A faces table with no rows and every column a worker's row has."""
+    from facesieve.stages import FaceTask, empty_face_row
+
+    return pd.DataFrame(columns=list(empty_face_row(FaceTask("", "", "", "", "", False, True), "ok", "")))
 
 
 def embed_target(config: RunConfig, ws: Workspace):
@@ -171,6 +184,8 @@ def stage_embed(
     compute_embeddings(config, sub, _Rows(crops, ok), wanted, store, files.set_index("image_id")["path"], rep)
     dim = 128  # both embedders' size; used only when no face was found at all
     table, arrays = store.collect(wanted, ["vectors"], {"vectors": ((dim,), np.float32)})
+    if "norm" not in table:  # no face at all
+        table["norm"] = pd.Series(dtype=float)
     return table, arrays["vectors"]
 
 
@@ -240,7 +255,7 @@ def faces_and_vectors(config: RunConfig, ws: Workspace, files: pd.DataFrame, rep
 def run(config: RunConfig, reporter: Reporter | None = None) -> RunResult:
     rep = reporter or Reporter(quiet=True)
     validate(config)
-    check_paths(config.dataset, config.out)
+    check_paths(config.dataset, config.out, config.workspace)
     mark_output(config.out)  # first: a run killed later still leaves a folder it may resume in
     t0 = time.perf_counter()
     ws = open_workspace(config, rep)
@@ -271,6 +286,8 @@ def run(config: RunConfig, reporter: Reporter | None = None) -> RunResult:
     atomic_write_text(config.out / "summary.json", pd.Series(summary).to_json(indent=2))
     if config.report:
         write_run_report(config, ws, fvec, rep)
+    else:
+        remove_report(config.out)
     return RunResult(manifest=manifest, summary=summary, selection=selection)
 
 
@@ -282,7 +299,16 @@ def write_run_report(config: RunConfig, ws: Workspace, fvec: np.ndarray, rep: Re
         try:
             write_report(config.out, config.dataset, ws, faces_stage=f"faces-{_slug(faces_key(config))}", embeddings=fvec)
         except Exception as e:  # noqa: BLE001 - the report must never cost the user the run
+            remove_report(config.out)  # an earlier run's page would show decisions this run changed
             rep.warn(f"report.html not written: {type(e).__name__}: {e}")
+
+
+def remove_report(out: Path) -> None:
+    """Delete an earlier run's report.html (a run without a report). Its thumbnails in
+    report_files/ stay: a cache that `facesieve serve` and the next report reuse."""
+    from facesieve.report import REPORT
+
+    (out / REPORT).unlink(missing_ok=True)
 
 
 def assemble(files: pd.DataFrame, faces: pd.DataFrame, emb_table: pd.DataFrame, quality: pd.DataFrame) -> pd.DataFrame:
@@ -422,9 +448,12 @@ def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporte
 
 def write_side_tables(out: Path, ws: Workspace, decided: Decided, frame: pd.DataFrame) -> None:
     """selection.csv, identity_overlaps.csv, cross_identity.csv in the output; group tables in the
-    workspace (for the report)."""
+    workspace (for the report). A table this run has no content for is removed, never left from an
+    earlier run (a --keep run's selection.csv would otherwise describe a run without --keep)."""
     if len(decided.selection):
         atomic_write_csv(out / "selection.csv", decided.selection)
+    else:
+        (out / "selection.csv").unlink(missing_ok=True)
     overlaps = decided.overlaps if len(decided.overlaps) else pd.DataFrame(
         columns=["identity_a", "identity_b", "n_a", "n_b", "similarity", "distance"])
     atomic_write_csv(out / "identity_overlaps.csv", overlaps)

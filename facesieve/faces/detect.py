@@ -15,6 +15,8 @@ dlib rectangle travels with the detection (`Detection.raw`) for the dlib embedde
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -145,6 +147,23 @@ def _pad(rgb: np.ndarray, frac: float) -> tuple[np.ndarray, int]:
     return cv2.copyMakeBorder(rgb, b, b, b, b, cv2.BORDER_CONSTANT, value=fill), b
 
 
+@contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """OpenCV's own log at errors only while the block runs: its warnings are printed from C++
+    straight onto stderr, in the middle of the progress bars, and say nothing a user can act on."""
+    try:
+        from cv2.utils import logging as cvlog
+    except ImportError:  # pragma: no cover - a build without the logging module
+        yield
+        return
+    before = cvlog.getLogLevel()
+    cvlog.setLogLevel(cvlog.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        cvlog.setLogLevel(before)
+
+
 class YuNetDetector:
     """YuNet 2023mar int8 (bundled), with border and contrast retries for hard crops."""
 
@@ -167,7 +186,8 @@ class YuNetDetector:
 
         path = str(model_path or yunet_path())
         self.score_threshold = score_threshold
-        self._net = cv2.FaceDetectorYN.create(path, "", (320, 320), score_threshold, nms_threshold, top_k)
+        with quiet_opencv():  # it warns that the new graph engine ignores the (default) target, on every load
+            self._net = cv2.FaceDetectorYN.create(path, "", (320, 320), score_threshold, nms_threshold, top_k)
 
     def _run(self, rgb: np.ndarray) -> np.ndarray:
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
