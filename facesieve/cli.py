@@ -190,11 +190,15 @@ def print_summary(summary: dict, as_json: bool) -> None:
     lines = [
         f"facesieve: {s['files']} files, {s['images']} images, {s['faces']} faces in {s['identities']} identities "
         f"({s['seconds']:.1f} s)",
-        f"  kept {s['kept']}, removed {s['removed']}, review {s['review']}, errors {s['errors']}, no face {s['no_face']}",
+        f"  kept {s['kept']}, removed {s['removed']}, review {s['review']}, errors {s['errors']}, no face {s['no_face']}, "
+        f"ignored {s.get('ignored', 0)}",
     ]
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["by_reason"].items()))
     if reasons:
         lines.append(f"  reasons: {reasons}")
+    if s.get("skipped_paths"):
+        lines.append(f"  paths without a row ({s['output']}/skipped.csv): "
+                     + ", ".join(f"{k} {v}" for k, v in s["skipped_paths"].items()))
     if s.get("selection_methods"):
         lines.append("  selection: " + ", ".join(f"{k} {v}" for k, v in s["selection_methods"].items()))
     pix = s.get("pixel_check") or {}

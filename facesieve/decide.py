@@ -15,6 +15,7 @@ import pandas as pd
 from facesieve.select.subset import select_subset
 
 KEEP, REMOVE, REVIEW, ERROR = "keep", "remove", "review", "error"
+IGNORE = "ignore"  # not meant as an image of the dataset (a README, a file outside the identity folders)
 
 
 @dataclass
@@ -61,9 +62,12 @@ def initial_decisions(files: pd.DataFrame) -> pd.DataFrame:
     d["reason"] = "kept"
     status = files["status"].to_numpy()
     reason = files["reason"].fillna("").to_numpy()
-    err = (status == "error") | (status == "skipped")
+    err = status == "error"
     d.loc[err, "action"] = ERROR
     d.loc[err, "reason"] = np.where(reason[err] != "", reason[err], "unreadable")
+    skipped = status == "skipped"  # set aside by the scan's rules: neither an error nor part of an identity
+    d.loc[skipped, "action"] = IGNORE
+    d.loc[skipped, "reason"] = np.where(reason[skipped] != "", reason[skipped], "ignored")
     noface = status == "no_face"
     d.loc[noface, "action"] = REMOVE
     d.loc[noface, "reason"] = "no_face"

@@ -90,9 +90,11 @@ def sha256_file(path: Path) -> str:
 
 def stage_scan(config: RunConfig, ws: Workspace, rep: Reporter) -> pd.DataFrame:
     """List every file; reuse the previous scan's hashes for files whose size and mtime are unchanged."""
-    from facesieve.dataset import scan
+    from facesieve.dataset import scan, skipped_table
 
-    files = scan(config.dataset, layout=config.layout, hash_files=False)
+    skipped: list = []
+    files = scan(config.dataset, layout=config.layout, hash_files=False, skipped=skipped)
+    ws.write_table("skipped.parquet", skipped_table(skipped))  # paths with no row: OUT/skipped.csv
     from facesieve.engines import hash_files
 
     previous = ws.read_table("scan.parquet")
@@ -102,11 +104,16 @@ def stage_scan(config: RunConfig, ws: Workspace, rep: Reporter) -> pd.DataFrame:
         known = files[cols].merge(previous[cols + ["sha256"]].drop_duplicates(cols), on=cols, how="left")["sha256"]
         sha[:] = known.fillna("").to_numpy()
     # only files that are images (or meant to be) are hashed, as the scan itself does
-    todo = np.flatnonzero((sha.to_numpy() == "") & (files["size"].to_numpy() > 0) & (files["status"].to_numpy() != "skipped"))
+    readable = (files["status"].to_numpy() != "skipped") & (files["reason"].to_numpy() != "unreadable")
+    todo = np.flatnonzero((sha.to_numpy() == "") & (files["size"].to_numpy() > 0) & readable)
     with rep.stage("scan", len(files)) as advance:
         advance(len(files) - len(todo))
         paths = [str(config.dataset / p) for p in files["path"].to_numpy()[todo]]
         sha.iloc[todo] = hash_files(config, paths, advance)
+    # a file that cannot be read (no permission, an I/O error) is that file's row, not the run's end
+    failed = todo[sha.iloc[todo].to_numpy() == ""]
+    if len(failed):
+        files.loc[files.index[failed], ["status", "reason"]] = ["error", "unreadable"]
     files["sha256"] = sha.astype(str).to_numpy()
     ws.write_table("scan.parquet", files)
     return files
@@ -460,6 +467,7 @@ def write_side_tables(out: Path, ws: Workspace, decided: Decided, frame: pd.Data
     cross = decided.cross_pairs if len(decided.cross_pairs) else pd.DataFrame(
         columns=["path_a", "path_b", "identity_a", "identity_b", "similarity"])
     atomic_write_csv(out / "cross_identity.csv", cross)
+    write_skipped(out, ws)
     if len(decided.near_groups):
         g = decided.near_groups
         ws.write_table("near_groups.parquet", pd.DataFrame({
@@ -468,6 +476,16 @@ def write_side_tables(out: Path, ws: Workspace, decided: Decided, frame: pd.Data
             "identity": frame["identity"].to_numpy()[g["row"].to_numpy()]}))
     elif ws.path("near_groups.parquet").exists():
         ws.path("near_groups.parquet").unlink()
+
+
+def write_skipped(out: Path, ws: Workspace) -> None:
+    """OUT/skipped.csv: every path under the dataset that has no manifest row, with why."""
+    from facesieve.dataset import SKIPPED_COLUMNS
+
+    table = ws.read_table("skipped.parquet")
+    if table is None:
+        table = pd.DataFrame(columns=SKIPPED_COLUMNS)
+    atomic_write_csv(out / "skipped.csv", table)
 
 
 def build_manifest(frame: pd.DataFrame, decisions: pd.DataFrame) -> pd.DataFrame:
@@ -491,10 +509,12 @@ def make_summary(config, files, manifest, selection, rep, seconds, applied) -> d
         "faces": int(manifest["status"].eq("ok").sum()),
         "no_face": int(manifest["status"].eq("no_face").sum()),
         "errors": int(actions.get("error", 0)),
+        "ignored": int(actions.get("ignore", 0)),
         "kept": int(actions.get("keep", 0)),
         "removed": int(actions.get("remove", 0)),
         "review": int(actions.get("review", 0)),
         "by_reason": {f"{a}/{r}": int(n) for (a, r), n in reasons.items()},
+        "skipped_paths": skipped_counts(config),
         "selection_methods": selection["method"].value_counts().to_dict() if len(selection) else {},
         "models": {"detector": config.detector, "embedder": config.embedder, "quality": config.quality, "metric": config.metric},
         "keep_k": config.keep,
@@ -503,6 +523,15 @@ def make_summary(config, files, manifest, selection, rep, seconds, applied) -> d
         "output_files": applied,
     }
     return summary
+
+
+def skipped_counts(config) -> dict:
+    """Paths with no manifest row (OUT/skipped.csv), counted by reason."""
+    from facesieve.dataset import SKIPPED_COLUMNS
+
+    path = Path(config.out) / "skipped.csv"
+    table = pd.read_csv(path, dtype=str, keep_default_na=False) if path.is_file() else pd.DataFrame(columns=SKIPPED_COLUMNS)
+    return {str(k): int(v) for k, v in table["reason"].value_counts().sort_index().items()}
 
 
 class _Rows:

@@ -11,7 +11,8 @@ import pytest
 from facesieve.cli import main
 from tests.badset import CASES, build_bad_dataset
 
-ERROR_KINDS = {"empty_file", "truncated", "not_an_image", "outside_identity_folder", "not_an_image_extension"}
+ERROR_KINDS = {"empty_file", "truncated", "not_an_image"}
+IGNORED_KINDS = {"outside_identity_folder", "not_an_image_extension"}  # set aside by the scan: not errors
 
 
 def digest(root: Path) -> dict[str, str]:
@@ -45,6 +46,8 @@ def test_one_row_per_file_with_reason(bad_run):
         row = m.loc[rel]
         if kind in ERROR_KINDS:
             assert (row["action"], row["reason"]) == ("error", kind), rel
+        elif kind in IGNORED_KINDS:
+            assert (row["action"], row["reason"]) == ("ignore", kind), rel
         elif kind == "no_face":
             assert (row["action"], row["reason"]) == ("remove", "no_face"), rel
         else:

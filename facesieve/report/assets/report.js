@@ -135,7 +135,7 @@
     sec.append(el("div", { class: "stats" },
       stat(s.files, "files"), stat(s.images, "images"), stat(s.identities, "identities"), stat(s.faces, "faces"),
       stat(s.kept, "kept", "keep"), stat(s.removed, "removed", "remove"), stat(s.review, "to review", "review"),
-      stat(s.errors, "errors", "error"), stat(s.no_face, "no face"), stat(s.manual || 0, "manual")));
+      stat(s.errors, "errors", "error"), stat(s.no_face, "no face"), stat(s.ignored || 0, "ignored"), stat(s.manual || 0, "manual")));
 
     const reasons = Object.entries(s.by_reason || {}).sort((a, b) => b[1] - a[1]);
     const maxR = Math.max(1, ...reasons.map((r) => r[1]));
