@@ -204,6 +204,9 @@ def print_summary(summary: dict, as_json: bool) -> None:
     pix = s.get("pixel_check") or {}
     if pix.get("pairs"):
         lines.append(f"  pixel check: {pix['pairs']} pairs compared, {pix['copies']} edited copies found")
+    dev = s.get("devices") or {}
+    if dev:
+        lines.append(f"  ran on: detector {dev.get('detector')}, embedder {dev.get('embedder')}")
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in s["stage_seconds"].items())
     lines.append(f"  stages: {stages}")
     lines.append(f"  output: {s['output']} (manifest.csv)")

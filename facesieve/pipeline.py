@@ -260,9 +260,15 @@ def faces_and_vectors(config: RunConfig, ws: Workspace, files: pd.DataFrame, rep
 
 
 def run(config: RunConfig, reporter: Reporter | None = None) -> RunResult:
+    from facesieve.lock import run_lock
+
     rep = reporter or Reporter(quiet=True)
     validate(config)
-    check_paths(config.dataset, config.out, config.workspace)
+    with run_lock(config.out, config.workspace):  # a second run on this output stops with a message
+        return _run_locked(config, rep)
+
+
+def _run_locked(config: RunConfig, rep: Reporter) -> RunResult:
     mark_output(config.out)  # first: a run killed later still leaves a folder it may resume in
     t0 = time.perf_counter()
     ws = open_workspace(config, rep)
@@ -517,12 +523,20 @@ def make_summary(config, files, manifest, selection, rep, seconds, applied) -> d
         "skipped_paths": skipped_counts(config),
         "selection_methods": selection["method"].value_counts().to_dict() if len(selection) else {},
         "models": {"detector": config.detector, "embedder": config.embedder, "quality": config.quality, "metric": config.metric},
+        "devices": model_devices(config),
         "keep_k": config.keep,
         "seconds": round(seconds, 3),
         "stage_seconds": {k: round(v, 3) for k, v in rep.timings.items()},
         "output_files": applied,
     }
     return summary
+
+
+def model_devices(config) -> dict:
+    """Where the detector and embedder ran (device and runtime), e.g. {"detector": "cpu (OpenCV DNN)"}."""
+    from facesieve.models.zoo import runs_on
+
+    return {"detector": runs_on(config.detector, "detect"), "embedder": runs_on(config.embedder, "embed")}
 
 
 def skipped_counts(config) -> dict:
