@@ -83,6 +83,7 @@
     const bits = ["q " + fmt(f[3])];
     if (opts.pair) { /* the pair shows its own similarity */ }
     else if (f[6] !== null && (r === "near_duplicate" || r === "exact_duplicate" || r === "cross_identity_duplicate")) bits.push("sim " + fmt(f[6]));
+    else if (f[6] !== null && r === "not_selected") bits.push("≈ kept " + fmt(f[6]));
     if (r === "outlier" && f[7] !== null) bits.push("score " + fmt(f[7]));
     let badge = label(r);
     if (pend) badge = "→ " + pend;
@@ -271,7 +272,8 @@
     const notSel = F.filter((f) => reason(f) === "not_selected").sort(byQ);
     if (notSel.length) {
       notSel.forEach((f) => shown.add(f));
-      body.append(...section("Not selected (beyond K)", notSel.length, el("div", { class: "faces" }, notSel.map((f) => faceTile(f)))));
+      body.append(...section("Not selected (beyond K)", notSel.length, el("div", { class: "faces" }, notSel.map((f) => faceTile(f))),
+        el("ul", { class: "why" }, notSel.filter((f) => f[8]).map((f) => el("li", { text: base(f[0]) + ": " + f[8] })))));
     }
     const outl = F.filter((f) => reason(f) === "outlier").sort((a, b) => (b[7] ?? 0) - (a[7] ?? 0));
     if (outl.length) {
