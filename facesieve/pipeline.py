@@ -511,7 +511,8 @@ def make_summary(config, files, manifest, selection, rep, seconds, applied) -> d
         "output": str(config.out),
         "files": int(len(files)),
         "images": n_img,
-        "identities": int(files.loc[files["identity"] != "", "identity"].nunique()),
+        # a folder holding only files the scan set aside (notes, a README) is not an identity
+        "identities": int(files.loc[(files["identity"] != "") & (files["status"] != "skipped"), "identity"].nunique()),
         "faces": int(manifest["status"].eq("ok").sum()),
         "no_face": int(manifest["status"].eq("no_face").sum()),
         "errors": int(actions.get("error", 0)),

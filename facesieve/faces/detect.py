@@ -111,6 +111,9 @@ def input_scale(h: int, w: int, min_side: int, max_side: int) -> float:
     return 1.0
 
 
+MIN_IMAGE_SIDE = 2  # pixels: a smaller image is refused by the detectors (and the faces stage calls it no_face)
+
+
 def _as_rgb(rgb: np.ndarray) -> np.ndarray:
     a = np.asarray(rgb)
     if a.ndim == 2:
@@ -119,7 +122,7 @@ def _as_rgb(rgb: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected an HxWx3 RGB image, got shape {a.shape}")
     if a.dtype != np.uint8:
         raise ValueError(f"expected uint8 pixels, got {a.dtype}")
-    if a.shape[0] < 2 or a.shape[1] < 2:
+    if a.shape[0] < MIN_IMAGE_SIDE or a.shape[1] < MIN_IMAGE_SIDE:
         raise ValueError(f"image too small to hold a face: {a.shape[1]}x{a.shape[0]}")
     return np.ascontiguousarray(a)
 
