@@ -45,7 +45,10 @@ def check_paths(dataset: Path, out: Path, workspace: Path | None = None) -> None
     if o.exists():
         if not o.is_dir():
             raise UsageError(f"output exists and is not a folder: {out}")
-        if any(o.iterdir()) and not (o / OUTPUT_MARKER).exists():
+        from facesieve.lock import LOCK_NAME
+
+        # the lock alone: a run that holds it (and is about to mark the folder) or one killed before it could
+        if any(p.name != LOCK_NAME for p in o.iterdir()) and not (o / OUTPUT_MARKER).exists():
             raise UsageError(
                 f"output folder {out} exists, is not empty and is not a facesieve output; "
                 "choose a new folder or empty it first"
