@@ -59,10 +59,6 @@ def validate(config: RunConfig) -> None:
         raise UsageError(f"unknown metric {config.metric!r}; choose from {', '.join(METRICS)}")
     if config.face_policy not in FACE_POLICIES:
         raise UsageError(f"unknown face policy {config.face_policy!r}; choose from {', '.join(FACE_POLICIES)}")
-    from facesieve.dataset import check_layout
-
-    check_paths(config.dataset, config.out, config.workspace)
-    check_layout(config.dataset, config.layout)
     if config.keep is not None and config.keep < 1:
         raise UsageError("--keep must be at least 1")
     if config.engine not in ENGINES:
@@ -262,8 +258,12 @@ def faces_and_vectors(config: RunConfig, ws: Workspace, files: pd.DataFrame, rep
 def run(config: RunConfig, reporter: Reporter | None = None) -> RunResult:
     from facesieve.lock import run_lock
 
+    from facesieve.dataset import check_layout
+
     rep = reporter or Reporter(quiet=True)
     validate(config)
+    check_paths(config.dataset, config.out, config.workspace)
+    check_layout(config.dataset, config.layout)  # images only at the top: exit 2 naming --layout flat
     with run_lock(config.out, config.workspace):  # a second run on this output stops with a message
         return _run_locked(config, rep)
 
