@@ -26,6 +26,7 @@ def folder_lock(folder: Path, what: str = "output folder") -> Iterator[None]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    held = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -33,10 +34,13 @@ def folder_lock(folder: Path, what: str = "output folder") -> Iterator[None]:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
             raise UsageError(f"another facesieve run (pid {holder}) is using the {what} {folder}; wait for it to "
                              "finish, or choose another folder") from None
+        held = True
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)  # who holds it, for the message above
         yield
     finally:
+        if held:
+            os.ftruncate(fd, 0)  # the same (empty) file after every finished run
         os.close(fd)  # releases the lock
 
 
