@@ -36,6 +36,7 @@ output:
   cleaned/manifest.csv          one row per input file: path,identity,action,reason,quality,...
   cleaned/<identity>/best_encoding.npy   mean embedding of the kept faces
   cleaned/summary.json          the summary printed at the end
+  cleaned/skipped.csv           paths that have no manifest row (hidden, empty or unreadable folders, ...)
 """
 
 
