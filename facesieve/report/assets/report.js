@@ -156,6 +156,7 @@
     const info = el("table", {}, [
       ["dataset", s.dataset || D.dataset], ["output", s.output || D.output],
       ["detector", m.detector], ["embedder", m.embedder], ["quality", m.quality], ["metric", m.metric],
+      ["ran on", s.devices ? "detector " + s.devices.detector + " · embedder " + s.devices.embedder : undefined],
       ["keep K", s.keep_k === null || s.keep_k === undefined ? "all that pass" : s.keep_k],
       ["selection", Object.entries(s.selection_methods || {}).map(([k, v]) => k + " " + v).join(", ")],
       ["written", D.generated + " · facesieve " + D.version],
