@@ -306,8 +306,10 @@ def test_file_that_fails_while_hashed_gets_its_row(shared_data, tmp_path, monkey
         return builtins.open(path, *a, **k)
 
     monkeypatch.setattr(local, "open", guarded_open, raising=False)
+    before = snapshot(data)
     code = main(["run", str(data), "--out", str(tmp_path / "out"), "--quiet", "--jobs", "1", "--no-report"])
     assert code == 0
+    assert snapshot(data) == before
     m = read_manifest(tmp_path / "out").set_index("path")
     assert len(m) == 6
     rel = Path(victim).relative_to(data).as_posix()
@@ -393,9 +395,11 @@ def test_second_run_on_a_locked_output_stops(shared_data, tmp_path, capsys):
 
     data = small_dataset(shared_data, tmp_path / "data")
     out = tmp_path / "out"
+    before = snapshot(data)
     with folder_lock(out):  # as a running run holds it
         code = main(["run", str(data), "--out", str(out), "--quiet"])
     assert code == 2
+    assert snapshot(data) == before
     assert "another facesieve run" in capsys.readouterr().err
     assert not (out / "manifest.csv").exists()
     assert main(["run", str(data), "--out", str(out), "--quiet", "--no-report"]) == 0  # released: runs
@@ -407,6 +411,7 @@ def test_concurrent_runs_into_one_output(shared_data, tmp_path):
     a = small_dataset(shared_data, tmp_path / "a", tuple(f"s{i:02d}" for i in range(1, 9)), n=10)  # long enough to overlap
     b = small_dataset(shared_data, tmp_path / "b", ("s05", "s06"))
     out = tmp_path / "out"
+    before = snapshot(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     first = subprocess.Popen([sys.executable, "-m", "facesieve", "run", str(a), "--out", str(out), "--quiet", "--jobs", "1"],
                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -427,6 +432,7 @@ def test_concurrent_runs_into_one_output(shared_data, tmp_path):
             first.kill()
     m = read_manifest(out)
     assert sorted(m["path"]) == sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file())
+    assert {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("out")} == before
 
 
 # --------------------------------------------------------------------------------------- re-runs
@@ -434,6 +440,7 @@ def test_concurrent_runs_into_one_output(shared_data, tmp_path):
 
 def test_rerun_rewrites_or_removes_every_output(shared_data, tmp_path):
     data = small_dataset(shared_data, tmp_path / "data", ("s01", "s02"), n=4)
+    before = snapshot(data)
     out = tmp_path / "out"
     assert main(["run", str(data), "--out", str(out), "--keep", "3", "--quiet"]) == 0
     assert (out / "selection.csv").is_file()
@@ -444,6 +451,8 @@ def test_rerun_rewrites_or_removes_every_output(shared_data, tmp_path):
     assert json.loads((out / "summary.json").read_text())["keep_k"] is None
     assert main(["run", str(data), "--out", str(out), "--quiet", "--no-report"]) == 0
     assert not (out / "report.html").exists()  # a page showing an older run's decisions is gone
+    assert len(read_manifest(out)) == 8
+    assert snapshot(data) == before
 
 
 # ----------------------------------------------------------------------------------- messages
