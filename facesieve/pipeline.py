@@ -256,9 +256,8 @@ def faces_and_vectors(config: RunConfig, ws: Workspace, files: pd.DataFrame, rep
 
 
 def run(config: RunConfig, reporter: Reporter | None = None) -> RunResult:
-    from facesieve.lock import run_lock
-
     from facesieve.dataset import check_layout
+    from facesieve.lock import run_lock
 
     rep = reporter or Reporter(quiet=True)
     validate(config)

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-import numpy as np
 import pandas as pd
 import pytest
 
