@@ -265,7 +265,7 @@ def unprivileged() -> list[str] | None:
         probe.unlink()
 
 
-def test_unreadable_file_and_folder_get_their_rows(shared_data, tmp_path):
+def test_unreadable_file_and_folder_get_their_rows(shared_data, tmp_path, monkeypatch):
     data = small_dataset(shared_data, tmp_path / "data", ("s01", "s02", "s03"))
     locked_file = data / "s01" / sorted(os.listdir(data / "s01"))[1]
     locked_file.chmod(0)
@@ -273,9 +273,13 @@ def test_unreadable_file_and_folder_get_their_rows(shared_data, tmp_path):
     try:
         before = snapshot(data)
         prefix = unprivileged()
-        assert prefix is not None, "no way to drop the rights to read a mode-000 file here"
-        r = cli("run", str(data), "--out", str(tmp_path / "out"), "--keep", "2", "--quiet", "--jobs", "1", user=prefix)
-        assert r.returncode == 0, r.stderr[-2000:]
+        args = ["run", str(data), "--out", str(tmp_path / "out"), "--keep", "2", "--quiet", "--jobs", "1"]
+        if prefix is not None:  # the real thing: a user without the right to read them
+            r = cli(*args, user=prefix)
+            assert r.returncode == 0, r.stderr[-2000:]
+        else:  # root that cannot drop its rights here: the same refusals, raised where the kernel would
+            deny_reading(monkeypatch, {str(locked_file), str(data / "s03")})
+            assert main(args) == 0
         m = read_manifest(tmp_path / "out").set_index("path")
         assert len(m) == 6 and m.index.is_unique
         rel = locked_file.relative_to(data).as_posix()
@@ -287,6 +291,27 @@ def test_unreadable_file_and_folder_get_their_rows(shared_data, tmp_path):
     finally:
         (data / "s03").chmod(0o755)
         locked_file.chmod(0o644)
+
+
+def deny_reading(monkeypatch, paths: set[str]) -> None:
+    """open() and os.scandir() of `paths` fail with EACCES in this process, as for a user without
+    the right to read them."""
+    import builtins
+
+    real_open, real_scandir = builtins.open, os.scandir
+
+    def guarded_open(path, *a, **k):
+        if str(path) in paths:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *a, **k)
+
+    def guarded_scandir(path="."):
+        if str(path) in paths:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    monkeypatch.setattr(os, "scandir", guarded_scandir)
 
 
 def test_file_that_fails_while_hashed_gets_its_row(shared_data, tmp_path, monkeypatch):
