@@ -24,8 +24,8 @@ OUTPUT_MARKER = ".facesieve-output"
 MODES = ("copy", "hardlink", "symlink")
 
 
-def check_paths(dataset: Path, out: Path) -> None:
-    """Refuse an output inside the input (or the reverse), and a foreign non-empty output."""
+def check_paths(dataset: Path, out: Path, workspace: Path | None = None) -> None:
+    """Refuse an output or workspace inside the input (or the reverse), and a foreign non-empty output."""
     dataset = Path(dataset)
     if not dataset.exists():
         raise UsageError(f"dataset folder not found: {dataset}")
@@ -36,10 +36,19 @@ def check_paths(dataset: Path, out: Path) -> None:
         raise UsageError(f"refusing to write the output inside the input dataset: {out}")
     if o in d.parents:
         raise UsageError(f"refusing an output folder that contains the input dataset: {out}")
+    if workspace is not None:
+        w = Path(workspace).resolve()
+        if w == d or d in w.parents:
+            raise UsageError(f"refusing a --workspace inside the input dataset: {workspace}")
+        if w in d.parents:
+            raise UsageError(f"refusing a --workspace that contains the input dataset: {workspace}")
     if o.exists():
         if not o.is_dir():
             raise UsageError(f"output exists and is not a folder: {out}")
-        if any(o.iterdir()) and not (o / OUTPUT_MARKER).exists():
+        from facesieve.lock import LOCK_NAME
+
+        # the lock alone: a run that holds it (and is about to mark the folder) or one killed before it could
+        if any(p.name != LOCK_NAME for p in o.iterdir()) and not (o / OUTPUT_MARKER).exists():
             raise UsageError(
                 f"output folder {out} exists, is not empty and is not a facesieve output; "
                 "choose a new folder or empty it first"

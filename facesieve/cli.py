@@ -36,6 +36,7 @@ output:
   cleaned/manifest.csv          one row per input file: path,identity,action,reason,quality,...
   cleaned/<identity>/best_encoding.npy   mean embedding of the kept faces
   cleaned/summary.json          the summary printed at the end
+  cleaned/skipped.csv           paths that have no manifest row (hidden, empty or unreadable folders, ...)
 """
 
 
@@ -190,16 +191,23 @@ def print_summary(summary: dict, as_json: bool) -> None:
     lines = [
         f"facesieve: {s['files']} files, {s['images']} images, {s['faces']} faces in {s['identities']} identities "
         f"({s['seconds']:.1f} s)",
-        f"  kept {s['kept']}, removed {s['removed']}, review {s['review']}, errors {s['errors']}, no face {s['no_face']}",
+        f"  kept {s['kept']}, removed {s['removed']}, review {s['review']}, errors {s['errors']}, no face {s['no_face']}, "
+        f"ignored {s.get('ignored', 0)}",
     ]
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["by_reason"].items()))
     if reasons:
         lines.append(f"  reasons: {reasons}")
+    if s.get("skipped_paths"):
+        lines.append(f"  paths without a row ({s['output']}/skipped.csv): "
+                     + ", ".join(f"{k} {v}" for k, v in s["skipped_paths"].items()))
     if s.get("selection_methods"):
         lines.append("  selection: " + ", ".join(f"{k} {v}" for k, v in s["selection_methods"].items()))
     pix = s.get("pixel_check") or {}
     if pix.get("pairs"):
         lines.append(f"  pixel check: {pix['pairs']} pairs compared, {pix['copies']} edited copies found")
+    dev = s.get("devices") or {}
+    if dev:
+        lines.append(f"  ran on: detector {dev.get('detector')}, embedder {dev.get('embedder')}")
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in s["stage_seconds"].items())
     lines.append(f"  stages: {stages}")
     lines.append(f"  output: {s['output']} (manifest.csv)")

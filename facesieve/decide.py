@@ -15,6 +15,7 @@ import pandas as pd
 from facesieve.select.subset import select_subset
 
 KEEP, REMOVE, REVIEW, ERROR = "keep", "remove", "review", "error"
+IGNORE = "ignore"  # not meant as an image of the dataset (a README, a file outside the identity folders)
 
 
 @dataclass
@@ -61,9 +62,12 @@ def initial_decisions(files: pd.DataFrame) -> pd.DataFrame:
     d["reason"] = "kept"
     status = files["status"].to_numpy()
     reason = files["reason"].fillna("").to_numpy()
-    err = (status == "error") | (status == "skipped")
+    err = status == "error"
     d.loc[err, "action"] = ERROR
     d.loc[err, "reason"] = np.where(reason[err] != "", reason[err], "unreadable")
+    skipped = status == "skipped"  # set aside by the scan's rules: neither an error nor part of an identity
+    d.loc[skipped, "action"] = IGNORE
+    d.loc[skipped, "reason"] = np.where(reason[skipped] != "", reason[skipped], "ignored")
     noface = status == "no_face"
     d.loc[noface, "action"] = REMOVE
     d.loc[noface, "reason"] = "no_face"
@@ -223,8 +227,27 @@ def select_per_identity(
         decisions.iloc[chosen, decisions.columns.get_loc("reason")] = "selected"
         decisions.iloc[dropped, decisions.columns.get_loc("action")] = REMOVE
         decisions.iloc[dropped, decisions.columns.get_loc("reason")] = "not_selected"
+        explain_not_selected(decisions, chosen, dropped, paths, vectors)
         rows.append({"identity": ident, "n_candidates": len(idx), "k": k, "method": res.method, "score": float(res.score)})
     return pd.DataFrame(rows, columns=["identity", "n_candidates", "k", "method", "score"])
+
+
+def explain_not_selected(decisions: pd.DataFrame, chosen: np.ndarray, dropped: np.ndarray, paths: np.ndarray,
+                         vectors: np.ndarray) -> None:
+    """Say why each face left out of the K-subset was dropped, even one of higher quality than a
+    kept face: the subset is chosen to cover the identity, so a face whose look a kept face
+    already gives is the one to go. detail names that kept face, similarity is their cosine."""
+    if not len(dropped) or not len(chosen):
+        return
+    v = np.asarray(vectors, dtype=np.float64)
+    unit = v / np.maximum(np.linalg.norm(v, axis=1), 1e-12)[:, None]
+    sims = unit[dropped] @ unit[chosen].T
+    best = sims.argmax(axis=1)
+    cos = sims[np.arange(len(dropped)), best]
+    detail = [f"represented by kept {paths[chosen[b]]} (cosine {c:.3f}); the K faces are chosen to cover the identity, "
+              "not by quality alone" for b, c in zip(best, cos)]
+    decisions.iloc[dropped, decisions.columns.get_loc("detail")] = np.array(detail, dtype=object)
+    decisions.iloc[dropped, decisions.columns.get_loc("similarity")] = cos
 
 
 def mean_encodings(decisions: pd.DataFrame, identities: np.ndarray, vectors: np.ndarray) -> dict[str, np.ndarray]:

@@ -21,6 +21,7 @@ OVERRIDES = "overrides.json"
 AUTO = "auto_decisions.parquet"
 ACTIONS = ("keep", "remove")
 MANUAL = "manual"
+FIXED_ACTIONS = ("error", "ignore")  # decided by the file itself: no hand-set keep/remove applies
 _lock = threading.Lock()
 
 
@@ -64,7 +65,7 @@ def _overlay(manifest: pd.DataFrame, overrides: dict[str, str]) -> int:
     if not overrides:
         return 0
     wanted = manifest["path"].astype(str).map(overrides)
-    rows = wanted.notna() & (manifest["action"] != "error")
+    rows = wanted.notna() & ~manifest["action"].isin(FIXED_ACTIONS)
     if not rows.any():
         return 0
     was = manifest.loc[rows, "action"].astype(str) + "/" + manifest.loc[rows, "reason"].astype(str)
@@ -90,7 +91,7 @@ def pending(manifest: pd.DataFrame, overrides: dict[str, str]) -> dict[str, str]
     now = dict(zip(manifest["path"].astype(str), zip(manifest["action"].astype(str), manifest["reason"].astype(str))))
     out: dict[str, str] = {}
     for path, action in overrides.items():
-        if path in now and now[path][0] != "error" and (now[path] != (action, MANUAL)):
+        if path in now and now[path][0] not in FIXED_ACTIONS and (now[path] != (action, MANUAL)):
             out[path] = action
     for path, (_, reason) in now.items():
         if reason == MANUAL and path not in overrides:
@@ -134,6 +135,7 @@ def recount(summary: dict, manifest: pd.DataFrame) -> dict:
     s["removed"] = int(actions.get("remove", 0))
     s["review"] = int(actions.get("review", 0))
     s["errors"] = int(actions.get("error", 0))
+    s["ignored"] = int(actions.get("ignore", 0))
     s["by_reason"] = {f"{a}/{r}": int(n) for (a, r), n in manifest.groupby(["action", "reason"]).size().items()}
     s["manual"] = int((manifest["reason"] == MANUAL).sum())
     return s

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import select
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -76,7 +79,8 @@ def ordered_map(
     window = window or jobs * 4
     buffer = max(window, buffer or window * 4)
     ctx = _context()
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=initializer) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=start_worker,
+                             initargs=(os.getpid(), initializer)) as pool:
         pending: deque = deque()
         it = iter(items)
         exhausted = False
@@ -118,6 +122,52 @@ def _context():
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)  # takes effect when the fork server starts (once)
     return ctx
+
+
+def start_worker(parent: int, initializer: Callable[[], None] | None) -> None:
+    """Pool initializer: exit with the process that made the pool, then the caller's initializer.
+
+    A pool worker waits on a queue whose other end it holds itself, so when the run is killed
+    (SIGKILL: no cleanup runs) nothing ever wakes it: each would stay for good with its models
+    in memory. Its parent is the fork server, not the run, so a parent-death signal would not
+    reach it either; a thread here watches the run's pid instead.
+    """
+    watch_parent(parent)
+    if initializer is not None:
+        initializer()
+
+
+def watch_parent(pid: int, poll: float = 1.0) -> threading.Thread:
+    """A daemon thread that ends this process (exit code 1) once process `pid` has exited: it
+    waits on a pidfd (readable when the process ends), or polls the pid where there is none."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux >= 5.3, or pid already gone
+        fd = None
+        if not _alive(pid):
+            os._exit(1)
+
+    def watch() -> None:
+        if fd is not None:
+            select.select([fd], [], [])
+        else:
+            while _alive(pid):
+                time.sleep(poll)
+        os._exit(1)  # no cleanup: the run that wanted the results is gone
+
+    t = threading.Thread(target=watch, name=f"facesieve-watch-{pid}", daemon=True)
+    t.start()
+    return t
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _run_chunk(fn: Callable, batch: list) -> list:

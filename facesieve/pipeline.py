@@ -86,9 +86,11 @@ def sha256_file(path: Path) -> str:
 
 def stage_scan(config: RunConfig, ws: Workspace, rep: Reporter) -> pd.DataFrame:
     """List every file; reuse the previous scan's hashes for files whose size and mtime are unchanged."""
-    from facesieve.dataset import scan
+    from facesieve.dataset import scan, skipped_table
 
-    files = scan(config.dataset, layout=config.layout, hash_files=False)
+    skipped: list = []
+    files = scan(config.dataset, layout=config.layout, hash_files=False, skipped=skipped)
+    ws.write_table("skipped.parquet", skipped_table(skipped))  # paths with no row: OUT/skipped.csv
     from facesieve.engines import hash_files
 
     previous = ws.read_table("scan.parquet")
@@ -98,11 +100,16 @@ def stage_scan(config: RunConfig, ws: Workspace, rep: Reporter) -> pd.DataFrame:
         known = files[cols].merge(previous[cols + ["sha256"]].drop_duplicates(cols), on=cols, how="left")["sha256"]
         sha[:] = known.fillna("").to_numpy()
     # only files that are images (or meant to be) are hashed, as the scan itself does
-    todo = np.flatnonzero((sha.to_numpy() == "") & (files["size"].to_numpy() > 0) & (files["status"].to_numpy() != "skipped"))
+    readable = (files["status"].to_numpy() != "skipped") & (files["reason"].to_numpy() != "unreadable")
+    todo = np.flatnonzero((sha.to_numpy() == "") & (files["size"].to_numpy() > 0) & readable)
     with rep.stage("scan", len(files)) as advance:
         advance(len(files) - len(todo))
         paths = [str(config.dataset / p) for p in files["path"].to_numpy()[todo]]
         sha.iloc[todo] = hash_files(config, paths, advance)
+    # a file that cannot be read (no permission, an I/O error) is that file's row, not the run's end
+    failed = todo[sha.iloc[todo].to_numpy() == ""]
+    if len(failed):
+        files.loc[files.index[failed], ["status", "reason"]] = ["error", "unreadable"]
     files["sha256"] = sha.astype(str).to_numpy()
     ws.write_table("scan.parquet", files)
     return files
@@ -134,7 +141,16 @@ def stage_faces(config: RunConfig, ws: Workspace, files: pd.DataFrame, rep: Repo
                      quality=quality_target(config, ws) if overlap else None)
     compute_faces(config, work, rep)
     table, arrays = store.collect(wanted[["image_id", "key"]], ["crops"], {"crops": ((CROP, CROP, 3), np.uint8)}, lazy=["crops"])
+    if table.empty:  # no file reached detection: the later stages still need the table's columns
+        table = empty_faces_table()
     return table, arrays["crops"]
+
+
+def empty_faces_table() -> pd.DataFrame:
+    """A faces table with no rows and every column a worker's row has."""
+    from facesieve.stages import FaceTask, empty_face_row
+
+    return pd.DataFrame(columns=list(empty_face_row(FaceTask("", "", "", "", "", False, True), "ok", "")))
 
 
 def embed_target(config: RunConfig, ws: Workspace):
@@ -171,6 +187,8 @@ def stage_embed(
     compute_embeddings(config, sub, _Rows(crops, ok), wanted, store, files.set_index("image_id")["path"], rep)
     dim = 128  # both embedders' size; used only when no face was found at all
     table, arrays = store.collect(wanted, ["vectors"], {"vectors": ((dim,), np.float32)})
+    if "norm" not in table:  # no face at all
+        table["norm"] = pd.Series(dtype=float)
     return table, arrays["vectors"]
 
 
@@ -238,9 +256,18 @@ def faces_and_vectors(config: RunConfig, ws: Workspace, files: pd.DataFrame, rep
 
 
 def run(config: RunConfig, reporter: Reporter | None = None) -> RunResult:
+    from facesieve.dataset import check_layout
+    from facesieve.lock import run_lock
+
     rep = reporter or Reporter(quiet=True)
     validate(config)
-    check_paths(config.dataset, config.out)
+    check_paths(config.dataset, config.out, config.workspace)
+    check_layout(config.dataset, config.layout)  # images only at the top: exit 2 naming --layout flat
+    with run_lock(config.out, config.workspace):  # a second run on this output stops with a message
+        return _run_locked(config, rep)
+
+
+def _run_locked(config: RunConfig, rep: Reporter) -> RunResult:
     mark_output(config.out)  # first: a run killed later still leaves a folder it may resume in
     t0 = time.perf_counter()
     ws = open_workspace(config, rep)
@@ -271,6 +298,8 @@ def run(config: RunConfig, reporter: Reporter | None = None) -> RunResult:
     atomic_write_text(config.out / "summary.json", pd.Series(summary).to_json(indent=2))
     if config.report:
         write_run_report(config, ws, fvec, rep)
+    else:
+        remove_report(config.out)
     return RunResult(manifest=manifest, summary=summary, selection=selection)
 
 
@@ -282,7 +311,16 @@ def write_run_report(config: RunConfig, ws: Workspace, fvec: np.ndarray, rep: Re
         try:
             write_report(config.out, config.dataset, ws, faces_stage=f"faces-{_slug(faces_key(config))}", embeddings=fvec)
         except Exception as e:  # noqa: BLE001 - the report must never cost the user the run
+            remove_report(config.out)  # an earlier run's page would show decisions this run changed
             rep.warn(f"report.html not written: {type(e).__name__}: {e}")
+
+
+def remove_report(out: Path) -> None:
+    """Delete an earlier run's report.html (a run without a report). Its thumbnails in
+    report_files/ stay: a cache that `facesieve serve` and the next report reuse."""
+    from facesieve.report import REPORT
+
+    (out / REPORT).unlink(missing_ok=True)
 
 
 def assemble(files: pd.DataFrame, faces: pd.DataFrame, emb_table: pd.DataFrame, quality: pd.DataFrame) -> pd.DataFrame:
@@ -422,15 +460,19 @@ def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporte
 
 def write_side_tables(out: Path, ws: Workspace, decided: Decided, frame: pd.DataFrame) -> None:
     """selection.csv, identity_overlaps.csv, cross_identity.csv in the output; group tables in the
-    workspace (for the report)."""
+    workspace (for the report). A table this run has no content for is removed, never left from an
+    earlier run (a --keep run's selection.csv would otherwise describe a run without --keep)."""
     if len(decided.selection):
         atomic_write_csv(out / "selection.csv", decided.selection)
+    else:
+        (out / "selection.csv").unlink(missing_ok=True)
     overlaps = decided.overlaps if len(decided.overlaps) else pd.DataFrame(
         columns=["identity_a", "identity_b", "n_a", "n_b", "similarity", "distance"])
     atomic_write_csv(out / "identity_overlaps.csv", overlaps)
     cross = decided.cross_pairs if len(decided.cross_pairs) else pd.DataFrame(
         columns=["path_a", "path_b", "identity_a", "identity_b", "similarity"])
     atomic_write_csv(out / "cross_identity.csv", cross)
+    write_skipped(out, ws)
     if len(decided.near_groups):
         g = decided.near_groups
         ws.write_table("near_groups.parquet", pd.DataFrame({
@@ -439,6 +481,16 @@ def write_side_tables(out: Path, ws: Workspace, decided: Decided, frame: pd.Data
             "identity": frame["identity"].to_numpy()[g["row"].to_numpy()]}))
     elif ws.path("near_groups.parquet").exists():
         ws.path("near_groups.parquet").unlink()
+
+
+def write_skipped(out: Path, ws: Workspace) -> None:
+    """OUT/skipped.csv: every path under the dataset that has no manifest row, with why."""
+    from facesieve.dataset import SKIPPED_COLUMNS
+
+    table = ws.read_table("skipped.parquet")
+    if table is None:
+        table = pd.DataFrame(columns=SKIPPED_COLUMNS)
+    atomic_write_csv(out / "skipped.csv", table)
 
 
 def build_manifest(frame: pd.DataFrame, decisions: pd.DataFrame) -> pd.DataFrame:
@@ -458,22 +510,42 @@ def make_summary(config, files, manifest, selection, rep, seconds, applied) -> d
         "output": str(config.out),
         "files": int(len(files)),
         "images": n_img,
-        "identities": int(files.loc[files["identity"] != "", "identity"].nunique()),
+        # a folder holding only files the scan set aside (notes, a README) is not an identity
+        "identities": int(files.loc[(files["identity"] != "") & (files["status"] != "skipped"), "identity"].nunique()),
         "faces": int(manifest["status"].eq("ok").sum()),
         "no_face": int(manifest["status"].eq("no_face").sum()),
         "errors": int(actions.get("error", 0)),
+        "ignored": int(actions.get("ignore", 0)),
         "kept": int(actions.get("keep", 0)),
         "removed": int(actions.get("remove", 0)),
         "review": int(actions.get("review", 0)),
         "by_reason": {f"{a}/{r}": int(n) for (a, r), n in reasons.items()},
+        "skipped_paths": skipped_counts(config),
         "selection_methods": selection["method"].value_counts().to_dict() if len(selection) else {},
         "models": {"detector": config.detector, "embedder": config.embedder, "quality": config.quality, "metric": config.metric},
+        "devices": model_devices(config),
         "keep_k": config.keep,
         "seconds": round(seconds, 3),
         "stage_seconds": {k: round(v, 3) for k, v in rep.timings.items()},
         "output_files": applied,
     }
     return summary
+
+
+def model_devices(config) -> dict:
+    """Where the detector and embedder ran (device and runtime), e.g. {"detector": "cpu (OpenCV DNN)"}."""
+    from facesieve.models.zoo import runs_on
+
+    return {"detector": runs_on(config.detector, "detect"), "embedder": runs_on(config.embedder, "embed")}
+
+
+def skipped_counts(config) -> dict:
+    """Paths with no manifest row (OUT/skipped.csv), counted by reason."""
+    from facesieve.dataset import SKIPPED_COLUMNS
+
+    path = Path(config.out) / "skipped.csv"
+    table = pd.read_csv(path, dtype=str, keep_default_na=False) if path.is_file() else pd.DataFrame(columns=SKIPPED_COLUMNS)
+    return {str(k): int(v) for k, v in table["reason"].value_counts().sort_index().items()}
 
 
 class _Rows:

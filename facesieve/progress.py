@@ -12,19 +12,25 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 class Reporter:
-    """Shows one bar per stage and remembers how long each stage took."""
+    """Shows one bar per stage and remembers how long each stage took.
+
+    A stage opened inside another (the pixel check inside decide) is timed on its own and its time
+    is taken out of the outer stage's, so the timings add up to the run's time, each second once.
+    """
 
     def __init__(self, quiet: bool = False, console: Console | None = None):
         self.quiet = quiet
         self.console = console or Console(stderr=True)
         self.timings: dict[str, float] = {}
         self.counts: dict[str, int] = {}
+        self._inner: list[float] = []  # per open stage: seconds spent in stages nested in it
 
     @contextmanager
     def stage(self, name: str, total: int | None) -> Iterator[callable]:
         """Context yielding `advance(n)`; records the stage's wall time."""
         start = time.perf_counter()
         done = 0
+        self._inner.append(0.0)
 
         def count(n: int = 1) -> None:
             nonlocal done
@@ -58,7 +64,11 @@ class Reporter:
                 self._record(name, start, done)
 
     def _record(self, name: str, start: float, done: int) -> None:
-        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        inner = self._inner.pop() if self._inner else 0.0
+        if self._inner:
+            self._inner[-1] += elapsed  # the enclosing stage does not count these seconds again
+        self.timings[name] = self.timings.get(name, 0.0) + elapsed - inner
         self.counts[name] = self.counts.get(name, 0) + done
 
     def info(self, message: str) -> None:

@@ -115,8 +115,12 @@ def _faces(task: FaceTask) -> tuple[dict, np.ndarray, np.ndarray | None]:
         crop = align(rgb, lm, CROP)
         return row, crop, rgb
 
-    from facesieve.faces.detect import fallback_detection, pick_face
+    from facesieve.faces.detect import MIN_IMAGE_SIDE, fallback_detection, pick_face
 
+    if min(h, w) < MIN_IMAGE_SIDE:  # a 1-pixel image: no detector takes it, and no face fits in it
+        row["status"] = "no_face"
+        row["reason"] = "too_small"
+        return row, crop, rgb
     dets = detector(task.detector).detect(rgb)
     row["n_faces"] = len(dets)
     if dets:

@@ -23,11 +23,29 @@ import pyarrow.parquet as pq
 MARKER = "facesieve-workspace.json"
 
 
+def new_file_mode() -> int:
+    """The mode `open()` gives a new file: 0o666 less the process's umask. mkstemp makes its
+    files 0600, so an output written through one would be private where the user's other files
+    (and the kept images) are not."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # not Linux (or an old kernel): read it by setting it, then put it back
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write bytes to `path` through a temp file + rename (durable against kill -9)."""
+    """Write bytes to `path` through a temp file + rename (durable against kill -9), with the
+    mode a plain write would give it (the user's umask)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -207,7 +225,7 @@ class StageStore:
             table = pd.concat(frames, ignore_index=True)
             table = table[~table["_pos"].duplicated()]
         else:
-            table = pd.DataFrame({"image_id": [], "key": [], "_pos": []})
+            table = pd.DataFrame({"image_id": pd.Series(dtype=object), "key": pd.Series(dtype=object), "_pos": pd.Series(dtype=np.int64)})
         missing = len(wanted) - len(table)
         if missing:
             raise RuntimeError(f"stage {self.root.name}: {missing} images have no result")
@@ -216,6 +234,11 @@ class StageStore:
         def open_array(stem: str, name: str):
             path = self.root / f"{stem}.{name}.npy"
             return NpyRows(path) if name in lazy else np.load(path, mmap_mode="r")
+
+        if not len(wanted):  # nothing asked for: no part to write (an empty one would lack the stage's columns)
+            shapes = array_shapes or {}
+            return table, {n: np.zeros((0, *shapes.get(n, ((0,), np.float32))[0]), shapes.get(n, ((0,), np.float32))[1])
+                           for n in array_names}
 
         # one part holding exactly these rows already: use its arrays as they are
         if len(tables) == 1 and self._matches(tables[0], table):

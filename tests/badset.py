@@ -14,6 +14,8 @@ identity folder (`EMPTY_IDENTITIES`). `CASES` names the interesting files for te
 
 from __future__ import annotations
 
+import io
+import os
 import shutil
 import struct
 import zlib
@@ -200,3 +202,139 @@ def landscape(h: int = 480, w: int = 640, seed: int = 7) -> np.ndarray:
     img[grass] = np.stack([60 + 0.05 * (y - near), 130 - 0.04 * (y - near), 50 + 0 * y], -1)[grass]
     img += rng.normal(0, 4, (h, w, 1))
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------ hostile files
+# More of what a scraped or hand-made dataset holds, and what an attacker would plant: each case is
+# (path, expected), where expected is "ok" (decoded, a face found, a normal decision), or
+# (action, reason) for its manifest row, or ("skipped", reason) for a path that can have no row
+# and must be listed in OUT/skipped.csv instead.
+HOSTILE: dict[str, tuple[str, object]] = {
+    "self_symlink": ("person01/self.jpg", ("error", "symlink_loop")),
+    "broken_symlink": ("person01/gone.jpg", ("error", "broken_symlink")),
+    "link_in_dataset": ("person03/link_to_img5.jpg", "ok"),
+    "link_outside": ("person05/outside_link.jpg", "ok"),
+    "hardlink": ("person05/hardlink_img16.jpg", "ok"),
+    "folder_link_again": ("person05/again", ("skipped", "listed_through_another_path")),
+    "fifo": ("person01/pipe.jpg", ("skipped", "not_a_regular_file")),
+    "nested_empty_folder": ("person03/empty_sub", ("skipped", "empty_folder")),
+    "only_hidden_identity": ("hidden_only", ("skipped", "empty_folder")),
+    "html_in_identity": ("person03/notes.html", ("ignore", "not_an_image_extension")),
+    "svg_script": ("person03/evil.svg", ("ignore", "not_an_image_extension")),
+    "gif_extension": ("person03/anim.gif", ("ignore", "unsupported_extension")),
+    "no_extension_image": ("person03/photo", ("ignore", "unsupported_extension")),
+    "heif_as_jpg": ("person05/phone.jpg", ("error", "unsupported_format")),
+    "zip_as_jpg": ("person05/archive.jpg", ("error", "not_an_image")),
+    "jpeg_header_only": ("person05/header_only.jpg", ("error", "corrupt")),
+    "png_bomb": ("person05/bomb.png", ("error", "too_large")),
+    "tiny_image": ("person05/one_pixel.png", ("remove", "no_face")),
+    "trailing_garbage": ("person01/polyglot.jpg", "ok"),
+    "jpeg_as_png": ("person01/really_jpeg.png", "ok"),
+    "cmyk_jpeg": ("person03/cmyk.jpg", "ok"),
+    "palette_png": ("person03/palette.png", "ok"),
+    "progressive_jpeg": ("person03/progressive.jpg", "ok"),
+    "bmp": ("person05/photo.bmp", "ok"),
+    "tiff_multipage": ("person05/pages.tiff", "ok"),
+    "bad_exif_orientation": ("person01/exif9.jpg", "ok"),
+    "url_chars_name": ("person03/a #1 %20?&.jpg", "ok"),
+    "newline_name": ("person03/two\nlines.jpg", "ok"),
+    "long_name": ("person05/" + "n" * 240 + ".jpg", "ok"),
+    "deep_nesting": ("person01/" + "/".join(f"d{i}" for i in range(12)) + "/deep.jpg", "ok"),
+    "folder_named_jpg": ("person05/folder.jpg/inside.jpg", "ok"),
+    "emoji_identity": ("😀 smile/img30.jpg", "ok"),
+    "identity_of_text_only": ("notes_only/readme.md", ("ignore", "not_an_image_extension")),
+    "future_mtime": ("person01/future.jpg", "ok"),
+}
+HOSTILE_OUTSIDE = "outside_target.jpg"  # written next to the dataset root, linked from inside it
+
+
+def build_hostile_dataset(root: Path, shared_data: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The bad-input dataset plus HOSTILE: (manifest path -> kind or "action/reason", skipped path
+    -> reason), where a kind is build_bad_dataset's."""
+    root, shared_data = Path(root), Path(shared_data)
+    kinds = build_bad_dataset(root, shared_data)
+    rows: dict[str, str] = dict(kinds)
+    skipped = {rel: "hidden" for rel in _hidden_entries()}
+    skipped.update({name: "empty_folder" for name in EMPTY_IDENTITIES})
+    face = shared_data / "deepface13/person02/img12.jpg"
+
+    def dest(case: str) -> Path:
+        p = root / HOSTILE[case][0]
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    os.symlink("self.jpg", dest("self_symlink"))
+    os.symlink("no_such_file.jpg", dest("broken_symlink"))
+    os.symlink("../person01/img5.jpg", dest("link_in_dataset"))
+    outside = root.parent / HOSTILE_OUTSIDE
+    shutil.copyfile(shared_data / "deepface13/person04/img13.jpg", outside)
+    os.symlink(outside, dest("link_outside"))
+    os.link(root / "person05/img16.jpg", dest("hardlink"))
+    os.symlink("../person05", dest("folder_link_again"))
+    os.mkfifo(dest("fifo"))
+    dest("nested_empty_folder").mkdir()
+    dest("only_hidden_identity").mkdir()
+    (root / HOSTILE["only_hidden_identity"][0] / ".keep").write_bytes(b"")
+    dest("html_in_identity").write_text("<html><script>fetch('/api/override',{method:'POST'})</script></html>\n")
+    dest("svg_script").write_text('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>\n')
+    rgb = Image.open(face).convert("RGB")
+    small = rgb.resize((rgb.width // 4, rgb.height // 4))
+    small.save(dest("gif_extension"), "GIF", save_all=True, append_images=[small.rotate(5)])
+    rgb.save(dest("no_extension_image"), "JPEG", quality=85)
+    dest("heif_as_jpg").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 200)
+    dest("zip_as_jpg").write_bytes(b"PK\x03\x04" + b"\x00" * 300)
+    jpeg = io.BytesIO()
+    rgb.save(jpeg, "JPEG", quality=85)
+    dest("jpeg_header_only").write_bytes(jpeg.getvalue()[:300])
+    dest("png_bomb").write_bytes(_png_bomb(60000, 60000))
+    Image.new("RGB", (1, 1), (128, 100, 90)).save(dest("tiny_image"))
+    dest("trailing_garbage").write_bytes(jpeg.getvalue() + b"PK\x03\x04" + os.urandom(2000))
+    dest("jpeg_as_png").write_bytes(jpeg.getvalue())
+    rgb.convert("CMYK").save(dest("cmyk_jpeg"), "JPEG", quality=90)
+    (shared_face2 := Image.open(shared_data / "deepface13/person03/img50.jpg").convert("RGB")).quantize(256).save(dest("palette_png"))
+    shared_face2.save(dest("progressive_jpeg"), "JPEG", quality=80, progressive=True)
+    Image.open(shared_data / "deepface13/person05/img61.jpg").convert("RGB").save(dest("bmp"), "BMP")
+    p5 = Image.open(shared_data / "deepface13/person05/img16.jpg").convert("RGB")
+    p5.save(dest("tiff_multipage"), "TIFF", save_all=True, append_images=[p5.rotate(90, expand=True)])
+    exif = Image.Exif()
+    exif[0x0112] = 9  # not an orientation
+    Image.open(shared_data / "deepface13/person01/img11.jpg").convert("RGB").save(dest("bad_exif_orientation"), "JPEG",
+                                                                                   quality=90, exif=exif)
+    for case, src in (("url_chars_name", "deepface13/person03/img51.jpg"), ("newline_name", "deepface13/person03/img8.jpg"),
+                      ("long_name", "deepface13/person05/img61.jpg"), ("deep_nesting", "deepface13/person01/img10.jpg"),
+                      ("folder_named_jpg", "deepface13/person05/img16.jpg"), ("emoji_identity", "deepface13/person09/img24.jpg"),
+                      ("future_mtime", "deepface13/person01/img11.jpg")):
+        shutil.copyfile(shared_data / src, dest(case))
+    future = 4102444800  # 2100-01-01
+    os.utime(dest("future_mtime"), (future, future))
+    dest("identity_of_text_only").write_text("# notes\n")
+
+    for case, (rel, expected) in HOSTILE.items():
+        if isinstance(expected, tuple) and expected[0] == "skipped":
+            skipped[rel] = expected[1]
+        else:
+            rows[rel] = expected if isinstance(expected, str) else "/".join(expected)
+    return rows, skipped
+
+
+def _hidden_entries() -> list[str]:
+    """The hidden names build_bad_dataset makes, as the scan lists them (a hidden folder once)."""
+    out = []
+    for rel in HIDDEN:
+        parts = rel.split("/")
+        hidden_at = next(i for i, p in enumerate(parts) if p.startswith("."))
+        entry = "/".join(parts[: hidden_at + 1])
+        if entry not in out and not any(entry.startswith(e + "/") for e in EMPTY_IDENTITIES):
+            out.append(entry)
+    return out
+
+
+def _png_bomb(w: int, h: int) -> bytes:
+    """A small PNG whose header claims w x h pixels (a decompression bomb): one grey row repeated."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    comp = zlib.compressobj(9)
+    row = b"\x00" + b"\x80" * w
+    data = b"".join(comp.compress(row) for _ in range(64)) + comp.flush()
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) + chunk(b"IDAT", data) + chunk(b"IEND", b"")

@@ -134,3 +134,45 @@ def test_killed_runs_resume_to_the_same_result(dataset, tmp_path):
     assert not [p for p in out.rglob("*.tmp")]
     kept = [r for r in got if (dataset / r).is_file()]
     assert kept and all(got[r] == (dataset / r).read_bytes() for r in kept)
+
+
+def session_processes(sid: int) -> dict[int, str]:
+    """pid -> command line of every live (not zombie) process in session `sid`."""
+    found = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            state, session = fields[0], int(fields[3])
+            if session == sid and state != "Z":
+                found[int(d.name)] = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120]
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def test_killed_run_leaves_no_process_behind(dataset, tmp_path):
+    """SIGKILL on the run alone (not its process group): its fork server, resource tracker and pool
+    workers must all go too, instead of holding their models in memory for good."""
+    proc = subprocess.Popen(command(dataset, tmp_path / "out"), cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        # wait for the pool: the run, its fork server and tracker, and the two workers
+        while len(session_processes(proc.pid)) < 5 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run ended before its workers could be seen"
+        assert len(session_processes(proc.pid)) >= 5, session_processes(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while session_processes(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not session_processes(proc.pid), f"processes of the killed run survived it: {session_processes(proc.pid)}"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

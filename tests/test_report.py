@@ -77,8 +77,10 @@ def test_every_run_writes_a_self_contained_report(small_run):
     assert "<link rel=\"stylesheet\"" not in html and "<script src" not in html
     d = page_data(html)
     manifest = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
-    assert {i["name"] for i in d["identities"]} == set(manifest["identity"])
-    assert sum(len(i["faces"]) for i in d["identities"]) == len(manifest)
+    shown = manifest[manifest["action"] != "ignore"]  # a README is no identity's face (issue 20)
+    assert {i["name"] for i in d["identities"]} == set(shown["identity"])
+    assert sum(len(i["faces"]) for i in d["identities"]) == len(shown)
+    assert [p for p, _ in d["ignored"]] == list(manifest.loc[manifest["action"] == "ignore", "path"])
     assert d["summary"]["files"] == len(manifest)
     assert set(d["summary"]["stage_seconds"]) >= {"scan", "faces", "embed", "decide"}
     assert d["files_href"].endswith("data/")  # links to the originals, relative to the report

@@ -199,10 +199,14 @@ class PartWriter:
 
 
 def sha256_file(path: str) -> str:
+    """Hex sha256 of a file; "" when it cannot be read (the scan then records it as unreadable)."""
     h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        while block := f.read(1 << 20):
-            h.update(block)
+    try:
+        with open(path, "rb", buffering=0) as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+    except OSError:
+        return ""
     return h.hexdigest()
 
 

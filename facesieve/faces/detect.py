@@ -15,6 +15,8 @@ dlib rectangle travels with the detection (`Detection.raw`) for the dlib embedde
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -109,6 +111,9 @@ def input_scale(h: int, w: int, min_side: int, max_side: int) -> float:
     return 1.0
 
 
+MIN_IMAGE_SIDE = 2  # pixels: a smaller image is refused by the detectors (and the faces stage calls it no_face)
+
+
 def _as_rgb(rgb: np.ndarray) -> np.ndarray:
     a = np.asarray(rgb)
     if a.ndim == 2:
@@ -117,7 +122,7 @@ def _as_rgb(rgb: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected an HxWx3 RGB image, got shape {a.shape}")
     if a.dtype != np.uint8:
         raise ValueError(f"expected uint8 pixels, got {a.dtype}")
-    if a.shape[0] < 2 or a.shape[1] < 2:
+    if a.shape[0] < MIN_IMAGE_SIDE or a.shape[1] < MIN_IMAGE_SIDE:
         raise ValueError(f"image too small to hold a face: {a.shape[1]}x{a.shape[0]}")
     return np.ascontiguousarray(a)
 
@@ -145,6 +150,23 @@ def _pad(rgb: np.ndarray, frac: float) -> tuple[np.ndarray, int]:
     return cv2.copyMakeBorder(rgb, b, b, b, b, cv2.BORDER_CONSTANT, value=fill), b
 
 
+@contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """OpenCV's own log at errors only while the block runs: its warnings are printed from C++
+    straight onto stderr, in the middle of the progress bars, and say nothing a user can act on."""
+    try:
+        from cv2.utils import logging as cvlog
+    except ImportError:  # pragma: no cover - a build without the logging module
+        yield
+        return
+    before = cvlog.getLogLevel()
+    cvlog.setLogLevel(cvlog.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        cvlog.setLogLevel(before)
+
+
 class YuNetDetector:
     """YuNet 2023mar int8 (bundled), with border and contrast retries for hard crops."""
 
@@ -167,7 +189,8 @@ class YuNetDetector:
 
         path = str(model_path or yunet_path())
         self.score_threshold = score_threshold
-        self._net = cv2.FaceDetectorYN.create(path, "", (320, 320), score_threshold, nms_threshold, top_k)
+        with quiet_opencv():  # it warns that the new graph engine ignores the (default) target, on every load
+            self._net = cv2.FaceDetectorYN.create(path, "", (320, 320), score_threshold, nms_threshold, top_k)
 
     def _run(self, rgb: np.ndarray) -> np.ndarray:
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)

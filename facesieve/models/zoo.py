@@ -5,8 +5,9 @@ facesieve.embed as before; this module adds the ones whose weights the user supp
 local file (``--detector-weights`` / ``--embedder-weights`` / ``NAME:PATH``, used as given) or
 fetched into the cache beforehand (``facesieve models fetch NAME``). Nothing here downloads.
 
-`--device` reaches the ONNX Runtime and PyTorch models; OpenCV-DNN models (YuNet, int8 SFace) and
-dlib run on the CPU whatever it says.
+`--device` reaches the ONNX Runtime and PyTorch models; OpenCV-DNN models (YuNet, int8 SFace) run
+on the CPU, dlib on CUDA only when its build has it: `--device cuda` for them is refused rather than
+ignored, and `runs_on` says where each model of a run actually ran (the run's summary shows it).
 """
 
 from __future__ import annotations
@@ -88,9 +89,46 @@ def check_spec(spec: ModelSpec | str, role: str) -> ModelSpec:
                          f"(or {spec.name}:PATH)")
     if spec.threshold is not None and role != "detect":
         raise UsageError("a score threshold applies to detectors only")
-    if spec.device == "cuda" and m.family not in ("yunet", "dlib", "sface-int8"):
-        _check_cuda(spec, m)
+    if spec.device == "cuda":
+        if m.family in CPU_ONLY_FAMILIES or (m.family == "dlib" and not _dlib_cuda()):
+            raise UsageError(f"--device cuda: {spec.name} runs on the CPU only here ({runs_on(spec, role)}); use "
+                             "--device auto, or a model that runs on CUDA (`facesieve models list`)")
+        if m.family != "dlib":
+            _check_cuda(spec, m)
     return spec
+
+
+CPU_ONLY_FAMILIES = ("yunet", "sface-int8")  # OpenCV DNN, CPU target: --device does not reach them
+
+
+def runs_on(spec: ModelSpec | str, role: str) -> str:
+    """Where a model runs in this environment and through what, e.g. "cpu (OpenCV DNN)" or
+    "cuda (ONNX Runtime)": what the run's summary reports, since "auto" decides it here."""
+    spec = parse_spec(spec)
+    m = info(spec, role)
+    if m.family in CPU_ONLY_FAMILIES:
+        return "cpu (OpenCV DNN)"
+    if m.family == "dlib":
+        return f"{'cuda' if _dlib_cuda() else 'cpu'} (dlib)"
+    try:
+        if _is_torch_weights(spec):
+            from facesieve.models.embedders import torch_device
+
+            return f"{torch_device(spec.device).type} (PyTorch)"
+        from facesieve.models.onnx import providers_for
+
+        first = providers_for(spec.device)[0]
+    except (ImportError, ValueError) as e:
+        return f"unavailable: {e}"
+    return f"{'cuda' if first == 'CUDAExecutionProvider' else 'cpu'} (ONNX Runtime)"
+
+
+def _dlib_cuda() -> bool:
+    try:
+        import dlib
+    except ImportError:
+        return False
+    return bool(getattr(dlib, "DLIB_USE_CUDA", False))
 
 
 def _check_cuda(spec: ModelSpec, m: ModelInfo) -> None:

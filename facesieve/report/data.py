@@ -19,6 +19,7 @@ from facesieve.overrides import MANUAL, load_overrides, pending, read_manifest
 from facesieve.workspace import Workspace
 
 ACTIONS = ["keep", "remove", "review", "error"]
+IGNORE = "ignore"  # rows the scan set aside; listed under "ignored", never as an identity's face
 # one face: [path, action code, reason code, quality, thumbnail key, duplicate_of, similarity,
 #            outlier score, detail, override ("" | "keep" | "remove" | "auto" when pending)]
 FACE_FIELDS = ["path", "action", "reason", "quality", "thumb", "dup", "sim", "outlier", "detail", "pending"]
@@ -62,8 +63,12 @@ def collect(out: Path, ws: Workspace, thumbs: dict[str, str], *, plots: dict[str
     where: dict[str, tuple[str, int]] = {}
     cols = {c: manifest[c].to_numpy() if c in manifest else [""] * len(manifest)
             for c in ("path", "identity", "action", "reason", "quality", "duplicate_of", "similarity", "outlier_score", "detail")}
+    ignored: list[list[str]] = []
     for n in range(len(manifest)):
         path, ident, reason = cols["path"][n], cols["identity"][n], cols["reason"][n]
+        if cols["action"][n] == IGNORE:  # not an image of any identity (a README): counted, not shown as a face
+            ignored.append([path, reason])
+            continue
         if reason not in reason_code:
             reason_code[reason] = len(reasons)
             reasons.append(reason)
@@ -115,6 +120,7 @@ def collect(out: Path, ws: Workspace, thumbs: dict[str, str], *, plots: dict[str
         "fields": FACE_FIELDS,
         "identities": identities,
         "cross": cross,
+        "ignored": ignored,
         "overlaps": overlaps,
         "plots": plots or {},
         "files_href": files_href,

@@ -12,6 +12,7 @@ import os
 import re
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -55,7 +56,8 @@ def report_data(out: Path, ws: Workspace, *, dataset: Path | None = None, app: b
     if app:
         href = "files/"
     else:
-        href = Path(os.path.relpath(dataset.resolve(), out.resolve())).as_posix() + "/" if str(dataset) else ""
+        # a URL, not a path: "#", "%", "?" or a space in a folder name would otherwise end or alter it
+        href = quote(Path(os.path.relpath(dataset.resolve(), out.resolve())).as_posix() + "/") if str(dataset) else ""
     return collect(out, ws, thumbs, plots=plots, files_href=href, app=app)
 
 

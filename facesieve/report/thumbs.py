@@ -93,7 +93,7 @@ def make_thumbnails(out: Path, dataset: Path, ws: Workspace, manifest: pd.DataFr
         manifest["path"].astype(str), manifest["image_id"].astype(str), manifest["sha256"].astype(str),
         manifest["action"].astype(str), manifest["status"].astype(str),
     ):
-        if action == "error":
+        if action in ("error", "ignore"):
             continue
         key = thumb_key(iid, sha)
         dst = out / thumb_relpath(key)

@@ -84,6 +84,7 @@
     const bits = ["q " + fmt(f[3])];
     if (opts.pair) { /* the pair shows its own similarity */ }
     else if (f[6] !== null && (r === "near_duplicate" || r === "exact_duplicate" || r === "cross_identity_duplicate")) bits.push("sim " + fmt(f[6]));
+    else if (f[6] !== null && r === "not_selected") bits.push("≈ kept " + fmt(f[6]));
     if (r === "outlier" && f[7] !== null) bits.push("score " + fmt(f[7]));
     let badge = label(r);
     if (pend) badge = "→ " + pend;
@@ -136,7 +137,7 @@
     sec.append(el("div", { class: "stats" },
       stat(s.files, "files"), stat(s.images, "images"), stat(s.identities, "identities"), stat(s.faces, "faces"),
       stat(s.kept, "kept", "keep"), stat(s.removed, "removed", "remove"), stat(s.review, "to review", "review"),
-      stat(s.errors, "errors", "error"), stat(s.no_face, "no face"), stat(s.manual || 0, "manual")));
+      stat(s.errors, "errors", "error"), stat(s.no_face, "no face"), stat(s.ignored || 0, "ignored"), stat(s.manual || 0, "manual")));
 
     const reasons = Object.entries(s.by_reason || {}).sort((a, b) => b[1] - a[1]);
     const maxR = Math.max(1, ...reasons.map((r) => r[1]));
@@ -156,6 +157,7 @@
     const info = el("table", {}, [
       ["dataset", s.dataset || D.dataset], ["output", s.output || D.output],
       ["detector", m.detector], ["embedder", m.embedder], ["quality", m.quality], ["metric", m.metric],
+      ["ran on", s.devices ? "detector " + s.devices.detector + " · embedder " + s.devices.embedder : undefined],
       ["keep K", s.keep_k === null || s.keep_k === undefined ? "all that pass" : s.keep_k],
       ["selection", Object.entries(s.selection_methods || {}).map(([k, v]) => k + " " + v).join(", ")],
       ["written", D.generated + " · facesieve " + D.version],
@@ -272,7 +274,8 @@
     const notSel = F.filter((f) => reason(f) === "not_selected").sort(byQ);
     if (notSel.length) {
       notSel.forEach((f) => shown.add(f));
-      body.append(...section("Not selected (beyond K)", notSel.length, el("div", { class: "faces" }, notSel.map((f) => faceTile(f)))));
+      body.append(...section("Not selected (beyond K)", notSel.length, el("div", { class: "faces" }, notSel.map((f) => faceTile(f))),
+        el("ul", { class: "why" }, notSel.filter((f) => f[8]).map((f) => el("li", { text: base(f[0]) + ": " + f[8] })))));
     }
     const outl = F.filter((f) => reason(f) === "outlier").sort((a, b) => (b[7] ?? 0) - (a[7] ?? 0));
     if (outl.length) {
