@@ -38,13 +38,15 @@ import stat
 import threading
 import time
 import traceback
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from facesieve.errors import FacesieveError
+from facesieve.lock import folder_lock
 from facesieve.overrides import (
+    FIXED_ACTIONS,
     load_overrides,
     pending,
     read_manifest,
@@ -204,8 +206,8 @@ class ReviewApp:
             row = manifest.index[manifest["path"] == path]
             if not len(row):
                 raise Refused(404, f"no such file in the manifest: {path}")
-            if manifest.at[row[0], "action"] == "error":
-                raise Refused(400, f"{path} could not be read; it cannot be kept or removed")
+            if manifest.at[row[0], "action"] in FIXED_ACTIONS:
+                raise Refused(400, f"{path} is decided by the file itself (unreadable or not an image); it cannot be kept or removed")
             overrides = set_overrides(ws, {path: None if action == "auto" else action})
             waiting = pending(manifest, overrides)
         return {"pending": waiting, "n_pending": len(waiting)}
@@ -217,8 +219,14 @@ class ReviewApp:
         with self.lock:
             if self.running():
                 raise Refused(409, "a run is in progress")
-            result = reapply(out, ws)
-            write_report(out, self.dataset, ws)
+            held = ExitStack()
+            try:
+                held.enter_context(folder_lock(out))
+            except FacesieveError as e:  # a command-line run is writing this output now
+                raise Refused(409, str(e)) from None
+            with held:
+                result = reapply(out, ws)
+                write_report(out, self.dataset, ws)
         return {"result": result, "data": self.data()}
 
     # -- runs
