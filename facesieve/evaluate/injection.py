@@ -18,7 +18,7 @@ from PIL import Image
 from facesieve.augment import COPY_KINDS, jpeg_bytes, near_copy
 from facesieve.imaging import load_rgb
 
-DUP_REASONS = ("near_duplicate", "exact_duplicate")
+DUP_REASONS = ("near_duplicate", "near_identical_shot", "exact_duplicate")
 
 
 def set_sources(data: Path, sets: list[str]) -> list[tuple[Path, str]]:

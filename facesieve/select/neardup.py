@@ -236,7 +236,7 @@ def _leaders(
     return centre, residual
 
 
-_PREFETCH_BATCH = 8192  # pixel pairs gathered (over whole identities) before they are computed together
+_PREFETCH_BATCH = 1024  # pixel pairs gathered (over whole identities) before they are computed together
 
 
 def _band_pairs(X, ph, idx, pairs, threshold, phash_min_sim, phash_max_bits) -> list[tuple[int, int]]:
@@ -426,7 +426,7 @@ def near_duplicate_groups(
         if phash_distance[r] >= 0:
             text += f", phash {phash_distance[r]} bits"
         if not np.isnan(pixel_residual[r]):
-            text += f", pixel residual {pixel_residual[r]:.2f}"
+            text += f", crop score {pixel_residual[r]:.3f}"
         reason[r] = text + f"; signal {signal[r]})"
 
     return pd.DataFrame(
