@@ -30,8 +30,8 @@ class DecideSettings:
     # test (the hash rule decides). A pair scoring at most same_photo_cut is one photo; at most
     # shot_cut a near-identical shot, grouped only when group_shots.
     crop_min_sim: float | None = None
-    same_photo_cut: float = 0.03
-    shot_cut: float = 0.04
+    same_photo_cut: float = 0.0065
+    shot_cut: float = 0.0065
     group_shots: bool = True
     cross_identity: float | None = None  # cosine threshold; None = no cross-identity pass
     identity_overlap: float | None = None

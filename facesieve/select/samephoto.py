@@ -34,10 +34,14 @@ import numpy as np
 __all__ = ["FaceViews", "pair_scores", "face_scale", "Cuts", "classify", "DISTINCT", "SHOT", "SAME_PHOTO", "SCORE_VERSION"]
 
 DISTINCT, SHOT, SAME_PHOTO = 0, 1, 2
-SCORE_VERSION = "samephoto-v1"  # part of the cache key of stored pair scores
-LEVELS = (56, 40, 28)  # comparison grids (pixels a side), finest first
+SCORE_VERSION = "samephoto-v2"  # part of the cache key of stored pair scores
+LEVELS = (80, 56, 40, 28)  # comparison grids (pixels a side), finest first
 TEMPLATE_EYES = 35.2372  # eye distance of the 112-pixel ArcFace template
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+# how far the refinement may move B: landmark jitter and a stretched aspect, not another pose
+SHIFT_MAX = 0.15  # of the grid side
+LINEAR_MAX = 0.25  # scale / shear / rotation terms
+PRE_BLUR = 0.8  # Gaussian sigma (grid pixels) before reducing a crop: evens out aliasing and JPEG noise
 TRIM = 0.85  # share of the (best) pixels the residual is taken over
 COARSE_STEPS = 4  # Gauss-Newton steps at half size ...
 STEPS = 2  # ... then at full size
@@ -72,6 +76,7 @@ class FaceViews:
         if v is None:
             crop = np.asarray(self.crops[i])
             grey = crop.astype(np.float32) @ _LUMA if crop.ndim == 3 else crop.astype(np.float32)
+            grey = cv2.GaussianBlur(grey, (0, 0), PRE_BLUR * 112.0 / side)
             v = cv2.resize(grey, (side, side), interpolation=cv2.INTER_AREA)
             if len(self._cache) > 200_000:
                 self._cache.clear()
@@ -125,10 +130,11 @@ def _tone_residual(target: np.ndarray, moved: np.ndarray, rounds: int = 2) -> np
         Ak = A * keep[..., None]
         At = Ak.transpose(0, 2, 1)
         coef = _solve(At @ Ak, (At @ target[..., None])[..., 0])
-        r = np.abs(target - (A @ coef[..., None].astype(np.float32))[..., 0])
+        signed = target - (A @ coef[..., None].astype(np.float32))[..., 0]
+        r = np.abs(signed)
         k = int(TRIM * (r.shape[1] - 1))
         keep = r <= np.partition(r, k, axis=1)[:, k : k + 1]
-    return r
+    return signed
 
 
 def _points(p: np.ndarray, X: np.ndarray, Y: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
@@ -153,8 +159,8 @@ def _refine(A: np.ndarray, B: np.ndarray, p: np.ndarray, steps: int) -> np.ndarr
         dp[:, [2, 5]] = np.clip(dp[:, [2, 5]], -0.1 * L, 0.1 * L)
         dp[:, [0, 1, 3, 4]] = np.clip(dp[:, [0, 1, 3, 4]], -0.1, 0.1)
         p = p + dp
-        p[:, [2, 5]] = np.clip(p[:, [2, 5]], -0.15 * L, 0.15 * L)
-        p[:, [0, 1, 3, 4]] = np.clip(p[:, [0, 1, 3, 4]], -0.25, 0.25)
+        p[:, [2, 5]] = np.clip(p[:, [2, 5]], -SHIFT_MAX * L, SHIFT_MAX * L)
+        p[:, [0, 1, 3, 4]] = np.clip(p[:, [0, 1, 3, 4]], -LINEAR_MAX, LINEAR_MAX)
     return p
 
 
@@ -171,7 +177,7 @@ def _coarse_fit(A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     p = _refine(A2, B2, np.zeros((P, 6), np.float64), COARSE_STEPS)
     m, X, Y = _grid(L)
     target = A2[:, m : L - m, m : L - m].reshape(P, -1)
-    r = _tone_residual(target, _sample(B2, *_points(p, X, Y, (L - 1) / 2.0))[0], rounds=1)
+    r = np.abs(_tone_residual(target, _sample(B2, *_points(p, X, Y, (L - 1) / 2.0))[0], rounds=1))
     p[:, [2, 5]] *= 2.0
     return p, r.mean(axis=1)
 
@@ -189,6 +195,7 @@ def _scores(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     target = A[:, m : L - m, m : L - m].reshape(P, -1)
     moved = _sample(B, *_points(p, X, Y, (L - 1) / 2.0))[0]
     r = _tone_residual(target, moved)
+    r = np.abs(r)
     k = max(1, int(TRIM * r.shape[1]))
     trimmed = np.partition(r, k - 1, axis=1)[:, :k].mean(axis=1)
     lo, hi = np.percentile(target, (5, 95), axis=1)

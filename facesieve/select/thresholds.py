@@ -26,8 +26,8 @@ class Thresholds:
 # Cuts on the face-crop score (select/samephoto.py): the embedder does not enter the score, so one
 # pair of cuts serves every embedder. Chosen on all shared sets (bench/bench_duplicates.py; the
 # left-out figures are in docs/thresholds.md).
-SAME_PHOTO_CUT = 0.030
-SHOT_CUT = 0.040
+SAME_PHOTO_CUT = 0.0065
+SHOT_CUT = 0.0065
 
 
 DEFAULTS: dict[str, Thresholds] = {
