@@ -68,19 +68,19 @@ def test_every_kind_is_closer_to_its_source_than_any_other_photo(web_people):
         assert copies.max() < others.min(), ident
         assert others.min() > SHOT_CUT  # distinct web photos are never grouped
         under.extend(copies <= SHOT_CUT)
-    assert np.mean(under) >= 0.6
+    assert np.mean(under) >= 0.8
 
 
 def test_jpeg_resaved_flip_is_the_same_photo(shared_data):
     src = load_rgb(shared_data / "deepface13" / "person01" / "img1.jpg")
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(src[:, ::-1])).save(buf, "JPEG", quality=75)
-    views = faces_of([("src.jpg", buf.getvalue() if False else str(shared_data / "deepface13" / "person01" / "img1.jpg")),
+    views = faces_of([("src.jpg", str(shared_data / "deepface13" / "person01" / "img1.jpg")),
                       ("flip.jpg", buf.getvalue()),
                       ("other.jpg", str(shared_data / "deepface13" / "person01" / "img2.jpg"))])
     flip, other = pair_scores(views, np.array([0, 0]), np.array([1, 2]))
     print("flipped JPEG re-save", flip, "another photo", other)
-    assert flip <= SAME_PHOTO_CUT < SHOT_CUT < other
+    assert flip <= SAME_PHOTO_CUT and other > SHOT_CUT and flip < other / 10
 
 
 def test_64_pixel_faces(shared_data):
@@ -128,3 +128,58 @@ def test_yaleb_lighting_and_orl_sittings_are_not_one_photo(shared_data):
     print("ORL s01-s03: pairs", len(s), "lowest", np.sort(s)[:5].round(4))
     assert (s <= SAME_PHOTO_CUT).sum() == 0
     assert (s <= SHOT_CUT).mean() <= 0.02
+
+
+# ---------------------------------------------------------------- the duplicate stage in a run
+
+
+@pytest.fixture(scope="module")
+def small_set(shared_data, tmp_path_factory):
+    """Four ORL identities (40 photos) and two deepface13 ones, with a JPEG re-save, a flipped
+    JPEG re-save and a 10% crop of one photo each."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("samephoto") / "data"
+    for ident in ("s01", "s02", "s03", "s04"):
+        shutil.copytree(shared_data / "orl_att40" / ident, root / ident)
+    for ident in ("person01", "person02"):
+        shutil.copytree(shared_data / "deepface13" / ident, root / ident)
+    rgb = load_rgb(root / "person01" / "img1.jpg")
+    Image.fromarray(rgb).save(root / "person01" / "copy_jpeg.jpg", quality=70)
+    Image.fromarray(np.ascontiguousarray(rgb[:, ::-1])).save(root / "person01" / "copy_flip.jpg", quality=85)
+    h, w = rgb.shape[:2]
+    Image.fromarray(rgb[h // 20 : h - h // 20, w // 10 :]).save(root / "person01" / "copy_crop.jpg", quality=90)
+    return root
+
+
+def test_copies_found_and_a_rerun_scores_no_pair(small_set, tmp_path):
+    from facesieve.config import RunConfig
+    from facesieve.pipeline import run
+
+    cfg = dict(dataset=small_set, out=tmp_path / "out", jobs=2, report=False)
+    first = run(RunConfig(**cfg))
+    m = first.manifest.set_index("path")
+    print(m.loc[m["reason"].isin(["near_duplicate", "near_identical_shot"]), ["reason", "duplicate_of", "detail"]])
+    # the re-saves are grouped with their source; the 10% crop scores higher and, at the tight
+    # shipped cut, may stay (docs/thresholds.md: crop recall on left-out sets is below target)
+    # (groups do not chain: a copy may be grouped under another copy of its photo, the best face)
+    photo = {"person01/img1.jpg", "person01/copy_jpeg.jpg", "person01/copy_flip.jpg", "person01/copy_crop.jpg"}
+    for c in ("person01/copy_jpeg.jpg", "person01/copy_flip.jpg"):
+        assert m.loc[c, "reason"] == "near_duplicate" and m.loc[c, "duplicate_of"] in photo, c
+    assert first.summary["pixel_check"]["pairs"] > 0
+    # no ORL photo removed as a copy of another
+    orl = m[m.index.str.startswith("s0")]
+    assert not orl["reason"].isin(["near_duplicate", "near_identical_shot"]).any()
+    second = run(RunConfig(**cfg))
+    assert second.summary["pixel_check"]["pairs"] == 0  # every pair score came from the workspace
+    assert (second.manifest["reason"].to_numpy() == first.manifest["reason"].to_numpy()).all()
+    exact = run(RunConfig(**{**cfg, "out": tmp_path / "exact"}, workspace=tmp_path / "out" / ".facesieve", duplicates="exact"))
+    assert not exact.manifest["reason"].isin(["near_duplicate", "near_identical_shot"]).any()
+
+
+def test_removed_pixel_flags_exit_2_with_what_replaced_them(small_set, tmp_path, capsys):
+    from facesieve.cli import main
+
+    assert main(["run", str(small_set), "--out", str(tmp_path / "o"), "--no-pixel-check"]) == 2
+    assert "--duplicates" in capsys.readouterr().err
+    assert main(["run", str(small_set), "--out", str(tmp_path / "o"), "--pixel-residual", "2"]) == 2
