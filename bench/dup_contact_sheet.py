@@ -52,7 +52,7 @@ def main() -> int:
     pairs = [(data / a, data / b, f"{Path(a).parent.name} {Path(a).stem}~{Path(b).stem} {s:.4f}")
              for a, b, s in zip(t["a"], t["b"], t["score"])]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    sheet(pairs).save(args.out, optimize=True)
+    sheet(pairs).convert("L").save(args.out, optimize=True)
     print(f"{len(pairs)} pairs at or below {args.cut} -> {args.out}")
     return 0
 
