@@ -1,8 +1,8 @@
 """Calibrated decision thresholds per embedder (cosine on L2-normalised vectors).
 
-How they were chosen is in docs/thresholds.md: on ../shared/data only, genuine same-photo pairs
-made by augmenting real photos (re-encode, resize, crop, flip, brightness, small rotation) against
-pairs of distinct photos of the same person. Nothing else was used to tune them.
+How they were chosen is in docs/thresholds.md, on ../shared/data only: the cosine cuts from
+augmented copies against distinct photos of one person (bench/calibrate_thresholds.py); the
+face-crop cuts by bench/bench_duplicates.py, leave-one-set-out figures for the rule that chose them.
 """
 
 from __future__ import annotations
