@@ -121,7 +121,8 @@ def add_run_parser(sub) -> None:
     g = sp.add_argument_group("duplicates and outliers")
     g.add_argument("--no-dedup", action="store_true", help="skip the exact, near-duplicate and cross-identity passes")
     g.add_argument("--near-dup-threshold", type=float, default=None, metavar="T",
-                   help="cosine at or above which two faces of one identity are one photo (default: the embedder's calibrated value)")
+                   help="cosine at or above which two faces of one identity are grouped on their embeddings alone, without the "
+                   "face-crop comparison (default: 1.0, only identical vectors, for calibrated embedders)")
     g.add_argument("--duplicates", default="shots", choices=("exact", "copies", "shots", "off"),
                    help="what is grouped within an identity, keeping the best face of each group: exact = same bytes or "
                    "pixels only; copies = also the same photo edited (re-encoded, resized, cropped, flipped, re-toned, "
