@@ -207,7 +207,7 @@ def main() -> None:
             "stage_seconds": stages, "stage_images_per_second": {k: round(n_img / v, 1) for k, v in stages.items() if v > 0},
             # the decisions, printed here because the output is deleted below: removals per reason
             # (near_duplicate, exact_duplicate, ...) and the pixel check's pairs and copies
-            "decisions": s["by_reason"], "pixel_check": s.get("pixel_check"),
+            "decisions": s["by_reason"], "duplicate_check": s.get("duplicate_check"),
             "peak_rss_largest_process_gib": round(r["ru_maxrss_kib"] / 2**20, 3),
             "peak_rss_process_tree_gib": round(r["tree_peak_bytes"] / 2**30, 3),
             "rss_target_gib": 4.0,

@@ -28,6 +28,7 @@ EPILOG_RUN = """\
 examples:
   facesieve run photos/ --out cleaned
   facesieve run photos/ --out cleaned --keep 5 --quality image --mode hardlink
+  facesieve run frames/ --out cleaned --duplicates copies   keep near-identical shots (video frames, bursts)
   facesieve run seed/ --out golden --detector dlib-hog --embedder dlib \\
       --metric euclidean --quality uniform --keep 3 --face-policy first
 
@@ -121,13 +122,15 @@ def add_run_parser(sub) -> None:
     g = sp.add_argument_group("duplicates and outliers")
     g.add_argument("--no-dedup", action="store_true", help="skip the exact, near-duplicate and cross-identity passes")
     g.add_argument("--near-dup-threshold", type=float, default=None, metavar="T",
-                   help="cosine at or above which two faces of one identity are one photo (default: the embedder's calibrated value)")
-    g.add_argument("--no-pixel-check", action="store_true",
-                   help="decide near-duplicates by embedding and hash alone, without comparing the images' pixels "
-                   "(faster; merges more distinct shots of one sitting, docs/thresholds.md)")
-    g.add_argument("--pixel-residual", type=float, default=0.7, metavar="R",
-                   help="mean grey-level difference at or below which the pixel check calls one image an edited copy "
-                   "of the other, at native size; photos compared reduced to 512 pixels get 8x this (default: %(default)s)")
+                   help="cosine at or above which two faces of one identity are grouped on their embeddings alone, without the "
+                   "face-crop comparison (default: 1.0, only identical vectors, for calibrated embedders)")
+    g.add_argument("--duplicates", default="shots", choices=("exact", "copies", "shots", "off"),
+                   help="what is grouped within an identity, keeping the best face of each group: exact = same bytes or "
+                   "pixels only; copies = also the same photo edited (re-encoded, resized, cropped, flipped, re-toned, "
+                   "grey, rotated, framed, captioned, stretched); shots = also near-identical shots of one moment "
+                   "(video frames, bursts: reason near_identical_shot); off = none (docs/thresholds.md)")
+    g.add_argument("--no-pixel-check", action="store_true", help=argparse.SUPPRESS)  # removed: a clear error says what replaced it
+    g.add_argument("--pixel-residual", type=float, default=None, help=argparse.SUPPRESS)
     g.add_argument("--cross-id-threshold", type=float, default=None, metavar="T",
                    help="cosine at or above which faces of two identities are flagged for review (default: calibrated)")
     g.add_argument("--overlap-threshold", type=float, default=None, metavar="T",
@@ -145,6 +148,12 @@ def add_run_parser(sub) -> None:
 
 
 def cmd_run(args) -> int:
+    if args.no_pixel_check or args.pixel_residual is not None:
+        flag = "--no-pixel-check" if args.no_pixel_check else "--pixel-residual"
+        print(f"facesieve: error: {flag} was removed: the pixel check is replaced by a face-crop comparison that "
+              "needs no setting. Use --duplicates copies (same photos only, near-identical shots kept), "
+              "--duplicates shots (the default: shots grouped too) or --duplicates exact.", file=sys.stderr)
+        return 2
     from facesieve.config import RunConfig
     from facesieve.pipeline import run
     from facesieve.progress import Reporter
@@ -169,8 +178,7 @@ def cmd_run(args) -> int:
         ray_address=args.ray_address,
         dedup=not args.no_dedup,
         near_dup_threshold=args.near_dup_threshold,
-        pixel_check=not args.no_pixel_check,
-        pixel_residual=args.pixel_residual,
+        duplicates=args.duplicates,
         cross_id_threshold=args.cross_id_threshold,
         overlap_threshold=args.overlap_threshold,
         outliers=not args.no_outliers,
@@ -202,9 +210,9 @@ def print_summary(summary: dict, as_json: bool) -> None:
                      + ", ".join(f"{k} {v}" for k, v in s["skipped_paths"].items()))
     if s.get("selection_methods"):
         lines.append("  selection: " + ", ".join(f"{k} {v}" for k, v in s["selection_methods"].items()))
-    pix = s.get("pixel_check") or {}
+    pix = s.get("duplicate_check") or {}
     if pix.get("pairs"):
-        lines.append(f"  pixel check: {pix['pairs']} pairs compared, {pix['copies']} edited copies found")
+        lines.append(f"  duplicate check: {pix['pairs']} face pairs scored, {pix['copies']} grouped")
     dev = s.get("devices") or {}
     if dev:
         lines.append(f"  ran on: detector {dev.get('detector')}, embedder {dev.get('embedder')}")

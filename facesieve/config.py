@@ -38,10 +38,9 @@ class RunConfig:
     ray_address: str | None = None  # None: a running cluster if there is one, else a local instance
     overlap: bool = True  # embed finished faces while detection goes on (False: one stage after another)
     max_exhaustive: int = 2_000_000
-    dedup: bool = True  # exact + near-duplicate passes
+    dedup: bool = True  # exact + near-duplicate + cross-identity passes
+    duplicates: str = "shots"  # exact | copies (same photo edited) | shots (and near-identical shots) | off
     near_dup_threshold: float | None = None  # None: the embedder's calibrated default
-    pixel_check: bool = True  # confirm near-copies by re-making one image from the other (select/copycheck.py)
-    pixel_residual: float = 0.7  # grey levels at or below which the pixel check calls a pair one photo
     cross_id_threshold: float | None = None
     overlap_threshold: float | None = None
     outliers: bool = True

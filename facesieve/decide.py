@@ -27,8 +27,13 @@ class DecideSettings:
     near_duplicate: float | None = None  # cosine threshold; None = no near-duplicate pass
     phash_max_bits: int = 8
     phash_min_sim: float = 0.7
-    pixel_min_sim: float | None = None  # cosine floor for the pixel copy check; None = no pixel check (the hash rule decides)
-    pixel_residual: float = 0.7  # grey levels at or below which one image is re-made from the other
+    # The face-crop test (select/samephoto.py): pairs from crop_min_sim up go to it; None = no crop
+    # test (the hash rule decides). A pair scoring at most same_photo_cut is one photo; at most
+    # shot_cut a near-identical shot, grouped only when group_shots.
+    crop_min_sim: float | None = None
+    same_photo_cut: float = 0.0065
+    shot_cut: float = 0.0065
+    group_shots: bool = True
     cross_identity: float | None = None  # cosine threshold; None = no cross-identity pass
     identity_overlap: float | None = None
     outliers: bool = True
@@ -116,34 +121,44 @@ class _OnRows:
             self.check.prefetch([(int(self.rows[i]), int(self.rows[j])) for i, j in pairs])
 
 
+SAME_PHOTO, SHOT = "near_duplicate", "near_identical_shot"  # the two reasons of a grouped face
+
+
 def mark_near_duplicates(decisions, vectors, identities, quality, paths, phash, settings: DecideSettings, pixels=None,
                          progress=None) -> pd.DataFrame:
     """Groups around a best-quality centre within each identity; the centre is kept.
 
-    `pixels(i, j)` (rows of the file table) is the optional pixel copy check (copycheck.CopyCheck)."""
+    `pixels(i, j)` (rows of the file table) -> (grouped, score) is the face-crop test
+    (samephoto.SamePhotoCheck). A face whose score to its centre is at most settings.same_photo_cut
+    is removed as the same photo (reason near_duplicate), one above it as a near-identical shot."""
     from facesieve.select.neardup import near_duplicate_groups
 
     cand = np.flatnonzero(decisions["action"].to_numpy() == KEEP)
     if len(cand) < 2:
         return pd.DataFrame()
-    use_pixels = pixels is not None and settings.pixel_min_sim is not None
+    use_pixels = pixels is not None and settings.crop_min_sim is not None
     res = near_duplicate_groups(
         np.asarray(vectors[cand], np.float32), identities[cand], quality[cand], paths[cand], settings.near_duplicate,
         phash=None if phash is None else phash[cand], phash_max_bits=settings.phash_max_bits, phash_min_sim=settings.phash_min_sim,
         pixels=_OnRows(pixels, cand) if use_pixels else None,
-        pixel_min_sim=settings.pixel_min_sim if use_pixels else 1.0,
+        pixel_min_sim=settings.crop_min_sim if use_pixels else 1.0,
+        pixel_neighbours=settings.extra.get("crop_neighbours", 6),
         progress=progress,
     )
     drop = np.flatnonzero((res["group"].to_numpy() >= 0) & ~res["is_kept"].to_numpy())
     if len(drop):
         rows = cand[drop]
         kept = cand[res["kept_index"].to_numpy()[drop]]
-        _set(decisions, rows, action=REMOVE, reason="near_duplicate")
+        score = res["pixel_residual"].to_numpy()[drop]
+        shot = score > settings.same_photo_cut  # NaN (grouped by embedding or hash) stays a same-photo decision
+        _set(decisions, rows, action=REMOVE, reason=SAME_PHOTO)
+        _set(decisions, rows[shot], reason=SHOT)
         decisions.iloc[rows, decisions.columns.get_loc("duplicate_of")] = paths[kept]
         decisions.iloc[rows, decisions.columns.get_loc("similarity")] = res["similarity"].to_numpy()[drop]
         decisions.iloc[rows, decisions.columns.get_loc("detail")] = [
-            f"matched by pixels (residual {r:.2f})" if s == "pixels" else "matched by " + s
-            for s, r in zip(res["signal"].to_numpy()[drop], res["pixel_residual"].to_numpy()[drop])
+            (f"near-identical shot (crop score {r:.3f})" if r > settings.same_photo_cut else f"same photo (crop score {r:.3f})")
+            if s == "pixels" else "matched by " + s
+            for s, r in zip(res["signal"].to_numpy()[drop], score)
         ]
     groups = res.assign(row=cand)
     return groups[groups["group"] >= 0]

@@ -65,8 +65,6 @@ def validate(config: RunConfig) -> None:
         raise UsageError(f"unknown engine {config.engine!r}; choose from {', '.join(ENGINES)}")
     if config.jobs is not None and config.jobs < 1:
         raise UsageError("--jobs must be at least 1")
-    if not 0 <= config.pixel_residual <= 255:
-        raise UsageError(f"--pixel-residual must be a grey-level difference in 0..255, got {config.pixel_residual}")
     try:
         make_quality(config.quality)
     except ValueError as e:
@@ -293,7 +291,7 @@ def _run_locked(config: RunConfig, rep: Reporter) -> RunResult:
         write_side_tables(config.out, ws, decided, frame)
 
     summary = make_summary(config, files, manifest, selection, rep, time.perf_counter() - t0, applied)
-    summary["pixel_check"] = {"pairs": decided.pixel_pairs, "copies": decided.pixel_copies}
+    summary["duplicate_check"] = {"pairs": decided.pixel_pairs, "copies": decided.pixel_copies}
     ws.write_json("summary.json", summary)
     atomic_write_text(config.out / "summary.json", pd.Series(summary).to_json(indent=2))
     if config.report:
@@ -365,51 +363,109 @@ class Decided:
     cross_pairs: pd.DataFrame
     overlaps: pd.DataFrame
     outliers: pd.DataFrame
-    pixel_pairs: int = 0  # pairs the pixel copy check compared
-    pixel_copies: int = 0  # ... and found to be one photo
+    pixel_pairs: int = 0  # pairs the face-crop test scored in this run (none on a re-run: cached)
+    pixel_copies: int = 0  # pairs it grouped (same photo or near-identical shot)
+
+
+DUPLICATE_MODES = ("exact", "copies", "shots", "off")
 
 
 def decide_settings(config: RunConfig) -> DecideSettings:
-    """The run's thresholds: the user's, else the embedder's calibrated defaults."""
-    from facesieve.models.spec import spec_name
-    from facesieve.select.thresholds import for_embedder
+    """The run's thresholds: the user's, else the embedder's calibrated defaults.
 
-    need_defaults = config.dedup and (config.near_dup_threshold is None or config.cross_id_threshold is None or config.overlap_threshold is None)
+    config.duplicates: exact (same bytes or pixels only), copies (and the same photo edited),
+    shots (and near-identical shots too: the default), off. config.dedup=False turns off the
+    cross-identity pass as well."""
+    from facesieve.models.spec import spec_name
+    from facesieve.select.thresholds import SAME_PHOTO_CUT, SHOT_CUT, for_embedder
+
+    mode = config.duplicates if config.dedup else "off"
+    if mode not in DUPLICATE_MODES:
+        raise UsageError(f"unknown --duplicates {mode!r}; choose from {', '.join(DUPLICATE_MODES)}")
+    near_on = mode in ("copies", "shots")
+    need_defaults = (near_on and config.near_dup_threshold is None) or (
+        config.dedup and (config.cross_id_threshold is None or config.overlap_threshold is None))
     try:
         t = for_embedder(spec_name(config.embedder))
     except KeyError as e:
         if need_defaults:
             raise UsageError(str(e).strip('"')) from None
-        t = None  # every threshold given by the user: an uncalibrated embedder runs without the pixel check
+        t = None  # every threshold given by the user: an uncalibrated embedder runs without the crop test
 
     def pick(user, default):
         return user if user is not None else default
 
-    pixels = bool(t and config.dedup and config.pixel_check and t.pixel_min_sim is not None)
-    near = (t.pixel_near_duplicate if pixels else t.near_duplicate) if t else None
+    crop = bool(t and near_on and t.crop_min_sim is not None)
+    # with the crop test the embedding alone groups only identical vectors; without it, its own cut
+    near = (1.0 if crop else t.near_duplicate) if t else None
+    extra = config.extra or {}
     return DecideSettings(
         keep=config.keep,
         metric=config.metric,
         max_exhaustive=config.max_exhaustive,
-        exact_duplicates=config.dedup,
-        near_duplicate=pick(config.near_dup_threshold, near) if config.dedup else None,
+        exact_duplicates=mode != "off",
+        near_duplicate=pick(config.near_dup_threshold, near) if near_on else None,
         phash_max_bits=t.phash_max_bits if t else 8,
         phash_min_sim=t.phash_min_sim if t else 0.7,
-        pixel_min_sim=t.pixel_min_sim if pixels else None,
-        pixel_residual=config.pixel_residual,
+        crop_min_sim=t.crop_min_sim if crop else None,
+        same_photo_cut=float(extra.get("same_photo_cut", SAME_PHOTO_CUT)),
+        shot_cut=float(extra.get("shot_cut", SHOT_CUT)),
+        group_shots=mode == "shots",
         cross_identity=pick(config.cross_id_threshold, t and t.cross_identity) if config.dedup else None,
         identity_overlap=pick(config.overlap_threshold, t and t.identity_overlap) if config.dedup else None,
         outliers=config.outliers,
         drop_outliers=config.drop_outliers,
+        extra={k: v for k, v in extra.items() if k == "crop_neighbours"},
     )
+
+
+def _pair_cache_name() -> str:
+    from facesieve.select.samephoto import SCORE_VERSION
+
+    return f"pair-scores-{SCORE_VERSION}.parquet"
+
+
+def same_photo_check(config: RunConfig, frame: pd.DataFrame, settings: DecideSettings, progress=None):
+    """The face-crop test over the run's aligned crops (read from the faces stage on demand), with
+    the pair scores of earlier runs (workspace pair-scores-*.parquet) as its cache."""
+    from facesieve.select.samephoto import FaceViews, SamePhotoCheck, face_scale
+    from facesieve.stages import LANDMARK_COLUMNS
+
+    ws = Workspace(config.workspace)
+    cfg = faces_key(config)
+    files = ws.read_table("scan.parquet")
+    todo = files[files["status"] == "ok"]  # exactly the faces stage's rows, so its stored part is read as it is
+    wanted = pd.DataFrame({"image_id": todo["image_id"].to_numpy(), "key": (todo["sha256"] + "|" + cfg).to_numpy()})
+    table, arrays = ws.stage(f"faces-{_slug(cfg)}").collect(wanted, ["crops"], lazy=["crops"])
+    pos = pd.Series(np.arange(len(table)), index=table["image_id"].to_numpy())
+    crop_row = frame["image_id"].map(pos).fillna(-1).astype(np.int64).to_numpy()
+    keys = np.where(crop_row >= 0, table["key"].to_numpy()[np.maximum(crop_row, 0)], "").astype(object)
+    views = FaceViews(arrays["crops"], face_scale(table[LANDMARK_COLUMNS].to_numpy(np.float64)))
+    cache = {}
+    stored = ws.read_table(_pair_cache_name())
+    if stored is not None:
+        cache = dict(zip(zip(stored["key_a"], stored["key_b"]), stored["score"].astype(float)))
+    cut = settings.shot_cut if settings.group_shots else settings.same_photo_cut
+    return SamePhotoCheck(views, crop_row, keys, cut, cache)
+
+
+def save_pair_scores(config: RunConfig, check) -> None:
+    """Store the crop-test scores (old and new), so that a re-run scores no pair again."""
+    if not check.scored:
+        return
+    keys = list(check.cache)
+    Workspace(config.workspace).write_table(_pair_cache_name(), pd.DataFrame({
+        "key_a": [k[0] for k in keys], "key_b": [k[1] for k in keys], "score": list(check.cache.values())}))
 
 
 def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporter: Reporter | None = None) -> Decided:
     """All decisions for all files, from the assembled table and per-file vectors. The only I/O
-    is the pixel copy check's, which reads the few image pairs the embeddings leave undecided.
+    is the duplicate stage's: it reads the aligned crops of the faces stage and keeps its pair
+    scores in the workspace.
 
-    Order: errors and no-face; exact duplicates; near-duplicates within identities; cross-identity
-    duplicates and outliers (review); then the K-subset among the faces still kept.
+    Order: errors and no-face; exact duplicates; same photos and near-identical shots within
+    identities; cross-identity duplicates and outliers (review); then the K-subset among the faces
+    still kept.
     """
     from facesieve.select.crossid import identity_overlaps
 
@@ -422,7 +478,7 @@ def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporte
     unit = fvec / np.maximum(np.linalg.norm(fvec, axis=1), 1e-12)[:, None]
     empty = pd.DataFrame()
     near_groups, cross, overlaps, outl = empty, empty, empty, empty
-    pixels = None
+    check = None
     if settings.exact_duplicates:
         mark_exact_duplicates(
             decisions, frame["sha256"].fillna("").to_numpy(), frame["pixel_hash"].fillna("").to_numpy(), quality, paths, identities
@@ -430,17 +486,16 @@ def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporte
     if settings.near_duplicate is not None:
         phash = None
         bar = nullcontext(None)
-        if settings.pixel_min_sim is None:  # no pixel check: the hash rule is the second signal
+        if settings.crop_min_sim is None:  # no crop test: the hash rule is the second signal
             phash = np.stack([frame[c].fillna(0).to_numpy(np.int64) for c in ("phash", "phash_mirror")], axis=1).view(np.uint64)
         else:
-            from facesieve.parallel import default_jobs
-            from facesieve.select.copycheck import CopyCheck
-
-            pixels = CopyCheck([config.dataset / p for p in paths], threshold=settings.pixel_residual, jobs=config.jobs or default_jobs())
-            if reporter is not None:  # minutes on large sets: a bar over the faces grouped
-                bar = reporter.stage("pixels", int(np.count_nonzero(decisions["action"].to_numpy() == KEEP)))
+            check = same_photo_check(config, frame, settings)
+            if reporter is not None:  # a bar over the faces grouped, moving as identities finish
+                bar = reporter.stage("duplicates", int(np.count_nonzero(decisions["action"].to_numpy() == KEEP)))
         with bar as advance:
-            near_groups = mark_near_duplicates(decisions, unit, identities, quality, paths, phash, settings, pixels, advance)
+            near_groups = mark_near_duplicates(decisions, unit, identities, quality, paths, phash, settings, check, advance)
+        if check is not None:
+            save_pair_scores(config, check)
     if settings.cross_identity is not None:
         cross = mark_cross_identity(decisions, unit, identities, paths, has_face, settings)
     if settings.outliers:
@@ -453,8 +508,8 @@ def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporte
     encodings = mean_encodings(decisions, identities, fvec)
     decisions["quality"] = quality
     decided = Decided(decisions, selection, encodings, near_groups, cross, overlaps, outl)
-    if pixels is not None:
-        decided.pixel_pairs, decided.pixel_copies = pixels.pairs, pixels.copies
+    if check is not None:  # reported as summary["duplicate_check"]: pairs scored this run, pairs grouped
+        decided.pixel_pairs, decided.pixel_copies = check.scored, check.grouped
     return decided
 
 

@@ -51,9 +51,9 @@ def browser():
 @pytest.fixture(scope="module")
 def essex_run(shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("browser") / "essex_clean"
-    # still video frames form near-duplicate groups under the hash rule (docs/thresholds.md)
+    # still video frames form near-duplicate groups by default (docs/thresholds.md)
     assert main(["run", str(shared_data / "essex_faces94_19"), "--out", str(out), "--keep", "5", "--jobs", "2", "--quality", "image",
-                 "--no-pixel-check", "--quiet"]) == 0
+                 "--quiet"]) == 0
     return out
 
 

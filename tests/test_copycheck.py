@@ -111,7 +111,7 @@ def test_grouping_asks_the_pixel_check_only_in_its_band():
     assert r.kept_index.tolist()[:3] == [0, 0, 0]
     assert r.signal.tolist()[:3] == ["", "embedding", "pixels"]
     assert r.pixel_residual[2] == pytest.approx(0.1) and np.isnan(r.pixel_residual[1])
-    assert "pixel residual 0.10" in r.reason[2]
+    assert "crop score 0.100" in r.reason[2]
     assert not (r.kept_index.to_numpy()[3:] == 0).any()
 
 

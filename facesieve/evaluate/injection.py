@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from facesieve.augment import COPY_KINDS, jpeg_bytes, near_copy
+from facesieve.augment import COPY_KINDS, WEB_COPY_KINDS, jpeg_bytes, near_copy, web_bytes, web_copy
 from facesieve.imaging import load_rgb
 
-DUP_REASONS = ("near_duplicate", "exact_duplicate")
+DUP_REASONS = ("near_duplicate", "near_identical_shot", "exact_duplicate")
 
 
 def set_sources(data: Path, sets: list[str]) -> list[tuple[Path, str]]:
@@ -32,10 +32,12 @@ def set_sources(data: Path, sets: list[str]) -> list[tuple[Path, str]]:
     return out
 
 
-def build_injected(sources: list[tuple[Path, str]], dst: Path, n_copies: int, seed: int = 0) -> pd.DataFrame:
+def build_injected(sources: list[tuple[Path, str]], dst: Path, n_copies: int, seed: int = 0, web: bool = False) -> pd.DataFrame:
     """Copy `sources` ((file, identity) pairs) into dst/<identity>/, then add `n_copies` near-copies
     of randomly chosen sources, cycling through every copy kind. Returns the injected copies:
-    columns path, source (both relative to dst), kind."""
+    columns path, source (both relative to dst), kind. `web`: the kinds of the duplicates issue at
+    their full range, saved as the web saves them (augment.web_copy / web_bytes), instead of the
+    six lossless early kinds."""
     rng = np.random.default_rng(seed)
     rels = []
     for src, ident in sources:
@@ -43,7 +45,7 @@ def build_injected(sources: list[tuple[Path, str]], dst: Path, n_copies: int, se
         (dst / ident).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dst / rel)
         rels.append(rel)
-    kinds = list(COPY_KINDS)
+    kinds = list(WEB_COPY_KINDS if web else COPY_KINDS)
     picks = rng.choice(len(rels), size=min(n_copies, len(rels)), replace=False)
     rows = []
     for n, i in enumerate(picks):
@@ -52,7 +54,11 @@ def build_injected(sources: list[tuple[Path, str]], dst: Path, n_copies: int, se
         rgb = load_rgb(dst / rel)
         stem = Path(rel).stem
         ident = rel.split("/", 1)[0]
-        if kind == "jpeg":
+        if web:
+            data, suffix = web_bytes(web_copy(rgb, kind, rng)[0], kind, rng)
+            out = f"{ident}/copy_{kind}_{stem}{suffix}"
+            (dst / out).write_bytes(data)
+        elif kind == "jpeg":
             out = f"{ident}/copy_{kind}_{stem}.jpg"
             (dst / out).write_bytes(jpeg_bytes(rgb, int(rng.integers(30, 91))))
         else:

@@ -16,8 +16,8 @@ becomes a *centre* and takes every still-unassigned face that duplicates *it*. S
 
 Duplicate of a centre c: cosine(x, c) >= threshold ("embedding"), or, when perceptual hashes
 are given, Hamming(phash_x, phash_c) <= phash_max_bits and cosine(x, c) >= phash_min_sim ("phash"),
-or, when a pixel check is given, cosine(x, c) >= pixel_min_sim and the check re-makes one image
-from the other by one common edit ("pixels", select/copycheck.py). The second and third signals
+or, when a pixel check is given, cosine(x, c) >= pixel_min_sim and the check accepts the pair
+("pixels": the face-crop test of select/samephoto.py in runs). The second and third signals
 exist because re-encoded, resized or cropped copies of a photo and other photos of the same person
 overlap in cosine, so one cosine cut cannot separate them. The hash also matches distinct shots
 of one sitting (ORL, video frames); the pixel check does not, so runs use it by default and the
@@ -236,7 +236,7 @@ def _leaders(
     return centre, residual
 
 
-_PREFETCH_BATCH = 8192  # pixel pairs gathered (over whole identities) before they are computed together
+_PREFETCH_BATCH = 1024  # pixel pairs gathered (over whole identities) before they are computed together
 
 
 def _band_pairs(X, ph, idx, pairs, threshold, phash_min_sim, phash_max_bits) -> list[tuple[int, int]]:
@@ -426,7 +426,7 @@ def near_duplicate_groups(
         if phash_distance[r] >= 0:
             text += f", phash {phash_distance[r]} bits"
         if not np.isnan(pixel_residual[r]):
-            text += f", pixel residual {pixel_residual[r]:.2f}"
+            text += f", crop score {pixel_residual[r]:.3f}"
         reason[r] = text + f"; signal {signal[r]})"
 
     return pd.DataFrame(

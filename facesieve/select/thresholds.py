@@ -1,8 +1,8 @@
 """Calibrated decision thresholds per embedder (cosine on L2-normalised vectors).
 
-How they were chosen is in docs/thresholds.md: on ../shared/data only, genuine same-photo pairs
-made by augmenting real photos (re-encode, resize, crop, flip, brightness, small rotation) against
-pairs of distinct photos of the same person. Nothing else was used to tune them.
+How they were chosen is in docs/thresholds.md, on ../shared/data only: the cosine cuts from
+augmented copies against distinct photos of one person (bench/calibrate_thresholds.py); the
+face-crop cuts by bench/bench_duplicates.py, leave-one-set-out figures for the rule that chose them.
 """
 
 from __future__ import annotations
@@ -17,20 +17,26 @@ class Thresholds:
     phash_min_sim: float  # ... together with at least this cosine
     cross_identity: float  # cosine at/above which faces of two identities are flagged
     identity_overlap: float  # cosine of identity means at/above which two folders may be one person
-    # With the pixel copy check (the default): the embedding alone decides only at or above
-    # pixel_near_duplicate; pairs from pixel_min_sim up are given to the check; the hash rule is off
-    # (it merges distinct shots of one sitting, docs/thresholds.md). None: no pixel check.
-    pixel_min_sim: float | None = None
-    pixel_near_duplicate: float | None = None
+    # The face-crop test (select/samephoto.py, the default): pairs of one identity from
+    # crop_min_sim up, each face with its nearest faces, are scored on their aligned crops; the
+    # embedding alone decides nothing below 1.0 and the hash rule is off. None: no crop test.
+    crop_min_sim: float | None = None
+
+
+# Cuts on the face-crop score (select/samephoto.py): the embedder does not enter the score, so one
+# pair of cuts serves every embedder. Chosen on all shared sets (bench/bench_duplicates.py; the
+# left-out figures are in docs/thresholds.md).
+SAME_PHOTO_CUT = 0.0065
+SHOT_CUT = 0.0065
 
 
 DEFAULTS: dict[str, Thresholds] = {
     "sface": Thresholds(near_duplicate=0.97, phash_max_bits=2, phash_min_sim=0.85, cross_identity=0.97, identity_overlap=0.80,
-                       pixel_min_sim=0.75, pixel_near_duplicate=0.99),
+                       crop_min_sim=0.70),
     # dlib's cosines crowd near 1 (distinct same-person photos: median 0.977, max 0.997); calibrated on 51
     # photos, 306 copies, 121 distinct pairs (docs/thresholds.md); the overlap cut is from seed_vggface only
     "dlib": Thresholds(near_duplicate=0.995, phash_max_bits=2, phash_min_sim=0.95, cross_identity=0.995, identity_overlap=0.93,
-                      pixel_min_sim=0.95, pixel_near_duplicate=0.998),
+                      crop_min_sim=0.93),
 }
 
 

@@ -9,7 +9,7 @@
   const COLORS = { keep: "#1f8a4c", remove: "#c73a3a", review: "#d98a00", error: "#7c8591" };
   const REASON_LABEL = {
     kept: "kept", selected: "selected", too_few: "kept (≤ K)", not_selected: "not selected",
-    near_duplicate: "near dup", exact_duplicate: "exact dup", cross_identity_duplicate: "cross-id",
+    near_duplicate: "same photo", near_identical_shot: "same moment", exact_duplicate: "exact dup", cross_identity_duplicate: "cross-id",
     outlier: "outlier", no_face: "no face", manual: "manual",
   };
   const ui = { q: "", filter: "all", sort: "name", page: 0, crossPage: 0, closed: new Set() };
@@ -83,7 +83,7 @@
       : el("div", { class: "noimg", text: "no image" });
     const bits = ["q " + fmt(f[3])];
     if (opts.pair) { /* the pair shows its own similarity */ }
-    else if (f[6] !== null && (r === "near_duplicate" || r === "exact_duplicate" || r === "cross_identity_duplicate")) bits.push("sim " + fmt(f[6]));
+    else if (f[6] !== null && (r === "near_duplicate" || r === "near_identical_shot" || r === "exact_duplicate" || r === "cross_identity_duplicate")) bits.push("sim " + fmt(f[6]));
     else if (f[6] !== null && r === "not_selected") bits.push("≈ kept " + fmt(f[6]));
     if (r === "outlier" && f[7] !== null) bits.push("score " + fmt(f[7]));
     let badge = label(r);
@@ -379,7 +379,7 @@
     const bySeries = (get, filter) => D.actions.map((a) => ({ name: a, color: COLORS[a],
       values: faces.filter((f) => action(f) === a && (!filter || filter(f))).map(get).filter((v) => v !== null && v !== undefined) }));
     const q = histogram("Face quality by decision", bySeries((f) => f[3]), { xlabel: "quality score (" + ((D.summary.models || {}).quality || "") + ")" });
-    const sims = histogram("Similarity to the kept face of its near-duplicate group", bySeries((f) => f[6], (f) => reason(f) === "near_duplicate" || (reason(f) === D.manual && f[6] !== null)), { xlabel: "cosine" });
+    const sims = histogram("Similarity to the kept face of its near-duplicate group", bySeries((f) => f[6], (f) => reason(f) === "near_duplicate" || reason(f) === "near_identical_shot" || (reason(f) === D.manual && f[6] !== null)), { xlabel: "cosine" });
     const scores = faces.map((f) => f[7]).filter((v) => v !== null);
     const [smin, smax] = extent(scores);
     const varied = scores.length && smax > smin;

@@ -1,0 +1,61 @@
+"""A contact sheet of the pairs a duplicate run grouped, for a person to check by eye.
+
+    python bench/dup_contact_sheet.py --set orl_att40 --out docs/img/orl_merged_pairs.png [--root /tmp/bench15]
+
+Reads the run bench_duplicates.py leaves under ROOT (the set's workspace and its pair scores) and
+draws every pair of two different original photos (no injected copy) scoring at or below the
+shipped near-identical-shot cut, lowest score first, with the score under each pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_duplicates import labels, pair_table  # noqa: E402
+
+from facesieve.imaging import load_rgb  # noqa: E402
+from facesieve.select.thresholds import SHOT_CUT  # noqa: E402
+
+
+def sheet(pairs: list[tuple[Path, Path, str]], cell: int = 96, cols: int = 4) -> Image.Image:
+    rows = max(1, -(-len(pairs) // cols))
+    out = Image.new("RGB", (cols * (2 * cell + 12), rows * (cell + 16)), "white")
+    draw = ImageDraw.Draw(out)
+    for n, (a, b, text) in enumerate(pairs):
+        x, y = (n % cols) * (2 * cell + 12), (n // cols) * (cell + 16)
+        for k, p in enumerate((a, b)):
+            img = Image.fromarray(load_rgb(p))
+            img.thumbnail((cell, cell))
+            out.paste(img, (x + k * cell, y))
+        draw.text((x + 2, y + cell + 2), text, fill="black")
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", type=Path, default=Path("/tmp/bench15"))
+    ap.add_argument("--set", default="orl_att40")
+    ap.add_argument("--cut", type=float, default=SHOT_CUT)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    t = pair_table(args.root, args.set)
+    copies, photos = labels(args.root, args.set)
+    t = t[(t["relation"] != "same") & (t["score"] <= args.cut)]
+    t = t[~t["a"].isin(photos.copy_paths) & ~t["b"].isin(photos.copy_paths)].sort_values("score")
+    data = args.root / "data" / args.set
+    pairs = [(data / a, data / b, f"{Path(a).parent.name} {Path(a).stem}~{Path(b).stem} {s:.4f}")
+             for a, b, s in zip(t["a"], t["b"], t["score"])]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    sheet(pairs).convert("L").save(args.out, optimize=True)
+    print(f"{len(pairs)} pairs at or below {args.cut} -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""Same photo, near-identical shot, or distinct? A cheap test on the aligned face crops.
+
+Why this works: the faces stage already warps every face onto the ArcFace template from its five
+landmarks, so two faces of one photo (re-encoded, resized, cropped, flipped, re-toned, rotated,
+framed, captioned, stretched) land on nearly the same 112x112 crop; what is left between them is
+landmark jitter, blur from resampling, JPEG noise, a tone curve and, where a caption or logo
+reaches the face, a patch. Another shot of the same moment differs by small motions of the face
+and its own noise; another moment differs by pose, expression or lighting. So:
+
+- compare in grey (grayscale copies), at the resolution the poorer face really has (the crop of a
+  small face is upsampled and blurred: comparing finer than that measures blur, not identity);
+- the mirrored crop is tried too (a flipped photo's crop is the mirror of the original's crop);
+- a small affine refinement (a few Gauss-Newton steps, Lucas-Kanade) absorbs landmark jitter and
+  a stretched aspect;
+- a monotone tone fit (quadratic in grey level: gain, offset, gamma) absorbs brightness,
+  contrast and gamma edits;
+- the residual is trimmed (the best TRIM share of the pixels), so a caption or logo over part of
+  the face does not decide;
+- it is divided by the face's own contrast, so two dark, flat faces (yaleB under different
+  lighting) are not one photo merely because both are dark.
+
+The score of a pair is that normalised residual (0: identical); lower cuts decide "same photo",
+a higher one "near-identical shot" (docs/thresholds.md). Pure: arrays in, arrays out, no I/O;
+the cross-identity pass can call `pair_scores` on any two crops as well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+__all__ = ["FaceViews", "pair_scores", "face_scale", "Cuts", "classify", "DISTINCT", "SHOT", "SAME_PHOTO", "SCORE_VERSION"]
+
+DISTINCT, SHOT, SAME_PHOTO = 0, 1, 2
+SCORE_VERSION = "samephoto-v2"  # part of the cache key of stored pair scores
+LEVELS = (80, 56, 40, 28)  # comparison grids (pixels a side), finest first
+TEMPLATE_EYES = 35.2372  # eye distance of the 112-pixel ArcFace template
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+# how far the refinement may move B: landmark jitter and a stretched aspect, not another pose
+SHIFT_MAX = 0.15  # of the grid side
+LINEAR_MAX = 0.25  # scale / shear / rotation terms
+PRE_BLUR = 0.8  # Gaussian sigma (grid pixels) before reducing a crop: evens out aliasing and JPEG noise
+TRIM = 0.85  # share of the (best) pixels the residual is taken over
+COARSE_STEPS = 4  # Gauss-Newton steps at half size ...
+STEPS = 2  # ... then at full size
+MARGIN = 0.2  # border of the comparison grid left out (the aligned crop's edge repeats the image border)
+
+
+def face_scale(landmarks: np.ndarray) -> np.ndarray:
+    """Native pixels per crop pixel of each face, from its (n, 10) landmarks (eye distance)."""
+    lm = np.asarray(landmarks, np.float64).reshape(-1, 10)
+    eyes = np.hypot(lm[:, 2] - lm[:, 0], lm[:, 3] - lm[:, 1])
+    return np.where(np.isfinite(eyes), eyes / TEMPLATE_EYES, 1.0)
+
+
+def level_for(scale: float) -> int:
+    """The comparison grid for a pair whose poorer face has `scale` native pixels per crop pixel."""
+    for side in LEVELS:
+        if scale * 112 >= side * 0.999:
+            return side
+    return LEVELS[-1]
+
+
+class FaceViews:
+    """Grey, area-reduced views of aligned crops at each comparison level, made on first use."""
+
+    def __init__(self, crops, scales: np.ndarray):
+        self.crops, self.scales = crops, np.asarray(scales, np.float64)
+        self._cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def view(self, i: int, side: int) -> np.ndarray:
+        key = (i, side)
+        v = self._cache.get(key)
+        if v is None:
+            crop = np.asarray(self.crops[i])
+            grey = crop.astype(np.float32) @ _LUMA if crop.ndim == 3 else crop.astype(np.float32)
+            grey = cv2.GaussianBlur(grey, (0, 0), PRE_BLUR * 112.0 / side)
+            v = cv2.resize(grey, (side, side), interpolation=cv2.INTER_AREA)
+            if len(self._cache) > 200_000:
+                self._cache.clear()
+            self._cache[key] = v
+        return v
+
+
+def _grid(side: int):
+    """Inner comparison grid of a level: (margin, x and y offsets from the centre, in pixels)."""
+    m = max(1, round(side * MARGIN))
+    ys, xs = np.mgrid[m : side - m, m : side - m].astype(np.float32)
+    c = (side - 1) / 2.0
+    return m, (xs - c).ravel(), (ys - c).ravel()
+
+
+def _sample(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear samples of each image (P, L, L) at its points (P, N), edges repeated, with the
+    image's x and y derivatives there (from the same four neighbours)."""
+    P, L, _ = img.shape
+    x = np.clip(x, 0, L - 1.001)
+    y = np.clip(y, 0, L - 1.001)
+    x0, y0 = x.astype(np.int64), y.astype(np.int64)
+    fx, fy = (x - x0).astype(np.float32), (y - y0).astype(np.float32)
+    flat = img.reshape(P, -1)
+    base = y0 * L + x0
+    a = np.take_along_axis(flat, base, 1)
+    b = np.take_along_axis(flat, base + 1, 1)
+    c = np.take_along_axis(flat, base + L, 1)
+    d = np.take_along_axis(flat, base + L + 1, 1)
+    top, bottom = a + fx * (b - a), c + fx * (d - c)
+    value = top + fy * (bottom - top)
+    dx = (b - a) + fy * ((d - c) - (b - a))
+    dy = bottom - top
+    return value, dx, dy
+
+
+def _solve(G: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Batched least squares from normal equations G (P, k, k), right sides r (P, k)."""
+    k = G.shape[-1]
+    G = G + (1e-6 * (np.trace(G, axis1=1, axis2=2) + 1.0))[:, None, None] * np.eye(k)
+    return np.linalg.solve(G.astype(np.float64), r.astype(np.float64)[..., None])[..., 0]
+
+
+def _tone_residual(target: np.ndarray, moved: np.ndarray, rounds: int = 2) -> np.ndarray:
+    """|target - f(moved)| with f the best quadratic tone curve, fitted twice: on all pixels, then
+    on the best TRIM share (a caption or logo does not bend the curve)."""
+    t = moved / 128.0 - 1.0
+    A = np.stack([np.ones_like(t), t, t * t], axis=2)  # (P, N, 3)
+    keep = np.ones(target.shape, bool)
+    for _ in range(rounds):
+        Ak = A * keep[..., None]
+        At = Ak.transpose(0, 2, 1)
+        coef = _solve(At @ Ak, (At @ target[..., None])[..., 0])
+        signed = target - (A @ coef[..., None].astype(np.float32))[..., 0]
+        r = np.abs(signed)
+        k = int(TRIM * (r.shape[1] - 1))
+        keep = r <= np.partition(r, k, axis=1)[:, k : k + 1]
+    return signed
+
+
+def _points(p: np.ndarray, X: np.ndarray, Y: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
+    """B's sampling points for the target grid under the affine parameters p (P, 6), centred."""
+    xs = c + (1 + p[:, :1]) * X + p[:, 1:2] * Y + p[:, 2:3]
+    ys = c + p[:, 3:4] * X + (1 + p[:, 4:5]) * Y + p[:, 5:6]
+    return xs, ys
+
+
+def _refine(A: np.ndarray, B: np.ndarray, p: np.ndarray, steps: int) -> np.ndarray:
+    """Gauss-Newton steps (forward-additive Lucas-Kanade, with a linear tone term) moving B onto A."""
+    P, L, _ = A.shape
+    m, X, Y = _grid(L)
+    c = (L - 1) / 2.0
+    target = A[:, m : L - m, m : L - m].reshape(P, -1)
+    ones = np.ones((P, X.size), np.float32)
+    for _ in range(steps):
+        w, dx, dy = _sample(B, *_points(p, X, Y, c))
+        J = np.stack([dx * X, dx * Y, dx, dy * X, dy * Y, dy, w, ones], axis=2)
+        Jt = J.transpose(0, 2, 1)
+        dp = _solve(Jt @ J, (Jt @ (target - w)[..., None])[..., 0])[:, :6]
+        dp[:, [2, 5]] = np.clip(dp[:, [2, 5]], -0.1 * L, 0.1 * L)
+        dp[:, [0, 1, 3, 4]] = np.clip(dp[:, [0, 1, 3, 4]], -0.1, 0.1)
+        p = p + dp
+        p[:, [2, 5]] = np.clip(p[:, [2, 5]], -SHIFT_MAX * L, SHIFT_MAX * L)
+        p[:, [0, 1, 3, 4]] = np.clip(p[:, [0, 1, 3, 4]], -LINEAR_MAX, LINEAR_MAX)
+    return p
+
+
+def _half(img: np.ndarray) -> np.ndarray:
+    P, L, _ = img.shape
+    h = L // 2
+    return img[:, : 2 * h, : 2 * h].reshape(P, h, 2, h, 2).mean(axis=(2, 4))
+
+
+def _coarse_fit(A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Registration at half size (landmark jitter of a few pixels) and its residual, per pair."""
+    A2, B2 = _half(A), _half(B)
+    P, L, _ = A2.shape
+    p = _refine(A2, B2, np.zeros((P, 6), np.float64), COARSE_STEPS)
+    m, X, Y = _grid(L)
+    target = A2[:, m : L - m, m : L - m].reshape(P, -1)
+    r = np.abs(_tone_residual(target, _sample(B2, *_points(p, X, Y, (L - 1) / 2.0))[0], rounds=1))
+    p[:, [2, 5]] *= 2.0
+    return p, r.mean(axis=1)
+
+
+def _scores(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Normalised residual of B (P, L, L) registered onto A (P, L, L), plain or mirrored: both
+    are registered at half size, the better one is refined at full size and scored."""
+    P, L, _ = A.shape
+    Bm = np.ascontiguousarray(B[:, :, ::-1])
+    p, r = _coarse_fit(np.concatenate([A, A]), np.concatenate([B, Bm]))
+    mirror = r[P:] < r[:P]
+    B = np.where(mirror[:, None, None], Bm, B)
+    p = _refine(A, B, np.where(mirror[:, None], p[P:], p[:P]), STEPS)
+    m, X, Y = _grid(L)
+    target = A[:, m : L - m, m : L - m].reshape(P, -1)
+    moved = _sample(B, *_points(p, X, Y, (L - 1) / 2.0))[0]
+    r = _tone_residual(target, moved)
+    r = np.abs(r)
+    k = max(1, int(TRIM * r.shape[1]))
+    trimmed = np.partition(r, k - 1, axis=1)[:, :k].mean(axis=1)
+    lo, hi = np.percentile(target, (5, 95), axis=1)
+    return trimmed / np.maximum(hi - lo, 8.0)
+
+
+def pair_scores(views: FaceViews, i: np.ndarray, j: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Normalised residual of each pair (i[t], j[t]) of faces, plain or mirrored, whichever is
+    lower. Pairs are compared at the grid their poorer face supports, in batches."""
+    i = np.asarray(i, np.int64)
+    j = np.asarray(j, np.int64)
+    out = np.empty(i.shape[0], np.float64)
+    if not i.size:
+        return out
+    sides = np.array([level_for(min(views.scales[a], views.scales[b])) for a, b in zip(i.tolist(), j.tolist())])
+    for side in np.unique(sides):
+        at = np.flatnonzero(sides == side)
+        for s in range(0, at.size, batch):
+            t = at[s : s + batch]
+            A = np.stack([views.view(int(a), int(side)) for a in i[t]])
+            B = np.stack([views.view(int(b), int(side)) for b in j[t]])
+            out[t] = _scores(A, B)
+    return out
+
+
+@dataclass(frozen=True)
+class Cuts:
+    """Score cuts: at or below `same_photo` one photo; at or below `shot` a near-identical shot."""
+
+    same_photo: float
+    shot: float
+
+
+def classify(scores: np.ndarray, cuts: Cuts) -> np.ndarray:
+    s = np.asarray(scores, np.float64)
+    return np.where(s <= cuts.same_photo, SAME_PHOTO, np.where(s <= cuts.shot, SHOT, DISTINCT))
+
+
+class SamePhotoCheck:
+    """The pair test for neardup.near_duplicate_groups: check(i, j) -> (grouped, score), for file
+    rows i and j; `prefetch(pairs)` scores many pairs in one batch.
+
+    Scores are kept in `cache`, keyed by the two faces' keys (their image bytes and face settings)
+    in sorted order, so a re-run scores no pair again and the score of a pair does not depend on
+    which face is the group's centre. `cut`: the highest score grouped (Cuts.same_photo for
+    copies only, Cuts.shot for copies and near-identical shots)."""
+
+    def __init__(self, views: FaceViews, crop_row: np.ndarray, keys: np.ndarray, cut: float, cache: dict | None = None,
+                 progress=None):
+        self.views, self.crop_row, self.keys, self.cut = views, np.asarray(crop_row), np.asarray(keys, dtype=object), float(cut)
+        self.cache = {} if cache is None else cache
+        self.progress = progress
+        self.scored = 0  # pairs scored by this check (not found in the cache)
+        self.grouped = 0  # pairs it grouped
+
+    def _key(self, i: int, j: int) -> tuple[str, str, bool]:
+        a, b = self.keys[i], self.keys[j]
+        return (a, b, False) if a <= b else (b, a, True)
+
+    def prefetch(self, pairs) -> None:
+        todo = {}
+        for i, j in pairs:
+            a, b, swap = self._key(int(i), int(j))
+            if (a, b) not in self.cache:
+                todo[(a, b)] = (j, i) if swap else (i, j)
+        if not todo:
+            return
+        keys = list(todo)
+        ij = np.array([todo[k] for k in keys], np.int64)
+        for s in range(0, len(keys), 512):
+            part = ij[s : s + 512]
+            scores = pair_scores(self.views, self.crop_row[part[:, 0]], self.crop_row[part[:, 1]])
+            self.cache.update(zip(keys[s : s + 512], scores.tolist()))
+            self.scored += len(part)
+            if self.progress is not None:
+                self.progress(len(part))
+
+    def score(self, i: int, j: int) -> float:
+        a, b, _ = self._key(i, j)
+        if (a, b) not in self.cache:
+            self.prefetch([(i, j)])
+        return self.cache[(a, b)]
+
+    def __call__(self, i: int, j: int) -> tuple[bool, float]:
+        s = self.score(int(i), int(j))
+        ok = s <= self.cut
+        self.grouped += int(ok)
+        return ok, s

@@ -1,0 +1,185 @@
+"""The face-crop same-photo test (select/samephoto.py) on real photos, and the duplicate stage
+around it (modes, cache, removed flags).
+
+Copies are made as the web makes them (facesieve.augment.web_copy, saved by web_bytes: JPEG mostly)
+and run through the real detect -> align path, so the crops compared are the ones a run compares.
+The cuts are the shipped ones (select/thresholds.py), chosen on the shared sets by
+bench/bench_duplicates.py; the figures these tests hold them to are in docs/thresholds.md.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facesieve.augment import WEB_COPY_KINDS, web_bytes, web_copy
+from facesieve.imaging import load_rgb
+from facesieve.select.samephoto import FaceViews, face_scale, pair_scores
+from facesieve.select.thresholds import SAME_PHOTO_CUT, SHOT_CUT
+from facesieve.stages import LANDMARK_COLUMNS, FaceTask, faces_worker
+
+
+def faces_of(images: list[tuple[str, bytes | str]]):
+    """Crops and landmarks of (name, file bytes or path) through the real faces stage."""
+    import tempfile
+    from pathlib import Path
+
+    crops, lms = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n, (name, data) in enumerate(images):
+            path = data
+            if isinstance(data, bytes):
+                path = str(Path(tmp) / f"{n}_{name}")
+                Path(path).write_bytes(data)
+            row, crop = faces_worker(FaceTask(str(n), "k", str(path), "yunet", "central", False, True))
+            assert row["status"] == "ok", (name, row["reason"])
+            crops.append(crop)
+            lms.append([row[c] for c in LANDMARK_COLUMNS])
+    return FaceViews(np.stack(crops), face_scale(np.array(lms)))
+
+
+@pytest.fixture(scope="module")
+def web_people(shared_data):
+    """Three pins_web identities, six photos each: the first photo of each gets a copy of every kind."""
+    rng = np.random.default_rng(7)
+    out = []
+    for ident in ("Anne_Hathaway", "Bill_Gates", "Emma_Stone"):
+        photos = sorted((shared_data / "pins_web" / ident).glob("*.jpg"))[:6]
+        items = [(p.name, str(p)) for p in photos]
+        src = load_rgb(photos[0])
+        for kind in WEB_COPY_KINDS:
+            data, suffix = web_bytes(web_copy(src, kind, rng)[0], kind, rng)
+            items.append((kind + suffix, data))
+        out.append((ident, faces_of(items)))
+    return out
+
+
+def test_every_kind_is_closer_to_its_source_than_any_other_photo(web_people):
+    """The score ranks each copy (every kind, composites included) below every other photo of
+    the same person, and most copies fall under the shipped cut."""
+    under = []
+    for ident, views in web_people:
+        others = pair_scores(views, np.zeros(5, int), np.arange(1, 6))
+        copies = pair_scores(views, np.zeros(len(WEB_COPY_KINDS), int), np.arange(6, 6 + len(WEB_COPY_KINDS)))
+        print(ident, "other photos", others.round(4), "copies", dict(zip(WEB_COPY_KINDS, copies.round(4))))
+        assert copies.max() < others.min(), ident
+        assert others.min() > SHOT_CUT  # distinct web photos are never grouped
+        under.extend(copies <= SHOT_CUT)
+    assert np.mean(under) >= 0.8
+
+
+def test_jpeg_resaved_flip_is_the_same_photo(shared_data):
+    src = load_rgb(shared_data / "deepface13" / "person01" / "img1.jpg")
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(src[:, ::-1])).save(buf, "JPEG", quality=75)
+    views = faces_of([("src.jpg", str(shared_data / "deepface13" / "person01" / "img1.jpg")),
+                      ("flip.jpg", buf.getvalue()),
+                      ("other.jpg", str(shared_data / "deepface13" / "person01" / "img2.jpg"))])
+    flip, other = pair_scores(views, np.array([0, 0]), np.array([1, 2]))
+    print("flipped JPEG re-save", flip, "another photo", other)
+    assert flip <= SAME_PHOTO_CUT and other > SHOT_CUT and flip < other / 10
+
+
+def test_64_pixel_faces(shared_data):
+    """A 64-pixel face crop and its JPEG re-save (q70) are one photo; other 64-pixel photos of the
+    person are not."""
+    import cv2
+
+    items = []
+    for p in sorted((shared_data / "pins_web" / "Chris_Pratt").glob("*.jpg"))[:5]:
+        rgb = load_rgb(p)
+        f = 64 / max(rgb.shape[:2])
+        small = cv2.resize(rgb, (round(rgb.shape[1] * f), round(rgb.shape[0] * f)), interpolation=cv2.INTER_AREA)
+        buf = io.BytesIO()
+        Image.fromarray(small).save(buf, "PNG")
+        items.append((p.stem + ".png", buf.getvalue()))
+        if len(items) == 1:
+            buf = io.BytesIO()
+            Image.fromarray(small).save(buf, "JPEG", quality=70)
+            items.append(("copy.jpg", buf.getvalue()))
+    views = faces_of(items)
+    s = pair_scores(views, np.zeros(5, int), np.arange(1, 6))
+    print("64 px: copy", s[0], "others", s[1:])
+    assert s[0] <= SAME_PHOTO_CUT and s[1:].min() > SHOT_CUT
+
+
+def _all_pairs(views_n: int):
+    i, j = np.triu_indices(views_n, 1)
+    return i, j
+
+
+def test_yaleb_lighting_and_orl_sittings_are_not_one_photo(shared_data):
+    """yaleB: one face under its lighting conditions (<= 0.5% of pairs may group); ORL: ten shots of
+    one sitting (the near-identical ones may group as shots, never as one photo)."""
+    yale = sorted((shared_data / "yaleB_cropped10" / "yaleB01").glob("*"))[:40]
+    views = faces_of([(p.name, str(p)) for p in yale])
+    i, j = _all_pairs(len(yale))
+    s = pair_scores(views, i, j)
+    print("yaleB01: pairs", len(s), "min score", s.min(), "grouped", int((s <= SHOT_CUT).sum()))
+    assert (s <= SHOT_CUT).mean() <= 0.005
+    orl = [p for ident in ("s01", "s02", "s03") for p in sorted((shared_data / "orl_att40" / ident).glob("*.pgm"))]
+    views = faces_of([(p.name, str(p)) for p in orl])
+    i, j = _all_pairs(len(orl))
+    same = np.array([orl[a].parent == orl[b].parent for a, b in zip(i, j)])
+    s = pair_scores(views, i[same], j[same])
+    print("ORL s01-s03: pairs", len(s), "lowest", np.sort(s)[:5].round(4))
+    assert (s <= SAME_PHOTO_CUT).sum() == 0
+    assert (s <= SHOT_CUT).mean() <= 0.02
+
+
+# ---------------------------------------------------------------- the duplicate stage in a run
+
+
+@pytest.fixture(scope="module")
+def small_set(shared_data, tmp_path_factory):
+    """Four ORL identities (40 photos) and two deepface13 ones, with a JPEG re-save, a flipped
+    JPEG re-save and a 10% crop of one photo each."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("samephoto") / "data"
+    for ident in ("s01", "s02", "s03", "s04"):
+        shutil.copytree(shared_data / "orl_att40" / ident, root / ident)
+    for ident in ("person01", "person02"):
+        shutil.copytree(shared_data / "deepface13" / ident, root / ident)
+    rgb = load_rgb(root / "person01" / "img1.jpg")
+    Image.fromarray(rgb).save(root / "person01" / "copy_jpeg.jpg", quality=70)
+    Image.fromarray(np.ascontiguousarray(rgb[:, ::-1])).save(root / "person01" / "copy_flip.jpg", quality=85)
+    h, w = rgb.shape[:2]
+    Image.fromarray(rgb[h // 20 : h - h // 20, w // 10 :]).save(root / "person01" / "copy_crop.jpg", quality=90)
+    return root
+
+
+def test_copies_found_and_a_rerun_scores_no_pair(small_set, tmp_path):
+    from facesieve.config import RunConfig
+    from facesieve.pipeline import run
+
+    cfg = dict(dataset=small_set, out=tmp_path / "out", jobs=2, report=False)
+    first = run(RunConfig(**cfg))
+    m = first.manifest.set_index("path")
+    print(m.loc[m["reason"].isin(["near_duplicate", "near_identical_shot"]), ["reason", "duplicate_of", "detail"]])
+    # the re-saves are grouped with their source; the 10% crop scores higher and, at the tight
+    # shipped cut, may stay (docs/thresholds.md: crop recall on left-out sets is below target)
+    # (groups do not chain: a copy may be grouped under another copy of its photo, the best face)
+    photo = {"person01/img1.jpg", "person01/copy_jpeg.jpg", "person01/copy_flip.jpg", "person01/copy_crop.jpg"}
+    for c in ("person01/copy_jpeg.jpg", "person01/copy_flip.jpg"):
+        assert m.loc[c, "reason"] == "near_duplicate" and m.loc[c, "duplicate_of"] in photo, c
+    assert first.summary["duplicate_check"]["pairs"] > 0
+    # no ORL photo removed as a copy of another
+    orl = m[m.index.str.startswith("s0")]
+    assert not orl["reason"].isin(["near_duplicate", "near_identical_shot"]).any()
+    second = run(RunConfig(**cfg))
+    assert second.summary["duplicate_check"]["pairs"] == 0  # every pair score came from the workspace
+    assert (second.manifest["reason"].to_numpy() == first.manifest["reason"].to_numpy()).all()
+    exact = run(RunConfig(**{**cfg, "out": tmp_path / "exact"}, workspace=tmp_path / "out" / ".facesieve", duplicates="exact"))
+    assert not exact.manifest["reason"].isin(["near_duplicate", "near_identical_shot"]).any()
+
+
+def test_removed_pixel_flags_exit_2_with_what_replaced_them(small_set, tmp_path, capsys):
+    from facesieve.cli import main
+
+    assert main(["run", str(small_set), "--out", str(tmp_path / "o"), "--no-pixel-check"]) == 2
+    assert "--duplicates" in capsys.readouterr().err
+    assert main(["run", str(small_set), "--out", str(tmp_path / "o"), "--pixel-residual", "2"]) == 2
