@@ -32,11 +32,8 @@ THR = 0.95
 
 
 @pytest.fixture(scope="module")
-def data_root() -> Path:
-    root = Path(__file__).parents[1].parent / "shared" / "data"
-    if not root.is_dir():
-        pytest.skip(f"shared data not found at {root}")
-    return root
+def data_root(shared_data) -> Path:
+    return shared_data  # conftest's fixture: missing shared data is a failure, not a skip
 
 
 def unit(v: np.ndarray) -> np.ndarray:
