@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["FaceViews", "pair_scores", "face_scale", "Cuts", "classify", "DISTINCT", "SHOT", "SAME_PHOTO", "SCORE_VERSION"]
+__all__ = ["FaceViews", "pair_scores", "face_scale", "Cuts", "classify", "grouped", "neighbour_ratio", "DISTINCT", "SHOT", "SAME_PHOTO", "SCORE_VERSION"]
 
 DISTINCT, SHOT, SAME_PHOTO = 0, 1, 2
 SCORE_VERSION = "samephoto-v2"  # part of the cache key of stored pair scores
@@ -223,15 +223,52 @@ def pair_scores(views: FaceViews, i: np.ndarray, j: np.ndarray, batch: int = 256
 
 @dataclass(frozen=True)
 class Cuts:
-    """Score cuts: at or below `same_photo` one photo; at or below `shot` a near-identical shot."""
+    """Score cuts: at or below `same_photo` one photo; at or below `shot` a near-identical shot.
+
+    Beside the plain cut, a pair is one photo when it is far closer than its faces' other
+    neighbours: score at most `ratio_score` and at most `ratio` times the median score of the two
+    faces to their other candidate neighbours (a copy is much closer to its source than to the
+    person's other photos; ORL's shots of one sitting, or yaleB's lighting pairs, are about as close
+    to each other as to the sitting's other shots). A pair whose faces have no other candidate
+    neighbour has no such reference: it is one photo at or below `lone`."""
 
     same_photo: float
     shot: float
+    ratio_score: float = 0.0
+    ratio: float = 0.0
+    lone: float = 0.0
 
 
-def classify(scores: np.ndarray, cuts: Cuts) -> np.ndarray:
+def neighbour_ratio(a, b, scores) -> np.ndarray:
+    """Each candidate pair's score over the median score of its two faces to their other candidate
+    neighbours (a, b: the faces' keys, one entry per pair); NaN where neither face has another."""
+    others: dict = {}
+    for x, y, s in zip(a, b, scores):
+        others.setdefault(x, []).append((y, s))
+        others.setdefault(y, []).append((x, s))
+    out = np.full(len(scores), np.nan)
+    for t, (x, y, s) in enumerate(zip(a, b, scores)):
+        ref = [v for o, v in others[x] if o != y] + [v for o, v in others[y] if o != x]
+        if ref:
+            out[t] = s / max(float(np.median(ref)), 1e-9)
+    return out
+
+
+def grouped(scores, ratios, cut: float, cuts: Cuts) -> np.ndarray:
+    """Whether each pair is grouped: at or below `cut` (cuts.same_photo or cuts.shot), or one photo
+    by the neighbour ratio (ratios from neighbour_ratio; NaN: a lone pair)."""
     s = np.asarray(scores, np.float64)
-    return np.where(s <= cuts.same_photo, SAME_PHOTO, np.where(s <= cuts.shot, SHOT, DISTINCT))
+    r = np.asarray(ratios, np.float64)
+    lone = np.isnan(r)
+    by_ratio = ~lone & (s <= cuts.ratio_score) & (np.where(lone, np.inf, r) <= cuts.ratio)
+    return (s <= cut) | by_ratio | (lone & (s <= cuts.lone))
+
+
+def classify(scores: np.ndarray, cuts: Cuts, ratios=None) -> np.ndarray:
+    s = np.asarray(scores, np.float64)
+    r = np.full(s.shape, np.nan) if ratios is None else np.asarray(ratios, np.float64)
+    by_ratio = grouped(s, r, -1.0, cuts)
+    return np.where((s <= cuts.same_photo) | by_ratio, SAME_PHOTO, np.where(s <= cuts.shot, SHOT, DISTINCT))
 
 
 class SamePhotoCheck:
@@ -241,13 +278,17 @@ class SamePhotoCheck:
     Scores are kept in `cache`, keyed by the two faces' keys (their image bytes and face settings)
     in sorted order, so a re-run scores no pair again and the score of a pair does not depend on
     which face is the group's centre. `cut`: the highest score grouped (Cuts.same_photo for
-    copies only, Cuts.shot for copies and near-identical shots)."""
+    copies only, Cuts.shot for copies and near-identical shots); `cuts`, when given, adds the
+    neighbour-ratio rule (Cuts), over the pairs prefetched for the faces (the grouping prefetches
+    each identity's candidate pairs before it asks about any)."""
 
     def __init__(self, views: FaceViews, crop_row: np.ndarray, keys: np.ndarray, cut: float, cache: dict | None = None,
-                 progress=None):
+                 progress=None, cuts: Cuts | None = None):
         self.views, self.crop_row, self.keys, self.cut = views, np.asarray(crop_row), np.asarray(keys, dtype=object), float(cut)
         self.cache = {} if cache is None else cache
         self.progress = progress
+        self.cuts = cuts
+        self.neighbours: dict[str, set] = {}  # face key -> keys of its candidate neighbours seen by prefetch
         self.scored = 0  # pairs scored by this check (not found in the cache)
         self.grouped = 0  # pairs it grouped
 
@@ -259,6 +300,8 @@ class SamePhotoCheck:
         todo = {}
         for i, j in pairs:
             a, b, swap = self._key(int(i), int(j))
+            self.neighbours.setdefault(a, set()).add(b)
+            self.neighbours.setdefault(b, set()).add(a)
             if (a, b) not in self.cache:
                 todo[(a, b)] = (j, i) if swap else (i, j)
         if not todo:
@@ -279,8 +322,16 @@ class SamePhotoCheck:
             self.prefetch([(i, j)])
         return self.cache[(a, b)]
 
+    def ratio(self, i: int, j: int) -> float:
+        """The pair's score over the median score of its faces to their other neighbours (NaN: none)."""
+        a, b, _ = self._key(i, j)
+        ref = [self.cache[min(x, o), max(x, o)] for x, y in ((a, b), (b, a)) for o in self.neighbours.get(x, ()) if o != y]
+        return self.cache[(a, b)] / max(float(np.median(ref)), 1e-9) if ref else float("nan")
+
     def __call__(self, i: int, j: int) -> tuple[bool, float]:
         s = self.score(int(i), int(j))
         ok = s <= self.cut
+        if not ok and self.cuts is not None:
+            ok = bool(grouped([s], [self.ratio(int(i), int(j))], self.cut, self.cuts)[0])
         self.grouped += int(ok)
         return ok, s

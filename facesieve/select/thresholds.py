@@ -28,6 +28,12 @@ class Thresholds:
 # left-out figures are in docs/thresholds.md).
 SAME_PHOTO_CUT = 0.0065
 SHOT_CUT = 0.0065
+# The neighbour-ratio rule (samephoto.Cuts): one photo also at a score up to RATIO_SCORE_CUT when
+# it is at most RATIO_CUT times its faces' median score to their other neighbours, or, for a pair
+# with no other neighbour, up to LONE_CUT. Chosen with the cuts above (bench/bench_duplicates.py).
+RATIO_SCORE_CUT = 0.0
+RATIO_CUT = 0.0
+LONE_CUT = 0.0
 
 
 DEFAULTS: dict[str, Thresholds] = {
