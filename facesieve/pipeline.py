@@ -443,7 +443,8 @@ def same_photo_check(config: RunConfig, frame: pd.DataFrame, settings: DecideSet
     pos = pd.Series(np.arange(len(table)), index=table["image_id"].to_numpy())
     crop_row = frame["image_id"].map(pos).fillna(-1).astype(np.int64).to_numpy()
     keys = np.where(crop_row >= 0, table["key"].to_numpy()[np.maximum(crop_row, 0)], "").astype(object)
-    views = FaceViews(arrays["crops"], face_scale(table[LANDMARK_COLUMNS].to_numpy(np.float64)))
+    lm = table[LANDMARK_COLUMNS].to_numpy(np.float64)
+    views = FaceViews(arrays["crops"], face_scale(lm), (lm, table["width"].to_numpy(np.float64), table["height"].to_numpy(np.float64)))
     cache = {}
     stored = ws.read_table(_pair_cache_name())
     if stored is not None:

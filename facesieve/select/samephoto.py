@@ -34,7 +34,7 @@ import numpy as np
 __all__ = ["FaceViews", "pair_scores", "face_scale", "Cuts", "classify", "grouped", "neighbour_ratio", "DISTINCT", "SHOT", "SAME_PHOTO", "SCORE_VERSION"]
 
 DISTINCT, SHOT, SAME_PHOTO = 0, 1, 2
-SCORE_VERSION = "samephoto-v2"  # part of the cache key of stored pair scores
+SCORE_VERSION = "samephoto-v3"  # part of the cache key of stored pair scores
 LEVELS = (80, 56, 40, 28)  # comparison grids (pixels a side), finest first
 TEMPLATE_EYES = 35.2372  # eye distance of the 112-pixel ArcFace template
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -64,11 +64,21 @@ def level_for(scale: float) -> int:
 
 
 class FaceViews:
-    """Grey, area-reduced views of aligned crops at each comparison level, made on first use."""
+    """Grey, area-reduced views of aligned crops at each comparison level, made on first use.
 
-    def __init__(self, crops, scales: np.ndarray):
+    `geometry` (optional): each face's (n, 10) landmarks and its image's width and height. With it,
+    each view has a mask of the grid pixels that lie inside the face's own image: the aligned crop
+    of a tight face image repeats the image's edge beyond it, and a framed or captioned copy has
+    other pixels there, which say nothing about whether the face is the same photo."""
+
+    def __init__(self, crops, scales: np.ndarray, geometry: tuple | None = None):
         self.crops, self.scales = crops, np.asarray(scales, np.float64)
+        self.geometry = None
+        if geometry is not None:
+            lm, w, h = geometry
+            self.geometry = (np.asarray(lm, np.float64).reshape(-1, 10), np.asarray(w, np.float64), np.asarray(h, np.float64))
         self._cache: dict[tuple[int, int], np.ndarray] = {}
+        self._masks: dict[tuple[int, int], np.ndarray] = {}
 
     def view(self, i: int, side: int) -> np.ndarray:
         key = (i, side)
@@ -82,6 +92,39 @@ class FaceViews:
                 self._cache.clear()
             self._cache[key] = v
         return v
+
+    def mask(self, i: int, side: int) -> np.ndarray:
+        """1 where the view's pixel (and the blur around it) comes from inside the face's image."""
+        key = (i, side)
+        m = self._masks.get(key)
+        if m is None:
+            m = np.ones((side, side), np.float32)
+            if self.geometry is not None:
+                lm, w, h = (g[i] for g in self.geometry)
+                if np.isfinite(lm).all() and w > 0 and h > 0:
+                    m = _inside(lm.reshape(5, 2), float(w), float(h), side)
+            if len(self._masks) > 200_000:
+                self._masks.clear()
+            self._masks[key] = m
+        return m
+
+
+def _inside(lm: np.ndarray, w: float, h: float, side: int) -> np.ndarray:
+    """Mask of the grid pixels of a `side` view whose blurred value holds no repeated image edge."""
+    from facesieve.faces.align import similarity_transform, template
+
+    try:
+        M = similarity_transform(lm, template(112))
+    except ValueError:
+        return np.ones((side, side), np.float32)
+    A, t = M[:, :2], M[:, 2]
+    scale = float(np.sqrt(abs(np.linalg.det(A))))  # crop pixels per image pixel
+    g = (np.arange(side) + 0.5) * 112.0 / side - 0.5
+    X, Y = np.meshgrid(g, g)
+    u, v = np.linalg.solve(A, np.stack([X.ravel() - t[0], Y.ravel() - t[1]]))
+    edge = np.minimum.reduce([u, v, w - 1 - u, h - 1 - v]) * scale  # distance to the image edge, crop pixels
+    margin = 2.0 * PRE_BLUR * 112.0 / side + 1.0
+    return (edge >= margin).reshape(side, side).astype(np.float32)
 
 
 def _grid(side: int):
@@ -120,20 +163,28 @@ def _solve(G: np.ndarray, r: np.ndarray) -> np.ndarray:
     return np.linalg.solve(G.astype(np.float64), r.astype(np.float64)[..., None])[..., 0]
 
 
-def _tone_residual(target: np.ndarray, moved: np.ndarray, rounds: int = 2) -> np.ndarray:
-    """|target - f(moved)| with f the best quadratic tone curve, fitted twice: on all pixels, then
-    on the best TRIM share (a caption or logo does not bend the curve)."""
+def _kth(r: np.ndarray, valid: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the values sorted with invalid ones last, and how many (the `share` of the valid
+    ones, at least 1) are kept."""
+    rs = np.sort(np.where(valid, r, np.inf), axis=1)
+    k = np.maximum(1, (share * valid.sum(axis=1)).astype(np.int64))
+    return rs, k
+
+
+def _tone_residual(target: np.ndarray, moved: np.ndarray, valid: np.ndarray, rounds: int = 2) -> np.ndarray:
+    """target - f(moved) with f the best quadratic tone curve, fitted over the valid pixels twice:
+    on all, then on the best TRIM share (a caption or logo does not bend the curve)."""
     t = moved / 128.0 - 1.0
     A = np.stack([np.ones_like(t), t, t * t], axis=2)  # (P, N, 3)
-    keep = np.ones(target.shape, bool)
+    keep = valid
     for _ in range(rounds):
         Ak = A * keep[..., None]
         At = Ak.transpose(0, 2, 1)
         coef = _solve(At @ Ak, (At @ target[..., None])[..., 0])
         signed = target - (A @ coef[..., None].astype(np.float32))[..., 0]
         r = np.abs(signed)
-        k = int(TRIM * (r.shape[1] - 1))
-        keep = r <= np.partition(r, k, axis=1)[:, k : k + 1]
+        rs, k = _kth(r, valid, TRIM)
+        keep = valid & (r <= np.take_along_axis(rs, k[:, None] - 1, axis=1))
     return signed
 
 
@@ -144,8 +195,20 @@ def _points(p: np.ndarray, X: np.ndarray, Y: np.ndarray, c: float) -> tuple[np.n
     return xs, ys
 
 
-def _refine(A: np.ndarray, B: np.ndarray, p: np.ndarray, steps: int) -> np.ndarray:
-    """Gauss-Newton steps (forward-additive Lucas-Kanade, with a linear tone term) moving B onto A."""
+def _valid(MA: np.ndarray, MB: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Grid pixels inside both faces' images: A's mask at its grid, B's at the moved points; all of
+    them where fewer than a third would be left (a face that fills its image loses nothing)."""
+    P, L, _ = MA.shape
+    m, X, Y = _grid(L)
+    a = MA[:, m : L - m, m : L - m].reshape(P, -1) > 0.5
+    b = _sample(MB, *_points(p, X, Y, (L - 1) / 2.0))[0] > 0.999
+    v = a & b
+    return v | (v.sum(axis=1, keepdims=True) < v.shape[1] / 3)
+
+
+def _refine(A: np.ndarray, B: np.ndarray, MA: np.ndarray, MB: np.ndarray, p: np.ndarray, steps: int) -> np.ndarray:
+    """Gauss-Newton steps (forward-additive Lucas-Kanade, with a linear tone term) moving B onto A,
+    over the pixels inside both images."""
     P, L, _ = A.shape
     m, X, Y = _grid(L)
     c = (L - 1) / 2.0
@@ -153,8 +216,9 @@ def _refine(A: np.ndarray, B: np.ndarray, p: np.ndarray, steps: int) -> np.ndarr
     ones = np.ones((P, X.size), np.float32)
     for _ in range(steps):
         w, dx, dy = _sample(B, *_points(p, X, Y, c))
+        wt = _valid(MA, MB, p).astype(np.float32)[..., None]
         J = np.stack([dx * X, dx * Y, dx, dy * X, dy * Y, dy, w, ones], axis=2)
-        Jt = J.transpose(0, 2, 1)
+        Jt = (J * wt).transpose(0, 2, 1)
         dp = _solve(Jt @ J, (Jt @ (target - w)[..., None])[..., 0])[:, :6]
         dp[:, [2, 5]] = np.clip(dp[:, [2, 5]], -0.1 * L, 0.1 * L)
         dp[:, [0, 1, 3, 4]] = np.clip(dp[:, [0, 1, 3, 4]], -0.1, 0.1)
@@ -170,35 +234,46 @@ def _half(img: np.ndarray) -> np.ndarray:
     return img[:, : 2 * h, : 2 * h].reshape(P, h, 2, h, 2).mean(axis=(2, 4))
 
 
-def _coarse_fit(A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _coarse_fit(A, B, MA, MB) -> tuple[np.ndarray, np.ndarray]:
     """Registration at half size (landmark jitter of a few pixels) and its residual, per pair."""
     A2, B2 = _half(A), _half(B)
+    MA2, MB2 = (_half(MA) > 0.999).astype(np.float32), (_half(MB) > 0.999).astype(np.float32)
     P, L, _ = A2.shape
-    p = _refine(A2, B2, np.zeros((P, 6), np.float64), COARSE_STEPS)
+    p = _refine(A2, B2, MA2, MB2, np.zeros((P, 6), np.float64), COARSE_STEPS)
     m, X, Y = _grid(L)
     target = A2[:, m : L - m, m : L - m].reshape(P, -1)
-    r = np.abs(_tone_residual(target, _sample(B2, *_points(p, X, Y, (L - 1) / 2.0))[0], rounds=1))
+    valid = _valid(MA2, MB2, p)
+    r = np.abs(_tone_residual(target, _sample(B2, *_points(p, X, Y, (L - 1) / 2.0))[0], valid, rounds=1))
     p[:, [2, 5]] *= 2.0
-    return p, r.mean(axis=1)
+    return p, (r * valid).sum(axis=1) / valid.sum(axis=1)
 
 
-def _scores(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+def _scores(A: np.ndarray, B: np.ndarray, MA: np.ndarray | None = None, MB: np.ndarray | None = None) -> np.ndarray:
     """Normalised residual of B (P, L, L) registered onto A (P, L, L), plain or mirrored: both
-    are registered at half size, the better one is refined at full size and scored."""
+    are registered at half size, the better one is refined at full size and scored. MA, MB: the
+    faces' masks (FaceViews.mask); None: every pixel counts."""
     P, L, _ = A.shape
+    MA = np.ones_like(A) if MA is None else MA
+    MB = np.ones_like(B) if MB is None else MB
     Bm = np.ascontiguousarray(B[:, :, ::-1])
-    p, r = _coarse_fit(np.concatenate([A, A]), np.concatenate([B, Bm]))
+    MBm = np.ascontiguousarray(MB[:, :, ::-1])
+    p, r = _coarse_fit(np.concatenate([A, A]), np.concatenate([B, Bm]), np.concatenate([MA, MA]), np.concatenate([MB, MBm]))
     mirror = r[P:] < r[:P]
     B = np.where(mirror[:, None, None], Bm, B)
-    p = _refine(A, B, np.where(mirror[:, None], p[P:], p[:P]), STEPS)
+    MB = np.where(mirror[:, None, None], MBm, MB)
+    p = _refine(A, B, MA, MB, np.where(mirror[:, None], p[P:], p[:P]), STEPS)
     m, X, Y = _grid(L)
     target = A[:, m : L - m, m : L - m].reshape(P, -1)
     moved = _sample(B, *_points(p, X, Y, (L - 1) / 2.0))[0]
-    r = _tone_residual(target, moved)
-    r = np.abs(r)
-    k = max(1, int(TRIM * r.shape[1]))
-    trimmed = np.partition(r, k - 1, axis=1)[:, :k].mean(axis=1)
-    lo, hi = np.percentile(target, (5, 95), axis=1)
+    valid = _valid(MA, MB, p)
+    r = np.abs(_tone_residual(target, moved, valid))
+    rs, k = _kth(r, valid, TRIM)
+    rs = np.where(np.isfinite(rs), rs, 0.0)
+    trimmed = np.take_along_axis(np.cumsum(rs, axis=1), k[:, None] - 1, axis=1)[:, 0] / k
+    ts = np.sort(np.where(valid, target, np.inf), axis=1)  # the face's own contrast, over the same pixels
+    n = valid.sum(axis=1)
+    lo = np.take_along_axis(ts, (0.05 * (n - 1)).astype(np.int64)[:, None], axis=1)[:, 0]
+    hi = np.take_along_axis(ts, (0.95 * (n - 1)).astype(np.int64)[:, None], axis=1)[:, 0]
     return trimmed / np.maximum(hi - lo, 8.0)
 
 
@@ -217,7 +292,9 @@ def pair_scores(views: FaceViews, i: np.ndarray, j: np.ndarray, batch: int = 256
             t = at[s : s + batch]
             A = np.stack([views.view(int(a), int(side)) for a in i[t]])
             B = np.stack([views.view(int(b), int(side)) for b in j[t]])
-            out[t] = _scores(A, B)
+            MA = np.stack([views.mask(int(a), int(side)) for a in i[t]])
+            MB = np.stack([views.mask(int(b), int(side)) for b in j[t]])
+            out[t] = _scores(A, B, MA, MB)
     return out
 
 
