@@ -183,6 +183,7 @@ SHOT_BUDGET = 0.003  # ... under the near-identical-shot cut (the issue's "disti
 RATIO_SCORE_GRID = (0.0, 0.01, 0.015, 0.02, 0.03, 0.04, 0.06)
 RATIO_GRID = (0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.3)
 LONE_GRID = (0.0, 0.01, 0.015, 0.02, 0.03, 0.04, 0.06)
+SLACK = 0.01  # share of the training copies a tighter rule may give up (choose_cuts)
 
 
 def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True) -> tuple:
@@ -201,7 +202,7 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True) -> tuple:
         same_cut = GRID[below <= SAME_BUDGET].max(initial=GRID[0])
         shot = GRID[below <= SHOT_BUDGET].max(initial=same_cut)
         return float(same_cut), float(max(shot, same_cut)), 0.0, 0.0, 0.0
-    top = None  # the same-photo rules, under the tighter budget
+    found = []  # the same-photo rules within the tighter budget, with the training copies each finds
     for c0 in GRID[below <= SAME_BUDGET]:
         for c1 in RATIO_SCORE_GRID:
             for rho in (RATIO_GRID if c1 > c0 else (0.0,)):
@@ -209,14 +210,17 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True) -> tuple:
                     g = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone))
                     if (g & distinct).sum() > SAME_BUDGET * originals:
                         continue
-                    key = ((g & same).sum(), -c1, -rho, -lone, c0)  # most copies; then the smaller extras
-                    if top is None or key > top[0]:
-                        top = (key, (float(c0), float(c1), float(rho), float(lone)))
-    c0, c1, rho, lone = top[1] if top else (float(GRID[0]), 0.0, 0.0, 0.0)
-    shot = c0  # then the largest shot cut that keeps the whole rule within the shot budget
-    for c in GRID[GRID > c0]:
-        if (grouped(score, ratio, c, Cuts(c0, c, c1, rho, lone)) & distinct).sum() <= SHOT_BUDGET * originals:
-            shot = float(c)
+                    found.append(((g & same).sum(), (float(c0), float(c1), float(rho), float(lone))))
+    # the tightest rule within SLACK of the most training copies found: a looser rule that finds
+    # only a handful more training copies is not worth its risk on a set unlike the training sets
+    most = max((n for n, _ in found), default=0)
+    near = [cuts for n, cuts in found if n >= most - SLACK * same.sum()]
+    c0, c1, rho, lone = min(near) if near else (float(GRID[0]), 0.0, 0.0, 0.0)
+    # then the shot cut: the same choice (within the shot budget, the tightest within SLACK of the most)
+    shots = [(int((g & same).sum()), float(c)) for c in GRID[GRID >= c0]
+             for g in [grouped(score, ratio, c, Cuts(c0, c, c1, rho, lone))] if (g & distinct).sum() <= SHOT_BUDGET * originals]
+    most = max((n for n, _ in shots), default=0)
+    shot = min((c for n, c in shots if n >= most - SLACK * same.sum()), default=c0)
     return c0, shot, c1, rho, lone
 
 

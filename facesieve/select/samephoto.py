@@ -405,6 +405,13 @@ class SamePhotoCheck:
         ref = [self.cache[min(x, o), max(x, o)] for x, y in ((a, b), (b, a)) for o in self.neighbours.get(x, ()) if o != y]
         return self.cache[(a, b)] / max(float(np.median(ref)), 1e-9) if ref else float("nan")
 
+    def same_photo(self, i: int, j: int) -> bool:
+        """Whether a grouped pair is one photo (rather than a near-identical shot): at or below the
+        same-photo cut, or by the neighbour-ratio rule."""
+        s = self.score(int(i), int(j))
+        cuts = self.cuts or Cuts(self.cut, self.cut)
+        return bool(s <= cuts.same_photo or grouped([s], [self.ratio(int(i), int(j))], cuts.same_photo, cuts)[0])
+
     def __call__(self, i: int, j: int) -> tuple[bool, float]:
         s = self.score(int(i), int(j))
         ok = s <= self.cut
