@@ -164,11 +164,21 @@ def _solve(G: np.ndarray, r: np.ndarray) -> np.ndarray:
 
 
 def _kth(r: np.ndarray, valid: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: the values sorted with invalid ones last, and how many (the `share` of the valid
-    ones, at least 1) are kept."""
+    """Per row: the `share` of the valid values (at least 1) kept, as (k, the k-th smallest valid
+    value). A partial sort where every pixel is valid (most faces), a full one otherwise."""
+    if valid.all():
+        k = max(1, int(share * r.shape[1]))
+        return np.full(r.shape[0], k, np.int64), np.partition(r, k - 1, axis=1)[:, k - 1]
     rs = np.sort(np.where(valid, r, np.inf), axis=1)
     k = np.maximum(1, (share * valid.sum(axis=1)).astype(np.int64))
-    return rs, k
+    return k, np.take_along_axis(rs, k[:, None] - 1, axis=1)[:, 0]
+
+
+def _trimmed_mean(r: np.ndarray, valid: np.ndarray, share: float) -> np.ndarray:
+    k, kth = _kth(r, valid, share)
+    below = valid & (r < kth[:, None])  # the values under the k-th, then as many ties as make k
+    n = below.sum(axis=1)
+    return ((r * below).sum(axis=1) + (k - n) * kth) / k
 
 
 def _tone_residual(target: np.ndarray, moved: np.ndarray, valid: np.ndarray, rounds: int = 2) -> np.ndarray:
@@ -183,8 +193,7 @@ def _tone_residual(target: np.ndarray, moved: np.ndarray, valid: np.ndarray, rou
         coef = _solve(At @ Ak, (At @ target[..., None])[..., 0])
         signed = target - (A @ coef[..., None].astype(np.float32))[..., 0]
         r = np.abs(signed)
-        rs, k = _kth(r, valid, TRIM)
-        keep = valid & (r <= np.take_along_axis(rs, k[:, None] - 1, axis=1))
+        keep = valid & (r <= _kth(r, valid, TRIM)[1][:, None])
     return signed
 
 
@@ -200,6 +209,8 @@ def _valid(MA: np.ndarray, MB: np.ndarray, p: np.ndarray) -> np.ndarray:
     them where fewer than a third would be left (a face that fills its image loses nothing)."""
     P, L, _ = MA.shape
     m, X, Y = _grid(L)
+    if MA.all() and MB.all():
+        return np.ones((P, X.size), bool)
     a = MA[:, m : L - m, m : L - m].reshape(P, -1) > 0.5
     b = _sample(MB, *_points(p, X, Y, (L - 1) / 2.0))[0] > 0.999
     v = a & b
@@ -266,14 +277,14 @@ def _scores(A: np.ndarray, B: np.ndarray, MA: np.ndarray | None = None, MB: np.n
     target = A[:, m : L - m, m : L - m].reshape(P, -1)
     moved = _sample(B, *_points(p, X, Y, (L - 1) / 2.0))[0]
     valid = _valid(MA, MB, p)
-    r = np.abs(_tone_residual(target, moved, valid))
-    rs, k = _kth(r, valid, TRIM)
-    rs = np.where(np.isfinite(rs), rs, 0.0)
-    trimmed = np.take_along_axis(np.cumsum(rs, axis=1), k[:, None] - 1, axis=1)[:, 0] / k
-    ts = np.sort(np.where(valid, target, np.inf), axis=1)  # the face's own contrast, over the same pixels
-    n = valid.sum(axis=1)
-    lo = np.take_along_axis(ts, (0.05 * (n - 1)).astype(np.int64)[:, None], axis=1)[:, 0]
-    hi = np.take_along_axis(ts, (0.95 * (n - 1)).astype(np.int64)[:, None], axis=1)[:, 0]
+    trimmed = _trimmed_mean(np.abs(_tone_residual(target, moved, valid)), valid, TRIM)
+    if valid.all():
+        lo, hi = np.percentile(target, (5, 95), axis=1)
+    else:  # the face's own contrast, over the same pixels
+        ts = np.sort(np.where(valid, target, np.inf), axis=1)
+        n = valid.sum(axis=1)
+        lo = np.take_along_axis(ts, (0.05 * (n - 1)).astype(np.int64)[:, None], axis=1)[:, 0]
+        hi = np.take_along_axis(ts, (0.95 * (n - 1)).astype(np.int64)[:, None], axis=1)[:, 0]
     return trimmed / np.maximum(hi - lo, 8.0)
 
 
