@@ -161,7 +161,11 @@ def pair_table(root: Path, name: str) -> pd.DataFrame:
     kind = dict(zip(copies["path"], copies["kind"]))
     a = stored["key_a"].map(key_path)
     b = stored["key_b"].map(key_path)
-    t = pd.DataFrame({"a": a, "b": b, "score": stored["score"]}).dropna()
+    from facesieve.select.samephoto import neighbour_ratio
+
+    t = pd.DataFrame({"a": a, "b": b, "score": stored["score"],
+                      "ratio": neighbour_ratio(stored["key_a"], stored["key_b"], stored["score"].to_numpy())})
+    t = t.dropna(subset=["a", "b", "score"])
     t["relation"] = [photos.relation(x, y) for x, y in zip(t["a"], t["b"])]
     if name in UNKNOWN_SHOTS:
         t.loc[t["relation"] != "same", "relation"] = "unknown"
@@ -175,26 +179,60 @@ def pair_table(root: Path, name: str) -> pd.DataFrame:
 GRID = np.round(np.arange(0.005, 0.0801, 0.0005), 4)
 SAME_BUDGET = 0.002  # distinct pairs under the same-photo cut, per original face of the training sets
 SHOT_BUDGET = 0.003  # ... under the near-identical-shot cut (the issue's "distinct photos lost <= 0.3%")
+# the neighbour-ratio rule (samephoto.Cuts): its grids; 0 in each turns it off
+RATIO_SCORE_GRID = (0.0, 0.01, 0.015, 0.02, 0.03, 0.04, 0.06)
+RATIO_GRID = (0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.3)
+LONE_GRID = (0.0, 0.01, 0.015, 0.02, 0.03, 0.04, 0.06)
+SLACK = 0.01  # share of the training copies a tighter rule may give up (choose_cuts)
 
 
-def choose_cuts(tables: list[pd.DataFrame]) -> tuple[float, float]:
-    """The largest cuts whose distinct pairs below them stay within the budgets, pooled."""
-    scores = np.concatenate([t.loc[t["relation"] == "distinct", "score"].to_numpy() for t in tables])
+def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True) -> tuple:
+    """The cuts that group the most training copies with the distinct pairs grouped within the
+    budgets, pooled: (same photo, shot, ratio score, ratio, lone). Without `ratio_rule`, the
+    largest plain cuts (the neighbour-ratio rule off)."""
+    from facesieve.select.samephoto import Cuts, grouped
+
+    score = np.concatenate([t["score"].to_numpy() for t in tables])
+    ratio = np.concatenate([t["ratio"].to_numpy() for t in tables])
+    rel = np.concatenate([t["relation"].to_numpy() for t in tables])
     originals = sum(t.attrs["originals"] for t in tables)
-    below = np.searchsorted(np.sort(scores), GRID, side="right") / originals
-    same = GRID[below <= SAME_BUDGET].max(initial=GRID[0])
-    shot = GRID[below <= SHOT_BUDGET].max(initial=same)
-    return float(same), float(max(shot, same))
+    distinct, same = rel == "distinct", rel == "same"
+    below = np.searchsorted(np.sort(score[distinct]), GRID, side="right") / originals
+    if not ratio_rule:
+        same_cut = GRID[below <= SAME_BUDGET].max(initial=GRID[0])
+        shot = GRID[below <= SHOT_BUDGET].max(initial=same_cut)
+        return float(same_cut), float(max(shot, same_cut)), 0.0, 0.0, 0.0
+    found = []  # the same-photo rules within the tighter budget, with the training copies each finds
+    for c0 in GRID[below <= SAME_BUDGET]:
+        for c1 in RATIO_SCORE_GRID:
+            for rho in (RATIO_GRID if c1 > c0 else (0.0,)):
+                for lone in LONE_GRID:
+                    g = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone))
+                    if (g & distinct).sum() > SAME_BUDGET * originals:
+                        continue
+                    found.append(((g & same).sum(), (float(c0), float(c1), float(rho), float(lone))))
+    # the tightest rule within SLACK of the most training copies found: a looser rule that finds
+    # only a handful more training copies is not worth its risk on a set unlike the training sets
+    most = max((n for n, _ in found), default=0)
+    near = [cuts for n, cuts in found if n >= most - SLACK * same.sum()]
+    c0, c1, rho, lone = min(near) if near else (float(GRID[0]), 0.0, 0.0, 0.0)
+    # then the shot cut: the same choice (within the shot budget, the tightest within SLACK of the most)
+    shots = [(int((g & same).sum()), float(c)) for c in GRID[GRID >= c0]
+             for g in [grouped(score, ratio, c, Cuts(c0, c, c1, rho, lone))] if (g & distinct).sum() <= SHOT_BUDGET * originals]
+    most = max((n for n, _ in shots), default=0)
+    shot = min((c for n, c in shots if n >= most - SLACK * same.sum()), default=c0)
+    return c0, shot, c1, rho, lone
 
 
 # ---------------------------------------------------------------- scoring a run
 
 
-def run_set(root: Path, name: str, cuts: tuple[float, float], mode: str) -> pd.DataFrame:
+def run_set(root: Path, name: str, cuts: tuple, mode: str) -> pd.DataFrame:
     from facesieve import pipeline as pl
     from facesieve.decide import DECISION_COLUMNS  # noqa: F401
 
-    config = set_config(root, name, duplicates=mode, extra={"same_photo_cut": cuts[0], "shot_cut": cuts[1]})
+    config = set_config(root, name, duplicates=mode, extra={"same_photo_cut": cuts[0], "shot_cut": cuts[1], "ratio_score_cut": cuts[2], "ratio_cut": cuts[3],
+                                                            "lone_cut": cuts[4]})
     frame, fvec, _ = faces_pass(config)
     d = pl.decide_all(frame, fvec, config, None)
     return pl.build_manifest(frame, d.decisions)
@@ -282,6 +320,8 @@ def main() -> int:
     ap.add_argument("--share", type=float, default=0.25, help="copies injected per original (at least 40 a set)")
     ap.add_argument("--prepare-only", action="store_true")
     ap.add_argument("--no-cost", action="store_true", help="skip the cold timing of the duplicate stage")
+    ap.add_argument("--rule", choices=("ratio", "plain"), default="ratio",
+                    help="ratio: plain cuts and the neighbour-ratio rule (the shipped rule); plain: the plain cuts only")
     args = ap.parse_args()
     names = args.sets.split(",")
     for name in names:
@@ -298,12 +338,12 @@ def main() -> int:
     # the 64-pixel versions are held out together with their source set (same photos at another size)
     family = {n: SMALL.get(n, n) for n in names}
     print("\nLEAVE-ONE-SET-OUT (cuts chosen on the other sets; figures on the left-out set only)")
-    print("| left out | cuts same/shot | copies | no face | recall (copies mode) | recall (default) | per kind (default) | "
+    print("| left out | cuts same/shot/ratio score/ratio/lone | copies | no face | recall (copies mode) | recall (default) | per kind (default) | "
           "distinct merged / photos lost (copies) | distinct merged / photos lost (default) | README same | bursts (default / copies) |")
     rows = []
     for n in names:
         train = [tables[m] for m in names if family[m] != family[n]]
-        cuts = choose_cuts(train)
+        cuts = choose_cuts(train, args.rule == "ratio")
         res = {mode: score_run(run_set(args.root, n, cuts, mode), args.root, n) for mode in ("copies", "shots")}
         c, s = res["copies"], res["shots"]
         nat = s.get("natural_same")
@@ -313,7 +353,7 @@ def main() -> int:
             extra = f" (yaleB pairs merged {s['yale_pairs_merged_share']:.2%})"
         if "frames_grouped" in s:
             extra = f" (frames grouped: {s['frames_grouped']})"
-        print(f"| {n} | {cuts[0]:.4f}/{cuts[1]:.4f} | {s['copies']} | {s['no_face']} | {c['recall']:.3f} | {s['recall']:.3f} | "
+        print(f"| {n} | {'/'.join(f'{x:.4g}' for x in cuts)} | {s['copies']} | {s['no_face']} | {c['recall']:.3f} | {s['recall']:.3f} | "
               f"{fmt_kinds(s['by_kind'])} | {c['distinct_merged']} / {c['lost']} of {c['originals']} ({c['lost_share']:.2%}) | "
               f"{s['distinct_merged']} / {s['lost']} of {s['originals']} ({s['lost_share']:.2%}){extra} | "
               f"{'%d of %d' % nat if nat else '-'} | {'%d of %d' % bur[0] if bur[0] else '-'} / "
@@ -324,8 +364,9 @@ def main() -> int:
     allc = sum(r["shots"]["copies"] for r in rows)
     print(f"\noverall left-out recall (default): {sum(r['shots']['recall'] * r['shots']['copies'] for r in rows) / allc:.3f}; "
           f"(copies mode): {sum(r['copies']['recall'] * r['copies']['copies'] for r in rows) / allc:.3f}")
-    final = choose_cuts(list(tables.values()))
-    print(f"\nshipped cuts, chosen on all sets (no left-out figure exists for them): same photo {final[0]:.4f}, shot {final[1]:.4f}")
+    final = choose_cuts(list(tables.values()), args.rule == "ratio")
+    print("\nshipped cuts, chosen on all sets (no left-out figure exists for them): same photo {:.4g}, shot {:.4g}, "
+          "ratio score {:.4g}, ratio {:.4g}, lone {:.4g}".format(*final))
     (args.root / "loso.json").write_text(json.dumps(rows, default=str, indent=1))
     if not args.no_cost:
         print("\ncost (cold pair cache; the faces pass as timed when the set was prepared, same machine):")

@@ -3,8 +3,9 @@
     python bench/dup_contact_sheet.py --set orl_att40 --out docs/img/orl_merged_pairs.png [--root /tmp/bench15]
 
 Reads the run bench_duplicates.py leaves under ROOT (the set's workspace and its pair scores) and
-draws every pair of two different original photos (no injected copy) scoring at or below the
-shipped near-identical-shot cut, lowest score first, with the score under each pair.
+draws every pair of two different original photos (no injected copy) that the shipped rule groups
+by default (the near-identical-shot cut or the neighbour-ratio rule, samephoto.grouped), lowest
+score first, with the score under each pair.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_duplicates import labels, pair_table  # noqa: E402
 
 from facesieve.imaging import load_rgb  # noqa: E402
-from facesieve.select.thresholds import SHOT_CUT  # noqa: E402
+from facesieve.select.samephoto import Cuts, grouped  # noqa: E402
+from facesieve.select.thresholds import LONE_CUT, RATIO_CUT, RATIO_SCORE_CUT, SAME_PHOTO_CUT, SHOT_CUT  # noqa: E402
 
 
 def sheet(pairs: list[tuple[Path, Path, str]], cell: int = 96, cols: int = 4) -> Image.Image:
@@ -46,14 +48,15 @@ def main() -> int:
     args = ap.parse_args()
     t = pair_table(args.root, args.set)
     copies, photos = labels(args.root, args.set)
-    t = t[(t["relation"] != "same") & (t["score"] <= args.cut)]
+    cuts = Cuts(SAME_PHOTO_CUT, args.cut, RATIO_SCORE_CUT, RATIO_CUT, LONE_CUT)
+    t = t[(t["relation"] != "same") & grouped(t["score"], t["ratio"], args.cut, cuts)]
     t = t[~t["a"].isin(photos.copy_paths) & ~t["b"].isin(photos.copy_paths)].sort_values("score")
     data = args.root / "data" / args.set
     pairs = [(data / a, data / b, f"{Path(a).parent.name} {Path(a).stem}~{Path(b).stem} {s:.4f}")
              for a, b, s in zip(t["a"], t["b"], t["score"])]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     sheet(pairs).convert("L").save(args.out, optimize=True)
-    print(f"{len(pairs)} pairs at or below {args.cut} -> {args.out}")
+    print(f"{len(pairs)} pairs grouped (shot cut {args.cut}, ratio rule {RATIO_SCORE_CUT}/{RATIO_CUT}/{LONE_CUT}) -> {args.out}")
     return 0
 
 

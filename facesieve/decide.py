@@ -29,16 +29,25 @@ class DecideSettings:
     phash_min_sim: float = 0.7
     # The face-crop test (select/samephoto.py): pairs from crop_min_sim up go to it; None = no crop
     # test (the hash rule decides). A pair scoring at most same_photo_cut is one photo; at most
-    # shot_cut a near-identical shot, grouped only when group_shots.
+    # shot_cut a near-identical shot, grouped only when group_shots. The neighbour-ratio rule
+    # (samephoto.Cuts) groups more pairs as one photo; 0 turns it off.
     crop_min_sim: float | None = None
     same_photo_cut: float = 0.0065
     shot_cut: float = 0.0065
+    ratio_score_cut: float = 0.0
+    ratio_cut: float = 0.0
+    lone_cut: float = 0.0
     group_shots: bool = True
     cross_identity: float | None = None  # cosine threshold; None = no cross-identity pass
     identity_overlap: float | None = None
     outliers: bool = True
     drop_outliers: bool = False
     extra: dict = field(default_factory=dict)
+
+    def cuts(self):
+        from facesieve.select.samephoto import Cuts
+
+        return Cuts(self.same_photo_cut, self.shot_cut, self.ratio_score_cut, self.ratio_cut, self.lone_cut)
 
 
 def quality_weights(quality: np.ndarray) -> np.ndarray:
@@ -150,15 +159,19 @@ def mark_near_duplicates(decisions, vectors, identities, quality, paths, phash, 
         rows = cand[drop]
         kept = cand[res["kept_index"].to_numpy()[drop]]
         score = res["pixel_residual"].to_numpy()[drop]
-        shot = score > settings.same_photo_cut  # NaN (grouped by embedding or hash) stays a same-photo decision
+        # a near-identical shot: between the two cuts (above the shot cut only the same-photo ratio
+        # rules group a pair); NaN (grouped by embedding or hash) stays a same-photo decision
+        shot = settings.group_shots & (score > settings.same_photo_cut) & (score <= settings.shot_cut)
+        if hasattr(pixels, "same_photo"):  # the check knows which rule grouped the pair
+            shot &= np.array([not (s == s and pixels.same_photo(int(r), int(k))) for r, k, s in zip(rows, kept, score)], bool)
         _set(decisions, rows, action=REMOVE, reason=SAME_PHOTO)
         _set(decisions, rows[shot], reason=SHOT)
         decisions.iloc[rows, decisions.columns.get_loc("duplicate_of")] = paths[kept]
         decisions.iloc[rows, decisions.columns.get_loc("similarity")] = res["similarity"].to_numpy()[drop]
         decisions.iloc[rows, decisions.columns.get_loc("detail")] = [
-            (f"near-identical shot (crop score {r:.3f})" if r > settings.same_photo_cut else f"same photo (crop score {r:.3f})")
+            (f"near-identical shot (crop score {r:.3f})" if is_shot else f"same photo (crop score {r:.3f})")
             if s == "pixels" else "matched by " + s
-            for s, r in zip(res["signal"].to_numpy()[drop], score)
+            for s, r, is_shot in zip(res["signal"].to_numpy()[drop], score, shot)
         ]
     groups = res.assign(row=cand)
     return groups[groups["group"] >= 0]

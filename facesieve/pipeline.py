@@ -377,7 +377,7 @@ def decide_settings(config: RunConfig) -> DecideSettings:
     shots (and near-identical shots too: the default), off. config.dedup=False turns off the
     cross-identity pass as well."""
     from facesieve.models.spec import spec_name
-    from facesieve.select.thresholds import SAME_PHOTO_CUT, SHOT_CUT, for_embedder
+    from facesieve.select.thresholds import LONE_CUT, RATIO_CUT, RATIO_SCORE_CUT, SAME_PHOTO_CUT, SHOT_CUT, for_embedder
 
     mode = config.duplicates if config.dedup else "off"
     if mode not in DUPLICATE_MODES:
@@ -410,6 +410,9 @@ def decide_settings(config: RunConfig) -> DecideSettings:
         crop_min_sim=t.crop_min_sim if crop else None,
         same_photo_cut=float(extra.get("same_photo_cut", SAME_PHOTO_CUT)),
         shot_cut=float(extra.get("shot_cut", SHOT_CUT)),
+        ratio_score_cut=float(extra.get("ratio_score_cut", RATIO_SCORE_CUT)),
+        ratio_cut=float(extra.get("ratio_cut", RATIO_CUT)),
+        lone_cut=float(extra.get("lone_cut", LONE_CUT)),
         group_shots=mode == "shots",
         cross_identity=pick(config.cross_id_threshold, t and t.cross_identity) if config.dedup else None,
         identity_overlap=pick(config.overlap_threshold, t and t.identity_overlap) if config.dedup else None,
@@ -440,13 +443,14 @@ def same_photo_check(config: RunConfig, frame: pd.DataFrame, settings: DecideSet
     pos = pd.Series(np.arange(len(table)), index=table["image_id"].to_numpy())
     crop_row = frame["image_id"].map(pos).fillna(-1).astype(np.int64).to_numpy()
     keys = np.where(crop_row >= 0, table["key"].to_numpy()[np.maximum(crop_row, 0)], "").astype(object)
-    views = FaceViews(arrays["crops"], face_scale(table[LANDMARK_COLUMNS].to_numpy(np.float64)))
+    lm = table[LANDMARK_COLUMNS].to_numpy(np.float64)
+    views = FaceViews(arrays["crops"], face_scale(lm), (lm, table["width"].to_numpy(np.float64), table["height"].to_numpy(np.float64)))
     cache = {}
     stored = ws.read_table(_pair_cache_name())
     if stored is not None:
         cache = dict(zip(zip(stored["key_a"], stored["key_b"]), stored["score"].astype(float)))
     cut = settings.shot_cut if settings.group_shots else settings.same_photo_cut
-    return SamePhotoCheck(views, crop_row, keys, cut, cache)
+    return SamePhotoCheck(views, crop_row, keys, cut, cache, cuts=settings.cuts())
 
 
 def save_pair_scores(config: RunConfig, check) -> None:

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["FaceViews", "pair_scores", "face_scale", "Cuts", "classify", "DISTINCT", "SHOT", "SAME_PHOTO", "SCORE_VERSION"]
+__all__ = ["FaceViews", "pair_scores", "face_scale", "Cuts", "classify", "grouped", "neighbour_ratio", "DISTINCT", "SHOT", "SAME_PHOTO", "SCORE_VERSION"]
 
 DISTINCT, SHOT, SAME_PHOTO = 0, 1, 2
-SCORE_VERSION = "samephoto-v2"  # part of the cache key of stored pair scores
+SCORE_VERSION = "samephoto-v3"  # part of the cache key of stored pair scores
 LEVELS = (80, 56, 40, 28)  # comparison grids (pixels a side), finest first
 TEMPLATE_EYES = 35.2372  # eye distance of the 112-pixel ArcFace template
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -64,11 +64,21 @@ def level_for(scale: float) -> int:
 
 
 class FaceViews:
-    """Grey, area-reduced views of aligned crops at each comparison level, made on first use."""
+    """Grey, area-reduced views of aligned crops at each comparison level, made on first use.
 
-    def __init__(self, crops, scales: np.ndarray):
+    `geometry` (optional): each face's (n, 10) landmarks and its image's width and height. With it,
+    each view has a mask of the grid pixels that lie inside the face's own image: the aligned crop
+    of a tight face image repeats the image's edge beyond it, and a framed or captioned copy has
+    other pixels there, which say nothing about whether the face is the same photo."""
+
+    def __init__(self, crops, scales: np.ndarray, geometry: tuple | None = None):
         self.crops, self.scales = crops, np.asarray(scales, np.float64)
+        self.geometry = None
+        if geometry is not None:
+            lm, w, h = geometry
+            self.geometry = (np.asarray(lm, np.float64).reshape(-1, 10), np.asarray(w, np.float64), np.asarray(h, np.float64))
         self._cache: dict[tuple[int, int], np.ndarray] = {}
+        self._masks: dict[tuple[int, int], np.ndarray] = {}
 
     def view(self, i: int, side: int) -> np.ndarray:
         key = (i, side)
@@ -82,6 +92,39 @@ class FaceViews:
                 self._cache.clear()
             self._cache[key] = v
         return v
+
+    def mask(self, i: int, side: int) -> np.ndarray:
+        """1 where the view's pixel (and the blur around it) comes from inside the face's image."""
+        key = (i, side)
+        m = self._masks.get(key)
+        if m is None:
+            m = np.ones((side, side), np.float32)
+            if self.geometry is not None:
+                lm, w, h = (g[i] for g in self.geometry)
+                if np.isfinite(lm).all() and w > 0 and h > 0:
+                    m = _inside(lm.reshape(5, 2), float(w), float(h), side)
+            if len(self._masks) > 200_000:
+                self._masks.clear()
+            self._masks[key] = m
+        return m
+
+
+def _inside(lm: np.ndarray, w: float, h: float, side: int) -> np.ndarray:
+    """Mask of the grid pixels of a `side` view whose blurred value holds no repeated image edge."""
+    from facesieve.faces.align import similarity_transform, template
+
+    try:
+        M = similarity_transform(lm, template(112))
+    except ValueError:
+        return np.ones((side, side), np.float32)
+    A, t = M[:, :2], M[:, 2]
+    scale = float(np.sqrt(abs(np.linalg.det(A))))  # crop pixels per image pixel
+    g = (np.arange(side) + 0.5) * 112.0 / side - 0.5
+    X, Y = np.meshgrid(g, g)
+    u, v = np.linalg.solve(A, np.stack([X.ravel() - t[0], Y.ravel() - t[1]]))
+    edge = np.minimum.reduce([u, v, w - 1 - u, h - 1 - v]) * scale  # distance to the image edge, crop pixels
+    margin = 2.0 * PRE_BLUR * 112.0 / side + 1.0
+    return (edge >= margin).reshape(side, side).astype(np.float32)
 
 
 def _grid(side: int):
@@ -120,20 +163,37 @@ def _solve(G: np.ndarray, r: np.ndarray) -> np.ndarray:
     return np.linalg.solve(G.astype(np.float64), r.astype(np.float64)[..., None])[..., 0]
 
 
-def _tone_residual(target: np.ndarray, moved: np.ndarray, rounds: int = 2) -> np.ndarray:
-    """|target - f(moved)| with f the best quadratic tone curve, fitted twice: on all pixels, then
-    on the best TRIM share (a caption or logo does not bend the curve)."""
+def _kth(r: np.ndarray, valid: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the `share` of the valid values (at least 1) kept, as (k, the k-th smallest valid
+    value). A partial sort where every pixel is valid (most faces), a full one otherwise."""
+    if valid.all():
+        k = max(1, int(share * r.shape[1]))
+        return np.full(r.shape[0], k, np.int64), np.partition(r, k - 1, axis=1)[:, k - 1]
+    rs = np.sort(np.where(valid, r, np.inf), axis=1)
+    k = np.maximum(1, (share * valid.sum(axis=1)).astype(np.int64))
+    return k, np.take_along_axis(rs, k[:, None] - 1, axis=1)[:, 0]
+
+
+def _trimmed_mean(r: np.ndarray, valid: np.ndarray, share: float) -> np.ndarray:
+    k, kth = _kth(r, valid, share)
+    below = valid & (r < kth[:, None])  # the values under the k-th, then as many ties as make k
+    n = below.sum(axis=1)
+    return ((r * below).sum(axis=1) + (k - n) * kth) / k
+
+
+def _tone_residual(target: np.ndarray, moved: np.ndarray, valid: np.ndarray, rounds: int = 2) -> np.ndarray:
+    """target - f(moved) with f the best quadratic tone curve, fitted over the valid pixels twice:
+    on all, then on the best TRIM share (a caption or logo does not bend the curve)."""
     t = moved / 128.0 - 1.0
     A = np.stack([np.ones_like(t), t, t * t], axis=2)  # (P, N, 3)
-    keep = np.ones(target.shape, bool)
+    keep = valid
     for _ in range(rounds):
         Ak = A * keep[..., None]
         At = Ak.transpose(0, 2, 1)
         coef = _solve(At @ Ak, (At @ target[..., None])[..., 0])
         signed = target - (A @ coef[..., None].astype(np.float32))[..., 0]
         r = np.abs(signed)
-        k = int(TRIM * (r.shape[1] - 1))
-        keep = r <= np.partition(r, k, axis=1)[:, k : k + 1]
+        keep = valid & (r <= _kth(r, valid, TRIM)[1][:, None])
     return signed
 
 
@@ -144,8 +204,22 @@ def _points(p: np.ndarray, X: np.ndarray, Y: np.ndarray, c: float) -> tuple[np.n
     return xs, ys
 
 
-def _refine(A: np.ndarray, B: np.ndarray, p: np.ndarray, steps: int) -> np.ndarray:
-    """Gauss-Newton steps (forward-additive Lucas-Kanade, with a linear tone term) moving B onto A."""
+def _valid(MA: np.ndarray, MB: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Grid pixels inside both faces' images: A's mask at its grid, B's at the moved points; all of
+    them where fewer than a third would be left (a face that fills its image loses nothing)."""
+    P, L, _ = MA.shape
+    m, X, Y = _grid(L)
+    if MA.all() and MB.all():
+        return np.ones((P, X.size), bool)
+    a = MA[:, m : L - m, m : L - m].reshape(P, -1) > 0.5
+    b = _sample(MB, *_points(p, X, Y, (L - 1) / 2.0))[0] > 0.999
+    v = a & b
+    return v | (v.sum(axis=1, keepdims=True) < v.shape[1] / 3)
+
+
+def _refine(A: np.ndarray, B: np.ndarray, MA: np.ndarray, MB: np.ndarray, p: np.ndarray, steps: int) -> np.ndarray:
+    """Gauss-Newton steps (forward-additive Lucas-Kanade, with a linear tone term) moving B onto A,
+    over the pixels inside both images."""
     P, L, _ = A.shape
     m, X, Y = _grid(L)
     c = (L - 1) / 2.0
@@ -153,8 +227,9 @@ def _refine(A: np.ndarray, B: np.ndarray, p: np.ndarray, steps: int) -> np.ndarr
     ones = np.ones((P, X.size), np.float32)
     for _ in range(steps):
         w, dx, dy = _sample(B, *_points(p, X, Y, c))
+        wt = _valid(MA, MB, p).astype(np.float32)[..., None]
         J = np.stack([dx * X, dx * Y, dx, dy * X, dy * Y, dy, w, ones], axis=2)
-        Jt = J.transpose(0, 2, 1)
+        Jt = (J * wt).transpose(0, 2, 1)
         dp = _solve(Jt @ J, (Jt @ (target - w)[..., None])[..., 0])[:, :6]
         dp[:, [2, 5]] = np.clip(dp[:, [2, 5]], -0.1 * L, 0.1 * L)
         dp[:, [0, 1, 3, 4]] = np.clip(dp[:, [0, 1, 3, 4]], -0.1, 0.1)
@@ -170,35 +245,46 @@ def _half(img: np.ndarray) -> np.ndarray:
     return img[:, : 2 * h, : 2 * h].reshape(P, h, 2, h, 2).mean(axis=(2, 4))
 
 
-def _coarse_fit(A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _coarse_fit(A, B, MA, MB) -> tuple[np.ndarray, np.ndarray]:
     """Registration at half size (landmark jitter of a few pixels) and its residual, per pair."""
     A2, B2 = _half(A), _half(B)
+    MA2, MB2 = (_half(MA) > 0.999).astype(np.float32), (_half(MB) > 0.999).astype(np.float32)
     P, L, _ = A2.shape
-    p = _refine(A2, B2, np.zeros((P, 6), np.float64), COARSE_STEPS)
+    p = _refine(A2, B2, MA2, MB2, np.zeros((P, 6), np.float64), COARSE_STEPS)
     m, X, Y = _grid(L)
     target = A2[:, m : L - m, m : L - m].reshape(P, -1)
-    r = np.abs(_tone_residual(target, _sample(B2, *_points(p, X, Y, (L - 1) / 2.0))[0], rounds=1))
+    valid = _valid(MA2, MB2, p)
+    r = np.abs(_tone_residual(target, _sample(B2, *_points(p, X, Y, (L - 1) / 2.0))[0], valid, rounds=1))
     p[:, [2, 5]] *= 2.0
-    return p, r.mean(axis=1)
+    return p, (r * valid).sum(axis=1) / valid.sum(axis=1)
 
 
-def _scores(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+def _scores(A: np.ndarray, B: np.ndarray, MA: np.ndarray | None = None, MB: np.ndarray | None = None) -> np.ndarray:
     """Normalised residual of B (P, L, L) registered onto A (P, L, L), plain or mirrored: both
-    are registered at half size, the better one is refined at full size and scored."""
+    are registered at half size, the better one is refined at full size and scored. MA, MB: the
+    faces' masks (FaceViews.mask); None: every pixel counts."""
     P, L, _ = A.shape
+    MA = np.ones_like(A) if MA is None else MA
+    MB = np.ones_like(B) if MB is None else MB
     Bm = np.ascontiguousarray(B[:, :, ::-1])
-    p, r = _coarse_fit(np.concatenate([A, A]), np.concatenate([B, Bm]))
+    MBm = np.ascontiguousarray(MB[:, :, ::-1])
+    p, r = _coarse_fit(np.concatenate([A, A]), np.concatenate([B, Bm]), np.concatenate([MA, MA]), np.concatenate([MB, MBm]))
     mirror = r[P:] < r[:P]
     B = np.where(mirror[:, None, None], Bm, B)
-    p = _refine(A, B, np.where(mirror[:, None], p[P:], p[:P]), STEPS)
+    MB = np.where(mirror[:, None, None], MBm, MB)
+    p = _refine(A, B, MA, MB, np.where(mirror[:, None], p[P:], p[:P]), STEPS)
     m, X, Y = _grid(L)
     target = A[:, m : L - m, m : L - m].reshape(P, -1)
     moved = _sample(B, *_points(p, X, Y, (L - 1) / 2.0))[0]
-    r = _tone_residual(target, moved)
-    r = np.abs(r)
-    k = max(1, int(TRIM * r.shape[1]))
-    trimmed = np.partition(r, k - 1, axis=1)[:, :k].mean(axis=1)
-    lo, hi = np.percentile(target, (5, 95), axis=1)
+    valid = _valid(MA, MB, p)
+    trimmed = _trimmed_mean(np.abs(_tone_residual(target, moved, valid)), valid, TRIM)
+    if valid.all():
+        lo, hi = np.percentile(target, (5, 95), axis=1)
+    else:  # the face's own contrast, over the same pixels
+        ts = np.sort(np.where(valid, target, np.inf), axis=1)
+        n = valid.sum(axis=1)
+        lo = np.take_along_axis(ts, (0.05 * (n - 1)).astype(np.int64)[:, None], axis=1)[:, 0]
+        hi = np.take_along_axis(ts, (0.95 * (n - 1)).astype(np.int64)[:, None], axis=1)[:, 0]
     return trimmed / np.maximum(hi - lo, 8.0)
 
 
@@ -217,21 +303,60 @@ def pair_scores(views: FaceViews, i: np.ndarray, j: np.ndarray, batch: int = 256
             t = at[s : s + batch]
             A = np.stack([views.view(int(a), int(side)) for a in i[t]])
             B = np.stack([views.view(int(b), int(side)) for b in j[t]])
-            out[t] = _scores(A, B)
+            MA = np.stack([views.mask(int(a), int(side)) for a in i[t]])
+            MB = np.stack([views.mask(int(b), int(side)) for b in j[t]])
+            out[t] = _scores(A, B, MA, MB)
     return out
 
 
 @dataclass(frozen=True)
 class Cuts:
-    """Score cuts: at or below `same_photo` one photo; at or below `shot` a near-identical shot."""
+    """Score cuts: at or below `same_photo` one photo; at or below `shot` a near-identical shot.
+
+    Beside the plain cut, a pair is one photo when it is far closer than its faces' other
+    neighbours: score at most `ratio_score` and at most `ratio` times the median score of the two
+    faces to their other candidate neighbours (a copy is much closer to its source than to the
+    person's other photos; ORL's shots of one sitting, or yaleB's lighting pairs, are about as close
+    to each other as to the sitting's other shots). A pair whose faces have no other candidate
+    neighbour has no such reference: it is one photo at or below `lone`."""
 
     same_photo: float
     shot: float
+    ratio_score: float = 0.0
+    ratio: float = 0.0
+    lone: float = 0.0
 
 
-def classify(scores: np.ndarray, cuts: Cuts) -> np.ndarray:
+def neighbour_ratio(a, b, scores) -> np.ndarray:
+    """Each candidate pair's score over the median score of its two faces to their other candidate
+    neighbours (a, b: the faces' keys, one entry per pair); NaN where neither face has another."""
+    others: dict = {}
+    for x, y, s in zip(a, b, scores):
+        others.setdefault(x, []).append((y, s))
+        others.setdefault(y, []).append((x, s))
+    out = np.full(len(scores), np.nan)
+    for t, (x, y, s) in enumerate(zip(a, b, scores)):
+        ref = [v for o, v in others[x] if o != y] + [v for o, v in others[y] if o != x]
+        if ref:
+            out[t] = s / max(float(np.median(ref)), 1e-9)
+    return out
+
+
+def grouped(scores, ratios, cut: float, cuts: Cuts) -> np.ndarray:
+    """Whether each pair is grouped: at or below `cut` (cuts.same_photo or cuts.shot), or one photo
+    by the neighbour ratio (ratios from neighbour_ratio; NaN: a lone pair)."""
     s = np.asarray(scores, np.float64)
-    return np.where(s <= cuts.same_photo, SAME_PHOTO, np.where(s <= cuts.shot, SHOT, DISTINCT))
+    r = np.asarray(ratios, np.float64)
+    lone = np.isnan(r)
+    by_ratio = ~lone & (s <= cuts.ratio_score) & (np.where(lone, np.inf, r) <= cuts.ratio)
+    return (s <= cut) | by_ratio | (lone & (s <= cuts.lone))
+
+
+def classify(scores: np.ndarray, cuts: Cuts, ratios=None) -> np.ndarray:
+    s = np.asarray(scores, np.float64)
+    r = np.full(s.shape, np.nan) if ratios is None else np.asarray(ratios, np.float64)
+    by_ratio = grouped(s, r, -1.0, cuts)
+    return np.where((s <= cuts.same_photo) | by_ratio, SAME_PHOTO, np.where(s <= cuts.shot, SHOT, DISTINCT))
 
 
 class SamePhotoCheck:
@@ -241,13 +366,17 @@ class SamePhotoCheck:
     Scores are kept in `cache`, keyed by the two faces' keys (their image bytes and face settings)
     in sorted order, so a re-run scores no pair again and the score of a pair does not depend on
     which face is the group's centre. `cut`: the highest score grouped (Cuts.same_photo for
-    copies only, Cuts.shot for copies and near-identical shots)."""
+    copies only, Cuts.shot for copies and near-identical shots); `cuts`, when given, adds the
+    neighbour-ratio rule (Cuts), over the pairs prefetched for the faces (the grouping prefetches
+    each identity's candidate pairs before it asks about any)."""
 
     def __init__(self, views: FaceViews, crop_row: np.ndarray, keys: np.ndarray, cut: float, cache: dict | None = None,
-                 progress=None):
+                 progress=None, cuts: Cuts | None = None):
         self.views, self.crop_row, self.keys, self.cut = views, np.asarray(crop_row), np.asarray(keys, dtype=object), float(cut)
         self.cache = {} if cache is None else cache
         self.progress = progress
+        self.cuts = cuts
+        self.neighbours: dict[str, set] = {}  # face key -> keys of its candidate neighbours seen by prefetch
         self.scored = 0  # pairs scored by this check (not found in the cache)
         self.grouped = 0  # pairs it grouped
 
@@ -259,6 +388,8 @@ class SamePhotoCheck:
         todo = {}
         for i, j in pairs:
             a, b, swap = self._key(int(i), int(j))
+            self.neighbours.setdefault(a, set()).add(b)
+            self.neighbours.setdefault(b, set()).add(a)
             if (a, b) not in self.cache:
                 todo[(a, b)] = (j, i) if swap else (i, j)
         if not todo:
@@ -279,8 +410,23 @@ class SamePhotoCheck:
             self.prefetch([(i, j)])
         return self.cache[(a, b)]
 
+    def ratio(self, i: int, j: int) -> float:
+        """The pair's score over the median score of its faces to their other neighbours (NaN: none)."""
+        a, b, _ = self._key(i, j)
+        ref = [self.cache[min(x, o), max(x, o)] for x, y in ((a, b), (b, a)) for o in self.neighbours.get(x, ()) if o != y]
+        return self.cache[(a, b)] / max(float(np.median(ref)), 1e-9) if ref else float("nan")
+
+    def same_photo(self, i: int, j: int) -> bool:
+        """Whether a grouped pair is one photo (rather than a near-identical shot): at or below the
+        same-photo cut, or by the neighbour-ratio rule."""
+        s = self.score(int(i), int(j))
+        cuts = self.cuts or Cuts(self.cut, self.cut)
+        return bool(s <= cuts.same_photo or grouped([s], [self.ratio(int(i), int(j))], cuts.same_photo, cuts)[0])
+
     def __call__(self, i: int, j: int) -> tuple[bool, float]:
         s = self.score(int(i), int(j))
         ok = s <= self.cut
+        if not ok and self.cuts is not None:
+            ok = bool(grouped([s], [self.ratio(int(i), int(j))], self.cut, self.cuts)[0])
         self.grouped += int(ok)
         return ok, s

@@ -27,7 +27,13 @@ class Thresholds:
 # pair of cuts serves every embedder. Chosen on all shared sets (bench/bench_duplicates.py; the
 # left-out figures are in docs/thresholds.md).
 SAME_PHOTO_CUT = 0.0065
-SHOT_CUT = 0.0065
+SHOT_CUT = 0.007
+# The neighbour-ratio rule (samephoto.Cuts): one photo also at a score up to RATIO_SCORE_CUT when
+# it is at most RATIO_CUT times its faces' median score to their other neighbours, or, for a pair
+# with no other neighbour, up to LONE_CUT. Chosen with the cuts above (bench/bench_duplicates.py).
+RATIO_SCORE_CUT = 0.01
+RATIO_CUT = 0.075
+LONE_CUT = 0.015
 
 
 DEFAULTS: dict[str, Thresholds] = {
