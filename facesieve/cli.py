@@ -132,7 +132,16 @@ def add_run_parser(sub) -> None:
     g.add_argument("--overlap-threshold", type=float, default=None, metavar="T",
                    help="cosine of two identities' mean faces at or above which they are listed in identity_overlaps.csv (default: calibrated)")
     g.add_argument("--no-outliers", action="store_true", help="skip the mislabeled-face pass")
-    g.add_argument("--drop-outliers", action="store_true", help="remove outliers instead of marking them for review")
+    g.add_argument("--drop-outliers", action="store_true", help="remove outliers and mislabeled faces instead of marking them for review")
+    g.add_argument("--no-identity-check", action="store_true",
+                   help="skip the identity pass: folders holding two people, and a photo filed under several identities "
+                   "kept where its face fits (without it such copies all go to review)")
+    g.add_argument("--allow-empty-identities", action="store_true",
+                   help="let duplicate and identity decisions remove every face of an identity (default: an identity "
+                   "that would be emptied keeps the faces they took, with the decision in `detail`)")
+    g.add_argument("--relabel", action="store_true",
+                   help="also copy each face found `mislabeled` into the identity it belongs to (manifest column "
+                   "`belongs_to`) in the output; the input is never touched (default: off)")
     e = sp.add_argument_group("engine (docs/scale.md)")
     e.add_argument("--engine", default="local", choices=("local", "ray"),
                    help="local: a process pool on this machine (--jobs); ray: Ray Data on a Ray cluster (pip install 'facesieve[ray]')")
@@ -174,6 +183,9 @@ def cmd_run(args) -> int:
         overlap_threshold=args.overlap_threshold,
         outliers=not args.no_outliers,
         drop_outliers=args.drop_outliers,
+        identities=not args.no_identity_check,
+        empty_identities=args.allow_empty_identities,
+        relabel=args.relabel,
         report=not args.no_report,
     )
     rep = Reporter(quiet=args.quiet or args.json)
