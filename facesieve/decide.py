@@ -213,32 +213,25 @@ def mark_identities(decisions, vectors, identities, paths, byte_hash, pixel_hash
     copies = copy_groups(byte_hash[cand], pixel_hash[cand], identities[cand], pairs)
     res = identity_decisions(np.asarray(vectors[cand], np.float32), identities[cand], copies, threshold=settings.identity_split)
     verdict = res["verdict"].to_numpy()
-    kept_copy = {}  # copy group -> (identity, path) of the copy kept
-    for c, v, r in zip(copies, verdict, cand):
-        if c >= 0 and v == "copy_kept":
-            kept_copy[c] = (identities[r], paths[r])
+    belongs = res["belongs_to"].to_numpy()
+    kept_copy = {c: r for c, v, r in zip(copies, verdict, cand) if c >= 0 and v == "copy_kept"}
     soft = REMOVE if settings.drop_outliers else REVIEW
+    # a mislabeled copy whose photo is kept under the identity it belongs to: removed, nothing is lost
+    there = np.array([c in kept_copy and identities[kept_copy[c]] == b for c, b in zip(copies, belongs)], dtype=bool)
+    action = {"mislabeled": soft, "outlier": soft, "copy_review": REVIEW, "ambiguous": REVIEW, "undecided": REVIEW}
+    reason = {"mislabeled": "mislabeled", "outlier": "outlier", "copy_review": "cross_identity_duplicate",
+              "ambiguous": "ambiguous_identity", "undecided": "ambiguous_identity"}
+    hit = np.isin(verdict, list(action))
+    rows = cand[hit]
+    act = np.array([action[v] for v in verdict[hit]], dtype=object)
+    act[there[hit] & (verdict[hit] == "mislabeled")] = REMOVE
     col = decisions.columns.get_loc
-    for k, r in enumerate(cand):
-        v = verdict[k]
-        if v in ("", "identity", "copy_kept"):
-            continue
-        if v == "mislabeled":
-            c = copies[k]
-            where = kept_copy.get(c) if c >= 0 else None
-            if where is not None and where[0] == res["belongs_to"].iat[k]:
-                _set(decisions, np.array([r]), action=REMOVE, reason="mislabeled")
-                decisions.iloc[r, col("duplicate_of")] = where[1]
-            else:
-                _set(decisions, np.array([r]), action=soft, reason="mislabeled")
-            decisions.iloc[r, col("belongs_to")] = res["belongs_to"].iat[k]
-        elif v == "outlier":
-            _set(decisions, np.array([r]), action=soft, reason="outlier")
-        elif v == "copy_review":
-            _set(decisions, np.array([r]), action=REVIEW, reason="cross_identity_duplicate")
-        else:  # ambiguous, undecided
-            _set(decisions, np.array([r]), action=REVIEW, reason="ambiguous_identity")
-        decisions.iloc[r, col("detail")] = res["detail"].iat[k]
+    decisions.iloc[rows, col("action")] = act
+    decisions.iloc[rows, col("reason")] = [reason[v] for v in verdict[hit]]
+    decisions.iloc[rows, col("detail")] = res["detail"].to_numpy()[hit]
+    decisions.iloc[rows, col("belongs_to")] = belongs[hit]
+    dup = hit & there
+    decisions.iloc[cand[dup], col("duplicate_of")] = [paths[kept_copy[c]] for c in copies[dup]]
     return res.assign(row=cand, copy_group=copies)
 
 
@@ -287,7 +280,11 @@ def mark_outliers(decisions, vectors, identities, has_face, settings: DecideSett
     cand = np.flatnonzero(has_face)
     if len(cand) < 3:
         return pd.DataFrame()
-    res = outlier_scores(np.asarray(vectors[cand], np.float32), identities[cand], index=index_for(len(cand)))
+    # a face found mislabeled counts as the identity it belongs to: its photo's copy under that
+    # identity is then not "a neighbour with another label"
+    labels = np.where(decisions["belongs_to"].to_numpy() != "", decisions["belongs_to"].to_numpy(), identities) \
+        if "belongs_to" in decisions else identities
+    res = outlier_scores(np.asarray(vectors[cand], np.float32), labels[cand], index=index_for(len(cand)))
     decisions.iloc[cand, decisions.columns.get_loc("outlier_score")] = res["score"].to_numpy()
     flag = res["is_outlier"].to_numpy() & (decisions["action"].to_numpy()[cand] == KEEP)
     rows = cand[flag]

@@ -50,7 +50,7 @@ def test_one_row_per_file_with_reason(bad_run):
         else:
             assert row["action"] in ("keep", "remove", "review"), (rel, row["action"], row["reason"])
             assert row["reason"] in ("selected", "not_selected", "too_few", "near_duplicate", "exact_duplicate",
-                                     "outlier", "cross_identity_duplicate"), (rel, row["reason"])
+                                     "outlier", "cross_identity_duplicate", "mislabeled", "ambiguous_identity"), (rel, row["reason"])
             if row["reason"].endswith("duplicate"):
                 assert row["duplicate_of"] in kinds
             assert row["status"] == "ok", rel
