@@ -168,14 +168,14 @@ def identity_decisions(
     gid = np.zeros(n, dtype=np.int64)  # dataset-wide group number
     g_folder, g_size = [], []
     folder_size = np.bincount(codes, minlength=len(labels))
-    for f in range(len(labels)):
-        rows = np.flatnonzero(codes == f)
+    folder_rows = _members(codes, len(labels))
+    for f, rows in enumerate(folder_rows):
         lab = split_folder(X[rows], threshold)
         group[rows] = lab
         gid[rows] = len(g_folder) + lab
-        for g in range(lab.max() + 1 if len(lab) else 0):
-            g_folder.append(f)
-            g_size.append(int((lab == g).sum()))
+        sizes = np.bincount(lab) if len(lab) else np.zeros(0, np.int64)
+        g_folder += [f] * len(sizes)
+        g_size += sizes.tolist()
     g_folder, g_size = np.array(g_folder, dtype=np.int64), np.array(g_size, dtype=np.int64)
     G = len(g_folder)
     sums = np.zeros((G, X.shape[1]))
@@ -186,16 +186,17 @@ def identity_decisions(
     # only a group of several faces (or a folder's only face) can claim a person: two odd single
     # photos in two folders that look alike say nothing about who owns whom
     can_claim = g_size >= np.minimum(min_group, folder_size[g_folder])
-    claim, claim_folder, claim_sim = _claims(means, g_folder, np.where(can_claim, share, -1.0), threshold)
+    claim, claim_group, claim_sim = _claims(means, g_folder, np.where(can_claim, share, -1.0), threshold)
     foreign = claim >= share + share_margin
-    contested = ~foreign & (claim_folder >= 0) & (claim > share - share_margin)
+    contested = ~foreign & (claim_group >= 0) & (claim > share - share_margin)
+    g_rows = _members(gid, G)
+    folder_groups = _members(g_folder, len(labels))
 
     verdict = np.full(n, "", dtype=object)
     belongs = np.full(n, "", dtype=object)
     detail = np.full(n, "", dtype=object)
     identity_groups: dict[int, np.ndarray] = {}
-    for f in range(len(labels)):
-        gs = np.flatnonzero(g_folder == f)
+    for f, gs in enumerate(folder_groups):
         if len(gs) == 0:
             continue
         cand = gs[~foreign[gs]]
@@ -217,7 +218,7 @@ def identity_decisions(
         for g in gs:
             if g in gverdict:
                 continue
-            other = labels[g_folder[claim_folder[g]]] if claim_folder[g] >= 0 else ""
+            other = labels[g_folder[claim_group[g]]] if claim_group[g] >= 0 else ""
             if foreign[g]:
                 gverdict[g] = (MISLABELED, other, f"group of {g_size[g]} faces matching {other} (average cosine "
                                f"{claim_sim[g]:.2f}, {claim[g]:.0%} of that folder vs {share[g]:.0%} of this one)")
@@ -227,12 +228,12 @@ def identity_decisions(
                 gverdict[g] = (OUTLIER, "", f"separate group of {g_size[g]} faces (average cosine to the folder's "
                                f"person {float(means[g] @ means[lead]):.2f}) matching no identity")
         for g, (v, b, d) in gverdict.items():
-            rows = gid == g
+            rows = g_rows[g]
             verdict[rows], belongs[rows], detail[rows] = v, b, d
 
-    _loose_faces(X, codes, labels, gid, identity_groups, fit_margin, verdict, belongs, detail)
+    _loose_faces(X, codes, labels, sums, g_size, identity_groups, fit_margin, verdict, belongs, detail)
     fit = np.full(n, np.nan)
-    _resolve_copies(X, codes, labels, copies, gid, identity_groups, threshold, fit_margin, verdict, belongs, detail, fit)
+    _resolve_copies(X, codes, labels, copies, g_rows, folder_rows, identity_groups, fit_margin, verdict, belongs, detail, fit)
     return pd.DataFrame({
         "group": group,
         "verdict": pd.Series(verdict, dtype=object),
@@ -242,59 +243,83 @@ def identity_decisions(
     })
 
 
-def _claims(means: np.ndarray, g_folder: np.ndarray, share: np.ndarray, threshold: float):
+def _members(codes: np.ndarray, k: int) -> list[np.ndarray]:
+    """Rows of each code 0..k-1 (one sort, not one scan per code)."""
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(k + 1))
+    return [order[bounds[c]:bounds[c + 1]] for c in range(k)]
+
+
+def _claims(means: np.ndarray, g_folder: np.ndarray, share: np.ndarray, threshold: float, k: int = 32):
     """Per group: the largest share at which another folder holds the same person (average cosine
-    >= threshold), that group, and the cosine. -1 / 0 where no other folder does."""
+    >= threshold), that group, and the cosine; 0 / -1 / 0 where no other folder does. Candidates
+    are each group's k nearest groups by the direction of their mean (FAISS), then judged by
+    average linkage (the dot product of the two means)."""
+    from facesieve.select.crossid import index_for, nearest_neighbours
+
     G = len(g_folder)
-    claim = np.zeros(G)
-    claim_group = np.full(G, -1, dtype=np.int64)
-    claim_sim = np.zeros(G)
-    for s in range(0, G, 2048):
-        sims = means[s:s + 2048] @ means.T
-        sims[g_folder[s:s + 2048, None] == g_folder[None, :]] = -np.inf
-        ok = (sims >= threshold) & (share[None, :] >= 0)
-        weighted = np.where(ok, share[None, :], -1.0)
-        best = weighted.argmax(axis=1)
-        has = ok[np.arange(len(best)), best]
-        claim[s:s + 2048] = np.where(has, share[best], 0.0)
-        claim_group[s:s + 2048] = np.where(has, best, -1)
-        claim_sim[s:s + 2048] = np.where(has, sims[np.arange(len(best)), best], 0.0)
+    claim, claim_group, claim_sim = np.zeros(G), np.full(G, -1, dtype=np.int64), np.zeros(G)
+    if G < 2:
+        return claim, claim_group, claim_sim
+    norm = np.linalg.norm(means, axis=1, keepdims=True)
+    unit = np.divide(means, norm, out=np.zeros_like(means), where=norm > 1e-12).astype(np.float32)
+    unit[norm[:, 0] <= 1e-12, 0] = 1.0  # a mean of faces pointing every way: any direction, it matches nothing
+    _, ids = nearest_neighbours(unit, k, index=index_for(G))
+    valid = ids >= 0
+    nb = np.clip(ids, 0, None)
+    sims = np.einsum("gd,gkd->gk", means, means[nb])
+    ok = valid & (sims >= threshold) & (g_folder[nb] != g_folder[:, None]) & (share[nb] >= 0)
+    weighted = np.where(ok, share[nb], -1.0)
+    best = weighted.argmax(axis=1)
+    rows = np.arange(G)
+    has = ok[rows, best]
+    claim[has] = share[nb[rows, best]][has]
+    claim_group[has] = nb[rows, best][has]
+    claim_sim[has] = sims[rows, best][has]
     return claim, claim_group, claim_sim
 
 
-def _loose_faces(X, codes, labels, gid, identity_groups, margin, verdict, belongs, detail) -> None:
+def _loose_faces(X, codes, labels, sums, g_size, identity_groups, margin, verdict, belongs, detail) -> None:
     """A face left out of every group decision (a one-face group, say) that fits another folder's
     person better than its own folder's, by `margin` in average cosine: mislabeled there."""
-    folders = [f for f, g in identity_groups.items() if len(g) == 1]
+    folders = np.array([f for f, g in identity_groups.items() if len(g) == 1], dtype=np.int64)
     if len(folders) < 2:
         return
-    means = np.stack([X[gid == identity_groups[f][0]].mean(axis=0) for f in folders])
+    lead = np.array([identity_groups[f][0] for f in folders])
+    means = sums[lead] / g_size[lead][:, None]
     slot = np.full(len(labels), -1, dtype=np.int64)
     slot[folders] = np.arange(len(folders))
     loose = np.flatnonzero((verdict == "") & (slot[codes] >= 0))
-    if not len(loose):
-        return
-    fits = X[loose] @ means.T
-    own = fits[np.arange(len(loose)), slot[codes[loose]]]
-    fits[np.arange(len(loose)), slot[codes[loose]]] = -np.inf
-    best = fits.argmax(axis=1)
-    other = fits[np.arange(len(loose)), best]
-    for r, o, b, v in zip(loose, own, best, other):
-        if v - o >= margin:
-            verdict[r], belongs[r] = MISLABELED, labels[folders[b]]
-            detail[r] = f"fits {labels[folders[b]]} (average cosine {v:.2f}) better than its own folder ({o:.2f})"
+    for s in range(0, len(loose), 4096):
+        part = loose[s:s + 4096]
+        fits = X[part] @ means.T
+        at = np.arange(len(part))
+        own = fits[at, slot[codes[part]]].copy()
+        fits[at, slot[codes[part]]] = -np.inf
+        best = fits.argmax(axis=1)
+        other = fits[at, best]
+        for r, o, b, v in zip(part, own, best, other):
+            if v - o >= margin:
+                verdict[r], belongs[r] = MISLABELED, labels[folders[b]]
+                detail[r] = f"fits {labels[folders[b]]} (average cosine {v:.2f}) better than its own folder ({o:.2f})"
 
 
-def _resolve_copies(X, codes, labels, copies, gid, identity_groups, threshold, margin, verdict, belongs, detail, fit) -> None:
+def _resolve_copies(X, codes, labels, copies, g_rows, folder_rows, identity_groups, margin, verdict, belongs, detail, fit) -> None:
     """Decide each cross-identity copy group by where its face fits (see the module docstring)."""
-    for c in np.unique(copies[copies >= 0]):
-        members = np.flatnonzero(copies == c)
+    groups = copies >= 0
+    if not groups.any():
+        return
+    copy_members = _members(np.where(groups, copies, copies.max() + 1), copies.max() + 2)[:-1]
+    ident_rows = {}
+    for members in copy_members:
         folders = np.unique(codes[members])
         fits = {}
         for f in folders:
-            ref = np.flatnonzero(np.isin(gid, identity_groups.get(f, [])) & (copies != c))
+            if f not in ident_rows:
+                ident_rows[f] = np.concatenate([g_rows[g] for g in identity_groups.get(f, [])] + [np.zeros(0, np.int64)])
+            ref = ident_rows[f][~np.isin(ident_rows[f], members)]  # its person's other faces, no copy of this photo
             if len(ref) == 0:
-                ref = np.flatnonzero((codes == f) & (copies != c))
+                ref = folder_rows[f][~np.isin(folder_rows[f], members)]
             face = X[members[codes[members] == f]].mean(axis=0)
             fits[f] = float((X[ref] @ face).mean()) if len(ref) else np.nan
         for r in members:
