@@ -212,6 +212,13 @@ def print_summary(summary: dict, as_json: bool) -> None:
     pix = s.get("pixel_check") or {}
     if pix.get("pairs"):
         lines.append(f"  pixel check: {pix['pairs']} pairs compared, {pix['copies']} edited copies found")
+    lost = s.get("identities_lost_over_half") or []
+    if lost or s.get("identities_emptied"):
+        names = ", ".join(f"{x['identity']} ({x['not_kept']}/{x['files']})" for x in lost[:5]) + (" ..." if len(lost) > 5 else "")
+        lines.append(f"  identities emptied: {s.get('identities_emptied', 0)}; more than half not kept: {len(lost)}"
+                     + (f" ({names})" if names else ""))
+    if s.get("identities_kept_from_emptying"):
+        lines.append(f"  kept so as not to empty them: {', '.join(s['identities_kept_from_emptying'][:5])}")
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in s["stage_seconds"].items())
     lines.append(f"  stages: {stages}")
     lines.append(f"  output: {s['output']} (manifest.csv)")

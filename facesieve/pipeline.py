@@ -377,7 +377,7 @@ def decide_settings(config: RunConfig) -> DecideSettings:
     )
 
 
-def _identity_split(config: RunConfig) -> float | None:
+def _identity_split(config: RunConfig) -> tuple[float, float] | None:
     """The identity pass's cut for this embedder (select/identity.py), None when it is off or the
     embedder has no calibrated cut (then copies across identities go to review, as before)."""
     from facesieve.models.spec import spec_name

@@ -5,8 +5,9 @@ answer, because the faces filed wrongly there agree with each other:
 
 1. **Contaminated folders.** Each folder's faces are split into groups by average-linkage
    clustering on cosine, cut at `threshold`: two groups whose faces are on average less similar
-   than that are two people. A group of another folder with average cosine >= `threshold` to a
-   group is the same person there. A person belongs to the folder where it makes up the larger
+   than that are two people. A group of another folder with average cosine >= `match` to a
+   group is the same person there (`match` >= `threshold`: two people can be told apart a little
+   below the point where one can be sure two groups are the same person). A person belongs to the folder where it makes up the larger
    share of the faces: a group is *foreign* when some folder holds the same person at a share at
    least `share_margin` higher (a folder made of that person, against a few intruders). The
    folder's identity is its largest group that is not foreign; when the second such group is at
@@ -23,8 +24,7 @@ answer, because the faces filed wrongly there agree with each other:
    `mislabeled`, belonging to the best folder. Otherwise every copy goes to review. A copy is
    never dropped for fitting its own folder better than another.
 
-Average linkage is used for both the split and the match, so "two people" means the same thing
-inside a folder and across folders. The thresholds are chosen leave-one-set-out in
+Average linkage is used for both the split and the match. The thresholds are chosen leave-one-set-out in
 `bench/bench_label_noise.py` (docs/thresholds.md, "Identity-level decisions").
 """
 
@@ -39,10 +39,11 @@ from scipy.sparse.csgraph import connected_components
 
 from facesieve.select.neardup import check_embeddings, identity_codes
 
-__all__ = ["split_folder", "copy_groups", "identity_decisions", "SPLIT", "EVEN", "SHARE_MARGIN", "FIT_MARGIN", "MIN_GROUP"]
+__all__ = ["split_folder", "copy_groups", "identity_decisions", "SPLIT", "MATCH", "EVEN", "SHARE_MARGIN", "FIT_MARGIN", "MIN_GROUP"]
 
 SPLIT = 0.35  # SFace average cosine between two groups below which they are two people (bench/bench_label_noise.py)
-SPLITS = {"sface": SPLIT}  # per embedder; an embedder without a cut runs without the identity pass
+MATCH = 0.45  # SFace average cosine at or above which groups in two folders are one person (bench/bench_label_noise.py)
+SPLITS = {"sface": (SPLIT, MATCH)}  # per embedder (split, match); an embedder without them runs without the identity pass
 EVEN = 0.6  # second group / largest at or above which size alone does not name the folder's person (fixed, not tuned)
 SHARE_MARGIN = 0.2  # a person's share of another folder must exceed its share here by this much (fixed, not tuned)
 FIT_MARGIN = 0.1  # average cosine by which the best folder must beat the others for a copy (fixed, not tuned)
@@ -137,6 +138,7 @@ def identity_decisions(
     copies: ArrayLike | None = None,
     *,
     threshold: float = SPLIT,
+    match: float = MATCH,
     even: float = EVEN,
     share_margin: float = SHARE_MARGIN,
     fit_margin: float = FIT_MARGIN,
@@ -186,7 +188,7 @@ def identity_decisions(
     # only a group of several faces (or a folder's only face) can claim a person: two odd single
     # photos in two folders that look alike say nothing about who owns whom
     can_claim = g_size >= np.minimum(min_group, folder_size[g_folder])
-    claim, claim_group, claim_sim = _claims(means, g_folder, np.where(can_claim, share, -1.0), threshold)
+    claim, claim_group, claim_sim = _claims(means, g_folder, np.where(can_claim, share, -1.0), max(match, threshold))
     foreign = claim >= share + share_margin
     contested = ~foreign & (claim_group >= 0) & (claim > share - share_margin)
     g_rows = _members(gid, G)
