@@ -25,7 +25,7 @@ Baseline, same embeddings: cleanlab's `find_label_issues` on out-of-fold kNN cla
 /work/venv-peers/bin/python) through a subprocess on saved arrays, so cleanlab never becomes a
 facesieve dependency. Skipped with a message when that interpreter cannot import it.
 
-Thresholds: `--loso` chooses the (split, match) cuts on every set but one (both resolutions) and
+Thresholds: `--loso` chooses the (split, match, even) cuts on every set but one (both resolutions) and
 reports on the one left out (leave-one-set-out); without it the shipped defaults
 (facesieve/select/identity.py) are used. `false_outlier_rule` is the part of the true faces flagged
 that the older per-face outlier rule (select/outliers.py) flagged, not the identity pass.
@@ -151,7 +151,7 @@ def singles_case(t: pd.DataFrame, foreign: pd.DataFrame, n: int, rng) -> pd.Data
     return pd.concat([t.assign(truth=t["identity"], intruder=False, copy_of=-1), picks], ignore_index=True)
 
 
-def decide_case(t: pd.DataFrame, split: tuple[float, float] | None) -> pd.DataFrame:
+def decide_case(t: pd.DataFrame, split: tuple[float, float, float] | None) -> pd.DataFrame:
     """The run's decisions on one case, through facesieve.decide (exact duplicates within
     identities, cross-identity pairs, the identity pass, outliers, the no-emptying guard). The
     near-duplicate pass is left out: it needs the pixels and has its own benchmark."""
@@ -166,7 +166,7 @@ def decide_case(t: pd.DataFrame, split: tuple[float, float] | None) -> pd.DataFr
     sha = t["sha256"].to_numpy().astype(str)
     E = np.stack(t["vector"].to_numpy()).astype(np.float32)
     has = t["has_face"].to_numpy(bool)
-    s = DecideSettings(cross_identity=for_embedder("sface").cross_identity, identity_split=split)
+    s = DecideSettings(cross_identity=for_embedder("sface").cross_identity, identity_cuts=split)
     mark_exact_duplicates(d, sha, sha, np.ones(len(t)), paths, ids)
     cross = mark_cross_identity(d, E, ids, paths, has, s)
     if split is not None:
@@ -301,7 +301,7 @@ def run_set(name: str, small: bool, cache: Path, splits: list[float], pairs: int
                 (d["action"].to_numpy()[case["intruder"].to_numpy()] == "review").mean()),
                 false_outlier_rule=score_case(case, by_outlier, None, pair)["false"])
             rows.append({"set": name, "px": SMALL if small else "full", "case": cname, "kind": kind,
-                         "method": f"facesieve@{split[0]:.2f}/{split[1]:.2f}", **sc})
+                         "method": "facesieve@" + "/".join(f"{x:.2f}" for x in split), **sc})
     if peers:
         flags = cleanlab_flags({c: v[0] for c, v in cases.items()}, peers)
         for cname, (case, pair, kind) in cases.items():
@@ -334,12 +334,11 @@ def cost(df: pd.DataFrame) -> float:
     return float(c.mean())
 
 
-def choose(df: pd.DataFrame, held_out: str) -> tuple[float, float]:
-    """The (split, match) with the lowest cost on every set but `held_out` (both resolutions)."""
+def choose(df: pd.DataFrame, held_out: str) -> tuple[float, ...]:
+    """The (split, match, even) with the lowest cost on every set but `held_out` (both resolutions)."""
     train = df[(df["set"] != held_out) & df["method"].str.startswith("facesieve")]
     costs = train.groupby("method").apply(cost)
-    split, match = costs.idxmin().split("@")[1].split("/")
-    return float(split), float(match)
+    return tuple(float(x) for x in costs.idxmin().split("@")[1].split("/"))
 
 
 def report(df: pd.DataFrame, loso: bool, default: float) -> pd.DataFrame:
@@ -347,7 +346,8 @@ def report(df: pd.DataFrame, loso: bool, default: float) -> pd.DataFrame:
     parts = []
     for s in df["set"].unique():
         split = choose(df, s) if loso else default
-        mine = df[(df["set"] == s) & (df["method"] == f"facesieve@{split[0]:.2f}/{split[1]:.2f}")].assign(split=f"{split[0]:.2f}/{split[1]:.2f}")
+        name = "/".join(f"{x:.2f}" for x in split)
+        mine = df[(df["set"] == s) & (df["method"] == "facesieve@" + name)].assign(split=name)
         parts.append(mine)
         parts.append(df[(df["set"] == s) & (df["method"] == "cleanlab")].assign(split=np.nan))
     sel = pd.concat(parts, ignore_index=True)
@@ -367,16 +367,17 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", type=int, default=4, help="random (source, target) pairs per level and mode; also single-misfit repeats")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--splits", type=float, nargs="+", default=[0.30, 0.35, 0.40], help="identity split cuts tried")
-    ap.add_argument("--matches", type=float, nargs="+", default=[0.35, 0.45, 0.55], help="cross-folder match cuts tried (>= split)")
+    ap.add_argument("--matches", type=float, nargs="+", default=[0.35, 0.45], help="cross-folder match cuts tried (>= split)")
+    ap.add_argument("--evens", type=float, nargs="+", default=[0.6, 0.75], help="size ratios at which a split is even, tried")
     ap.add_argument("--loso", action="store_true", help="choose the split leave-one-set-out and report on the set left out")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "facesieve-label-noise", help="embeddings and 64 px images")
     ap.add_argument("--peers-python", default="/work/venv-peers/bin/python", help="interpreter with cleanlab for the baseline ('' to skip)")
     ap.add_argument("--csv", type=Path, default=None, help="also write every case's scores here")
     args = ap.parse_args(argv)
-    from facesieve.select.identity import MATCH, SPLIT
+    from facesieve.select.identity import EVEN, MATCH, SPLIT
 
-    grid = {(s, m) for s in args.splits for m in args.matches if m >= s}
-    splits = sorted(grid | ({(SPLIT, MATCH)} if not args.loso else set()))
+    grid = {(s, m, e) for s in args.splits for m in args.matches for e in args.evens if m >= s}
+    splits = sorted(grid | ({(SPLIT, MATCH, EVEN)} if not args.loso else set()))
     frames = []
     for small in (False,) if args.no_64 else (False, True):
         for name in args.sets:
@@ -388,8 +389,8 @@ def main(argv=None) -> int:
     if args.csv:
         df.to_csv(args.csv, index=False)
     if args.loso:
-        print("(split, match) chosen leave-one-set-out: " + ", ".join(f"{s}: {choose(df, s)}" for s in df["set"].unique()))
-    table = report(df, args.loso, (SPLIT, MATCH))
+        print("(split, match, even) chosen leave-one-set-out: " + ", ".join(f"{s}: {choose(df, s)}" for s in df["set"].unique()))
+    table = report(df, args.loso, (SPLIT, MATCH, EVEN))
     with pd.option_context("display.width", 200, "display.max_rows", 200, "display.float_format", "{:.3f}".format):
         print(table.to_string(index=False))
     return 0

@@ -128,10 +128,11 @@ def add_run_parser(sub) -> None:
                    help="mean grey-level difference at or below which the pixel check calls one image an edited copy "
                    "of the other, at native size; photos compared reduced to 512 pixels get 8x this (default: %(default)s)")
     g.add_argument("--cross-id-threshold", type=float, default=None, metavar="T",
-                   help="cosine at or above which faces of two identities are flagged for review (default: calibrated)")
+                   help="cosine at or above which faces of two identities are one photo filed twice: kept where the face "
+                   "fits, else both to review (default: calibrated)")
     g.add_argument("--overlap-threshold", type=float, default=None, metavar="T",
                    help="cosine of two identities' mean faces at or above which they are listed in identity_overlaps.csv (default: calibrated)")
-    g.add_argument("--no-outliers", action="store_true", help="skip the mislabeled-face pass")
+    g.add_argument("--no-outliers", action="store_true", help="skip the per-face outlier pass (select/outliers.py)")
     g.add_argument("--drop-outliers", action="store_true", help="remove outliers and mislabeled faces instead of marking them for review")
     g.add_argument("--no-identity-check", action="store_true",
                    help="skip the identity pass: folders holding two people, and a photo filed under several identities "

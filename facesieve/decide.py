@@ -30,7 +30,7 @@ class DecideSettings:
     pixel_residual: float = 0.7  # grey levels at or below which one image is re-made from the other
     cross_identity: float | None = None  # cosine threshold; None = no cross-identity pass
     identity_overlap: float | None = None
-    identity_split: tuple[float, float] | None = None  # (split, match) cosines of select/identity.py; None = no identity pass
+    identity_cuts: tuple[float, float, float] | None = None  # (split, match, even) of select/identity.py; None = no identity pass
     empty_identities: bool = False  # True: duplicate / identity decisions may leave an identity with no kept face
     outliers: bool = True
     drop_outliers: bool = False
@@ -179,7 +179,7 @@ def mark_cross_identity(decisions, vectors, identities, paths, has_face, setting
     for i, j, sim in zip(pairs["i"].to_numpy(), pairs["j"].to_numpy(), pairs["similarity"].to_numpy()):
         a, b = cand[i], cand[j]
         out.append((paths[a], paths[b], identities[a], identities[b], float(sim), a, b))
-        if settings.identity_split is not None:
+        if settings.identity_cuts is not None:
             continue
         for me, other in ((a, b), (b, a)):
             if action[me] == KEEP:
@@ -211,8 +211,8 @@ def mark_identities(decisions, vectors, identities, paths, byte_hash, pixel_hash
         ok = (a >= 0) & (b >= 0)
         pairs = (a[ok], b[ok])
     copies = copy_groups(byte_hash[cand], pixel_hash[cand], identities[cand], pairs)
-    split, match = settings.identity_split
-    res = identity_decisions(np.asarray(vectors[cand], np.float32), identities[cand], copies, threshold=split, match=match)
+    split, match, even = settings.identity_cuts
+    res = identity_decisions(np.asarray(vectors[cand], np.float32), identities[cand], copies, threshold=split, match=match, even=even)
     verdict = res["verdict"].to_numpy()
     belongs = res["belongs_to"].to_numpy()
     kept_copy = {c: r for c, v, r in zip(copies, verdict, cand) if c >= 0 and v == "copy_kept"}

@@ -372,20 +372,20 @@ def decide_settings(config: RunConfig) -> DecideSettings:
         identity_overlap=pick(config.overlap_threshold, t and t.identity_overlap) if config.dedup else None,
         outliers=config.outliers,
         drop_outliers=config.drop_outliers,
-        identity_split=_identity_split(config),
+        identity_cuts=_identity_cuts(config),
         empty_identities=config.empty_identities,
     )
 
 
-def _identity_split(config: RunConfig) -> tuple[float, float] | None:
-    """The identity pass's cut for this embedder (select/identity.py), None when it is off or the
-    embedder has no calibrated cut (then copies across identities go to review, as before)."""
+def _identity_cuts(config: RunConfig) -> tuple[float, float, float] | None:
+    """The identity pass's cuts for this embedder (select/identity.py), None when it is off or the
+    embedder has none calibrated (then copies across identities go to review, as before)."""
     from facesieve.models.spec import spec_name
-    from facesieve.select.identity import SPLITS
+    from facesieve.select.identity import CUTS
 
-    if not (config.identities and config.dedup):
+    if not config.identities:
         return None
-    return SPLITS.get(spec_name(config.embedder))
+    return CUTS.get(spec_name(config.embedder))
 
 
 def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporter: Reporter | None = None) -> Decided:
@@ -428,7 +428,7 @@ def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporte
             near_groups = mark_near_duplicates(decisions, unit, identities, quality, paths, phash, settings, pixels, advance)
     if settings.cross_identity is not None:
         cross = mark_cross_identity(decisions, unit, identities, paths, has_face, settings)
-    if settings.identity_split is not None:
+    if settings.identity_cuts is not None:
         # same-photo pairs across identities: the cross-identity cosine pairs for now (a same-photo
         # detector's cross-identity pairs plug in here); equal hashes are copies in any case
         same = (cross["row_a"].to_numpy(np.int64), cross["row_b"].to_numpy(np.int64)) if len(cross) else None
