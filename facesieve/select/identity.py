@@ -43,11 +43,11 @@ __all__ = ["split_folder", "copy_groups", "identity_decisions", "SPLIT", "MATCH"
 
 SPLIT = 0.35  # SFace average cosine between two groups below which they are two people (bench/bench_label_noise.py)
 MATCH = 0.45  # SFace average cosine at or above which groups in two folders are one person (bench/bench_label_noise.py)
-CUTS = {"sface": (SPLIT, MATCH, EVEN)}  # per embedder (split, match, even); an embedder without them runs without the identity pass
 EVEN = 0.6  # second group / largest at or above which size alone does not name the folder's person (bench/bench_label_noise.py)
 SHARE_MARGIN = 0.2  # a person's share of another folder must exceed its share here by this much (fixed, not tuned)
 FIT_MARGIN = 0.1  # average cosine by which the best folder must beat the others for a copy (fixed, not tuned)
 MIN_GROUP = 3  # faces in a separate group matching no identity before it is flagged itself (fixed, not tuned)
+CUTS = {"sface": (SPLIT, MATCH, EVEN)}  # per embedder (split, match, even); an embedder without them runs without the identity pass
 MAX_CLUSTER = 3000  # faces clustered at once; larger folders cluster a sample and assign the rest
 
 # verdicts
