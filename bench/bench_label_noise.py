@@ -1,10 +1,10 @@
 """Label noise benchmark: photos filed under the wrong identity, with and without copies left behind.
 
-Run by hand (first run embeds the shared sets through the real detect -> align -> embed path and
-caches the vectors under --cache; later runs take seconds):
+Run by hand (the first run embeds the shared sets through the real detect -> align -> embed path
+and caches the vectors under --cache, ~10 minutes on 2 cores; a run then takes ~12 minutes):
 
-    python bench/bench_label_noise.py                      # every set, full photos and 64 px
-    python bench/bench_label_noise.py --sets pins_web --no-64
+    python bench/bench_label_noise.py --loso               # the figures in docs/thresholds.md
+    python bench/bench_label_noise.py --sets pins_web --no-64   # shipped cuts, one set
 
 Cases, built from the real shared sets on their embeddings (a copy left in the source folder is
 byte-identical, so it has the same vector and the same file hash):
@@ -342,7 +342,8 @@ def choose(df: pd.DataFrame, held_out: str) -> tuple[float, ...]:
 
 
 def report(df: pd.DataFrame, loso: bool, default: float) -> pd.DataFrame:
-    """Per resolution and case kind: facesieve at each held-out set's split (or the default) vs cleanlab."""
+    """Per resolution and case kind: facesieve at each held-out set's cuts (or the defaults) vs
+    cleanlab; and facesieve per set."""
     parts = []
     for s in df["set"].unique():
         split = choose(df, s) if loso else default
@@ -357,7 +358,9 @@ def report(df: pd.DataFrame, loso: bool, default: float) -> pd.DataFrame:
     extra = {"false_outlier_rule": "mean", "belongs_right": "mean", "wrong": "mean", "review": "mean", "emptied": "max",
              "split": lambda v: ",".join(sorted({x for x in v if x}))}
     a = sel.groupby(["px", "kind", "who"]).agg({**agg, **{k: v for k, v in extra.items() if k in sel}}).reset_index()
-    return a
+    mine = sel[sel["who"] == "facesieve"]
+    by_set = mine.groupby(["px", "kind", "set"]).agg({**agg, "false_outlier_rule": "mean", "wrong": "mean", "split": "first"}).reset_index()
+    return a, by_set
 
 
 def main(argv=None) -> int:
@@ -366,8 +369,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-64", action="store_true", help="skip the 64 px version")
     ap.add_argument("--pairs", type=int, default=4, help="random (source, target) pairs per level and mode; also single-misfit repeats")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--splits", type=float, nargs="+", default=[0.30, 0.35, 0.40], help="identity split cuts tried")
-    ap.add_argument("--matches", type=float, nargs="+", default=[0.35, 0.45], help="cross-folder match cuts tried (>= split)")
+    ap.add_argument("--splits", type=float, nargs="+", default=[0.30, 0.35], help="identity split cuts tried")
+    ap.add_argument("--matches", type=float, nargs="+", default=[0.60, 0.75], help="cross-folder match cuts tried")
     ap.add_argument("--evens", type=float, nargs="+", default=[0.6, 0.75], help="size ratios at which a split is even, tried")
     ap.add_argument("--loso", action="store_true", help="choose the split leave-one-set-out and report on the set left out")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "facesieve-label-noise", help="embeddings and 64 px images")
@@ -376,7 +379,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from facesieve.select.identity import EVEN, MATCH, SPLIT
 
-    grid = {(s, m, e) for s in args.splits for m in args.matches for e in args.evens if m >= s}
+    grid = {(s, m, e) for s in args.splits for m in args.matches for e in args.evens}
     splits = sorted(grid | ({(SPLIT, MATCH, EVEN)} if not args.loso else set()))
     frames = []
     for small in (False,) if args.no_64 else (False, True):
@@ -390,9 +393,11 @@ def main(argv=None) -> int:
         df.to_csv(args.csv, index=False)
     if args.loso:
         print("(split, match, even) chosen leave-one-set-out: " + ", ".join(f"{s}: {choose(df, s)}" for s in df["set"].unique()))
-    table = report(df, args.loso, (SPLIT, MATCH, EVEN))
-    with pd.option_context("display.width", 200, "display.max_rows", 200, "display.float_format", "{:.3f}".format):
+    table, by_set = report(df, args.loso, (SPLIT, MATCH, EVEN))
+    with pd.option_context("display.width", 200, "display.max_rows", 400, "display.float_format", "{:.3f}".format):
         print(table.to_string(index=False))
+        print("\nfacesieve per set (each at its own cuts):")
+        print(by_set.to_string(index=False))
     return 0
 
 

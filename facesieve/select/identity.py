@@ -5,27 +5,28 @@ answer, because the faces filed wrongly there agree with each other:
 
 1. **Contaminated folders.** Each folder's faces are split into groups by average-linkage
    clustering on cosine, cut at `threshold`: two groups whose faces are on average less similar
-   than that are two people. A group of another folder with average cosine >= `match` to a
-   group is the same person there (`match` >= `threshold`: two people can be told apart a little
-   below the point where one can be sure two groups are the same person). A person belongs to the folder where it makes up the larger
-   share of the faces: a group is *foreign* when some folder holds the same person at a share at
-   least `share_margin` higher (a folder made of that person, against a few intruders). The
-   folder's identity is its largest group that is not foreign; when the second such group is at
-   least `even` times its size, size does not decide and every such group goes to review. Foreign
-   groups are `mislabeled` with `belongs_to` naming the folder that owns the person; a person
-   found in another folder at about the same share is left undecided (review); a separate group
-   of at least `min_group` faces that matches no identity is an outlier. A face left in a smaller
-   group is mislabeled when it fits another folder's person better than its own by `fit_margin`
-   (average cosine to each person's faces), else it is left to the outlier rule (select/outliers.py).
+   than that are two people. A group of another folder whose mean face has cosine >= `match` with
+   a group's mean face is the same person there (the cosine of the means is average linkage over
+   the two groups' own tightness, so it reads alike on loose web photos and tight video frames).
+   A person belongs to the folder where it makes up the larger share of the faces: a group is
+   *foreign* when some folder holds the same person at a share at least `share_margin` higher (a
+   folder made of that person, against a few intruders). The folder's identity is its largest
+   group that is not foreign; when the second such group is at least `even` times its size, size
+   does not decide and every such group goes to review. Foreign groups are `mislabeled` with
+   `belongs_to` naming the folder that owns the person; a person found in another folder at about
+   the same share is left undecided (review); a separate group of at least `min_group` faces that
+   matches no identity is an outlier. A face left in a smaller group is mislabeled when it fits
+   another folder's person better than its own by `fit_margin` (average cosine to each person's
+   faces), else it is left to the outlier rule (select/outliers.py).
 2. **Copies across identities** (the same photo filed under two or more identities): each copy's
    face is compared with the identity faces of every folder holding a copy (average cosine,
    leaving out all copies of that photo). It is kept where it fits best when that fit beats every
-   other folder's by `fit_margin`; the copies elsewhere are
-   `mislabeled`, belonging to the best folder. Otherwise every copy goes to review. A copy is
-   never dropped for fitting its own folder better than another.
+   other folder's by `fit_margin`; the copies elsewhere are `mislabeled`, belonging to the best
+   folder. Otherwise every copy goes to review. A copy is never dropped for fitting its own
+   folder better than another.
 
-Average linkage is used for both the split and the match. The thresholds are chosen leave-one-set-out in
-`bench/bench_label_noise.py` (docs/thresholds.md, "Identity-level decisions").
+The cuts are chosen in `bench/bench_label_noise.py` (docs/thresholds.md, "Identity-level
+decisions", with the leave-one-set-out figures).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ __all__ = ["split_folder", "copy_groups", "identity_decisions", "SPLIT", "MATCH"
 # SPLIT, MATCH, EVEN: the lowest-cost cuts on all five shared sets of bench/bench_label_noise.py;
 # its leave-one-set-out figures are in docs/thresholds.md ("Identity-level decisions")
 SPLIT = 0.30  # SFace average cosine between two groups below which they are two people
-MATCH = 0.45  # SFace average cosine at or above which groups in two folders are one person
+MATCH = 0.75  # SFace cosine of two groups' mean faces at or above which groups in two folders are one person
 EVEN = 0.75  # second group / largest at or above which size alone does not name the folder's person
 SHARE_MARGIN = 0.2  # a person's share of another folder must exceed its share here by this much (fixed, not tuned)
 FIT_MARGIN = 0.1  # average cosine by which the best folder must beat the others for a copy (fixed, not tuned)
@@ -190,7 +191,7 @@ def identity_decisions(
     # only a group of several faces (or a folder's only face) can claim a person: two odd single
     # photos in two folders that look alike say nothing about who owns whom
     can_claim = g_size >= np.minimum(min_group, folder_size[g_folder])
-    claim, claim_group, claim_sim = _claims(means, g_folder, np.where(can_claim, share, -1.0), max(match, threshold))
+    claim, claim_group, claim_sim = _claims(means, g_folder, np.where(can_claim, share, -1.0), match)
     foreign = claim >= share + share_margin
     contested = ~foreign & (claim_group >= 0) & (claim > share - share_margin)
     g_rows = _members(gid, G)
@@ -224,7 +225,7 @@ def identity_decisions(
                 continue
             other = labels[g_folder[claim_group[g]]] if claim_group[g] >= 0 else ""
             if foreign[g]:
-                gverdict[g] = (MISLABELED, other, f"group of {g_size[g]} faces matching {other} (average cosine "
+                gverdict[g] = (MISLABELED, other, f"group of {g_size[g]} faces matching {other} (cosine of the mean faces "
                                f"{claim_sim[g]:.2f}, {claim[g]:.0%} of that folder vs {share[g]:.0%} of this one)")
             elif contested[g] and g_size[g] < g_size[lead]:
                 gverdict[g] = (UNDECIDED, "", f"group of {g_size[g]} faces also found in {other} at a similar share")
@@ -255,10 +256,11 @@ def _members(codes: np.ndarray, k: int) -> list[np.ndarray]:
 
 
 def _claims(means: np.ndarray, g_folder: np.ndarray, share: np.ndarray, threshold: float, k: int = 32):
-    """Per group: the largest share at which another folder holds the same person (average cosine
-    >= threshold), that group, and the cosine; 0 / -1 / 0 where no other folder does. Candidates
-    are each group's k nearest groups by the direction of their mean (FAISS), then judged by
-    average linkage (the dot product of the two means)."""
+    """Per group: the largest share at which another folder holds the same person (cosine of the
+    two groups' mean faces >= threshold), that group, and the cosine; 0 / -1 / 0 where no other
+    folder does. Candidates are each group's k nearest groups (FAISS over the mean directions).
+    The cosine of the means is average linkage divided by the groups' own tightness, so a loose
+    person (web photos) and a tight one (video frames) are matched on the same scale."""
     from facesieve.select.crossid import index_for, nearest_neighbours
 
     G = len(g_folder)
@@ -271,7 +273,7 @@ def _claims(means: np.ndarray, g_folder: np.ndarray, share: np.ndarray, threshol
     _, ids = nearest_neighbours(unit, k, index=index_for(G))
     valid = ids >= 0
     nb = np.clip(ids, 0, None)
-    sims = np.einsum("gd,gkd->gk", means, means[nb])
+    sims = np.einsum("gd,gkd->gk", unit, unit[nb])  # cosine of the means: a person's groups match however loose the person
     ok = valid & (sims >= threshold) & (g_folder[nb] != g_folder[:, None]) & (share[nb] >= 0)
     weighted = np.where(ok, share[nb], -1.0)
     best = weighted.argmax(axis=1)
