@@ -107,9 +107,10 @@ def mark_exact_duplicates(decisions, byte_hash, pixel_hash, quality, paths, iden
 
 def _within(hashes: np.ndarray, identities: np.ndarray) -> np.ndarray:
     """Hashes made identity-specific (missing ones stay missing), so equal hashes group per identity."""
-    h = pd.Series(hashes, dtype=object)
-    ok = h.map(lambda v: isinstance(v, (str, bytes)) and len(v) > 0).to_numpy(bool)
-    return np.where(ok, pd.Series(identities, dtype=object).astype(str) + "\0" + h.astype(str), "")
+    from facesieve.select.exact import _hash_codes
+
+    ok = _hash_codes(hashes, len(hashes), "hashes") >= 0
+    return np.where(ok, pd.Series(identities, dtype=object).astype(str) + "\0" + pd.Series(hashes, dtype=object).astype(str), "")
 
 
 class _OnRows:

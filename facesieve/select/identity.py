@@ -38,6 +38,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from facesieve.select.exact import _hash_codes
 from facesieve.select.neardup import check_embeddings, identity_codes
 
 __all__ = ["split_folder", "copy_groups", "identity_decisions", "SPLIT", "MATCH", "EVEN", "SHARE_MARGIN", "FIT_MARGIN", "MIN_GROUP"]
@@ -110,11 +111,9 @@ def copy_groups(
     n = ids.shape[0]
     codes, _ = identity_codes(ids, n)
     src, dst = [], []
-    for h in (byte_hash, pixel_hash):
-        s = pd.Series(np.asarray(h, dtype=object))
-        ok = s.map(lambda v: isinstance(v, (str, bytes)) and len(v) > 0).to_numpy(bool)
-        code, _ = pd.factorize(s.where(ok, None))
-        rows = np.flatnonzero(ok)
+    for name, h in (("byte_hash", byte_hash), ("pixel_hash", pixel_hash)):
+        code = _hash_codes(h, n, name)  # -1 where missing, as the exact-duplicate pass reads them
+        rows = np.flatnonzero(code >= 0)
         if len(rows):
             first = pd.Series(rows).groupby(code[rows]).transform("min").to_numpy()
             src.append(rows)
