@@ -95,6 +95,32 @@ def _up_to_date(src: Path, dst: Path, mode: str) -> bool:
     return a.st_size == b.st_size and int(a.st_mtime) == int(b.st_mtime)
 
 
+def relabel_targets(manifest: pd.DataFrame) -> list[tuple[str, str]]:
+    """(source path, output path) for each `mislabeled` face to copy into its `belongs_to`
+    identity (`--relabel`), and the manifest's `relabeled_to` column filled in. A face whose photo
+    is already kept under that identity (`duplicate_of` there) is not copied again."""
+    manifest["relabeled_to"] = ""
+    if "belongs_to" not in manifest:
+        return []
+    taken = set(manifest.loc[manifest["action"] == "keep", "path"].astype(str))
+    pairs = []
+    for i in np.flatnonzero((manifest["reason"] == "mislabeled").to_numpy() & (manifest["belongs_to"].fillna("") != "").to_numpy()):
+        row = manifest.iloc[i]
+        dup = str(row.get("duplicate_of") or "")
+        if dup and dup.split("/")[0] == row["belongs_to"]:
+            continue  # the same photo is in the output under that identity already
+        name = Path(str(row["path"])).name
+        dst = f"{row['belongs_to']}/{name}"
+        k = 1
+        while dst in taken:
+            dst = f"{row['belongs_to']}/relabeled{k}_{name}"
+            k += 1
+        taken.add(dst)
+        pairs.append((str(row["path"]), dst))
+        manifest.iat[i, manifest.columns.get_loc("relabeled_to")] = dst
+    return pairs
+
+
 def write_output(
     dataset: Path,
     out: Path,
@@ -102,18 +128,21 @@ def write_output(
     manifest: pd.DataFrame,
     mode: str = "copy",
     progress: Callable[[int], None] | None = None,
+    extra: list[tuple[str, str]] = (),
 ) -> dict:
-    """Place every kept file; remove files a previous run placed and this run no longer keeps."""
+    """Place every kept file (and each (source, output path) of `extra`, e.g. relabelled faces);
+    remove files a previous run placed and this run no longer places."""
     mark_output(out)
     remove_temp_files(out)
     kept = manifest[manifest["action"] == "keep"]
-    wanted = [str(p) for p in kept["path"]]
+    moves = [(str(p), str(p)) for p in kept["path"]] + list(extra)
+    wanted = [dst for _, dst in moves]
     previous = set(ws.read_json("applied.json", default={}).get("files", []))
     written = skipped = 0
     # record the union first: a kill during placement must still let the next run clean up
     ws.write_json("applied.json", {"files": sorted(previous | set(wanted)), "mode": mode})
-    for rel in wanted:
-        src, dst = dataset / rel, out / rel
+    for rel_src, rel in moves:
+        src, dst = dataset / rel_src, out / rel
         if _up_to_date(src, dst, mode):
             skipped += 1
         else:

@@ -132,11 +132,21 @@ def add_run_parser(sub) -> None:
     g.add_argument("--no-pixel-check", action="store_true", help=argparse.SUPPRESS)  # removed: a clear error says what replaced it
     g.add_argument("--pixel-residual", type=float, default=None, help=argparse.SUPPRESS)
     g.add_argument("--cross-id-threshold", type=float, default=None, metavar="T",
-                   help="cosine at or above which faces of two identities are flagged for review (default: calibrated)")
+                   help="cosine at or above which faces of two identities are one photo filed twice: kept where the face "
+                   "fits, else both to review (default: calibrated)")
     g.add_argument("--overlap-threshold", type=float, default=None, metavar="T",
                    help="cosine of two identities' mean faces at or above which they are listed in identity_overlaps.csv (default: calibrated)")
-    g.add_argument("--no-outliers", action="store_true", help="skip the mislabeled-face pass")
-    g.add_argument("--drop-outliers", action="store_true", help="remove outliers instead of marking them for review")
+    g.add_argument("--no-outliers", action="store_true", help="skip the per-face outlier pass (select/outliers.py)")
+    g.add_argument("--drop-outliers", action="store_true", help="remove outliers and mislabeled faces instead of marking them for review")
+    g.add_argument("--no-identity-check", action="store_true",
+                   help="skip the identity pass: folders holding two people, and a photo filed under several identities "
+                   "kept where its face fits (without it such copies all go to review)")
+    g.add_argument("--allow-empty-identities", action="store_true",
+                   help="let duplicate and identity decisions remove every face of an identity (default: an identity "
+                   "that would be emptied keeps the faces they took, with the decision in `detail`)")
+    g.add_argument("--relabel", action="store_true",
+                   help="also copy each face found `mislabeled` into the identity it belongs to (manifest column "
+                   "`belongs_to`) in the output; the input is never touched (default: off)")
     e = sp.add_argument_group("engine (docs/scale.md)")
     e.add_argument("--engine", default="local", choices=("local", "ray"),
                    help="local: a process pool on this machine (--jobs); ray: Ray Data on a Ray cluster (pip install 'facesieve[ray]')")
@@ -183,6 +193,9 @@ def cmd_run(args) -> int:
         overlap_threshold=args.overlap_threshold,
         outliers=not args.no_outliers,
         drop_outliers=args.drop_outliers,
+        identities=not args.no_identity_check,
+        empty_identities=args.allow_empty_identities,
+        relabel=args.relabel,
         report=not args.no_report,
     )
     rep = Reporter(quiet=args.quiet or args.json)
@@ -213,6 +226,13 @@ def print_summary(summary: dict, as_json: bool) -> None:
     pix = s.get("duplicate_check") or {}
     if pix.get("pairs"):
         lines.append(f"  duplicate check: {pix['pairs']} face pairs scored, {pix['copies']} grouped")
+    lost = s.get("identities_lost_over_half") or []
+    if lost or s.get("identities_emptied"):
+        names = ", ".join(f"{x['identity']} ({x['not_kept']}/{x['files']})" for x in lost[:5]) + (" ..." if len(lost) > 5 else "")
+        lines.append(f"  identities emptied: {s.get('identities_emptied', 0)}; more than half not kept: {len(lost)}"
+                     + (f" ({names})" if names else ""))
+    if s.get("identities_kept_from_emptying"):
+        lines.append(f"  kept so as not to empty them: {', '.join(s['identities_kept_from_emptying'][:5])}")
     dev = s.get("devices") or {}
     if dev:
         lines.append(f"  ran on: detector {dev.get('detector')}, embedder {dev.get('embedder')}")

@@ -45,6 +45,9 @@ class RunConfig:
     overlap_threshold: float | None = None
     outliers: bool = True
     drop_outliers: bool = False
+    identities: bool = True  # folders holding two people, photos filed under several identities (select/identity.py)
+    empty_identities: bool = False  # let duplicate / identity decisions leave an identity with no face
+    relabel: bool = False  # copy each mislabeled face into the identity it belongs to in the output
     report: bool = True  # write <out>/report.html at the end of the run
     extra: dict = field(default_factory=dict)
     # models with weights of the user's own / where they run (facesieve/models/spec.py): folded into

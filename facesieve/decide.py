@@ -40,6 +40,8 @@ class DecideSettings:
     group_shots: bool = True
     cross_identity: float | None = None  # cosine threshold; None = no cross-identity pass
     identity_overlap: float | None = None
+    identity_cuts: tuple[float, float, float] | None = None  # (split, match, even) of select/identity.py; None = no identity pass
+    empty_identities: bool = False  # True: duplicate / identity decisions may leave an identity with no kept face
     outliers: bool = True
     drop_outliers: bool = False
     extra: dict = field(default_factory=dict)
@@ -66,7 +68,9 @@ def quality_weights(quality: np.ndarray) -> np.ndarray:
     return w
 
 
-DECISION_COLUMNS = ["action", "reason", "detail", "duplicate_of", "similarity", "outlier_score"]
+DECISION_COLUMNS = ["action", "reason", "detail", "duplicate_of", "similarity", "outlier_score", "belongs_to"]
+# reasons of the decisions that judge a face's identity; only these can take an identity's last face
+IDENTITY_REASONS = ("mislabeled", "ambiguous_identity", "cross_identity_duplicate", "outlier")
 
 
 def initial_decisions(files: pd.DataFrame) -> pd.DataFrame:
@@ -89,6 +93,7 @@ def initial_decisions(files: pd.DataFrame) -> pd.DataFrame:
     d["duplicate_of"] = ""
     d["similarity"] = np.nan
     d["outlier_score"] = np.nan
+    d["belongs_to"] = ""
     return d
 
 
@@ -98,14 +103,16 @@ def _set(decisions: pd.DataFrame, rows: np.ndarray, **values) -> None:
 
 
 def mark_exact_duplicates(decisions, byte_hash, pixel_hash, quality, paths, identities) -> int:
-    """Same bytes or same decoded pixels, within and across identities: keep one (best quality,
-    then shortest path), remove the rest naming the kept file."""
+    """Same bytes or same decoded pixels within one identity: keep one (best quality, then shortest
+    path), remove the rest naming the kept file. Copies under different identities are left to
+    `mark_identities`, which keeps each where its face fits."""
     from facesieve.select.exact import exact_duplicates
 
     cand = np.flatnonzero(decisions["action"].to_numpy() == KEEP)
     if len(cand) < 2:
         return 0
-    res = exact_duplicates(byte_hash[cand], pixel_hash[cand], quality[cand], paths[cand], identities=identities[cand])
+    res = exact_duplicates(_within(byte_hash[cand], identities[cand]), _within(pixel_hash[cand], identities[cand]),
+                           quality[cand], paths[cand])
     drop = np.flatnonzero((res["dup_group"].to_numpy() >= 0) & ~res["is_kept"].to_numpy())
     if len(drop):
         rows = cand[drop]
@@ -114,6 +121,14 @@ def mark_exact_duplicates(decisions, byte_hash, pixel_hash, quality, paths, iden
         decisions.iloc[rows, decisions.columns.get_loc("duplicate_of")] = paths[kept]
         decisions.iloc[rows, decisions.columns.get_loc("detail")] = ["same " + m for m in res["match"].to_numpy()[drop]]
     return len(drop)
+
+
+def _within(hashes: np.ndarray, identities: np.ndarray) -> np.ndarray:
+    """Hashes made identity-specific (missing ones stay missing), so equal hashes group per identity."""
+    from facesieve.select.exact import _hash_codes
+
+    ok = _hash_codes(hashes, len(hashes), "hashes") >= 0
+    return np.where(ok, pd.Series(identities, dtype=object).astype(str) + "\0" + pd.Series(hashes, dtype=object).astype(str), "")
 
 
 class _OnRows:
@@ -178,12 +193,17 @@ def mark_near_duplicates(decisions, vectors, identities, quality, paths, phash, 
 
 
 def mark_cross_identity(decisions, vectors, identities, paths, has_face, settings: DecideSettings) -> pd.DataFrame:
-    """Faces of different identities closer than the duplicate threshold: both go to review."""
+    """Faces of different identities closer than the duplicate threshold (one photo, or one
+    person, filed twice). Without the identity pass both go to review; with it (the default) the
+    pairs only feed `mark_identities`, which decides where each copy belongs.
+
+    Returns the pairs: path_a, path_b, identity_a, identity_b, similarity, row_a, row_b."""
     from facesieve.select.crossid import cross_identity_pairs, index_for
 
+    columns = ["path_a", "path_b", "identity_a", "identity_b", "similarity", "row_a", "row_b"]
     cand = np.flatnonzero(has_face)
     if len(cand) < 2 or len(pd.unique(identities[cand])) < 2:
-        return pd.DataFrame(columns=["path_a", "path_b", "identity_a", "identity_b", "similarity"])
+        return pd.DataFrame(columns=columns)
     pairs = cross_identity_pairs(
         np.asarray(vectors[cand], np.float32), identities[cand], settings.cross_identity, index=index_for(len(cand))
     )
@@ -191,13 +211,99 @@ def mark_cross_identity(decisions, vectors, identities, paths, has_face, setting
     action = decisions["action"].to_numpy()
     for i, j, sim in zip(pairs["i"].to_numpy(), pairs["j"].to_numpy(), pairs["similarity"].to_numpy()):
         a, b = cand[i], cand[j]
-        out.append((paths[a], paths[b], identities[a], identities[b], float(sim)))
+        out.append((paths[a], paths[b], identities[a], identities[b], float(sim), a, b))
+        if settings.identity_cuts is not None:
+            continue
         for me, other in ((a, b), (b, a)):
             if action[me] == KEEP:
                 _set(decisions, np.array([me]), action=REVIEW, reason="cross_identity_duplicate", similarity=float(sim))
                 decisions.iloc[me, decisions.columns.get_loc("duplicate_of")] = paths[other]
                 action[me] = REVIEW
-    return pd.DataFrame(out, columns=["path_a", "path_b", "identity_a", "identity_b", "similarity"])
+    return pd.DataFrame(out, columns=columns)
+
+
+def mark_identities(decisions, vectors, identities, paths, byte_hash, pixel_hash, has_face, settings: DecideSettings,
+                    same_photo: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+    """Folders holding two people, and photos filed under several identities (select/identity.py).
+
+    Judges the faces still kept. `same_photo` (rows i, j) are same-photo pairs across identities
+    from a duplicate detector; equal file or pixel hashes are always copies. A mislabeled face is
+    removed when its photo is kept under the identity it belongs to (nothing is lost), else it
+    goes to review (removed with `drop_outliers`); undecided and even splits go to review.
+    """
+    from facesieve.select.identity import copy_groups, identity_decisions
+
+    cand = np.flatnonzero(has_face & (decisions["action"].to_numpy() == KEEP))
+    if len(cand) < 2:
+        return pd.DataFrame()
+    pos = np.full(len(decisions), -1, dtype=np.int64)
+    pos[cand] = np.arange(len(cand))
+    pairs = None
+    if same_photo is not None and len(same_photo[0]):
+        a, b = pos[np.asarray(same_photo[0], np.int64)], pos[np.asarray(same_photo[1], np.int64)]
+        ok = (a >= 0) & (b >= 0)
+        pairs = (a[ok], b[ok])
+    copies = copy_groups(byte_hash[cand], pixel_hash[cand], identities[cand], pairs)
+    split, match, even = settings.identity_cuts
+    res = identity_decisions(np.asarray(vectors[cand], np.float32), identities[cand], copies, threshold=split, match=match, even=even)
+    verdict = res["verdict"].to_numpy()
+    belongs = res["belongs_to"].to_numpy()
+    kept_copy = {c: r for c, v, r in zip(copies, verdict, cand) if c >= 0 and v == "copy_kept"}
+    soft = REMOVE if settings.drop_outliers else REVIEW
+    # a mislabeled copy whose photo is kept under the identity it belongs to: removed, nothing is lost
+    there = np.array([c in kept_copy and identities[kept_copy[c]] == b for c, b in zip(copies, belongs)], dtype=bool)
+    action = {"mislabeled": soft, "outlier": soft, "copy_review": REVIEW, "ambiguous": REVIEW, "undecided": REVIEW}
+    reason = {"mislabeled": "mislabeled", "outlier": "outlier", "copy_review": "cross_identity_duplicate",
+              "ambiguous": "ambiguous_identity", "undecided": "ambiguous_identity"}
+    hit = np.isin(verdict, list(action))
+    rows = cand[hit]
+    act = np.array([action[v] for v in verdict[hit]], dtype=object)
+    act[there[hit] & (verdict[hit] == "mislabeled")] = REMOVE
+    col = decisions.columns.get_loc
+    decisions.iloc[rows, col("action")] = act
+    decisions.iloc[rows, col("reason")] = [reason[v] for v in verdict[hit]]
+    decisions.iloc[rows, col("detail")] = res["detail"].to_numpy()[hit]
+    decisions.iloc[rows, col("belongs_to")] = belongs[hit]
+    dup = hit & there
+    decisions.iloc[cand[dup], col("duplicate_of")] = [paths[kept_copy[c]] for c in copies[dup]]
+    return res.assign(row=cand, copy_group=copies)
+
+
+def protect_identities(decisions, identities, has_face) -> list[str]:
+    """Give back an identity's faces that identity decisions removed when none of its faces would
+    be kept or left for review: the decisions stay in `detail`, the files in the output. (Faces
+    sent to review are not lost: a person decides, e.g. on an even split or undecided copies.)
+    Returns the identities restored."""
+    action = decisions["action"].to_numpy()
+    reason = decisions["reason"].to_numpy()
+    kept = pd.Series((action == KEEP) | (action == REVIEW)).groupby(identities).any()
+    restored = []
+    for ident in kept.index[~kept.to_numpy()]:
+        rows = np.flatnonzero((identities == ident) & has_face & np.isin(reason, IDENTITY_REASONS) & (action != KEEP))
+        if not len(rows):
+            continue
+        restored.append(str(ident))
+        for r in rows:
+            was = f"{reason[r]} ({action[r]})" + (f": {decisions['detail'].iat[r]}" if decisions["detail"].iat[r] else "")
+            _set(decisions, np.array([r]), action=KEEP, reason="kept", duplicate_of="", belongs_to="")
+            decisions.iloc[r, decisions.columns.get_loc("detail")] = f"kept so that {ident} is not emptied; was {was}"
+    return restored
+
+
+def identity_losses(decisions, identities) -> tuple[int, list[dict]]:
+    """(identities with faces of which none is kept or left for review, identities with more than
+    half their files not kept: removed, in error or sent to review). K-subset selection
+    (`not_selected`) is the user's choice and not a loss."""
+    action = decisions["action"].to_numpy()
+    d = pd.DataFrame({"identity": identities, "lost": (action != KEEP) & (decisions["reason"].to_numpy() != "not_selected"),
+                      "kept": (action == KEEP) | (action == REVIEW),
+                      "face": ~decisions["reason"].isin(["no_face"]).to_numpy() & (decisions["action"].to_numpy() != ERROR)})
+    d = d[d["identity"] != ""]
+    g = d.groupby("identity").agg(files=("lost", "size"), lost=("lost", "sum"), kept=("kept", "sum"), faces=("face", "sum"))
+    emptied = int(((g["kept"] == 0) & (g["faces"] > 0)).sum())
+    halved = g[g["lost"] * 2 > g["files"]]
+    return emptied, [{"identity": str(i), "files": int(r.files), "not_kept": int(r.lost)}
+                     for i, r in halved.sort_values("lost", ascending=False).iterrows()]
 
 
 def mark_outliers(decisions, vectors, identities, has_face, settings: DecideSettings) -> pd.DataFrame:
@@ -208,7 +314,11 @@ def mark_outliers(decisions, vectors, identities, has_face, settings: DecideSett
     cand = np.flatnonzero(has_face)
     if len(cand) < 3:
         return pd.DataFrame()
-    res = outlier_scores(np.asarray(vectors[cand], np.float32), identities[cand], index=index_for(len(cand)))
+    # a face found mislabeled counts as the identity it belongs to: its photo's copy under that
+    # identity is then not "a neighbour with another label"
+    labels = np.where(decisions["belongs_to"].to_numpy() != "", decisions["belongs_to"].to_numpy(), identities) \
+        if "belongs_to" in decisions else identities
+    res = outlier_scores(np.asarray(vectors[cand], np.float32), labels[cand], index=index_for(len(cand)))
     decisions.iloc[cand, decisions.columns.get_loc("outlier_score")] = res["score"].to_numpy()
     flag = res["is_outlier"].to_numpy() & (decisions["action"].to_numpy()[cand] == KEEP)
     rows = cand[flag]

@@ -118,7 +118,11 @@ def reapply(out: Path, ws: Workspace, progress=None) -> dict:
     if not dataset.is_dir():
         raise UsageError(f"the dataset this output was made from is gone: {dataset}")
     mode = (ws.read_json("applied.json", default={}) or {}).get("mode", "copy")
-    applied = write_output(dataset, out, ws, manifest, mode, progress)
+    relabeled = []
+    if "relabeled_to" in manifest:  # --relabel copies stay while their face is not kept by hand
+        m = manifest[(manifest["relabeled_to"].fillna("") != "") & (manifest["action"] != "keep")]
+        relabeled = list(zip(m["path"].astype(str), m["relabeled_to"].astype(str)))
+    applied = write_output(dataset, out, ws, manifest, mode, progress, extra=relabeled)
     atomic_write_csv(out / "manifest.csv", manifest)
     summary = recount(ws.read_json("summary.json", default={}) or {}, manifest)
     summary["output_files"] = applied

@@ -17,17 +17,20 @@ import numpy as np
 import pandas as pd
 
 from facesieve import __version__
-from facesieve.apply import check_paths, mark_output, write_best_encodings, write_output
+from facesieve.apply import check_paths, mark_output, relabel_targets, write_best_encodings, write_output
 from facesieve.config import DETECTORS, EMBEDDERS, ENGINES, FACE_POLICIES, METRICS, RunConfig
 from facesieve.decide import (
     KEEP,
     DecideSettings,
     initial_decisions,
     mark_cross_identity,
+    identity_losses,
     mark_exact_duplicates,
+    mark_identities,
     mark_near_duplicates,
     mark_outliers,
     mean_encodings,
+    protect_identities,
     quality_weights,
     select_per_identity,
 )
@@ -284,14 +287,18 @@ def _run_locked(config: RunConfig, rep: Reporter) -> RunResult:
         if apply_overrides(manifest, ws):  # keep/remove set by hand in `facesieve serve`: reason "manual"
             decided.encodings = mean_encodings(manifest, frame["identity"].to_numpy().astype(str), fvec)
 
-    with rep.stage("apply", int((manifest["action"] == "keep").sum())) as advance:
-        applied = write_output(config.dataset, config.out, ws, manifest, config.mode, advance)
+    n_place = int((manifest["action"] == "keep").sum() + (manifest["reason"] == "mislabeled").sum() * config.relabel)
+    with rep.stage("apply", n_place) as advance:
+        relabel = relabel_targets(manifest) if config.relabel else []
+        applied = write_output(config.dataset, config.out, ws, manifest, config.mode, advance, extra=relabel)
+        applied["relabeled"] = len(relabel)
         write_best_encodings(config.out, decided.encodings, ws)
         atomic_write_csv(config.out / "manifest.csv", manifest)
         write_side_tables(config.out, ws, decided, frame)
 
     summary = make_summary(config, files, manifest, selection, rep, time.perf_counter() - t0, applied)
     summary["duplicate_check"] = {"pairs": decided.pixel_pairs, "copies": decided.pixel_copies}
+    summary["identities_kept_from_emptying"] = decided.restored
     ws.write_json("summary.json", summary)
     atomic_write_text(config.out / "summary.json", pd.Series(summary).to_json(indent=2))
     if config.report:
@@ -365,6 +372,8 @@ class Decided:
     outliers: pd.DataFrame
     pixel_pairs: int = 0  # pairs the face-crop test scored in this run (none on a re-run: cached)
     pixel_copies: int = 0  # pairs it grouped (same photo or near-identical shot)
+    identity: pd.DataFrame = field(default_factory=pd.DataFrame)  # select/identity.py's verdicts (row = file row)
+    restored: list = field(default_factory=list)  # identities whose last faces were given back
 
 
 DUPLICATE_MODES = ("exact", "copies", "shots", "off")
@@ -419,7 +428,20 @@ def decide_settings(config: RunConfig) -> DecideSettings:
         outliers=config.outliers,
         drop_outliers=config.drop_outliers,
         extra={k: v for k, v in extra.items() if k == "crop_neighbours"},
+        identity_cuts=_identity_cuts(config),
+        empty_identities=config.empty_identities,
     )
+
+
+def _identity_cuts(config: RunConfig) -> tuple[float, float, float] | None:
+    """The identity pass's cuts for this embedder (select/identity.py), None when it is off or the
+    embedder has none calibrated (then copies across identities go to review, as before)."""
+    from facesieve.models.spec import spec_name
+    from facesieve.select.identity import CUTS
+
+    if not config.identities:
+        return None
+    return CUTS.get(spec_name(config.embedder))
 
 
 def _pair_cache_name() -> str:
@@ -468,8 +490,9 @@ def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporte
     scores in the workspace.
 
     Order: errors and no-face; exact duplicates; same photos and near-identical shots within
-    identities; cross-identity duplicates and outliers (review); then the K-subset among the faces
-    still kept.
+    identities; identity decisions (folders holding two people, photos filed under several
+    identities); outliers; the guard that no identity is emptied by these (unless asked); then the
+    K-subset among the faces kept.
     """
     from facesieve.select.crossid import identity_overlaps
 
@@ -481,7 +504,7 @@ def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporte
     has_face = frame["vec_row"].to_numpy() >= 0
     unit = fvec / np.maximum(np.linalg.norm(fvec, axis=1), 1e-12)[:, None]
     empty = pd.DataFrame()
-    near_groups, cross, overlaps, outl = empty, empty, empty, empty
+    near_groups, cross, overlaps, outl, ident = empty, empty, empty, empty, empty
     check = None
     if settings.exact_duplicates:
         mark_exact_duplicates(
@@ -502,8 +525,15 @@ def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporte
             save_pair_scores(config, check)
     if settings.cross_identity is not None:
         cross = mark_cross_identity(decisions, unit, identities, paths, has_face, settings)
+    if settings.identity_cuts is not None:
+        # same-photo pairs across identities: the cross-identity cosine pairs for now (a same-photo
+        # detector's cross-identity pairs plug in here); equal hashes are copies in any case
+        same = (cross["row_a"].to_numpy(np.int64), cross["row_b"].to_numpy(np.int64)) if len(cross) else None
+        ident = mark_identities(decisions, unit, identities, paths, frame["sha256"].fillna("").to_numpy(),
+                                frame["pixel_hash"].fillna("").to_numpy(), has_face, settings, same)
     if settings.outliers:
         outl = mark_outliers(decisions, unit, identities, has_face, settings)
+    restored = [] if settings.empty_identities else protect_identities(decisions, identities, has_face)
     if settings.identity_overlap is not None and has_face.sum() > 1:
         overlaps = identity_overlaps(unit[has_face].astype(np.float32), identities[has_face], settings.identity_overlap)
     selection = pd.DataFrame(columns=["identity", "n_candidates", "k", "method", "score"])
@@ -511,7 +541,7 @@ def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporte
         selection = select_per_identity(decisions, identities, paths, fvec, quality_weights(quality), settings)
     encodings = mean_encodings(decisions, identities, fvec)
     decisions["quality"] = quality
-    decided = Decided(decisions, selection, encodings, near_groups, cross, overlaps, outl)
+    decided = Decided(decisions, selection, encodings, near_groups, cross, overlaps, outl, identity=ident, restored=restored)
     if check is not None:  # reported as summary["duplicate_check"]: pairs scored this run, pairs grouped
         decided.pixel_pairs, decided.pixel_copies = check.scored, check.grouped
     return decided
@@ -528,8 +558,8 @@ def write_side_tables(out: Path, ws: Workspace, decided: Decided, frame: pd.Data
     overlaps = decided.overlaps if len(decided.overlaps) else pd.DataFrame(
         columns=["identity_a", "identity_b", "n_a", "n_b", "similarity", "distance"])
     atomic_write_csv(out / "identity_overlaps.csv", overlaps)
-    cross = decided.cross_pairs if len(decided.cross_pairs) else pd.DataFrame(
-        columns=["path_a", "path_b", "identity_a", "identity_b", "similarity"])
+    cols = ["path_a", "path_b", "identity_a", "identity_b", "similarity"]
+    cross = decided.cross_pairs[cols] if len(decided.cross_pairs) else pd.DataFrame(columns=cols)
     atomic_write_csv(out / "cross_identity.csv", cross)
     write_skipped(out, ws)
     if len(decided.near_groups):
@@ -588,6 +618,12 @@ def make_summary(config, files, manifest, selection, rep, seconds, applied) -> d
         "stage_seconds": {k: round(v, 3) for k, v in rep.timings.items()},
         "output_files": applied,
     }
+    # no identity is emptied by duplicate or identity decisions unless asked; the ones that lost more
+    # than half their files are listed for a person to check
+    emptied, halved = identity_losses(manifest, manifest["identity"].fillna("").astype(str).to_numpy())
+    summary["identities_emptied"] = emptied
+    summary["identities_lost_over_half"] = halved
+    summary["mislabeled"] = int(manifest["reason"].eq("mislabeled").sum())
     return summary
 
 

@@ -160,6 +160,8 @@
       ["ran on", s.devices ? "detector " + s.devices.detector + " · embedder " + s.devices.embedder : undefined],
       ["keep K", s.keep_k === null || s.keep_k === undefined ? "all that pass" : s.keep_k],
       ["selection", Object.entries(s.selection_methods || {}).map(([k, v]) => k + " " + v).join(", ")],
+      ["identities emptied", s.identities_emptied],
+      ["more than half not kept", (s.identities_lost_over_half || []).map((x) => x.identity + " (" + x.not_kept + "/" + x.files + ")").join(", ")],
       ["written", D.generated + " · facesieve " + D.version],
     ].filter((r) => r[1] !== undefined && r[1] !== "").map(([k, v]) => el("tr", {}, el("td", { class: "muted", text: k }), el("td", { text: v }))));
     sec.append(el("div", { class: "cols" },

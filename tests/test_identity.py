@@ -1,0 +1,194 @@
+"""Identity-level decisions on real photos (pins_web): a folder holding two people, the same photo
+filed under several identities, and --relabel. The pure rules are in facesieve/select/identity.py."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from facesieve.cli import main
+from facesieve.select.identity import copy_groups, identity_decisions
+
+PEOPLE = ("Adriana_Lima", "Alex_Lawther", "Alexandra_Daddario", "Alvaro_Morte", "Amanda_Crew")
+N = 12
+
+
+def photos(shared: Path, person: str, start: int = 0, n: int = N) -> list[Path]:
+    return sorted((shared / "pins_web" / person).glob("*.jpg"))[start:start + n]
+
+
+def fill(folder: Path, files: list[Path], prefix: str = "") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        shutil.copy2(f, folder / (prefix + f.name))
+
+
+def digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """One workspace for every run here: faces are cached by image bytes, so each photo is embedded once."""
+    return tmp_path_factory.mktemp("ws") / "ws"
+
+
+def run(data: Path, out: Path, ws: Path, *extra: str) -> tuple[pd.DataFrame, dict]:
+    import json
+
+    assert main(["run", str(data), "--out", str(out), "--workspace", str(ws), "--jobs", "1", "--quality", "image",
+                 "--no-report", "--quiet", *extra]) == 0
+    m = pd.read_csv(out / "manifest.csv", keep_default_na=False)
+    return m, json.loads((out / "summary.json").read_text())
+
+
+def test_half_a_folder_copied_from_another_identity(shared_data, tmp_path, workspace):
+    """B holds its own 12 photos plus byte-identical copies of all 12 of A's: A stays whole, the
+    copies in B are mislabeled, belonging to A, and nothing is emptied."""
+    a, b, *rest = PEOPLE
+    data = tmp_path / "data"
+    fill(data / a, photos(shared_data, a))
+    fill(data / b, photos(shared_data, b))
+    fill(data / b, photos(shared_data, a), prefix="from_a_")
+    for p in rest:
+        fill(data / p, photos(shared_data, p))
+    before = digest(data)
+    m, summary = run(data, tmp_path / "out", workspace, "--relabel")
+    assert digest(data) == before
+    mine = m[m["identity"] == a]
+    assert (mine["action"] == "keep").all(), mine[mine["action"] != "keep"][["path", "reason", "detail"]]
+    intr = m[m["path"].str.startswith(f"{b}/from_a_")]
+    assert len(intr) == N
+    assert (intr["reason"] == "mislabeled").all(), intr[["path", "reason", "detail"]]
+    assert (intr["belongs_to"] == a).all()
+    assert (intr["action"] == "remove").all()  # the same photo is kept under A: nothing is lost
+    assert set(intr["duplicate_of"]) <= set(mine["path"])
+    own_b = m[(m["identity"] == b) & ~m["path"].str.startswith(f"{b}/from_a_")]
+    assert (own_b["action"] == "keep").mean() >= 0.9
+    assert summary["identities_emptied"] == 0
+    assert summary["mislabeled"] == N
+    # --relabel copies nothing here: every intruder's photo is in A's output already
+    assert (m["relabeled_to"] == "").all()
+    assert sorted(p.name for p in (tmp_path / "out" / a).glob("*.jpg")) == sorted(p.name for p in photos(shared_data, a))
+
+
+def test_relabel_copies_moved_faces_into_the_identity_they_belong_to(shared_data, tmp_path, workspace):
+    """Half of A's photos moved into B (no copies left): flagged mislabeled with belongs_to A;
+    --relabel puts them in OUT/A, the input untouched; without it OUT/A has only A's own."""
+    a, b, *rest = PEOPLE
+    data = tmp_path / "data"
+    moved = photos(shared_data, a)[: N // 2]
+    fill(data / a, photos(shared_data, a)[N // 2:])
+    fill(data / b, photos(shared_data, b))
+    fill(data / b, moved, prefix="from_a_")
+    for p in rest:
+        fill(data / p, photos(shared_data, p))
+    before = digest(data)
+    m, summary = run(data, tmp_path / "out", workspace, "--relabel")
+    assert digest(data) == before
+    intr = m[m["path"].str.startswith(f"{b}/from_a_")].set_index("path")
+    assert (intr["reason"] == "mislabeled").all() and (intr["belongs_to"] == a).all(), intr[["reason", "detail"]]
+    assert (intr["action"] == "review").all()
+    out = tmp_path / "out"
+    for path, row in intr.iterrows():
+        assert row["relabeled_to"].startswith(f"{a}/")
+        assert (out / row["relabeled_to"]).read_bytes() == (data / path).read_bytes()
+    assert summary["output_files"]["relabeled"] == len(moved)
+    m2, _ = run(data, tmp_path / "out2", workspace)
+    assert "relabeled_to" not in m2
+    assert len(list((tmp_path / "out2" / a).glob("*.jpg"))) == N - N // 2
+
+
+def test_even_split_with_no_other_evidence_goes_to_review(shared_data, tmp_path, workspace):
+    """A folder of 10 photos of one person and 10 of another, neither found elsewhere: nothing
+    says which is the folder's person, so both groups go to review (none kept as the folder's
+    identity, none flagged as belonging elsewhere)."""
+    a, b, *rest = PEOPLE
+    data = tmp_path / "data"
+    fill(data / "mixed", photos(shared_data, a, 0, 10) + photos(shared_data, b, 0, 10))
+    for p in rest:
+        fill(data / p, photos(shared_data, p))
+    m, summary = run(data, tmp_path / "out", workspace)
+    mixed = m[m["identity"] == "mixed"]
+    assert (mixed["reason"] == "mislabeled").sum() == 0
+    review = mixed["reason"] == "ambiguous_identity"
+    assert review.mean() >= 0.8, mixed[["path", "action", "reason"]]
+    assert (mixed.loc[review, "action"] == "review").all()
+    for person in (a, b):  # review reaches both people: neither group was picked as the folder's
+        assert review[mixed["path"].str.contains(person.replace("_", " "))].mean() >= 0.8
+    assert summary["identities_emptied"] == 0
+
+
+def test_identical_images_across_many_identities_empty_none(shared_data, tmp_path, workspace):
+    """Five folders holding the same six files (and nothing else): every identity keeps faces;
+    nothing is removed as a duplicate of another folder's copy."""
+    data = tmp_path / "data"
+    same = photos(shared_data, PEOPLE[0], 0, 6)
+    for k in range(5):
+        fill(data / f"person{k}", same)
+    for p in PEOPLE[1:3]:
+        fill(data / p, photos(shared_data, p))
+    m, summary = run(data, tmp_path / "out", workspace)
+    assert summary["identities_emptied"] == 0
+    copies = m[m["identity"].str.startswith("person")]
+    assert not (copies["action"] == "remove").any(), copies[["path", "action", "reason"]]
+    assert copies.groupby("identity")["action"].apply(lambda a: a.isin(["keep", "review"]).all()).all()
+    assert (copies["reason"] != "exact_duplicate").all()
+
+
+def test_guard_gives_back_an_identity_emptied_by_removals():
+    """protect_identities: an identity whose every face was removed by an identity decision gets
+    them back (the decision kept in detail); review is not emptying; other reasons are not touched."""
+    from facesieve.decide import KEEP, initial_decisions, protect_identities
+
+    d = initial_decisions(pd.DataFrame({"status": ["ok"] * 5, "reason": [""] * 5}))
+    d["action"] = ["remove", "remove", "review", "remove", KEEP]
+    d["reason"] = ["mislabeled", "mislabeled", "ambiguous_identity", "near_duplicate", "kept"]
+    ids = np.array(["x", "x", "y", "z", "z"])
+    assert protect_identities(d, ids, np.ones(5, bool)) == ["x"]
+    assert d["action"].tolist() == [KEEP, KEEP, "review", "remove", KEEP]
+    assert d["detail"][0].startswith("kept so that x is not emptied; was mislabeled")
+
+
+# ----------------------------------------------------------------------------- the pure rules
+
+
+def unit(rng, d=32, n=1):
+    v = rng.standard_normal((n, d))
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def cluster(rng, centre, n, spread=0.35):
+    x = centre + spread * rng.standard_normal((n, centre.shape[1])) / np.sqrt(centre.shape[1])
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_copy_groups_span_identities_only():
+    g = copy_groups(["h1", "h1", "h2", "h2", "", ""], ["", "", "", "", "", ""], ["a", "b", "a", "a", "a", "b"])
+    assert g[0] == g[1] >= 0 and g[2] == g[3] == -1 and g[4] == g[5] == -1
+    g = copy_groups(["", "", "x"], ["", "", ""], ["a", "b", "b"], pairs=([0], [1]))
+    assert g[0] == g[1] >= 0 and g[2] == -1
+
+
+def test_contaminated_folder_and_copies_by_fit():
+    """Synthetic check of the rules: B = 20 of its own + 12 copies of A's photos: the copies in B
+    are mislabeled (A), A's copies kept; an even split with nothing else goes to review."""
+    rng = np.random.default_rng(0)
+    ca, cb, cc, cd = unit(rng, n=4)
+    A, B = cluster(rng, ca[None], 20), cluster(rng, cb[None], 20)
+    E = np.vstack([A, B, A[:12]]).astype(np.float32)
+    ids = np.array(["A"] * 20 + ["B"] * 32)
+    copies = copy_groups([f"a{i}" for i in range(20)] + [f"b{i}" for i in range(20)] + [f"a{i}" for i in range(12)],
+                         [""] * 52, ids)
+    r = identity_decisions(E, ids, copies, threshold=0.35)
+    assert (r["verdict"][:12] == "copy_kept").all() and (r["verdict"][12:20] == "identity").all()
+    assert (r["verdict"][20:40] == "identity").all()
+    assert (r["verdict"][40:] == "mislabeled").all() and (r["belongs_to"][40:] == "A").all()
+    mixed = np.vstack([cluster(rng, cc[None], 10), cluster(rng, cd[None], 10)]).astype(np.float32)
+    r = identity_decisions(mixed, np.array(["M"] * 20), threshold=0.35)
+    assert (r["verdict"] == "ambiguous").all()
