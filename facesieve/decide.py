@@ -266,6 +266,10 @@ def mark_identities(decisions, vectors, identities, paths, byte_hash, pixel_hash
     decisions.iloc[rows, col("belongs_to")] = belongs[hit]
     dup = hit & there
     decisions.iloc[cand[dup], col("duplicate_of")] = [paths[kept_copy[c]] for c in copies[dup]]
+    for i in np.flatnonzero(hit & (verdict == "copy_review")):  # undecided copies name a copy under another identity
+        other = np.flatnonzero((copies == copies[i]) & (identities[cand] != identities[cand[i]]))
+        if len(other):
+            decisions.iloc[cand[i], col("duplicate_of")] = paths[cand[other[0]]]
     return res.assign(row=cand, copy_group=copies)
 
 
@@ -297,8 +301,8 @@ def identity_losses(decisions, identities) -> tuple[int, list[dict]]:
     action = decisions["action"].to_numpy()
     d = pd.DataFrame({"identity": identities, "lost": (action != KEEP) & (decisions["reason"].to_numpy() != "not_selected"),
                       "kept": (action == KEEP) | (action == REVIEW),
-                      "face": ~decisions["reason"].isin(["no_face"]).to_numpy() & (decisions["action"].to_numpy() != ERROR)})
-    d = d[d["identity"] != ""]
+                      "face": ~decisions["reason"].isin(["no_face"]).to_numpy() & (action != ERROR)})
+    d = d[(d["identity"] != "") & (action != IGNORE)]  # files set aside by the scan are no identity's photos
     g = d.groupby("identity").agg(files=("lost", "size"), lost=("lost", "sum"), kept=("kept", "sum"), faces=("face", "sum"))
     emptied = int(((g["kept"] == 0) & (g["faces"] > 0)).sum())
     halved = g[g["lost"] * 2 > g["files"]]

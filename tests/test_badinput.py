@@ -204,8 +204,8 @@ def test_stage_times_counted_once(bad_run):
     data, out, rows, skipped, before, code = bad_run
     s = json.loads((out / "summary.json").read_text())
     t = s["stage_seconds"]
-    assert t["pixels"] > 0 and "decide" in t
-    assert sum(t.values()) <= s["seconds"] + 0.05, t  # the pixel check no longer counted inside decide too
+    assert t["duplicates"] > 0 and "decide" in t
+    assert sum(t.values()) <= s["seconds"] + 0.05, t  # the duplicate stage no longer counted inside decide too
 
 
 def test_summary_says_where_models_ran(bad_run):
