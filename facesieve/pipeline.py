@@ -510,7 +510,7 @@ def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporte
         mark_exact_duplicates(
             decisions, frame["sha256"].fillna("").to_numpy(), frame["pixel_hash"].fillna("").to_numpy(), quality, paths, identities
         )
-    if settings.near_duplicate is not None:
+    if settings.near_duplicate is not None and np.count_nonzero(decisions["action"].to_numpy() == KEEP) > 1:
         phash = None
         bar = nullcontext(None)
         if settings.crop_min_sim is None:  # no crop test: the hash rule is the second signal
