@@ -9,16 +9,18 @@ is fine:
 - s_norm = 1 / (1 + exp(-(N - 11) / 1)), N the raw norm of the run's SFace embedding before it is
   normalised: free once the face is embedded. SFace's norm falls for blurred, small, dark and
   hard-to-read faces; on the shared sets it ranks genuine-pair failures better than perturbation
-  robustness does (docs/quality.md, EDC). The width (1) was chosen by leave-one-set-out EDC over
-  four shared sets, where any width up to 1 gives the same held-out figures; the centre (11,
-  about the 40th percentile of the shared sets' faces) only sets the level, not the order.
+  robustness does (docs/quality.md, EDC). The width (1) was judged by leave-one-set-out EDC over
+  four shared sets, where any width up to 1 gives the same held-out figures (1 keeps dark and
+  well-lit faces further apart in absolute score); the centre (11, about the 40th percentile of
+  the shared sets' faces) only sets the level, not the order.
   Embedders whose norm was not studied (dlib, ONNX models) get "offline-full"'s robustness term.
 - s_robustness = exp(-(1 - R) / 0.1), R the perturbation robustness of the run's embedding
   (robustness.py: cosine under a flip and under forward-diffusion noise at t = 10, 20; three more
   embeddings per face). A cosine loss of 0.1 costs a factor e.
 - s_noise = 1 / (1 + (max(0, sigma - 2) / 8)^2), sigma the noise estimate of the face box on the
   original grid (artefacts.py). Below 2 grey levels (what clean photos and fine texture read) it is
-  1; it halves at sigma = 10. Needed because neither the norm nor robustness sees noise well.
+  1; it halves at sigma = 10. Needed because the norm follows noise only loosely and robustness
+  rates noisy faces *higher*.
 - s_blockiness = 1 / (1 + (max(0, B - 1.2) / 0.8)^2), B the JPEG 8x8 blockiness of the face box
   on the original grid. Ordinary web JPEGs (B up to about 1.2) are not penalised; it halves at
   B = 2 (about JPEG quality 20). Needed because JPEG barely moves the embedding.
