@@ -250,6 +250,28 @@ def test_robustness_is_deterministic_and_order_free(crops):
     np.testing.assert_allclose(with_e["quality"], a["quality"], atol=1e-6)
 
 
+def test_offline_reads_the_norm_given_or_embeds_once_more(crops):
+    """The default's norm term: the embed stage's raw norms when given, the same numbers when the
+    crops are embedded again; a blurred face reads a lower norm and scores lower."""
+    from facesieve.stages import embedder
+
+    c, faces = crops
+    emb = embedder("sface")
+    raw = np.asarray(emb.embed_batch(c), np.float64)
+    norms = np.linalg.norm(raw, axis=1)
+    unit = raw / norms[:, None]
+    scorer = make_quality("offline")
+    given = scorer.score(QualityInput(c, faces, emb, embeddings=unit, norms=norms))
+    again = scorer.score(QualityInput(c, faces, emb, embeddings=unit))
+    np.testing.assert_allclose(given["emb_norm"], norms, rtol=1e-12)
+    np.testing.assert_allclose(again["quality"], given["quality"], rtol=1e-5)
+    assert {"s_norm", "s_noise", "s_blockiness", "image_quality"} <= set(given.columns)
+    assert "robustness" not in given  # no perturbation runs in the default
+    blurred = np.stack([cv2.GaussianBlur(x, (0, 0), 3.0) for x in c])
+    worse = scorer.score(QualityInput(blurred, faces, emb))
+    assert (worse["emb_norm"] < given["emb_norm"]).all() and (worse["quality"] < given["quality"]).all()
+
+
 def test_alpha_bar_cosine_schedule():
     from facesieve.quality.robustness import alpha_bar
 

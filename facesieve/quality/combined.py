@@ -71,7 +71,7 @@ def _column(faces: pd.DataFrame, name: str) -> np.ndarray:
 
 
 def cheap_quality(crops: np.ndarray, faces: pd.DataFrame) -> np.ndarray:
-    """"offline" without its robustness term (no embedder runs): image measures x noise x blockiness.
+    """"offline" without its norm term (no embedder runs): image measures x noise x blockiness.
     Used where many faces need a rough ranking fast (ERS's low-quality tail)."""
     img = measures(np.asarray(crops), faces)["quality"].to_numpy()
     noise, block = _column(faces, "noise_sigma"), _column(faces, "blockiness")
@@ -99,6 +99,12 @@ def embedding_norms(data: QualityInput) -> np.ndarray:
         return embed_inputs(emb, model_inputs(emb, np.asarray(data.crops)))[0]
 
 
+def _cheap_parts(data: QualityInput) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The image measures (`image_quality` and its parts), noise_sigma and blockiness of the faces."""
+    img = measures(np.asarray(data.crops), data.faces).rename(columns={"quality": "image_quality"})
+    return img, _column(data.faces, "noise_sigma"), _column(data.faces, "blockiness")
+
+
 def uses_norm(emb) -> bool:
     return type(emb).__name__ in NORM_EMBEDDERS
 
@@ -114,8 +120,7 @@ class OfflineFullQuality:
     def score(self, data: QualityInput) -> pd.DataFrame:
         emb = require_embedder(data, self.name)
         rob = robustness(emb, data.crops, clean_embeddings(data))
-        img = measures(np.asarray(data.crops), data.faces).rename(columns={"quality": "image_quality"})
-        noise, block = _column(data.faces, "noise_sigma"), _column(data.faces, "blockiness")
+        img, noise, block = _cheap_parts(data)
         parts = offline_scores(rob["robustness"].to_numpy(), noise, block, img["image_quality"].to_numpy())
         head = pd.DataFrame({**parts, "noise_sigma": noise, "blockiness": block})
         return pd.concat([head, rob, img], axis=1)
@@ -135,8 +140,7 @@ class OfflineQuality:
             return OfflineFullQuality().score(data)
         norm = embedding_norms(data)
         s_norm = norm_score(norm)
-        img = measures(np.asarray(data.crops), data.faces).rename(columns={"quality": "image_quality"})
-        noise, block = _column(data.faces, "noise_sigma"), _column(data.faces, "blockiness")
+        img, noise, block = _cheap_parts(data)
         s_noise = hinge_score(noise, NOISE_FLOOR, NOISE_REF)
         s_block = hinge_score(block, BLOCK_FLOOR, BLOCK_REF)
         q = s_norm * s_noise * s_block * img["image_quality"].to_numpy()
