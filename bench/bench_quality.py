@@ -1,11 +1,15 @@
-"""Per-face cost of the quality methods (run by hand): image, robustness, offline, and the run's
-own embedding for comparison, on real faces from ../shared/data.
+"""Per-face cost of the quality methods (run by hand): image, robustness, offline-full, offline,
+and the run's own embedding for comparison, on real faces from ../shared/data.
 
     python bench/bench_quality.py --embedder sface --faces 128 [--student]
 
 Reports wall time and this process's CPU time per face (one thread, as the local engine's workers
-run models), after a warm-up. The faces stage's extra artefact measures (noise, blockiness on the
-original grid) are timed on their own. `--student` (needs torch) also times a student of
+run models), after a warm-up, and each method's CPU time as a ratio to one embedding measured in
+the same run (`ratio_to_embedding`). Methods get what the pipeline gives them: the stored unit
+embeddings, and for `offline` the embeddings' raw norms (`offline`), or not (`offline_no_norms`:
+the norms are recomputed by embedding the crops once more). The faces stage's artefact measures
+(noise, blockiness on the original grid; computed for every method) are timed on their own, and
+`offline_with_artefacts` adds them to `offline`. `--student` (needs torch) also times a student of
 `facesieve train-quality` (eDifFIQA(T): MobileFaceNet + head, exported to ONNX, run by ONNX Runtime
 on one thread as `--quality onnx:PATH` runs it); its weights are random, which does not change
 its speed (docs/train-quality.md).
@@ -83,19 +87,30 @@ def main() -> None:
         boxes = [tuple(r[k] for k in ("box_x", "box_y", "box_w", "box_h")) for _, r in table.iterrows()]
         w, c = timed(lambda: [face_region_measures(im, b) for im, b in zip(images, boxes)])
         out["artefacts_ms"] = {"wall": 1000 * w / n, "cpu": 1000 * c / n}
+        unit = norms = None
         if not emb.needs_original:
             emb.embed_batch(crops[:4])
-            w, c = timed(lambda: emb.embed_batch(crops))
+            raw = []
+            w, c = timed(lambda: raw.append(emb.embed_batch(crops)))
             out["one_embedding_ms"] = {"wall": 1000 * w / n, "cpu": 1000 * c / n}
-        for name in ("image", "robustness", "offline"):
+            norms = np.linalg.norm(raw[0], axis=1)
+            unit = raw[0] / norms[:, None]
+        runs = [("image", "image", norms), ("robustness", "robustness", norms), ("offline-full", "offline-full", norms),
+                ("offline", "offline", norms), ("offline_no_norms", "offline", None)]
+        for label, name, given in runs:
             scorer = make_quality(name)
-            data = QualityInput(crops, table, emb)
+            data = QualityInput(crops, table, emb, embeddings=unit, norms=given)
             scorer.score(QualityInput(crops[:4], table.iloc[:4].reset_index(drop=True), emb))
             w, c = timed(lambda scorer=scorer, data=data: scorer.score(data))
-            out[f"{name}_ms"] = {"wall": 1000 * w / n, "cpu": 1000 * c / n}
+            out[f"{label}_ms"] = {"wall": 1000 * w / n, "cpu": 1000 * c / n}
+        out["offline_with_artefacts_ms"] = {k: out["offline_ms"][k] + out["artefacts_ms"][k] for k in ("wall", "cpu")}
         if args.student:
             out["student_ms"] = time_student(crops)
-    print(json.dumps({k: ({kk: round(vv, 2) for kk, vv in v.items()} if isinstance(v, dict) else v) for k, v in out.items()}, indent=2))
+        if "one_embedding_ms" in out:
+            base = out["one_embedding_ms"]["cpu"]
+            out["ratio_to_embedding"] = {k[:-3]: v["cpu"] / base for k, v in out.items() if k.endswith("_ms")}
+    print(json.dumps({k: ({kk: round(vv, 3 if k == "ratio_to_embedding" else 2) for kk, vv in v.items()} if isinstance(v, dict) else v)
+                      for k, v in out.items()}, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,15 +1,18 @@
-"""The `offline` quality's figures in docs/quality.md that the test suite does not print (run by hand):
+"""The `offline` and `offline-full` qualities' figures in docs/quality.md that the test suite does not
+print (run by hand):
 
     python bench/bench_quality_signals.py                        # every part (about 10 minutes on 2 busy cores)
     python bench/bench_quality_signals.py --part degrade --photos 20
 
 - degrade: real photos degraded at five levels (tests/test_quality.py's levels and code), scored by
   the real scan/detect/align/embed/quality path; per degradation, the mean (and min) over photos of
-  Spearman(level, loss) for `offline`, robustness and each of its terms, the noise and blockiness
-  measures and the image measures; blockiness medians per JPEG quality.
-- sensitivity: `offline` recomputed from the same components with each reference point halved and
-  doubled: the lowest mean Spearman over the degradations, and whether every dark Yale B face
-  still scores below every well-lit one of its subject.
+  Spearman(level, loss) for `offline`, the embedding norm, `offline-full`, robustness and each of
+  its terms, the noise and blockiness measures and the image measures; blockiness medians per JPEG
+  quality.
+- sensitivity: `offline` and `offline-full` recomputed from the same components with each reference
+  point moved (halved and doubled; the norm's centre moved by 1): the lowest mean Spearman over the
+  degradations, and whether every dark Yale B face still scores below every well-lit one of its
+  subject.
 - yale: Extended Yale B, every subject: the 13 darkest lighting directions against the 7 frontal
   well-lit ones.
 - flip: clean faces (essex_faces94_19, orl_att40): Spearman of each perturbation term (flip, noise
@@ -48,7 +51,8 @@ MORE = [
     "deepface13/person05", "deepface13/person06",
 ]
 # columns whose value falls as the face gets worse (quality-like), and raw measures that rise
-FALLING = ["quality", "robustness", "rob_flip", "rob_t10", "rob_t20", "image_quality"]
+FALLING = ["offline", "emb_norm", "quality", "robustness", "rob_flip", "rob_t10", "rob_t20", "image_quality"]
+LABELS = {"quality": "offline-full"}  # `quality` holds offline-full's score, `offline` the default's
 RISING = ["noise_sigma", "blockiness"]
 
 
@@ -75,7 +79,7 @@ def degraded_table(rels: list[str], root: Path) -> pd.DataFrame:
                     Image.fromarray(rgb).save(folder / f"{kind}{level}.jpg", quality=int(value))
                 else:
                     Image.fromarray(degrade(rgb, kind, value, eye, seed=100 * n + level)).save(folder / f"{kind}{level}.png")
-    t = score_dataset(RunConfig(dataset=ds, out=root / "out-degraded", quality="offline", jobs=2)).table.copy()
+    t = both_methods(ds, root / "out-degraded")
     parts = t["path"].str.extract(r"^(img\d+)/([a-z]+)(\d)\.")
     t["image"], t["kind"], t["level"] = parts[0], parts[1], parts[2].astype(int)
     return t
@@ -92,15 +96,30 @@ def yale_table(root: Path, subjects: list[str]) -> pd.DataFrame:
             if group:
                 (ds / subject / p.name).symlink_to(p)
                 rows.append({"path": f"{subject}/{p.name}", "group": group})
-    t = score_dataset(RunConfig(dataset=ds, out=root / "out-yale", quality="offline", jobs=2)).table
-    return t.merge(pd.DataFrame(rows), on="path")
+    return both_methods(ds, root / "out-yale").merge(pd.DataFrame(rows), on="path")
+
+
+def both_methods(ds: Path, out: Path) -> pd.DataFrame:
+    """offline-full's table (`quality` and its components) with the default's score (`offline`) and
+    its norm terms; the second method reuses the first one's faces and embeddings."""
+    full = score_dataset(RunConfig(dataset=ds, out=out, quality="offline-full", jobs=2)).table.copy()
+    new = score_dataset(RunConfig(dataset=ds, out=out, quality="offline", jobs=2)).table
+    return full.merge(new[["path", "quality", "emb_norm", "s_norm"]].rename(columns={"quality": "offline"}), on="path")
 
 
 def offline_again(t: pd.DataFrame, scale=C.ROBUSTNESS_SCALE, nf=C.NOISE_FLOOR, nr=C.NOISE_REF, bf=C.BLOCK_FLOOR,
                   br=C.BLOCK_REF) -> np.ndarray:
-    """`offline` from the stored components with other reference points (NaN where no face)."""
+    """`offline-full` from the stored components with other reference points (NaN where no face)."""
     return (np.exp(-(1.0 - t["robustness"].to_numpy(float)) / scale) * C.hinge_score(t["noise_sigma"], nf, nr)
             * C.hinge_score(t["blockiness"], bf, br) * t["image_quality"].to_numpy(float))
+
+
+def offline_norm_again(t: pd.DataFrame, centre=C.NORM_CENTRE, width=C.NORM_WIDTH, nf=C.NOISE_FLOOR, nr=C.NOISE_REF,
+                       bf=C.BLOCK_FLOOR, br=C.BLOCK_REF) -> np.ndarray:
+    """`offline` (the default) from the stored components with other reference points."""
+    s_norm = 1.0 / (1.0 + np.exp(-(t["emb_norm"].to_numpy(float) - centre) / width))
+    return (s_norm * C.hinge_score(t["noise_sigma"], nf, nr) * C.hinge_score(t["blockiness"], bf, br)
+            * t["image_quality"].to_numpy(float))
 
 
 def yale_separation(t: pd.DataFrame, column: str = "quality") -> tuple[bool, float]:
@@ -120,7 +139,7 @@ def part_degrade(t: pd.DataFrame) -> None:
     rows = {}
     for col in cols:
         rhos = spearman_with_level(t, col)
-        rows[col.lstrip("-")] = {k: f"{np.nanmean(v):.2f} ({np.nanmin(v):.2f})" for k, v in rhos.items()}
+        rows[LABELS.get(col, col).lstrip("-")] = {k: f"{np.nanmean(v):.2f} ({np.nanmin(v):.2f})" for k, v in rhos.items()}
     print(pd.DataFrame(rows).T.to_string())
     med = t[t["kind"].isin(["orig", "jpeg"])].groupby(["kind", "level"])["blockiness"].median()
     qual = {("orig", 0): "as published", **{("jpeg", i + 1): f"JPEG q{q}" for i, q in enumerate(LEVELS["jpeg"])}}
@@ -128,32 +147,39 @@ def part_degrade(t: pd.DataFrame) -> None:
 
 
 def part_sensitivity(t: pd.DataFrame, yale: pd.DataFrame) -> None:
-    base = offline_again(t)
     ok = t["status"] == "ok"
-    assert np.allclose(base[ok], t.loc[ok, "quality"], rtol=1e-9, atol=1e-12), "formula differs from quality/combined.py"
-    print("\n== sensitivity: each reference point halved and doubled (others unchanged)")
-    print(f"{'reference point':<28}{'factor':>7}{'lowest mean Spearman':>22}{'(degradation)':>15}{'Yale: all dark < lit':>22}{'smallest gap':>14}")
-    points = {"robustness scale 0.1": "scale", "noise floor 2": "nf", "noise half-point 8": "nr",
-              "blockiness floor 1.2": "bf", "blockiness half-point 0.8": "br"}
-    defaults = {"scale": C.ROBUSTNESS_SCALE, "nf": C.NOISE_FLOOR, "nr": C.NOISE_REF, "bf": C.BLOCK_FLOOR, "br": C.BLOCK_REF}
-    for label, key in [("(as shipped)", None)] + list(points.items()):
-        for factor in ((1.0,) if key is None else (0.5, 2.0)):
-            kw = {} if key is None else {key: defaults[key] * factor}
-            tt = t.assign(q=offline_again(t, **kw))
-            means = {k: np.mean(v) for k, v in spearman_with_level(tt, "q").items()}
-            worst = min(means, key=means.get)
-            sep, gap = yale_separation(yale.assign(q=offline_again(yale, **kw)), "q")
-            print(f"{label:<28}{factor:>7g}{means[worst]:>22.3f}{worst:>15}{str(sep):>22}{gap:>14.3f}")
+    for column, again in (("quality", offline_again), ("offline", offline_norm_again)):
+        assert np.allclose(again(t)[ok], t.loc[ok, column], rtol=1e-9, atol=1e-12), "formula differs from quality/combined.py"
+    print("\n== sensitivity: each reference point moved (others unchanged)")
+    print(f"{'method':<14}{'reference point':<28}{'factor':>7}{'lowest mean Spearman':>22}{'(degradation)':>15}"
+          f"{'Yale: all dark < lit':>22}{'smallest gap':>14}")
+    shared = {"noise floor 2": ("nf", C.NOISE_FLOOR), "noise half-point 8": ("nr", C.NOISE_REF),
+              "blockiness floor 1.2": ("bf", C.BLOCK_FLOOR), "blockiness half-point 0.8": ("br", C.BLOCK_REF)}
+    for method, again, own in (
+        ("offline", offline_norm_again, {"norm centre 11": ("centre", C.NORM_CENTRE), "norm width 1": ("width", C.NORM_WIDTH)}),
+        ("offline-full", offline_again, {"robustness scale 0.1": ("scale", C.ROBUSTNESS_SCALE)}),
+    ):
+        for label, point in [("(as shipped)", None)] + list({**own, **shared}.items()):
+            key, value = point if point else (None, None)
+            factors = (1.0,) if key is None else ((10 / 11, 12 / 11) if key == "centre" else (0.5, 2.0))
+            for factor in factors:
+                kw = {} if key is None else {key: value * factor}
+                tt = t.assign(q=again(t, **kw))
+                means = {k: np.mean(v) for k, v in spearman_with_level(tt, "q").items()}
+                worst = min(means, key=means.get)
+                sep, gap = yale_separation(yale.assign(q=again(yale, **kw)), "q")
+                print(f"{method:<14}{label:<28}{factor:>7.3g}{means[worst]:>22.3f}{worst:>15}{str(sep):>22}{gap:>14.3f}")
 
 
 def part_yale(yale: pd.DataFrame) -> None:
-    print(f"\n== yale: {yale['identity'].nunique()} subjects, darkest lighting vs frontal well-lit (offline quality)")
-    for subject, g in yale.groupby("identity"):
-        dark, lit = g.loc[g["group"] == "dark", "quality"], g.loc[g["group"] == "lit", "quality"]
-        print(f"  {subject}: dark {len(dark)} mean {dark.mean():.3f} (max {dark.max():.3f}) | lit {len(lit)} "
-              f"mean {lit.mean():.3f} (min {lit.min():.3f}) | every dark below every lit: {dark.max() < lit.min()}")
-    sep, gap = yale_separation(yale)
-    print(f"  all subjects separated: {sep} (smallest gap {gap:.3f}); faces not found: {int((yale['status'] != 'ok').sum())}")
+    for method, column in (("offline", "offline"), ("offline-full", "quality")):
+        print(f"\n== yale: {yale['identity'].nunique()} subjects, darkest lighting vs frontal well-lit ({method} quality)")
+        for subject, g in yale.groupby("identity"):
+            dark, lit = g.loc[g["group"] == "dark", column], g.loc[g["group"] == "lit", column]
+            print(f"  {subject}: dark {len(dark)} mean {dark.mean():.3f} (max {dark.max():.3f}) | lit {len(lit)} "
+                  f"mean {lit.mean():.3f} (min {lit.min():.3f}) | every dark below every lit: {dark.max() < lit.min()}")
+        sep, gap = yale_separation(yale, column)
+        print(f"  all subjects separated: {sep} (smallest gap {gap:.3f}); faces not found: {int((yale['status'] != 'ok').sum())}")
 
 
 def part_flip() -> None:

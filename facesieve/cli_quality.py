@@ -15,7 +15,7 @@ examples:
   facesieve quality photos/ --out scores.csv --method ers --ers-examples unrecognizable/
   facesieve quality photos/ --out scores.csv --method offline+sdd-fiqa   rank average of two methods
 
-methods: offline (default), image, robustness, sdd-fiqa, ers[:DIR], ediffiqa[:L|M|S|T], onnx:PATH,
+methods: offline (default), offline-full, image, robustness, sdd-fiqa, ers[:DIR], ediffiqa[:L|M|S|T], onnx:PATH,
 uniform, and a+b for the rank average of several (docs/quality.md).
 
 output: one row per file: path (relative to DATASET), identity, quality, then one column per

@@ -97,9 +97,16 @@ def test_quality_offline_default_and_errors(dataset, tmp_path, capsys):
     out = tmp_path / "offline.csv"
     assert run_cli("quality", dataset, "--out", out, "--quiet") == 0
     t = pd.read_csv(out)
-    assert {"robustness", "s_robustness", "noise_sigma", "s_noise", "blockiness", "s_blockiness", "image_quality"} <= set(t.columns)
+    assert {"emb_norm", "s_norm", "noise_sigma", "s_noise", "blockiness", "s_blockiness", "image_quality"} <= set(t.columns)
     ok = t[t["status"] == "ok"]
-    assert ok["quality"].between(0, 1).all() and ok["robustness"].between(0.5, 1).all()
+    # SFace's raw norms of clean ORL faces: 8.2-14.5 over all 400 (docs/quality.md)
+    assert ok["quality"].between(0, 1).all() and ok["emb_norm"].between(8, 15).all()
+    np.testing.assert_allclose(ok["s_norm"], 1 / (1 + np.exp(-(ok["emb_norm"] - 11.0))), rtol=1e-9)
+    # the costlier formula stays available under its own name, with its robustness terms
+    assert run_cli("quality", dataset, "--out", tmp_path / "full.csv", "--method", "offline-full", "--quiet") == 0
+    full = pd.read_csv(tmp_path / "full.csv")
+    assert {"robustness", "rob_flip", "s_robustness", "s_noise", "image_quality"} <= set(full.columns)
+    assert full.loc[full["status"] == "ok", "robustness"].between(0.5, 1).all()
     capsys.readouterr()
     assert run_cli("quality", dataset, "--out", tmp_path / "x.csv", "--method", "nope") == 2
     assert "unknown quality method" in capsys.readouterr().err

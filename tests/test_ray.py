@@ -73,8 +73,8 @@ def test_ray_engine_matches_local(ray_instance, small_set, tmp_path, driver_embe
     # --jobs 1: the local engine embeds in this process, so the counter sees its model calls
     local = run(RunConfig(small_set, tmp_path / "local", keep=2, jobs=1, report=False))
     n_local = sum(driver_embeddings)
-    # every found face embedded once, plus robustness's flip and two noise levels (offline quality)
-    assert n_local >= 4 * local.summary["faces"] > 0
+    # every found face embedded at least once (the counter sees this process's model calls)
+    assert n_local >= local.summary["faces"] > 0
     driver_embeddings.clear()
     remote = run(RunConfig(small_set, tmp_path / "ray", keep=2, engine="ray", report=False))
     assert remote.summary["stage_seconds"]["faces"] > 0 and remote.summary["faces"] >= 25

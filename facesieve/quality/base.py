@@ -18,12 +18,15 @@ from scipy.stats import rankdata
 @dataclass
 class QualityInput:
     """What a scorer may look at: aligned RGB crops (n,112,112,3) uint8, the faces table rows
-    (box, landmarks, image size), and the run's embedder (for perturbation robustness)."""
+    (box, landmarks, image size), the run's embedder (for perturbation robustness), its unit
+    embeddings and their raw norms before normalisation (`norms`, (n,); None when the caller does
+    not have them: a scorer that needs them embeds the crops again)."""
 
     crops: np.ndarray
     faces: pd.DataFrame
     embedder: object | None = None
     embeddings: np.ndarray | None = None
+    norms: np.ndarray | None = None
 
 
 class QualityScorer(Protocol):

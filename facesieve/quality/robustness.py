@@ -29,7 +29,8 @@ the one the run embedded, but every term compares embeddings of that same approx
 
 On its own this measure tracks blur and down-sampling (Spearman 0.97-1.0 with the level on real
 faces) but not noise: a noisy face's embedding moves *less* under a little more noise. The
-default quality ("offline", combined.py) therefore multiplies it with a noise and a blockiness term.
+"offline-full" quality (combined.py) therefore multiplies it with a noise and a blockiness term;
+the default "offline" uses the embedding's norm in its place (no extra embedding).
 """
 
 from __future__ import annotations
