@@ -83,7 +83,7 @@ def process_chunk(chunk: FacesChunk) -> ChunkResult:
         scores = pd.DataFrame()
         if chunk.quality is not None and len(scored):
             at = np.searchsorted(found_arr, scored)
-            scores = score_faces(chunk.quality, pd.DataFrame([rows[n] for n in scored]), crops_arr[scored], vectors[at])
+            scores = score_faces(chunk.quality, pd.DataFrame([rows[n] for n in scored]), crops_arr[scored], vectors[at], norms[at])
     if not found:
         keep = np.zeros(0, bool)
     return ChunkResult(rows, crops_arr, found_arr[keep], norms[keep], vectors[keep], scored, scores)
@@ -106,14 +106,17 @@ def quality_scorer(config):
     return _scorers[key]
 
 
-def score_faces(config, faces: pd.DataFrame, crops: np.ndarray, vectors: np.ndarray) -> pd.DataFrame:
-    """The per-face quality method's columns for these faces (rows as in the faces table)."""
+def score_faces(config, faces: pd.DataFrame, crops: np.ndarray, vectors: np.ndarray, norms: np.ndarray | None = None) -> pd.DataFrame:
+    """The per-face quality method's columns for these faces (rows as in the faces table). `norms`:
+    the embeddings' raw norms when the caller has them (the default quality uses them; without them
+    it embeds the crops once more)."""
     from facesieve.quality.base import QualityInput
 
     scorer = quality_scorer(config)
     with one_thread():
         emb = stages.embedder(config.embedder) if scorer.uses_embedder else None
-        data = QualityInput(crops=np.asarray(crops), faces=faces.reset_index(drop=True), embedder=emb, embeddings=np.asarray(vectors))
+        data = QualityInput(crops=np.asarray(crops), faces=faces.reset_index(drop=True), embedder=emb, embeddings=np.asarray(vectors),
+                            norms=None if norms is None else np.asarray(norms))
         return scorer.score(data).reset_index(drop=True)
 
 
