@@ -348,7 +348,7 @@ def test_a_format_browsers_cannot_show_is_re_encoded(served, shared_data, tmp_pa
     tiny = tmp_path / "pgm"
     shutil.copytree(shared_data / "orl_att40" / "s05", tiny / "s05")
     o = tmp_path / "pgm_out"
-    assert run_cli("run", tiny, "--out", o, "--jobs", "1", "--quality", "image", "--no-pixel-check", "--quiet") == 0
+    assert run_cli("run", tiny, "--out", o, "--jobs", "1", "--quality", "image", "--quiet") == 0
     server = make_server(o, port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
