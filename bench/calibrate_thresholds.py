@@ -11,8 +11,8 @@ real detect -> align -> embed path:
 - identity overlap: cosine of identity mean embeddings (crossid.identity_means) over every identity
   of each set, distinct people's maximum against one person's two halves, and the shipped cut.
 
-    python bench/calibrate_thresholds.py --embedder sface --per-set 40
-    python bench/calibrate_thresholds.py --embedder dlib --detector dlib-hog --per-set 20
+    python bench/calibrate_thresholds.py --embedder sface --per-set 100 --overlap-per-id 10
+    python bench/calibrate_thresholds.py --embedder dlib --detector dlib-hog --per-set 20 --overlap-per-id 10
 """
 
 from __future__ import annotations
