@@ -1,14 +1,18 @@
-"""Calibrate the near-duplicate thresholds of an embedder on ../shared/data (run by hand).
+"""Calibrate an embedder's cosine / hash thresholds on ../shared/data (run by hand).
 
-Two distributions, as docs/thresholds.md describes:
-- same photo: each sampled real photo against near-copies of itself (JPEG q30-90, resize 0.5-2x,
-  5% crop, flip, brightness +-20%, rotation 2-6 degrees), through the real detect/align/embed path;
-- distinct photos: pairs of different photos of the same person (deepface13, orl_att40,
-  seed_vggface, yaleB_cropped10; essex_faces94_19 is reported apart: its photos are video frames).
-For each it prints cosine and perceptual-hash (aligned crop, mirror-invariant) quantiles, then the
-recall/false-merge trade-off of candidate thresholds.
+Prints, as markdown, the tables of docs/thresholds.md ("Cosine thresholds" and "dlib"), through the
+real detect -> align -> embed path:
+- same photo: each sampled real photo against near-copies of itself (facesieve/augment.py
+  COPY_KINDS: JPEG q30-90, resize 0.5-2x, 5% crop, flip, brightness +-10-20%, rotation 2-6 degrees):
+  cosine and mirror-invariant whole-image pHash distance per copy kind;
+- distinct photos: every pair of different sampled photos of one person, per set (sets of video
+  frames or crops of one source, essex_faces94_19 and seed_vggface, are reported apart);
+- the rules tried, the embedder's shipped rule among them: copies found, distinct pairs merged per set;
+- identity overlap: cosine of identity mean embeddings (crossid.identity_means) over every identity
+  of each set, distinct people's maximum against one person's two halves, and the shipped cut.
 
-    python bench/calibrate_thresholds.py --embedder sface --per-set 60
+    python bench/calibrate_thresholds.py --embedder sface --per-set 100 --overlap-per-id 10
+    python bench/calibrate_thresholds.py --embedder dlib --detector dlib-hog --per-set 20 --overlap-per-id 10
 """
 
 from __future__ import annotations
@@ -23,26 +27,46 @@ from pathlib import Path
 import numpy as np
 
 from facesieve.augment import COPY_KINDS, near_copy
+from facesieve.embed import l2_normalise, make_embedder
 from facesieve.faces.align import align
 from facesieve.faces.detect import make_detector, pick_face
-from facesieve.embed import l2_normalise, make_embedder
 from facesieve.imaging import image_hashes, load_rgb
+from facesieve.select.crossid import identity_means
 from facesieve.select.neardup import popcount64
+from facesieve.select.thresholds import for_embedder
 
-SETS = ("deepface13", "orl_att40", "seed_vggface/dataset", "yaleB_cropped10", "essex_faces94_19")
+SETS = ("orl_att40", "deepface13", "yaleB_cropped10")
+# same-person pairs there are not distinct photos: video frames, crops of one source photo
+APART = ("essex_faces94_19", "seed_vggface/dataset")
+OVERLAP_SETS = (*SETS, *APART)
+IMAGE_EXT = (".jpg", ".jpeg", ".pgm", ".png")
+
+# Rules tried per embedder: (cosine cut, pHash bits or None, cosine floor of the hash rule).
+RULES = {
+    "sface": [(0.96, 2, 0.85), (0.97, 2, 0.85), (0.975, 2, 0.85), (0.97, 6, 0.85), (0.97, None, None)],
+    "dlib": [(0.98, None, None), (0.99, 2, 0.95), (0.992, 2, 0.95), (0.995, 2, 0.95), (0.995, None, None)],
+}
 
 
-def sample_files(data: Path, per_set: int, rng: np.random.Generator, sets=SETS) -> list[tuple[str, str, Path]]:
+def set_files(data: Path, s: str) -> dict[str, list[Path]]:
+    """Identity -> its image files, sorted."""
+    files = sorted(p for p in (data / s).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXT)
+    out: dict[str, list[Path]] = {}
+    for p in files:
+        out.setdefault(p.parent.name, []).append(p)
+    return out
+
+
+def sample_files(data: Path, per_set: int, per_identity: int, rng: np.random.Generator, sets) -> list[tuple[str, str, Path]]:
+    """Whole identities (up to per_identity photos each) until per_set photos, so distinct pairs exist."""
     out = []
     for s in sets:
-        files = sorted(p for p in (data / s).rglob("*") if p.is_file() and p.suffix.lower() in (".jpg", ".pgm", ".png"))
-        # whole identities, so distinct same-person pairs exist
-        ids = sorted({p.parent.name for p in files})
+        by_id = set_files(data, s)
+        ids = sorted(by_id)
         rng.shuffle(ids)
-        chosen = []
+        chosen: list[Path] = []
         for i in ids:
-            mine = [p for p in files if p.parent.name == i][:8]
-            chosen += mine
+            chosen += by_id[i][:per_identity]
             if len(chosen) >= per_set:
                 break
         out += [(s, p.parent.name, p) for p in chosen[:per_set]]
@@ -50,82 +74,110 @@ def sample_files(data: Path, per_set: int, rng: np.random.Generator, sets=SETS) 
 
 
 class Face:
+    """The faces stage in small: the main face, aligned, embedded (unit length)."""
+
     def __init__(self, detector: str, embedder: str):
         self.det = make_detector(detector)
         self.emb = make_embedder(embedder)
 
-    def __call__(self, rgb: np.ndarray):
+    def __call__(self, rgb: np.ndarray) -> np.ndarray | None:
         dets = self.det.detect(rgb)
         if not dets:
             return None
         d = dets[pick_face(dets, rgb.shape[:2])]
-        crop = align(rgb, d.landmarks)
-        x = self.emb.prepare(rgb, d, crop)
-        v = l2_normalise(self.emb.embed_batch(np.asarray([x])).astype(np.float64))[0]
-        return v, crop
-
-
-def hashes(rgb: np.ndarray) -> tuple[int, int]:
-    """The image's pHash and its mirror image's (a flipped copy matches the second)."""
-    ph, _, mirrored = image_hashes(rgb)
-    return ph, mirrored
-
-
-def crop_signature(crop: np.ndarray) -> np.ndarray:
-    """32x32 grey of the aligned crop's central face, zero-mean unit-norm (brightness-invariant)."""
-    import cv2
-
-    g = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)[16:112, 8:104].astype(np.float32)
-    g = cv2.resize(g, (32, 32), interpolation=cv2.INTER_AREA).reshape(-1)
-    g -= g.mean()
-    return g / (np.linalg.norm(g) + 1e-6)
-
-
-def ncc(a: np.ndarray, b_crop_sig: tuple[np.ndarray, np.ndarray]) -> float:
-    return float(max(a @ b_crop_sig[0], a @ b_crop_sig[1]))
-
-
-def signatures(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return crop_signature(crop), crop_signature(np.ascontiguousarray(crop[:, ::-1]))
+        x = self.emb.prepare(rgb, d, align(rgb, d.landmarks))
+        return l2_normalise(self.emb.embed_batch(np.asarray([x])).astype(np.float64))[0]
 
 
 def ham(a: int, b: int) -> int:
     return int(popcount64(np.array([a ^ b], dtype=np.uint64))[0])
 
 
+def short(s: str) -> str:
+    return s.split("/")[0]
+
+
+def rule_name(rule) -> str:
+    t, bits, floor = rule
+    return f"cos ≥ {t:g}" + (f", or cos ≥ {floor:g} and pHash ≤ {bits}" if bits is not None else " alone")
+
+
+def merged(cos: np.ndarray, bits: np.ndarray, rule) -> np.ndarray:
+    t, b, floor = rule
+    hit = cos >= t
+    return hit | ((bits <= b) & (cos >= floor)) if b is not None else hit
+
+
+def overlap_table(face: Face, data: Path, sets, per_id: int, cut: float) -> list[str]:
+    """Cosine of identity means: distinct people's maximum per set, one person's two halves' minimum."""
+    lines = [f"| set | identities | photos embedded | distinct people's means: max | pairs ≥ {cut:g} | "
+             f"one person's two halves: min | halves < {cut:g} |", "|---|---|---|---|---|---|---|"]
+    for s in sets:
+        vecs, ids, halves = [], [], []
+        for ident, files in set_files(data, s).items():
+            for n, p in enumerate(files[:per_id]):
+                v = face(load_rgb(p))
+                if v is not None:
+                    vecs.append(v)
+                    ids.append(ident)
+                    halves.append(f"{ident}\0{n % 2}")
+        if not vecs:
+            continue
+        E = np.asarray(vecs, np.float32)
+        means, _, _ = identity_means(E, np.asarray(ids))
+        sim = means @ means.T
+        iu = np.triu_indices(len(means), 1)
+        other = sim[iu]
+        hm, hl, _ = identity_means(E, np.asarray(halves))
+        owner = np.array([h.split("\0")[0] for h in hl])
+        same = [float(hm[a] @ hm[b]) for a, b in combinations(range(len(hl)), 2) if owner[a] == owner[b]]
+        lines.append(f"| {short(s)} | {len(means)} | {len(vecs)} | {other.max():.3f} | {(other >= cut).sum()} of {len(other)} | "
+                     f"{min(same):.3f} | {sum(x < cut for x in same)} of {len(same)} |")
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
-    ap.add_argument("--embedder", default="sface")
-    ap.add_argument("--detector", default="yunet")
-    ap.add_argument("--per-set", type=int, default=60)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--sets", default=",".join(SETS), help="comma-separated sets under --data")
+    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data",
+                    help="the shared sets (default: %(default)s)")
+    ap.add_argument("--embedder", default="sface", help="default: %(default)s")
+    ap.add_argument("--detector", default="yunet", help="default: %(default)s")
+    ap.add_argument("--per-set", type=int, default=40, help="photos sampled per set (default: %(default)s)")
+    ap.add_argument("--per-identity", type=int, default=10, help="at most this many photos of one identity (default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    ap.add_argument("--sets", default=",".join(SETS), help="sets for copies and distinct pairs (default: %(default)s; "
+                    f"{', '.join(APART)} are reported apart)")
+    ap.add_argument("--overlap-sets", default=",".join(OVERLAP_SETS), help="sets for the identity-overlap table "
+                    "('' to skip; default: %(default)s)")
+    ap.add_argument("--overlap-per-id", type=int, default=6, help="photos embedded per identity there (default: %(default)s)")
     ap.add_argument("--json", type=Path, default=None, help="write the raw distributions here")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     face = Face(args.detector, args.embedder)
+    base = args.embedder.split(":", 1)[0]
+    try:
+        shipped = for_embedder(base)
+    except KeyError:
+        shipped = None
+    sets = [s for s in args.sets.split(",") if s]
     t0 = time.perf_counter()
-    records = []  # (set, identity, path, vec, phash, phash_mirror)
-    copies = []  # (set, kind, cos, hamming(mirror-invariant))
-    for s, ident, path in sample_files(args.data, args.per_set, rng, args.sets.split(",")):
+    records = []  # (set, identity, vec, phash, phash_mirror)
+    copies = []  # (set, kind, cos, hamming(mirror-invariant)); cos NaN: no face found in the copy
+    sample = sample_files(args.data, args.per_set, args.per_identity, rng, sets)
+    for n, (s, ident, path) in enumerate(sample, 1):
+        print(f"\r{n}/{len(sample)} photos", end="", file=sys.stderr, flush=True)
         rgb = load_rgb(path)
-        f = face(rgb)
-        if f is None:
+        v = face(rgb)
+        if v is None:
             continue
-        v, crop = f
-        h, hm = hashes(rgb)  # whole image, as the faces stage stores them
-        sig = signatures(crop)
-        records.append((s, ident, str(path), v, h, hm, sig))
+        h, _, hm = image_hashes(rgb)  # whole image, as the faces stage stores them
+        records.append((s, ident, v, h, hm))
         for kind in COPY_KINDS:
             copy = near_copy(rgb, kind, rng)
-            c = face(copy)
-            if c is None:
-                copies.append((s, kind, np.nan, 64, np.nan))
-                continue
-            cv, ccrop = c
-            ch, _ = hashes(copy)
-            copies.append((s, kind, float(v @ cv), min(ham(h, ch), ham(hm, ch)), ncc(crop_signature(ccrop), sig)))
+            cv = face(copy)
+            ch = image_hashes(copy)[0]
+            copies.append((s, kind, float(v @ cv) if cv is not None else np.nan, min(ham(h, ch), ham(hm, ch))))
+    print(file=sys.stderr)
     distinct = []  # (set, cos, hamming)
     by_id: dict[tuple[str, str], list[int]] = {}
     for n, r in enumerate(records):
@@ -133,38 +185,69 @@ def main() -> int:
     for (s, _), idx in by_id.items():
         for a, b in combinations(idx, 2):
             ra, rb = records[a], records[b]
-            distinct.append((s, float(ra[3] @ rb[3]), min(ham(ra[4], rb[4]), ham(ra[5], rb[4])), ncc(ra[6][0], rb[6])))
+            distinct.append((s, float(ra[2] @ rb[2]), min(ham(ra[3], rb[3]), ham(ra[4], rb[3]))))
+    secs = time.perf_counter() - t0
 
+    cmd = "python bench/calibrate_thresholds.py " + " ".join(sys.argv[1:])
     cc = np.array([c[2] for c in copies], float)
     ch = np.array([c[3] for c in copies], float)
-    frames = np.array([d[0] == "essex_faces94_19" for d in distinct])
-    dc = np.array([d[1] for d in distinct], float)[~frames]
-    dh = np.array([d[2] for d in distinct], float)[~frames]
-    print(f"{args.detector}+{args.embedder}: {len(records)} photos, {len(copies)} near-copies, "
-          f"{len(dc)} distinct same-person pairs (+{frames.sum()} essex frame pairs), {time.perf_counter() - t0:.0f} s")
-    q = [0.01, 0.05, 0.5]
-    print("same photo cosine   p1 %.3f  p5 %.3f  median %.3f  (not found: %d)" % (*np.nanquantile(cc, q), np.isnan(cc).sum()))
+    found = ~np.isnan(cc)
+    dset = np.array([d[0] for d in distinct])
+    dist_sets = [s for s in sets if s not in APART]
+    keep = np.isin(dset, dist_sets)
+    dc, dh = np.array([d[1] for d in distinct], float), np.array([d[2] for d in distinct], float)
+    pairs = {s: int((dset == s).sum()) for s in sets}
+    print(f"`{cmd}` ({secs:.0f} s)\n")
+    print(f"{args.detector} + {args.embedder}: {len(records)} photos with a face (of {len(sample)} sampled), "
+          f"{len(copies)} near-copies ({(~found).sum()} with no face found), {keep.sum()} distinct same-person pairs "
+          f"({', '.join(f'{short(s)} {pairs[s]}' for s in dist_sets)})"
+          + "".join(f"; {short(s)} {pairs[s]} pairs reported apart" for s in sets if s in APART) + "\n")
+
+    print("| copy kind | cosine to its source: min / p5 / median | pHash bits (mirror-invariant): median / p95 | no face |")
+    print("|---|---|---|---|")
     for kind in COPY_KINDS:
-        k = np.array([c[2] for c in copies if c[1] == kind], float)
-        kh = np.array([c[3] for c in copies if c[1] == kind], float)
-        print(f"  {kind:<10} cosine min {np.nanmin(k):.3f} p5 {np.nanquantile(k, .05):.3f}   phash median {np.median(kh):.0f} p95 {np.quantile(kh, .95):.0f}")
-    print("distinct cosine     max %.3f  p99.9 %.3f  p99 %.3f  median %.3f" % (dc.max(), *np.quantile(dc, [0.999, 0.99, 0.5])))
-    ec = np.array([d[1] for d in distinct], float)[frames]
-    if len(ec):
-        print("essex frames cosine median %.3f  p10 %.3f" % (np.median(ec), np.quantile(ec, 0.1)))
-    print("distinct phash      min %d  p0.1 %.0f  p1 %.0f" % (dh.min(), *np.quantile(dh, [0.001, 0.01])))
-    print("\nthreshold  bits  floor   copies found   distinct pairs merged")
-    for t in np.arange(0.80, 0.99, 0.01):
-        for bits, floor in ((0, 1.1), (6, 0.6), (8, 0.6), (10, 0.6), (8, 0.7), (10, 0.7), (12, 0.7)):
-            found = (cc >= t) | ((ch <= bits) & (cc >= floor))
-            merged = (dc >= t) | ((dh <= bits) & (dc >= floor))
-            print(f"  {t:.2f}    {bits:>3}   {floor:.2f}   {np.nanmean(found):.3f}          {merged.mean():.4f} ({merged.sum()})")
+        k = np.array([c[1] == kind for c in copies])
+        kc = cc[k & found]
+        print(f"| {kind} | {kc.min():.3f} / {np.quantile(kc, .05):.3f} / {np.median(kc):.3f} | "
+              f"{np.median(ch[k]):.0f} / {np.quantile(ch[k], .95):.0f} | {(k & ~found).sum()} |")
+    print()
+    print("| pairs | n | cosine p1 / p5 / median / p99 / max | pHash bits: min | at or above 0.90 |")
+    print("|---|---|---|---|---|")
+    print(f"| copies | {found.sum()} | " + " / ".join(f"{x:.3f}" for x in np.quantile(cc[found], [0.01, 0.05, 0.5, 0.99, 1.0]))
+          + f" | {ch[found].min():.0f} | {(cc[found] >= 0.9).mean():.1%} |")
+    for name, m in [("distinct, all", keep)] + [(f"distinct, {short(s)}", dset == s) for s in sets]:
+        if m.sum():
+            print(f"| {name} | {m.sum()} | " + " / ".join(f"{x:.3f}" for x in np.quantile(dc[m], [0.01, 0.05, 0.5, 0.99, 1.0]))
+                  + f" | {dh[m].min():.0f} | {(dc[m] >= 0.9).mean():.1%} |")
+    print()
+
+    rules = list(RULES.get(base, []))
+    if shipped is not None:
+        mine = (shipped.near_duplicate, shipped.phash_max_bits, shipped.phash_min_sim)
+        if mine not in rules:
+            rules.append(mine)
+    if not rules:  # an embedder with no defaults: cuts at the copies' own quantiles
+        rules = [(round(float(np.quantile(cc[found], q)), 3), None, None) for q in (0.01, 0.05, 0.10)]
+    print(f"| rule | copies found (of {found.sum()} with a face) | distinct pairs merged ("
+          + " / ".join(f"{short(s)} of {pairs[s]}" for s in dist_sets) + ") |")
+    print("|---|---|---|")
+    for rule in rules:
+        name = rule_name(rule) + (" (shipped)" if shipped is not None and rule == mine else "")
+        per = [int(merged(dc[dset == s], dh[dset == s], rule).sum()) for s in dist_sets]
+        print(f"| {name} | {merged(cc[found], ch[found], rule).mean():.3f} | {sum(per)} ({' / '.join(map(str, per))}) |")
+    print()
+
+    osets = [s for s in args.overlap_sets.split(",") if s]
+    if osets:
+        cut = shipped.identity_overlap if shipped is not None else 0.8
+        t1 = time.perf_counter()
+        lines = overlap_table(face, args.data, osets, args.overlap_per_id, cut)
+        print(f"Identity overlap (cosine of identity means; up to {args.overlap_per_id} photos per identity, "
+              f"halves by alternate photos; {'shipped' if shipped is not None else 'example'} cut {cut:g}; "
+              f"{time.perf_counter() - t1:.0f} s):\n")
+        print("\n".join(lines))
     if args.json:
         args.json.write_text(json.dumps({"copies": copies, "distinct": distinct}, default=float))
-    cn = np.array([c[4] for c in copies], float)
-    dn = np.array([d[3] for d in distinct], float)[~frames]
-    print("crop NCC: copies p1 %.3f p5 %.3f; distinct max %.3f p99 %.3f p95 %.3f" % (
-        *np.nanquantile(cn, [0.01, 0.05]), dn.max(), *np.quantile(dn, [0.99, 0.95])))
     return 0
 
 
