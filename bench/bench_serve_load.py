@@ -73,7 +73,7 @@ def main() -> None:
             shutil.copytree(SHARED / ident, tmp / "data" / ident)
         out = tmp / "out"
         assert facesieve(["run", str(tmp / "data"), "--out", str(out), "--jobs", "2", "--quality", "image",
-                     "--no-pixel-check", "--quiet"]) == 0
+                     "--quiet"]) == 0
         server = make_server(out, port=0)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         port, token = server.server_address[1], getattr(server.app, "token", "")

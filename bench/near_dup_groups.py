@@ -1,6 +1,6 @@
 """Per identity, how many faces a run kept and which near-duplicate groups it formed (run by hand).
 
-    facesieve run ../shared/data/essex_faces94_19 --out essex_clean --no-pixel-check
+    facesieve run ../shared/data/essex_faces94_19 --out essex_clean
     python bench/near_dup_groups.py essex_clean/manifest.csv [--identity anpage] [--groups 3]
 
 Reads only the manifest: a group is the removed faces whose `duplicate_of` names one kept face.

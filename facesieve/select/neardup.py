@@ -304,8 +304,8 @@ def near_duplicate_groups(
         phash_min_sim: cosine floor for a hash match to count.
         block_size: rows per blocked product (capped so a block holds <= 2**24 similarities).
             Results do not depend on it.
-        pixels: optional pixel check, called as pixels(i, j) with two input rows (the centre
-            first) -> (is_copy, residual); see copycheck.CopyCheck. Asked for pairs at or above
+        pixels: optional image check, called as pixels(i, j) with two input rows (the centre
+            first) -> (is_copy, score); the face-crop test, samephoto.SamePhotoCheck. Asked for pairs at or above
             pixel_min_sim that neither the cosine nor the hash rule takes.
         pixel_min_sim: cosine floor for a pair to be given to the pixel check.
         pixel_neighbours: a pair goes to the pixel check only when one face is among the other's
