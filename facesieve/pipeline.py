@@ -484,6 +484,26 @@ def save_pair_scores(config: RunConfig, check) -> None:
         "key_a": [k[0] for k in keys], "key_b": [k[1] for k in keys], "score": list(check.cache.values())}))
 
 
+def same_photo_across(check, unit: np.ndarray, identities: np.ndarray, has_face: np.ndarray, min_sim: float) -> tuple[np.ndarray, np.ndarray]:
+    """File-row pairs under different identities that the face-crop test calls one photo (the
+    within-identity definition, same cuts): each face's nearest faces of other identities from
+    `min_sim` up are scored, so an edited copy filed under another person is found even when its
+    embedding has moved below the cross-identity cosine."""
+    from facesieve.select.crossid import cross_identity_pairs, index_for
+
+    rows = np.flatnonzero(has_face & (check.crop_row >= 0))
+    none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    if len(rows) < 2 or len(pd.unique(identities[rows])) < 2:
+        return none
+    pairs = cross_identity_pairs(unit[rows].astype(np.float32), identities[rows], min_sim, index=index_for(len(rows)))
+    if not len(pairs):
+        return none
+    a, b = rows[pairs["i"].to_numpy()], rows[pairs["j"].to_numpy()]
+    check.prefetch(list(zip(a.tolist(), b.tolist())))
+    one = np.array([check.same_photo(i, j) for i, j in zip(a.tolist(), b.tolist())], dtype=bool)
+    return a[one], b[one]
+
+
 def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporter: Reporter | None = None) -> Decided:
     """All decisions for all files, from the assembled table and per-file vectors. The only I/O
     is the duplicate stage's: it reads the aligned crops of the faces stage and keeps its pair
@@ -521,16 +541,19 @@ def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporte
                 bar = reporter.stage("duplicates", int(np.count_nonzero(decisions["action"].to_numpy() == KEEP)))
         with bar as advance:
             near_groups = mark_near_duplicates(decisions, unit, identities, quality, paths, phash, settings, check, advance)
-        if check is not None:
-            save_pair_scores(config, check)
     if settings.cross_identity is not None:
         cross = mark_cross_identity(decisions, unit, identities, paths, has_face, settings)
     if settings.identity_cuts is not None:
-        # same-photo pairs across identities: the cross-identity cosine pairs for now (a same-photo
-        # detector's cross-identity pairs plug in here); equal hashes are copies in any case
+        # one photo under several identities: equal hashes (always), faces as close as one photo's
+        # copies (the cross-identity cosine pairs), and pairs the face-crop test calls one photo
         same = (cross["row_a"].to_numpy(np.int64), cross["row_b"].to_numpy(np.int64)) if len(cross) else None
+        if check is not None:
+            a, b = same_photo_across(check, unit, identities, has_face, settings.crop_min_sim)
+            same = (a, b) if same is None else (np.concatenate([same[0], a]), np.concatenate([same[1], b]))
         ident = mark_identities(decisions, unit, identities, paths, frame["sha256"].fillna("").to_numpy(),
                                 frame["pixel_hash"].fillna("").to_numpy(), has_face, settings, same)
+    if check is not None:
+        save_pair_scores(config, check)
     if settings.outliers:
         outl = mark_outliers(decisions, unit, identities, has_face, settings)
     restored = [] if settings.empty_identities else protect_identities(decisions, identities, has_face)

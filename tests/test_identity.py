@@ -192,3 +192,28 @@ def test_contaminated_folder_and_copies_by_fit():
     mixed = np.vstack([cluster(rng, cc[None], 10), cluster(rng, cd[None], 10)]).astype(np.float32)
     r = identity_decisions(mixed, np.array(["M"] * 20), threshold=0.35)
     assert (r["verdict"] == "ambiguous").all()
+
+
+def test_edited_copy_under_another_identity_is_found_by_the_face_crop_test(shared_data, tmp_path, workspace):
+    """One of A's photos re-published under B mirrored, reduced and re-saved as JPEG, its embedding
+    moved below the cross-identity cosine: the face-crop test still calls it A's photo, so the copy
+    in B is removed as mislabeled in favour of A's own (without the test it would only be a face
+    that fits A better, sent to review)."""
+    from PIL import Image
+
+    from facesieve.imaging import load_rgb
+
+    a, b, *rest = PEOPLE
+    data = tmp_path / "data"
+    for p in PEOPLE:
+        fill(data / p, photos(shared_data, p))
+    source = photos(shared_data, a)[3]
+    rgb = load_rgb(source)
+    h, w = rgb.shape[:2]
+    im = Image.fromarray(np.ascontiguousarray(rgb[:, ::-1])).resize((int(w * 0.7), int(h * 0.7)), Image.BILINEAR)
+    im.save(data / b / "reposted.jpg", quality=70)
+    m, summary = run(data, tmp_path / "out", workspace)
+    row = m.set_index("path").loc[f"{b}/reposted.jpg"]
+    assert (row["action"], row["reason"], row["belongs_to"]) == ("remove", "mislabeled", a), row[["action", "reason", "detail"]]
+    assert row["duplicate_of"] == f"{a}/{source.name}"
+    assert (m[m["identity"] == a]["action"] == "keep").all()
