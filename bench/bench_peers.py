@@ -27,14 +27,13 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_100k import TreeMemory, make_dataset, run_facesieve  # noqa: E402
+from bench_100k import make_dataset, run_facesieve, run_measured  # noqa: E402
 from bench_throughput import loop_sface  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,15 +72,7 @@ def images_in(root: Path) -> list[Path]:
 
 def run_fastdup(python: str, data: Path, work: Path) -> dict:
     shutil.rmtree(work, ignore_errors=True)
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([python, "-c", FASTDUP_SCRIPT, str(data), str(work)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    mem = TreeMemory(proc.pid)
-    out, err = proc.communicate()
-    wall = time.perf_counter() - t0
-    peak = mem.stop()
-    if proc.returncode != 0:
-        raise SystemExit(f"fastdup failed ({proc.returncode}):\n{err[-3000:]}")
+    out, wall, peak = run_measured([python, "-c", FASTDUP_SCRIPT, str(data), str(work)], "fastdup")
     return {"wall": wall, "peak": peak, "images": json.loads(out.strip().splitlines()[-1])["images"]}
 
 
