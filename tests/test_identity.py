@@ -194,6 +194,28 @@ def test_contaminated_folder_and_copies_by_fit():
     assert (r["verdict"] == "ambiguous").all()
 
 
+def test_a_face_of_nobody_in_the_dataset_is_not_given_to_a_folder():
+    """A lone face of a third person in A's folder fits B a little better than A (B is not far
+    from it, A is very far): still nobody's, so not `mislabeled` into B; a face of B's person in A
+    is."""
+    rng = np.random.default_rng(1)
+    ca, cb = unit(rng, n=2)
+    a_dir = ca - (ca @ cb) * cb  # Gram-Schmidt: B's direction, A's apart from B's, nobody's
+    a_dir /= np.linalg.norm(a_dir)
+    r = unit(rng)[0]
+    r -= (r @ cb) * cb + (r @ a_dir) * a_dir
+    r /= np.linalg.norm(r)
+    stranger = 0.2 * cb - 0.25 * a_dir + np.sqrt(1 - 0.2**2 - 0.25**2) * r
+    A, B = cluster(rng, ca[None], 15), cluster(rng, cb[None], 15)
+    E = np.vstack([A, stranger[None], cluster(rng, cb[None], 1), B]).astype(np.float32)
+    ids = np.array(["A"] * 17 + ["B"] * 15)
+    fit_a, fit_b = float(E[:15].mean(axis=0) @ E[15]), float(E[17:].mean(axis=0) @ E[15])
+    assert fit_b - fit_a >= 0.1 and fit_b < 0.35  # closer to B by the margin, yet not B's person
+    r = identity_decisions(E, ids, threshold=0.35)
+    assert r["verdict"][15] != "mislabeled" and r["belongs_to"][15] == ""
+    assert r["verdict"][16] == "mislabeled" and r["belongs_to"][16] == "B"
+
+
 def test_edited_copy_under_another_identity_is_found_by_the_face_crop_test(shared_data, tmp_path, workspace):
     """One of A's photos re-published under B mirrored, reduced and re-saved as JPEG, its embedding
     moved below the cross-identity cosine: the face-crop test still calls it A's photo, so the copy

@@ -17,7 +17,8 @@ answer, because the faces filed wrongly there agree with each other:
    the same share is left undecided (review); a separate group of at least `min_group` faces that
    matches no identity is an outlier. A face left in a smaller group is mislabeled when it fits
    another folder's person better than its own by `fit_margin` (average cosine to each person's
-   faces), else it is left to the outlier rule (select/outliers.py).
+   faces) and at least at the split cut (it would join that person), else it is left to the
+   outlier rule (select/outliers.py).
 2. **Copies across identities** (the same photo filed under two or more identities): each copy's
    face is compared with the identity faces of every folder holding a copy (average cosine,
    leaving out all copies of that photo). It is kept where it fits best when that fit beats every
@@ -235,7 +236,7 @@ def identity_decisions(
             rows = g_rows[g]
             verdict[rows], belongs[rows], detail[rows] = v, b, d
 
-    _loose_faces(X, codes, labels, sums, g_size, identity_groups, fit_margin, verdict, belongs, detail)
+    _loose_faces(X, codes, labels, sums, g_size, identity_groups, fit_margin, threshold, verdict, belongs, detail)
     fit = np.full(n, np.nan)
     _resolve_copies(X, codes, labels, copies, g_rows, folder_rows, identity_groups, fit_margin, verdict, belongs, detail, fit)
     return pd.DataFrame({
@@ -284,9 +285,12 @@ def _claims(means: np.ndarray, g_folder: np.ndarray, share: np.ndarray, threshol
     return claim, claim_group, claim_sim
 
 
-def _loose_faces(X, codes, labels, sums, g_size, identity_groups, margin, verdict, belongs, detail) -> None:
+def _loose_faces(X, codes, labels, sums, g_size, identity_groups, margin, same_person, verdict, belongs, detail) -> None:
     """A face left out of every group decision (a one-face group, say) that fits another folder's
-    person better than its own folder's, by `margin` in average cosine: mislabeled there."""
+    person better than its own folder's, by `margin` in average cosine, and at least at
+    `same_person` (the split cut: the average cosine at which average linkage would join it to
+    that person): mislabeled there. A face of nobody in the dataset fits no folder that well and is
+    left to the outlier rule, never relabelled into whichever folder it happens to be least far from."""
     folders = np.array([f for f, g in identity_groups.items() if len(g) == 1], dtype=np.int64)
     if len(folders) < 2:
         return
@@ -304,7 +308,7 @@ def _loose_faces(X, codes, labels, sums, g_size, identity_groups, margin, verdic
         best = fits.argmax(axis=1)
         other = fits[at, best]
         for r, o, b, v in zip(part, own, best, other):
-            if v - o >= margin:
+            if v - o >= margin and v >= same_person:
                 verdict[r], belongs[r] = MISLABELED, labels[folders[b]]
                 detail[r] = f"fits {labels[folders[b]]} (average cosine {v:.2f}) better than its own folder ({o:.2f})"
 
