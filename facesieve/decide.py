@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from facesieve.select.subset import select_subset
+from facesieve.select.thresholds import LONE_CUT, RATIO_CUT, RATIO_SCORE_CUT, SAME_PHOTO_CUT, SHOT_CUT
 
 KEEP, REMOVE, REVIEW, ERROR = "keep", "remove", "review", "error"
 IGNORE = "ignore"  # not meant as an image of the dataset (a README, a file outside the identity folders)
@@ -30,13 +31,13 @@ class DecideSettings:
     # The face-crop test (select/samephoto.py): pairs from crop_min_sim up go to it; None = no crop
     # test (the hash rule decides). A pair scoring at most same_photo_cut is one photo; at most
     # shot_cut a near-identical shot, grouped only when group_shots. The neighbour-ratio rule
-    # (samephoto.Cuts) groups more pairs as one photo; 0 turns it off.
+    # (samephoto.Cuts) groups more pairs as one photo; 0 turns it off. Defaults: the shipped cuts.
     crop_min_sim: float | None = None
-    same_photo_cut: float = 0.0065
-    shot_cut: float = 0.0065
-    ratio_score_cut: float = 0.0
-    ratio_cut: float = 0.0
-    lone_cut: float = 0.0
+    same_photo_cut: float = SAME_PHOTO_CUT
+    shot_cut: float = SHOT_CUT
+    ratio_score_cut: float = RATIO_SCORE_CUT
+    ratio_cut: float = RATIO_CUT
+    lone_cut: float = LONE_CUT
     group_shots: bool = True
     cross_identity: float | None = None  # cosine threshold; None = no cross-identity pass
     identity_overlap: float | None = None
