@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from facesieve.select.subset import select_subset
-from facesieve.select.thresholds import LONE_CUT, RATIO_CUT, RATIO_SCORE_CUT, SAME_PHOTO_CUT, SHOT_CUT
+from facesieve.select.thresholds import (HASH_BITS, HASH_SCORE_CUT, LONE_CUT, PAIR_HASH_BITS, RATIO_CUT, RATIO_SCORE_CUT,
+                                         SAME_PHOTO_CUT, SHOT_CUT)
 
 KEEP, REMOVE, REVIEW, ERROR = "keep", "remove", "review", "error"
 IGNORE = "ignore"  # not meant as an image of the dataset (a README, a file outside the identity folders)
@@ -38,6 +39,8 @@ class DecideSettings:
     ratio_score_cut: float = RATIO_SCORE_CUT
     ratio_cut: float = RATIO_CUT
     lone_cut: float = LONE_CUT
+    hash_score_cut: float = HASH_SCORE_CUT  # the whole-image hash rule (samephoto.Cuts); hash_bits -1: off
+    hash_bits: int = HASH_BITS
     group_shots: bool = True
     cross_identity: float | None = None  # cosine threshold; None = no cross-identity pass
     identity_overlap: float | None = None
@@ -50,7 +53,8 @@ class DecideSettings:
     def cuts(self):
         from facesieve.select.samephoto import Cuts
 
-        return Cuts(self.same_photo_cut, self.shot_cut, self.ratio_score_cut, self.ratio_cut, self.lone_cut)
+        return Cuts(self.same_photo_cut, self.shot_cut, self.ratio_score_cut, self.ratio_cut, self.lone_cut,
+                    self.hash_score_cut, self.hash_bits)
 
 
 def quality_weights(quality: np.ndarray) -> np.ndarray:
@@ -168,6 +172,8 @@ def mark_near_duplicates(decisions, vectors, identities, quality, paths, phash, 
         pixels=_OnRows(pixels, cand) if use_pixels else None,
         pixel_min_sim=settings.crop_min_sim if use_pixels else 1.0,
         pixel_neighbours=settings.extra.get("crop_neighbours", 6),
+        pixel_hashes=None if getattr(pixels, "hashes", None) is None else pixels.hashes[cand],
+        pixel_hash_bits=int(settings.extra.get("pair_hash_bits", PAIR_HASH_BITS)) if use_pixels else -1,
         progress=progress,
     )
     drop = np.flatnonzero((res["group"].to_numpy() >= 0) & ~res["is_kept"].to_numpy())

@@ -386,7 +386,8 @@ def decide_settings(config: RunConfig) -> DecideSettings:
     shots (and near-identical shots too: the default), off. config.dedup=False turns off the
     cross-identity pass as well."""
     from facesieve.models.spec import spec_name
-    from facesieve.select.thresholds import LONE_CUT, RATIO_CUT, RATIO_SCORE_CUT, SAME_PHOTO_CUT, SHOT_CUT, for_embedder
+    from facesieve.select.thresholds import (HASH_BITS, HASH_SCORE_CUT, LONE_CUT, RATIO_CUT, RATIO_SCORE_CUT, SAME_PHOTO_CUT, SHOT_CUT,
+                                             for_embedder)
 
     mode = config.duplicates if config.dedup else "off"
     if mode not in DUPLICATE_MODES:
@@ -422,12 +423,14 @@ def decide_settings(config: RunConfig) -> DecideSettings:
         ratio_score_cut=float(extra.get("ratio_score_cut", RATIO_SCORE_CUT)),
         ratio_cut=float(extra.get("ratio_cut", RATIO_CUT)),
         lone_cut=float(extra.get("lone_cut", LONE_CUT)),
+        hash_score_cut=float(extra.get("hash_score_cut", HASH_SCORE_CUT)),
+        hash_bits=int(extra.get("hash_bits", HASH_BITS)),
         group_shots=mode == "shots",
         cross_identity=pick(config.cross_id_threshold, t and t.cross_identity) if config.dedup else None,
         identity_overlap=pick(config.overlap_threshold, t and t.identity_overlap) if config.dedup else None,
         outliers=config.outliers,
         drop_outliers=config.drop_outliers,
-        extra={k: v for k, v in extra.items() if k == "crop_neighbours"},
+        extra={k: v for k, v in extra.items() if k in ("crop_neighbours", "pair_hash_bits")},
         identity_cuts=_identity_cuts(config),
         empty_identities=config.empty_identities,
     )
@@ -472,7 +475,8 @@ def same_photo_check(config: RunConfig, frame: pd.DataFrame, settings: DecideSet
     if stored is not None:
         cache = dict(zip(zip(stored["key_a"], stored["key_b"]), stored["score"].astype(float)))
     cut = settings.shot_cut if settings.group_shots else settings.same_photo_cut
-    return SamePhotoCheck(views, crop_row, keys, cut, cache, cuts=settings.cuts())
+    hashes = np.stack([frame[c].fillna(0).to_numpy(np.int64) for c in ("phash", "phash_mirror")], axis=1).view(np.uint64)
+    return SamePhotoCheck(views, crop_row, keys, cut, cache, cuts=settings.cuts(), hashes=hashes)
 
 
 def save_pair_scores(config: RunConfig, check) -> None:

@@ -178,6 +178,7 @@ def _leaders(
     pixels=None,
     pixel_min_sim: float = 1.0,
     pixel_pairs: set | None = None,
+    any_cosine: set | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Leader clustering of X's rows, visited in row order; returns each row's centre row and,
     for rows matched by the pixel check, its residual (NaN otherwise).
@@ -185,8 +186,11 @@ def _leaders(
     `pixels(centre_row, row)` -> (is_copy, residual, ...): asked only for pairs at or above
     pixel_min_sim that neither the cosine nor the hash rule takes, and only while the row is
     still unassigned, and only for pairs in `pixel_pairs` (each face with its nearest neighbours),
-    so the (costly) check runs at most a few times per face."""
+    so the (costly) check runs at most a few times per face. Pairs in `any_cosine` (i < j; the
+    whole-image hash pairs) go to the check whatever their cosine."""
     n = X.shape[0]
+    low = np.array(sorted(any_cosine or ()), np.int64).reshape(-1, 2)
+    low = np.concatenate([low, low[:, ::-1]])
     centre = np.full(n, -1, dtype=np.int64)
     residual = np.full(n, np.nan)
     floor = min(threshold, phash_min_sim) if ph is not None else threshold
@@ -216,6 +220,12 @@ def _leaders(
             if pixels is not None:
                 maybe[ro, co] = at_least(S[ro, co], X, rows[ro], cols[co], pixel_min_sim)
             dup[ro, co] = False
+        if pixels is not None and low.size:
+            rpos, cpos = np.full(n, -1), np.full(n, -1)
+            rpos[rows], cpos[cols] = np.arange(rows.size), np.arange(cols.size)
+            sel = (rpos[low[:, 0]] >= 0) & (cpos[low[:, 1]] >= 0)
+            lr, lc = rpos[low[sel, 0]], cpos[low[sel, 1]]
+            maybe[lr, lc] |= ~dup[lr, lc]
         del S
         for bi in np.flatnonzero(dup.any(axis=1) | maybe.any(axis=1)):
             p = rows[bi]
@@ -253,6 +263,29 @@ def _band_pairs(X, ph, idx, pairs, threshold, phash_min_sim, phash_max_bits) -> 
     return list(zip(i[open_].tolist(), j[open_].tolist()))
 
 
+def hash_pairs(ph: np.ndarray, bits: int, k: int, block_size: int = DEFAULT_BLOCK_SIZE) -> set:
+    """Pairs (i, j), i < j, whose whole-image hashes (ph: (n, 2), hash and mirrored hash) differ in
+    at most `bits` bits, j among i's k closest by hash or i among j's. A copy whose face the
+    embedder misreads (a small, dark or covered face: cosine to its source down to 0.2) keeps its
+    image's hash, so it still meets its source; the face-crop test then decides."""
+    n = ph.shape[0]
+    out: set = set()
+    if n < 2 or k < 1 or bits < 0:
+        return out
+    b = max(1, min(block_size, _MAX_BLOCK_ELEMENTS // n))
+    for s in range(0, n, b):
+        rows = np.arange(s, min(n, s + b))
+        D = np.minimum(popcount64(ph[rows, 0][:, None] ^ ph[None, :, 0]), popcount64(ph[rows, 1][:, None] ^ ph[None, :, 0]))
+        D[np.arange(rows.size), rows] = 65
+        kk = min(k, n - 1)
+        top = np.argpartition(D, kk - 1, axis=1)[:, :kk]
+        for r, row in enumerate(top):
+            i = int(rows[r])
+            for j in row[D[r, row] <= bits]:
+                out.add((min(i, int(j)), max(i, int(j))))
+    return out
+
+
 def nearest_pairs(X: np.ndarray, k: int, floor: float, block_size: int = DEFAULT_BLOCK_SIZE) -> set:
     """Pairs (i, j), i < j, where j is among i's k most similar rows or i among j's, with cosine
     >= floor. Bounds the pixel checks to at most 2k per face: a copy's source is among its nearest
@@ -288,6 +321,8 @@ def near_duplicate_groups(
     pixels=None,
     pixel_min_sim: float = 1.0,
     pixel_neighbours: int = 4,
+    pixel_hashes: ArrayLike | None = None,
+    pixel_hash_bits: int = -1,
     progress=None,
 ) -> pd.DataFrame:
     """Group near-duplicate faces within each identity and keep the best of each group.
@@ -310,6 +345,9 @@ def near_duplicate_groups(
         pixel_min_sim: cosine floor for a pair to be given to the pixel check.
         pixel_neighbours: a pair goes to the pixel check only when one face is among the other's
             this many most similar faces of the identity (bounds the checks to 2x this per face).
+        pixel_hashes, pixel_hash_bits: optional (N, 2) whole-image hashes (hash, mirrored hash);
+            pairs within pixel_hash_bits of each other (each face's pixel_neighbours closest) also
+            go to the pixel check, whatever their cosine (hash_pairs).
         progress: optional callable, given the number of faces grouped as identities finish.
 
     Returns a DataFrame, one row per input row, same order:
@@ -344,11 +382,14 @@ def near_duplicate_groups(
         if not -1.0 <= float(phash_min_sim) <= 1.0:
             raise ValueError(f"phash_min_sim must be a cosine in [-1, 1], got {phash_min_sim}")
 
+    hp = None if pixel_hashes is None or pixel_hash_bits < 0 else _as_phash(pixel_hashes, n).reshape(n, -1)
+    if hp is not None and hp.shape[1] == 1:
+        hp = np.repeat(hp, 2, axis=1)
     order = np.lexsort((rank, codes))
     bounds = np.flatnonzero(np.r_[True, codes[order][1:] != codes[order][:-1], True])
     centre = np.arange(n, dtype=np.int64)
     pixel_residual = np.full(n, np.nan)
-    pending: list[tuple[np.ndarray, set | None]] = []
+    pending: list[tuple[np.ndarray, set | None, set | None]] = []
     queued = 0
 
     def flush() -> None:
@@ -356,8 +397,8 @@ def near_duplicate_groups(
         check's worker processes, when it has them)."""
         prefetch = getattr(pixels, "prefetch", None)
         if prefetch is not None:
-            prefetch([pair for idx, pairs in pending for pair in _band_pairs(X, ph, idx, pairs, threshold, phash_min_sim, phash_max_bits)])
-        for idx, pairs in pending:
+            prefetch([pair for idx, pairs, _ in pending for pair in _band_pairs(X, ph, idx, pairs, threshold, phash_min_sim, phash_max_bits)])
+        for idx, pairs, low in pending:
             local, res = _leaders(
                 np.ascontiguousarray(X[idx]),
                 None if ph is None else ph[idx],
@@ -368,6 +409,7 @@ def near_duplicate_groups(
                 None if pixels is None else (lambda p, q, idx=idx: pixels(int(idx[p]), int(idx[q]))),
                 float(pixel_min_sim),
                 pairs,
+                low,
             )
             centre[idx] = idx[local]
             pixel_residual[idx] = res
@@ -382,7 +424,11 @@ def near_duplicate_groups(
             continue
         idx = order[a:b]
         pairs = None if pixels is None else nearest_pairs(X[idx], int(pixel_neighbours), float(pixel_min_sim), int(block_size))
-        pending.append((idx, pairs))
+        low = None
+        if pairs is not None and hp is not None:
+            low = hash_pairs(hp[idx], int(pixel_hash_bits), int(pixel_neighbours), int(block_size)) - pairs
+            pairs |= low
+        pending.append((idx, pairs, low))
         queued += len(pairs or ()) + 1
         if queued >= _PREFETCH_BATCH:
             flush()

@@ -318,13 +318,20 @@ class Cuts:
     faces to their other candidate neighbours (a copy is much closer to its source than to the
     person's other photos; ORL's shots of one sitting, or yaleB's lighting pairs, are about as close
     to each other as to the sitting's other shots). A pair whose faces have no other candidate
-    neighbour has no such reference: it is one photo at or below `lone`."""
+    neighbour has no such reference: it is one photo at or below `lone`.
+
+    The second signal, the whole image: a pair whose two images' perceptual hashes (64-bit DCT
+    pHash of the whole image, mirror-aware: neardup.hash_distance) differ in at most `hash_bits`
+    bits is one photo up to `hash_score` (a re-encoded, re-toned, grey or resized copy keeps the
+    whole image's hash; another shot moves the head against its background). -1: off."""
 
     same_photo: float
     shot: float
     ratio_score: float = 0.0
     ratio: float = 0.0
     lone: float = 0.0
+    hash_score: float = 0.0
+    hash_bits: int = -1
 
 
 def neighbour_ratio(a, b, scores) -> np.ndarray:
@@ -342,20 +349,24 @@ def neighbour_ratio(a, b, scores) -> np.ndarray:
     return out
 
 
-def grouped(scores, ratios, cut: float, cuts: Cuts) -> np.ndarray:
+def grouped(scores, ratios, cut: float, cuts: Cuts, hash_bits=None) -> np.ndarray:
     """Whether each pair is grouped: at or below `cut` (cuts.same_photo or cuts.shot), or one photo
-    by the neighbour ratio (ratios from neighbour_ratio; NaN: a lone pair)."""
+    by the neighbour ratio (ratios from neighbour_ratio; NaN: a lone pair) or by the whole-image
+    hash (hash_bits: the pairs' hash distances; None: unknown, the hash rule is off)."""
     s = np.asarray(scores, np.float64)
     r = np.asarray(ratios, np.float64)
     lone = np.isnan(r)
     by_ratio = ~lone & (s <= cuts.ratio_score) & (np.where(lone, np.inf, r) <= cuts.ratio)
-    return (s <= cut) | by_ratio | (lone & (s <= cuts.lone))
+    out = (s <= cut) | by_ratio | (lone & (s <= cuts.lone))
+    if hash_bits is not None and cuts.hash_bits >= 0:
+        out |= (np.asarray(hash_bits) <= cuts.hash_bits) & (s <= cuts.hash_score)
+    return out
 
 
-def classify(scores: np.ndarray, cuts: Cuts, ratios=None) -> np.ndarray:
+def classify(scores: np.ndarray, cuts: Cuts, ratios=None, hash_bits=None) -> np.ndarray:
     s = np.asarray(scores, np.float64)
     r = np.full(s.shape, np.nan) if ratios is None else np.asarray(ratios, np.float64)
-    by_ratio = grouped(s, r, -1.0, cuts)
+    by_ratio = grouped(s, r, -1.0, cuts, hash_bits)
     return np.where((s <= cuts.same_photo) | by_ratio, SAME_PHOTO, np.where(s <= cuts.shot, SHOT, DISTINCT))
 
 
@@ -368,11 +379,14 @@ class SamePhotoCheck:
     which face is the group's centre. `cut`: the highest score grouped (Cuts.same_photo for
     copies only, Cuts.shot for copies and near-identical shots); `cuts`, when given, adds the
     neighbour-ratio rule (Cuts), over the pairs prefetched for the faces (the grouping prefetches
-    each identity's candidate pairs before it asks about any)."""
+    each identity's candidate pairs before it asks about any). `hashes`: (n, 2) uint64 per file
+    row, each image's pHash and its mirror image's (the whole-image signal of Cuts); the grouping
+    also pairs faces whose hashes are close (neardup.hash_pairs), whatever their cosine."""
 
     def __init__(self, views: FaceViews, crop_row: np.ndarray, keys: np.ndarray, cut: float, cache: dict | None = None,
-                 progress=None, cuts: Cuts | None = None):
+                 progress=None, cuts: Cuts | None = None, hashes: np.ndarray | None = None):
         self.views, self.crop_row, self.keys, self.cut = views, np.asarray(crop_row), np.asarray(keys, dtype=object), float(cut)
+        self.hashes = None if hashes is None else np.asarray(hashes, np.uint64).reshape(-1, 2)
         self.cache = {} if cache is None else cache
         self.progress = progress
         self.cuts = cuts
@@ -416,17 +430,26 @@ class SamePhotoCheck:
         ref = [self.cache[min(x, o), max(x, o)] for x, y in ((a, b), (b, a)) for o in self.neighbours.get(x, ()) if o != y]
         return self.cache[(a, b)] / max(float(np.median(ref)), 1e-9) if ref else float("nan")
 
+    def hash_bits(self, i: int, j: int):
+        """Bits between the two images' whole-image hashes, mirror-aware (None: no hashes)."""
+        if self.hashes is None:
+            return None
+        from facesieve.select.neardup import hash_distance
+
+        return int(hash_distance(self.hashes, np.array([i]), np.array([j]))[0])
+
     def same_photo(self, i: int, j: int) -> bool:
         """Whether a grouped pair is one photo (rather than a near-identical shot): at or below the
-        same-photo cut, or by the neighbour-ratio rule."""
+        same-photo cut, or by the neighbour-ratio or the whole-image hash rule."""
         s = self.score(int(i), int(j))
         cuts = self.cuts or Cuts(self.cut, self.cut)
-        return bool(s <= cuts.same_photo or grouped([s], [self.ratio(int(i), int(j))], cuts.same_photo, cuts)[0])
+        return bool(s <= cuts.same_photo or grouped([s], [self.ratio(int(i), int(j))], cuts.same_photo, cuts,
+                                                    self.hash_bits(int(i), int(j)))[0])
 
     def __call__(self, i: int, j: int) -> tuple[bool, float]:
         s = self.score(int(i), int(j))
         ok = s <= self.cut
         if not ok and self.cuts is not None:
-            ok = bool(grouped([s], [self.ratio(int(i), int(j))], self.cut, self.cuts)[0])
+            ok = bool(grouped([s], [self.ratio(int(i), int(j))], self.cut, self.cuts, self.hash_bits(int(i), int(j)))[0])
         self.grouped += int(ok)
         return ok, s

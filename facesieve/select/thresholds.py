@@ -34,6 +34,15 @@ SHOT_CUT = 0.007
 RATIO_SCORE_CUT = 0.01
 RATIO_CUT = 0.075
 LONE_CUT = 0.015
+# The whole-image hash rule (samephoto.Cuts): one photo also at a crop score up to HASH_SCORE_CUT when
+# the two images' pHashes (mirror-aware) differ in at most HASH_BITS bits (-1: off). Chosen with the
+# cuts above (bench/bench_duplicates.py).
+HASH_SCORE_CUT = 0.0
+HASH_BITS = -1
+# Candidate pairs: besides each face's nearest faces by cosine, faces whose whole-image hashes are
+# within this many bits (neardup.hash_pairs), whatever their cosine. Not a decision (the crop test
+# decides): a wider net for copies whose face the embedder misreads.
+PAIR_HASH_BITS = 4
 
 
 DEFAULTS: dict[str, Thresholds] = {
