@@ -208,15 +208,15 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
     originals = sum(t.attrs["originals"] for t in tables)
     distinct, same = rel == "distinct", rel == "same"
     below = np.searchsorted(np.sort(score[distinct]), GRID, side="right") / originals
-    if not ratio_rule:
+    if not ratio_rule and not hash_rule:
         same_cut = GRID[below <= SAME_BUDGET].max(initial=GRID[0])
         shot = GRID[below <= SHOT_BUDGET].max(initial=same_cut)
         return float(same_cut), float(max(shot, same_cut)), 0.0, 0.0, 0.0, 0.0, -1
     found = []  # the same-photo rules within the tighter budget, with the training copies each finds
     for c0 in GRID[below <= SAME_BUDGET]:
-        for c1 in RATIO_SCORE_GRID:
+        for c1 in (RATIO_SCORE_GRID if ratio_rule else (0.0,)):
             for rho in (RATIO_GRID if c1 > c0 else (0.0,)):
-                for lone in LONE_GRID:
+                for lone in (LONE_GRID if ratio_rule else (0.0,)):
                     g = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone))
                     if (g & distinct).sum() > SAME_BUDGET * originals:
                         continue
@@ -273,6 +273,7 @@ def score_run(manifest: pd.DataFrame, root: Path, name: str) -> dict:
     face = set(m.index[m["status"] == "ok"])
     found = [c in face and s in face and kept_of[c] == kept_of[s] for c, s in zip(copies["path"], copies["source"])]
     copies = copies.assign(found=found, face=[c in face for c in copies["path"]])
+    missed = copies[~copies["found"]]
     removed = m.index[m["reason"].isin(GROUPED)]
     rel = [photos.relation(p, kept_of[p]) for p in removed]
     wrong = [p for p, r in zip(removed, rel) if r == "distinct"]
@@ -286,6 +287,7 @@ def score_run(manifest: pd.DataFrame, root: Path, name: str) -> dict:
         "distinct_merged": len(wrong), "originals": len(originals), "lost": len(lost),
         "lost_share": len(lost) / max(len(originals), 1), "lost_paths": lost,
         "bursts_removed": sum(r == "burst" for r in rel),
+        "missed": list(zip(missed["path"], missed["source"], missed["kind"])),
     }
     base = SMALL.get(name, name)
     same, bursts = natural_pairs(DATA, base)
@@ -306,6 +308,26 @@ def score_run(manifest: pd.DataFrame, root: Path, name: str) -> dict:
                       .groupby("identity").size())
         out["yale_pairs_merged_share"] = len(lost) / max(n_pairs, 1)
     return out
+
+
+def miss_causes(table: pd.DataFrame, missed: list, cuts: tuple) -> pd.DataFrame:
+    """Why each missed copy was missed: never a candidate pair (not among its source's nearest
+    faces by cosine, nor within the candidate hash bits), scored above every cut, or its pair
+    grouped but the copy put in another group (leader clustering: no chaining)."""
+    from facesieve.select.samephoto import Cuts, grouped
+
+    look = {}
+    for a, b, sc, r, h in zip(table["a"], table["b"], table["score"], table["ratio"], table["hash_bits"]):
+        look[(a, b)] = look[(b, a)] = (sc, r, h)
+    rows = []
+    for c, s, kind in missed:
+        if (c, s) not in look:
+            cause = "never a candidate"
+        else:
+            sc, r, h = look[(c, s)]
+            cause = "grouped elsewhere" if grouped([sc], [r], cuts[1], Cuts(*cuts), [h])[0] else "scored above the cuts"
+        rows.append((kind, cause))
+    return pd.DataFrame(rows, columns=["kind", "cause"])
 
 
 def fmt_kinds(by_kind: dict) -> str:
@@ -344,9 +366,9 @@ def main() -> int:
     ap.add_argument("--share", type=float, default=0.25, help="copies injected per original (at least 40 a set)")
     ap.add_argument("--prepare-only", action="store_true")
     ap.add_argument("--no-cost", action="store_true", help="skip the cold timing of the duplicate stage")
-    ap.add_argument("--rule", choices=("hash", "ratio", "plain"), default="hash",
+    ap.add_argument("--rule", choices=("hash", "ratio", "plain", "plain+hash"), default="hash",
                     help="hash: plain cuts, the neighbour-ratio rule and the whole-image hash rule (the shipped rule); "
-                         "ratio: without the hash rule; plain: the plain cuts only")
+                         "ratio: without the hash rule; plain: the plain cuts only; plain+hash: without the ratio rule")
     args = ap.parse_args()
     names = args.sets.split(",")
     for name in names:
@@ -368,7 +390,7 @@ def main() -> int:
     rows = []
     for n in names:
         train = [tables[m] for m in names if family[m] != family[n]]
-        cuts = choose_cuts(train, args.rule != "plain", args.rule == "hash")
+        cuts = choose_cuts(train, args.rule in ("hash", "ratio"), args.rule in ("hash", "plain+hash"))
         res = {mode: score_run(run_set(args.root, n, cuts, mode), args.root, n) for mode in ("copies", "shots")}
         c, s = res["copies"], res["shots"]
         nat = s.get("natural_same")
@@ -386,10 +408,14 @@ def main() -> int:
         rows.append({"set": n, "cuts": cuts, "copies": c, "shots": s})
     kinds = pd.DataFrame([{**{"set": r["set"]}, **r["shots"]["by_kind"]} for r in rows]).set_index("set")
     print("\nrecall per kind, default mode, left-out sets:\n" + kinds.round(3).to_string())
+    causes = pd.concat([miss_causes(tables[r["set"]], r["shots"]["missed"], r["cuts"]).assign(set=r["set"]) for r in rows])
+    if len(causes):
+        print("\nmissed copies (default mode, left-out sets) by cause:\n" + pd.crosstab(causes["set"], causes["cause"], margins=True).to_string())
+        print("\nby kind:\n" + pd.crosstab(causes["kind"], causes["cause"], margins=True).to_string())
     allc = sum(r["shots"]["copies"] for r in rows)
     print(f"\noverall left-out recall (default): {sum(r['shots']['recall'] * r['shots']['copies'] for r in rows) / allc:.3f}; "
           f"(copies mode): {sum(r['copies']['recall'] * r['copies']['copies'] for r in rows) / allc:.3f}")
-    final = choose_cuts(list(tables.values()), args.rule != "plain", args.rule == "hash")
+    final = choose_cuts(list(tables.values()), args.rule in ("hash", "ratio"), args.rule in ("hash", "plain+hash"))
     print("\nshipped cuts, chosen on all sets (no left-out figure exists for them): same photo {:.4g}, shot {:.4g}, "
           "ratio score {:.4g}, ratio {:.4g}, lone {:.4g}, hash score {:.4g}, hash bits {}".format(*final))
     (args.root / "loso.json").write_text(json.dumps(rows, default=str, indent=1))

@@ -27,7 +27,7 @@ def faces_of(images: list[tuple[str, bytes | str]]):
     import tempfile
     from pathlib import Path
 
-    crops, lms, sizes = [], [], []
+    crops, lms, sizes, hashes = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for n, (name, data) in enumerate(images):
             path = data
@@ -39,8 +39,24 @@ def faces_of(images: list[tuple[str, bytes | str]]):
             crops.append(crop)
             lms.append([row[c] for c in LANDMARK_COLUMNS])
             sizes.append((row["width"], row["height"]))
+            hashes.append((row["phash"], row["phash_mirror"]))
     lm, wh = np.array(lms), np.array(sizes, np.float64)
-    return FaceViews(np.stack(crops), face_scale(lm), (lm, wh[:, 0], wh[:, 1]))
+    views = FaceViews(np.stack(crops), face_scale(lm), (lm, wh[:, 0], wh[:, 1]))
+    views.hashes = np.array(hashes, np.int64).view(np.uint64)  # whole-image pHash and its mirror's, as a run stores them
+    return views
+
+
+def hash_bits(views, i, j) -> np.ndarray:
+    from facesieve.select.neardup import hash_distance
+
+    return hash_distance(views.hashes, np.asarray(i), np.asarray(j))
+
+
+def shipped_cuts():
+    from facesieve.select.samephoto import Cuts
+    from facesieve.select.thresholds import HASH_BITS, HASH_SCORE_CUT, LONE_CUT, RATIO_CUT, RATIO_SCORE_CUT
+
+    return Cuts(SAME_PHOTO_CUT, SHOT_CUT, RATIO_SCORE_CUT, RATIO_CUT, LONE_CUT, HASH_SCORE_CUT, HASH_BITS)
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +163,30 @@ def test_neighbour_ratio_rule():
     assert not grouped(s, r, cuts.shot, Cuts(0.0065, 0.007)).any()  # the rule off
 
 
+def test_whole_image_hash_pairs_and_rule(web_people):
+    """The second signal: a copy that keeps the whole image's framing (re-encode, tone, grey,
+    resize, flip) keeps its pHash within the shipped bits, other photos of the person do not; such
+    a pair is a candidate whatever its cosine (neardup.hash_pairs) and one photo up to the hash
+    rule's crop-score cut, which is above the plain cut."""
+    from facesieve.select.neardup import hash_pairs
+    from facesieve.select.samephoto import grouped
+    from facesieve.select.thresholds import HASH_BITS, HASH_SCORE_CUT, PAIR_HASH_BITS
+
+    kept = [WEB_COPY_KINDS.index(k) + 6 for k in ("reencode", "tone", "grayscale", "resize", "flip")]
+    assert HASH_SCORE_CUT > SAME_PHOTO_CUT and 0 <= HASH_BITS <= PAIR_HASH_BITS
+    for ident, views in web_people:
+        copies, others = hash_bits(views, np.zeros(len(kept), int), kept), hash_bits(views, np.zeros(5, int), np.arange(1, 6))
+        print(ident, "hash bits: copies", copies, "other photos", others)
+        assert (copies <= HASH_BITS).mean() >= 0.8 and others.min() > PAIR_HASH_BITS
+        pairs = hash_pairs(views.hashes, PAIR_HASH_BITS, 6)
+        assert {(0, k) for k, b in zip(kept, copies) if b <= PAIR_HASH_BITS} <= pairs
+        assert not any(a < 6 and b < 6 for a, b in pairs)  # no two distinct photos
+    # the rule itself: a pair above the plain cut is grouped only with close hashes
+    s, r = np.array([0.009, 0.009]), np.ones(2)  # as close as their other neighbours: the ratio rule does not take them
+    g = grouped(s, r, SAME_PHOTO_CUT, shipped_cuts(), np.array([HASH_BITS, HASH_BITS + 3]))
+    assert g.tolist() == [s[0] <= HASH_SCORE_CUT, False]
+
+
 def _all_pairs(views_n: int):
     i, j = np.triu_indices(views_n, 1)
     return i, j
@@ -161,6 +201,10 @@ def test_yaleb_lighting_and_orl_sittings_are_not_one_photo(shared_data):
     s = pair_scores(views, i, j)
     print("yaleB01: pairs", len(s), "min score", s.min(), "grouped", int((s <= SHOT_CUT).sum()))
     assert (s <= SHOT_CUT).mean() <= 0.005
+    # nor by the whole-image hash rule (one pose under other lights: pHashes can be close)
+    from facesieve.select.samephoto import grouped, neighbour_ratio
+
+    assert grouped(s, neighbour_ratio(i, j, s), SHOT_CUT, shipped_cuts(), hash_bits(views, i, j)).mean() <= 0.005
     orl = [p for ident in ("s01", "s02", "s03") for p in sorted((shared_data / "orl_att40" / ident).glob("*.pgm"))]
     views = faces_of([(p.name, str(p)) for p in orl])
     i, j = _all_pairs(len(orl))
@@ -169,6 +213,9 @@ def test_yaleb_lighting_and_orl_sittings_are_not_one_photo(shared_data):
     print("ORL s01-s03: pairs", len(s), "lowest", np.sort(s)[:5].round(4))
     assert (s <= SAME_PHOTO_CUT).sum() == 0
     assert (s <= SHOT_CUT).mean() <= 0.02
+    bits = hash_bits(views, i[same], j[same])
+    print("ORL s01-s03: hash bits of the five closest", bits[np.argsort(s)[:5]])
+    assert grouped(s, neighbour_ratio(i[same], j[same], s), SAME_PHOTO_CUT, shipped_cuts(), bits).sum() == 0
 
 
 # ---------------------------------------------------------------- the duplicate stage in a run

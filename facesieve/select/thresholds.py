@@ -27,18 +27,18 @@ class Thresholds:
 # pair of cuts serves every embedder. Chosen on all shared sets (bench/bench_duplicates.py; the
 # left-out figures are in docs/thresholds.md).
 SAME_PHOTO_CUT = 0.0065
-SHOT_CUT = 0.007
+SHOT_CUT = 0.0065
 # The neighbour-ratio rule (samephoto.Cuts): one photo also at a score up to RATIO_SCORE_CUT when
 # it is at most RATIO_CUT times its faces' median score to their other neighbours, or, for a pair
 # with no other neighbour, up to LONE_CUT. Chosen with the cuts above (bench/bench_duplicates.py).
 RATIO_SCORE_CUT = 0.01
 RATIO_CUT = 0.075
-LONE_CUT = 0.015
+LONE_CUT = 0.02
 # The whole-image hash rule (samephoto.Cuts): one photo also at a crop score up to HASH_SCORE_CUT when
 # the two images' pHashes (mirror-aware) differ in at most HASH_BITS bits (-1: off). Chosen with the
 # cuts above (bench/bench_duplicates.py).
-HASH_SCORE_CUT = 0.0
-HASH_BITS = -1
+HASH_SCORE_CUT = 0.01
+HASH_BITS = 2
 # Candidate pairs: besides each face's nearest faces by cosine, faces whose whole-image hashes are
 # within this many bits (neardup.hash_pairs), whatever their cosine. Not a decision (the crop test
 # decides): a wider net for copies whose face the embedder misreads.
