@@ -170,7 +170,12 @@ def pair_table(root: Path, name: str) -> pd.DataFrame:
     ph = np.stack([frame[c].fillna(0).to_numpy(np.int64) for c in ("phash", "phash_mirror")], axis=1).view(np.uint64)
     row = {p: r for r, p in enumerate(frame["path"])}
     t = t.dropna(subset=["a", "b", "score"])
-    t["hash_bits"] = hash_distance(ph, t["a"].map(row).to_numpy(np.int64), t["b"].map(row).to_numpy(np.int64))
+    ra, rb = t["a"].map(row).to_numpy(np.int64), t["b"].map(row).to_numpy(np.int64)
+    t["hash_bits"] = hash_distance(ph, ra, rb)
+    from facesieve.select.samephoto import pair_side
+
+    check = pl.same_photo_check(config, frame, pl.decide_settings(config))  # the faces' scales, as a run sees them
+    t["side"] = pair_side(check.views.scales, check.crop_row[ra], check.crop_row[rb])
     t["relation"] = [photos.relation(x, y) for x, y in zip(t["a"], t["b"])]
     if name in UNKNOWN_SHOTS:
         t.loc[t["relation"] != "same", "relation"] = "unknown"
@@ -191,19 +196,23 @@ LONE_GRID = (0.0, 0.01, 0.015, 0.02, 0.03, 0.04, 0.06)
 # the whole-image hash rule (samephoto.Cuts): bits, crop-score cut; -1 bits turns it off
 HASH_BITS_GRID = (0, 2, 4, 6)
 HASH_SCORE_GRID = (0.01, 0.0125, 0.015, 0.0175, 0.02, 0.025, 0.03, 0.04, 0.05)
+# the small-face cut (samephoto.Cuts.coarse, pairs compared on a grid of COARSE_SIDE or fewer)
+COARSE_GRID = np.round(np.arange(0.0075, 0.0301, 0.0005), 4)
 SLACK = 0.01  # share of the training copies a tighter rule may give up (choose_cuts)
 
 
-def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: bool = True) -> tuple:
+def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: bool = True, coarse_rule: bool = True) -> tuple:
     """The cuts that group the most training copies with the distinct pairs grouped within the
     budgets, pooled: (same photo, shot, ratio score, ratio, lone, hash score, hash bits). Without
     `ratio_rule`, the largest plain cuts (the neighbour-ratio rule off); without `hash_rule`, the
-    whole-image hash rule off. The hash rule is chosen after the others, within the same budget."""
+    whole-image hash rule off; without `coarse_rule`, the small-face cut off (0). The hash rule,
+    then the small-face cut, are chosen after the others, within the same budget."""
     from facesieve.select.samephoto import Cuts, grouped
 
     score = np.concatenate([t["score"].to_numpy() for t in tables])
     ratio = np.concatenate([t["ratio"].to_numpy() for t in tables])
     bits = np.concatenate([t["hash_bits"].to_numpy() for t in tables])
+    sides = np.concatenate([t["side"].to_numpy() for t in tables])
     rel = np.concatenate([t["relation"].to_numpy() for t in tables])
     originals = sum(t.attrs["originals"] for t in tables)
     distinct, same = rel == "distinct", rel == "same"
@@ -211,7 +220,7 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
     if not ratio_rule and not hash_rule:
         same_cut = GRID[below <= SAME_BUDGET].max(initial=GRID[0])
         shot = GRID[below <= SHOT_BUDGET].max(initial=same_cut)
-        return float(same_cut), float(max(shot, same_cut)), 0.0, 0.0, 0.0, 0.0, -1
+        return float(same_cut), float(max(shot, same_cut)), 0.0, 0.0, 0.0, 0.0, -1, 0.0
     found = []  # the same-photo rules within the tighter budget, with the training copies each finds
     for c0 in GRID[below <= SAME_BUDGET]:
         for c1 in (RATIO_SCORE_GRID if ratio_rule else (0.0,)):
@@ -240,12 +249,25 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
         most = max(n for n, _ in found)
         near = [cuts for n, cuts in found if n >= most - SLACK * same.sum() and n > found[0][0]]
         hs, hb = min(near) if near else (0.0, -1)
+    # then the small-face cut, the same way (off when it groups no more training copies)
+    coarse = 0.0
+    if coarse_rule:
+        base = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb), bits)
+        found = [(int((base & same).sum()), 0.0)]
+        for c in COARSE_GRID[COARSE_GRID > c0]:
+            g = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, float(c)), bits, sides)
+            if (g & distinct).sum() <= SAME_BUDGET * originals:
+                found.append((int((g & same).sum()), float(c)))
+        most = max(n for n, _ in found)
+        near = [c for n, c in found if n >= most - SLACK * same.sum() and n > found[0][0]]
+        coarse = min(near) if near else 0.0
     # then the shot cut: the same choice (within the shot budget, the tightest within SLACK of the most)
     shots = [(int((g & same).sum()), float(c)) for c in GRID[GRID >= c0]
-             for g in [grouped(score, ratio, c, Cuts(c0, c, c1, rho, lone, hs, hb), bits)] if (g & distinct).sum() <= SHOT_BUDGET * originals]
+             for g in [grouped(score, ratio, c, Cuts(c0, c, c1, rho, lone, hs, hb, coarse), bits, sides)]
+             if (g & distinct).sum() <= SHOT_BUDGET * originals]
     most = max((n for n, _ in shots), default=0)
     shot = min((c for n, c in shots if n >= most - SLACK * same.sum()), default=c0)
-    return c0, shot, c1, rho, lone, hs, hb
+    return c0, shot, c1, rho, lone, hs, hb, coarse
 
 
 # ---------------------------------------------------------------- scoring a run
@@ -256,7 +278,8 @@ def run_set(root: Path, name: str, cuts: tuple, mode: str) -> pd.DataFrame:
     from facesieve.decide import DECISION_COLUMNS  # noqa: F401
 
     config = set_config(root, name, duplicates=mode, extra={"same_photo_cut": cuts[0], "shot_cut": cuts[1], "ratio_score_cut": cuts[2], "ratio_cut": cuts[3],
-                                                            "lone_cut": cuts[4], "hash_score_cut": cuts[5], "hash_bits": cuts[6]})
+                                                            "lone_cut": cuts[4], "hash_score_cut": cuts[5], "hash_bits": cuts[6],
+                                                            "coarse_cut": cuts[7]})
     frame, fvec, _ = faces_pass(config)
     d = pl.decide_all(frame, fvec, config, None)
     return pl.build_manifest(frame, d.decisions)
@@ -317,15 +340,15 @@ def miss_causes(table: pd.DataFrame, missed: list, cuts: tuple) -> pd.DataFrame:
     from facesieve.select.samephoto import Cuts, grouped
 
     look = {}
-    for a, b, sc, r, h in zip(table["a"], table["b"], table["score"], table["ratio"], table["hash_bits"]):
-        look[(a, b)] = look[(b, a)] = (sc, r, h)
+    for a, b, sc, r, h, d in zip(table["a"], table["b"], table["score"], table["ratio"], table["hash_bits"], table["side"]):
+        look[(a, b)] = look[(b, a)] = (sc, r, h, d)
     rows = []
     for c, s, kind in missed:
         if (c, s) not in look:
             cause = "never a candidate"
         else:
-            sc, r, h = look[(c, s)]
-            cause = "grouped elsewhere" if grouped([sc], [r], cuts[1], Cuts(*cuts), [h])[0] else "scored above the cuts"
+            sc, r, h, d = look[(c, s)]
+            cause = "grouped elsewhere" if grouped([sc], [r], cuts[1], Cuts(*cuts), [h], [d])[0] else "scored above the cuts"
         rows.append((kind, cause))
     return pd.DataFrame(rows, columns=["kind", "cause"])
 
@@ -358,6 +381,11 @@ def cost(root: Path, name: str) -> dict:
             "cpu_ms_per_pair": 1000 * cpu / max(d.pixel_pairs, 1)}
 
 
+# --rule: (ratio rule, hash rule, small-face cut) of choose_cuts
+RULES = {"all": (True, True, True), "hash": (True, True, False), "ratio": (True, False, False), "plain": (False, False, False),
+         "plain+hash": (False, True, False)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", type=Path, default=Path("/tmp/bench15"))
@@ -366,9 +394,10 @@ def main() -> int:
     ap.add_argument("--share", type=float, default=0.25, help="copies injected per original (at least 40 a set)")
     ap.add_argument("--prepare-only", action="store_true")
     ap.add_argument("--no-cost", action="store_true", help="skip the cold timing of the duplicate stage")
-    ap.add_argument("--rule", choices=("hash", "ratio", "plain", "plain+hash"), default="hash",
-                    help="hash: plain cuts, the neighbour-ratio rule and the whole-image hash rule (the shipped rule); "
-                         "ratio: without the hash rule; plain: the plain cuts only; plain+hash: without the ratio rule")
+    ap.add_argument("--rule", choices=("all", "hash", "ratio", "plain", "plain+hash"), default="all",
+                    help="all: plain cuts, the neighbour-ratio rule, the whole-image hash rule and the small-face cut "
+                         "(the shipped rule); hash: without the small-face cut; ratio: without the hash rule and the "
+                         "small-face cut; plain: the plain cuts only; plain+hash: the plain cuts and the hash rule")
     args = ap.parse_args()
     names = args.sets.split(",")
     for name in names:
@@ -385,12 +414,12 @@ def main() -> int:
     # the 64-pixel versions are held out together with their source set (same photos at another size)
     family = {n: SMALL.get(n, n) for n in names}
     print("\nLEAVE-ONE-SET-OUT (cuts chosen on the other sets; figures on the left-out set only)")
-    print("| left out | cuts same/shot/ratio score/ratio/lone/hash score/hash bits | copies | no face | recall (copies mode) | recall (default) | per kind (default) | "
+    print("| left out | cuts same/shot/ratio score/ratio/lone/hash score/hash bits/small-face | copies | no face | recall (copies mode) | recall (default) | per kind (default) | "
           "distinct merged / photos lost (copies) | distinct merged / photos lost (default) | README same | bursts (default / copies) |")
     rows = []
     for n in names:
         train = [tables[m] for m in names if family[m] != family[n]]
-        cuts = choose_cuts(train, args.rule in ("hash", "ratio"), args.rule in ("hash", "plain+hash"))
+        cuts = choose_cuts(train, *RULES[args.rule])
         res = {mode: score_run(run_set(args.root, n, cuts, mode), args.root, n) for mode in ("copies", "shots")}
         c, s = res["copies"], res["shots"]
         nat = s.get("natural_same")
@@ -415,9 +444,9 @@ def main() -> int:
     allc = sum(r["shots"]["copies"] for r in rows)
     print(f"\noverall left-out recall (default): {sum(r['shots']['recall'] * r['shots']['copies'] for r in rows) / allc:.3f}; "
           f"(copies mode): {sum(r['copies']['recall'] * r['copies']['copies'] for r in rows) / allc:.3f}")
-    final = choose_cuts(list(tables.values()), args.rule in ("hash", "ratio"), args.rule in ("hash", "plain+hash"))
+    final = choose_cuts(list(tables.values()), *RULES[args.rule])
     print("\nshipped cuts, chosen on all sets (no left-out figure exists for them): same photo {:.4g}, shot {:.4g}, "
-          "ratio score {:.4g}, ratio {:.4g}, lone {:.4g}, hash score {:.4g}, hash bits {}".format(*final))
+          "ratio score {:.4g}, ratio {:.4g}, lone {:.4g}, hash score {:.4g}, hash bits {}, small-face {:.4g}".format(*final))
     (args.root / "loso.json").write_text(json.dumps(rows, default=str, indent=1))
     if not args.no_cost:
         print("\ncost (cold pair cache; the faces pass as timed when the set was prepared, same machine):")

@@ -22,7 +22,7 @@ from bench_duplicates import labels, pair_table  # noqa: E402
 
 from facesieve.imaging import load_rgb  # noqa: E402
 from facesieve.select.samephoto import Cuts, grouped  # noqa: E402
-from facesieve.select.thresholds import HASH_BITS, HASH_SCORE_CUT, LONE_CUT, RATIO_CUT, RATIO_SCORE_CUT, SAME_PHOTO_CUT, SHOT_CUT  # noqa: E402
+from facesieve.select.thresholds import COARSE_CUT, HASH_BITS, HASH_SCORE_CUT, LONE_CUT, RATIO_CUT, RATIO_SCORE_CUT, SAME_PHOTO_CUT, SHOT_CUT  # noqa: E402
 
 
 def sheet(pairs: list[tuple[Path, Path, str]], cell: int = 96, cols: int = 4) -> Image.Image:
@@ -48,15 +48,15 @@ def main() -> int:
     args = ap.parse_args()
     t = pair_table(args.root, args.set)
     copies, photos = labels(args.root, args.set)
-    cuts = Cuts(SAME_PHOTO_CUT, args.cut, RATIO_SCORE_CUT, RATIO_CUT, LONE_CUT, HASH_SCORE_CUT, HASH_BITS)
-    t = t[(t["relation"] != "same") & grouped(t["score"], t["ratio"], args.cut, cuts, t["hash_bits"])]
+    cuts = Cuts(SAME_PHOTO_CUT, args.cut, RATIO_SCORE_CUT, RATIO_CUT, LONE_CUT, HASH_SCORE_CUT, HASH_BITS, COARSE_CUT)
+    t = t[(t["relation"] != "same") & grouped(t["score"], t["ratio"], args.cut, cuts, t["hash_bits"], t["side"])]
     t = t[~t["a"].isin(photos.copy_paths) & ~t["b"].isin(photos.copy_paths)].sort_values("score")
     data = args.root / "data" / args.set
     pairs = [(data / a, data / b, f"{Path(a).parent.name} {Path(a).stem}~{Path(b).stem} {s:.4f}")
              for a, b, s in zip(t["a"], t["b"], t["score"])]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     sheet(pairs).convert("L").save(args.out, optimize=True)
-    print(f"{len(pairs)} pairs grouped (shot cut {args.cut}, ratio rule {RATIO_SCORE_CUT}/{RATIO_CUT}/{LONE_CUT}, hash rule {HASH_SCORE_CUT} at {HASH_BITS} bits) -> {args.out}")
+    print(f"{len(pairs)} pairs grouped (shot cut {args.cut}, ratio rule {RATIO_SCORE_CUT}/{RATIO_CUT}/{LONE_CUT}, hash rule {HASH_SCORE_CUT} at {HASH_BITS} bits, small-face cut {COARSE_CUT}) -> {args.out}")
     return 0
 
 

@@ -386,7 +386,7 @@ def decide_settings(config: RunConfig) -> DecideSettings:
     shots (and near-identical shots too: the default), off. config.dedup=False turns off the
     cross-identity pass as well."""
     from facesieve.models.spec import spec_name
-    from facesieve.select.thresholds import (HASH_BITS, HASH_SCORE_CUT, LONE_CUT, RATIO_CUT, RATIO_SCORE_CUT, SAME_PHOTO_CUT, SHOT_CUT,
+    from facesieve.select.thresholds import (COARSE_CUT, HASH_BITS, HASH_SCORE_CUT, LONE_CUT, RATIO_CUT, RATIO_SCORE_CUT, SAME_PHOTO_CUT, SHOT_CUT,
                                              for_embedder)
 
     mode = config.duplicates if config.dedup else "off"
@@ -425,6 +425,7 @@ def decide_settings(config: RunConfig) -> DecideSettings:
         lone_cut=float(extra.get("lone_cut", LONE_CUT)),
         hash_score_cut=float(extra.get("hash_score_cut", HASH_SCORE_CUT)),
         hash_bits=int(extra.get("hash_bits", HASH_BITS)),
+        coarse_cut=float(extra.get("coarse_cut", COARSE_CUT)),
         group_shots=mode == "shots",
         cross_identity=pick(config.cross_id_threshold, t and t.cross_identity) if config.dedup else None,
         identity_overlap=pick(config.overlap_threshold, t and t.identity_overlap) if config.dedup else None,

@@ -54,9 +54,9 @@ def hash_bits(views, i, j) -> np.ndarray:
 
 def shipped_cuts():
     from facesieve.select.samephoto import Cuts
-    from facesieve.select.thresholds import HASH_BITS, HASH_SCORE_CUT, LONE_CUT, RATIO_CUT, RATIO_SCORE_CUT
+    from facesieve.select.thresholds import COARSE_CUT, HASH_BITS, HASH_SCORE_CUT, LONE_CUT, RATIO_CUT, RATIO_SCORE_CUT
 
-    return Cuts(SAME_PHOTO_CUT, SHOT_CUT, RATIO_SCORE_CUT, RATIO_CUT, LONE_CUT, HASH_SCORE_CUT, HASH_BITS)
+    return Cuts(SAME_PHOTO_CUT, SHOT_CUT, RATIO_SCORE_CUT, RATIO_CUT, LONE_CUT, HASH_SCORE_CUT, HASH_BITS, COARSE_CUT)
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +122,14 @@ def test_64_pixel_faces(shared_data):
     s = pair_scores(views, np.zeros(5, int), np.arange(1, 6))
     print("64 px: copy", s[0], "others", s[1:])
     assert s[0] <= SAME_PHOTO_CUT and s[1:].min() > SHOT_CUT
+    # most 64-pixel faces are compared on a coarse grid, where the small-face cut applies; it
+    # groups none of the other photos either
+    from facesieve.select.samephoto import COARSE_SIDE, grouped, pair_side
+
+    sides = pair_side(views.scales, np.zeros(5, int), np.arange(1, 6))
+    assert (sides <= COARSE_SIDE).sum() >= 3, sides
+    g = grouped(s, np.ones(5), SHOT_CUT, shipped_cuts(), hash_bits(views, np.zeros(5, int), np.arange(1, 6)), sides)
+    assert g.tolist() == [True, False, False, False, False]
 
 
 def test_framed_and_captioned_tight_crops_are_the_same_photo(shared_data):

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["FaceViews", "pair_scores", "face_scale", "Cuts", "classify", "grouped", "neighbour_ratio", "DISTINCT", "SHOT", "SAME_PHOTO", "SCORE_VERSION"]
+__all__ = ["FaceViews", "pair_scores", "face_scale", "pair_side", "Cuts", "classify", "grouped", "neighbour_ratio", "DISTINCT", "SHOT", "SAME_PHOTO", "SCORE_VERSION"]
 
 DISTINCT, SHOT, SAME_PHOTO = 0, 1, 2
 SCORE_VERSION = "samephoto-v3"  # part of the cache key of stored pair scores
@@ -53,6 +53,15 @@ def face_scale(landmarks: np.ndarray) -> np.ndarray:
     lm = np.asarray(landmarks, np.float64).reshape(-1, 10)
     eyes = np.hypot(lm[:, 2] - lm[:, 0], lm[:, 3] - lm[:, 1])
     return np.where(np.isfinite(eyes), eyes / TEMPLATE_EYES, 1.0)
+
+
+COARSE_SIDE = 40  # grids of this side or fewer are "coarse" (Cuts.coarse)
+
+
+def pair_side(scales: np.ndarray, i, j) -> np.ndarray:
+    """The comparison grid of each pair (i[t], j[t]): the poorer face's (level_for)."""
+    sc = np.asarray(scales, np.float64)
+    return np.array([level_for(min(sc[a], sc[b])) for a, b in zip(np.atleast_1d(i).tolist(), np.atleast_1d(j).tolist())], np.int64)
 
 
 def level_for(scale: float) -> int:
@@ -323,7 +332,12 @@ class Cuts:
     The second signal, the whole image: a pair whose two images' perceptual hashes (64-bit DCT
     pHash of the whole image, mirror-aware: neardup.hash_distance) differ in at most `hash_bits`
     bits is one photo up to `hash_score` (a re-encoded, re-toned, grey or resized copy keeps the
-    whole image's hash; another shot moves the head against its background). -1: off."""
+    whole image's hash; another shot moves the head against its background). -1: off.
+
+    Small faces: a pair compared on a coarse grid (COARSE_SIDE pixels or fewer: the poorer face's
+    eyes under about 13 pixels apart in its image) is one photo up to `coarse` (0: no other cut
+    than `same_photo`). A face that small is mostly blur and resampling, so a copy of it scores
+    higher than a copy of a large face, and other photos of the person stay far (docs/thresholds.md)."""
 
     same_photo: float
     shot: float
@@ -332,6 +346,7 @@ class Cuts:
     lone: float = 0.0
     hash_score: float = 0.0
     hash_bits: int = -1
+    coarse: float = 0.0
 
 
 def neighbour_ratio(a, b, scores) -> np.ndarray:
@@ -349,10 +364,11 @@ def neighbour_ratio(a, b, scores) -> np.ndarray:
     return out
 
 
-def grouped(scores, ratios, cut: float, cuts: Cuts, hash_bits=None) -> np.ndarray:
+def grouped(scores, ratios, cut: float, cuts: Cuts, hash_bits=None, sides=None) -> np.ndarray:
     """Whether each pair is grouped: at or below `cut` (cuts.same_photo or cuts.shot), or one photo
-    by the neighbour ratio (ratios from neighbour_ratio; NaN: a lone pair) or by the whole-image
-    hash (hash_bits: the pairs' hash distances; None: unknown, the hash rule is off)."""
+    by the neighbour ratio (ratios from neighbour_ratio; NaN: a lone pair), by the whole-image
+    hash (hash_bits: the pairs' hash distances; None: unknown, the hash rule is off) or by the
+    small-face cut (sides: each pair's comparison grid, pair_side; None: unknown, off)."""
     s = np.asarray(scores, np.float64)
     r = np.asarray(ratios, np.float64)
     lone = np.isnan(r)
@@ -360,13 +376,15 @@ def grouped(scores, ratios, cut: float, cuts: Cuts, hash_bits=None) -> np.ndarra
     out = (s <= cut) | by_ratio | (lone & (s <= cuts.lone))
     if hash_bits is not None and cuts.hash_bits >= 0:
         out |= (np.asarray(hash_bits) <= cuts.hash_bits) & (s <= cuts.hash_score)
+    if sides is not None and cuts.coarse > 0:
+        out |= (np.asarray(sides) <= COARSE_SIDE) & (s <= cuts.coarse)
     return out
 
 
-def classify(scores: np.ndarray, cuts: Cuts, ratios=None, hash_bits=None) -> np.ndarray:
+def classify(scores: np.ndarray, cuts: Cuts, ratios=None, hash_bits=None, sides=None) -> np.ndarray:
     s = np.asarray(scores, np.float64)
     r = np.full(s.shape, np.nan) if ratios is None else np.asarray(ratios, np.float64)
-    by_ratio = grouped(s, r, -1.0, cuts, hash_bits)
+    by_ratio = grouped(s, r, -1.0, cuts, hash_bits, sides)
     return np.where((s <= cuts.same_photo) | by_ratio, SAME_PHOTO, np.where(s <= cuts.shot, SHOT, DISTINCT))
 
 
@@ -438,18 +456,23 @@ class SamePhotoCheck:
 
         return int(hash_distance(self.hashes, np.array([i]), np.array([j]))[0])
 
+    def side(self, i: int, j: int) -> int:
+        """The pair's comparison grid (pair_side)."""
+        return int(pair_side(self.views.scales, [self.crop_row[i]], [self.crop_row[j]])[0])
+
     def same_photo(self, i: int, j: int) -> bool:
         """Whether a grouped pair is one photo (rather than a near-identical shot): at or below the
         same-photo cut, or by the neighbour-ratio or the whole-image hash rule."""
         s = self.score(int(i), int(j))
         cuts = self.cuts or Cuts(self.cut, self.cut)
         return bool(s <= cuts.same_photo or grouped([s], [self.ratio(int(i), int(j))], cuts.same_photo, cuts,
-                                                    self.hash_bits(int(i), int(j)))[0])
+                                                    self.hash_bits(int(i), int(j)), [self.side(int(i), int(j))])[0])
 
     def __call__(self, i: int, j: int) -> tuple[bool, float]:
         s = self.score(int(i), int(j))
         ok = s <= self.cut
         if not ok and self.cuts is not None:
-            ok = bool(grouped([s], [self.ratio(int(i), int(j))], self.cut, self.cuts, self.hash_bits(int(i), int(j)))[0])
+            ok = bool(grouped([s], [self.ratio(int(i), int(j))], self.cut, self.cuts, self.hash_bits(int(i), int(j)),
+                              [self.side(int(i), int(j))])[0])
         self.grouped += int(ok)
         return ok, s

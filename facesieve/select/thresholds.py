@@ -39,6 +39,9 @@ LONE_CUT = 0.02
 # cuts above (bench/bench_duplicates.py).
 HASH_SCORE_CUT = 0.01
 HASH_BITS = 2
+# Small faces (samephoto.Cuts.coarse): a pair compared on a grid of 40 pixels or fewer is one photo
+# up to COARSE_CUT (0: off). Chosen with the cuts above (bench/bench_duplicates.py).
+COARSE_CUT = 0.011
 # Candidate pairs: besides each face's nearest faces by cosine, faces whose whole-image hashes are
 # within this many bits (neardup.hash_pairs), whatever their cosine. Not a decision (the crop test
 # decides): a wider net for copies whose face the embedder misreads.
