@@ -152,12 +152,12 @@ def _sample(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, 
     y = np.clip(y, 0, L - 1.001)
     x0, y0 = x.astype(np.int64), y.astype(np.int64)
     fx, fy = (x - x0).astype(np.float32), (y - y0).astype(np.float32)
-    flat = img.reshape(P, -1)
-    base = y0 * L + x0
-    a = np.take_along_axis(flat, base, 1)
-    b = np.take_along_axis(flat, base + 1, 1)
-    c = np.take_along_axis(flat, base + L, 1)
-    d = np.take_along_axis(flat, base + L + 1, 1)
+    flat = img.reshape(-1)  # one flat gather per corner: far cheaper than take_along_axis
+    base = y0 * L + x0 + (np.arange(P, dtype=np.int64) * (L * L))[:, None]
+    a = flat.take(base)
+    b = flat.take(base + 1)
+    c = flat.take(base + L)
+    d = flat.take(base + L + 1)
     top, bottom = a + fx * (b - a), c + fx * (d - c)
     value = top + fy * (bottom - top)
     dx = (b - a) + fy * ((d - c) - (b - a))
