@@ -17,7 +17,7 @@ from PIL import Image
 
 from facesieve.augment import WEB_COPY_KINDS, web_bytes, web_copy
 from facesieve.imaging import load_rgb
-from facesieve.select.samephoto import FaceViews, face_scale, pair_scores
+from facesieve.select.samephoto import FaceViews, face_scale, pair_scores, pair_side
 from facesieve.select.thresholds import SAME_PHOTO_CUT, SHOT_CUT
 from facesieve.stages import LANDMARK_COLUMNS, FaceTask, faces_worker
 
@@ -152,6 +152,25 @@ def test_framed_and_captioned_tight_crops_are_the_same_photo(shared_data):
     assert np.median(copies) <= 0.01 and copies.max() < others.min() / 5
     no_mask = FaceViews(views.crops, views.scales)  # without the image geometry: the old behaviour
     assert pair_scores(no_mask, np.zeros(len(kinds), int), np.arange(6, 6 + len(kinds))).max() > copies.max()
+
+
+def test_a_pair_score_does_not_depend_on_its_batch(shared_data):
+    """A pair's score is a function of its two faces only: scored alone, or in one batch with faces
+    that reach past their image's edge (yaleB's tight crops, a framed copy), it is the same."""
+    rng = np.random.default_rng(5)
+    web = shared_data / "deepface13" / "person01" / "img1.jpg"
+    data, suffix = web_bytes(web_copy(load_rgb(web), "reencode", rng)[0], "reencode", rng)
+    yale = sorted((shared_data / "yaleB_cropped10" / "yaleB01").glob("*.pgm"))[:2]
+    framed, fsuffix = web_bytes(web_copy(load_rgb(yale[0]), "border", rng)[0], "border", rng)
+    views = faces_of([("img1.jpg", str(web)), ("copy" + suffix, data), (yale[0].name, str(yale[0])),
+                      (yale[1].name, str(yale[1])), ("framed" + fsuffix, framed)])
+    side = int(pair_side(views.scales, [0], [1])[0])
+    assert views.mask(0, side).all() and views.mask(1, side).all()  # the web face lies inside its image
+    assert not views.mask(2, side).all()  # the tight crop does not
+    i, j = np.array([0, 2, 2, 0]), np.array([1, 3, 4, 2])
+    together = pair_scores(views, i, j)
+    alone = np.array([pair_scores(views, i[t : t + 1], j[t : t + 1])[0] for t in range(i.size)])
+    np.testing.assert_array_equal(together, alone)
 
 
 def test_neighbour_ratio_rule():
