@@ -2,9 +2,9 @@
 consecutive video frames (essex_faces94_19).
 
 Copies are every kind of the duplicates issue, saved as the web saves them (mostly JPEG). The run
-is held to what the leave-one-set-out benchmark (bench/bench_duplicates.py, docs/thresholds.md)
-shows for the shipped cuts: no web photo lost, few ORL shots of one sitting merged, most copies
-found; the figures are printed.
+is held to the figures it measured when the cuts shipped (within one copy a figure; printed with
+-s, and tabled in docs/thresholds.md). These sets helped choose the shipped cuts, so this is a
+regression check, not a generalisation figure (the leave-one-set-out tables are those).
 """
 
 from __future__ import annotations
@@ -27,6 +27,20 @@ def injected_run(shared_data, tmp_path_factory):
     return res, injected, root
 
 
+# What the injected run below measures (seed 3, 110 copies, shipped cuts); docs/thresholds.md
+# prints the same table. A change that moves these is a change of behaviour: rerun with -s,
+# check it, and update both.
+FOUND, REMOVED, PRECISION, LOST = 94, 100, 0.93, 6
+FOUND_BY_KIND = {"aspect": 9, "border": 6, "composite": 6, "crop": 8, "flip": 10, "grayscale": 9, "overlay": 8,
+                 "reencode": 10, "resize": 9, "rotate": 9, "tone": 10}
+
+# essex_faces94_19 by default: frames grouped, and frames kept per identity
+ESSEX_GROUPED = 125
+ESSEX_KEPT = {"9336923": 12, "9338535": 12, "anpage": 8, "asamma": 17, "asewil": 7, "astefa": 12, "drbost": 14,
+              "ekavaz": 17, "elduns": 13, "kaknig": 17, "klclar": 11, "lfso": 6, "mbutle": 6, "phughe": 18,
+              "sbains": 13, "slbirc": 18, "unnamed_test11": 4, "vstros": 15, "yfhsie": 19}
+
+
 def print_score(label: str, score: dict) -> None:
     print(f"\n{label}:", json.dumps({k: v for k, v in score.items() if k != "lost"}))
 
@@ -42,9 +56,17 @@ def test_web_copies_are_found_and_photos_kept(injected_run):
     # every removal names a real file of the same identity
     assert set(dup["duplicate_of"]) <= set(manifest["path"])
     assert (dup["identity"].to_numpy() == manifest.set_index("path").loc[dup["duplicate_of"], "identity"].to_numpy()).all()
-    assert score["recall"] >= 0.6
-    assert score["precision"] >= 0.9
-    assert score["originals_lost_share"] <= 0.03  # ORL's closest shots of one sitting (docs/thresholds.md)
+    # held to the figures this run measures (docs/thresholds.md, "Regression figures the suite
+    # holds"): in-sample, these sets helped choose the shipped cuts, so a regression check only
+    assert abs(score["found"] - FOUND) <= 1 and abs(score["recall"] - FOUND / 110) <= 0.01
+    per_kind = injected["kind"].value_counts()
+    found_by_kind = {k: round(r * per_kind[k]) for k, r in score["recall_by_kind"].items()}
+    assert found_by_kind.keys() == FOUND_BY_KIND.keys()
+    assert all(abs(found_by_kind[k] - n) <= 1 for k, n in FOUND_BY_KIND.items()), found_by_kind
+    assert abs(score["removed_as_duplicate"] - REMOVED) <= 1
+    assert abs(score["precision"] - PRECISION) <= 0.01
+    assert score["originals"] == 461
+    assert abs(score["originals_lost"] - LOST) <= 1  # ORL's closest shots of one sitting (docs/thresholds.md)
     assert dup["detail"].str.contains("crop score").any()
     assert res.summary["duplicate_check"]["pairs"] > 0
 
@@ -77,7 +99,8 @@ def test_consecutive_video_frames(shared_data, tmp_path):
     grouped = faces[faces["reason"].isin(["near_duplicate", "near_identical_shot"])]
     kept = faces[faces["action"] == "keep"].groupby("identity").size().reindex(faces["identity"].unique(), fill_value=0)
     print("\nessex: frames grouped", len(grouped), "kept per identity", kept.sort_index().to_dict())
-    assert len(grouped) > 0
+    assert abs(len(grouped) - ESSEX_GROUPED) <= 1  # the figure this run measures (docs/thresholds.md)
     assert len(kept) == 19 and (kept >= 2).all()
+    assert all(abs(kept[k] - n) <= 1 for k, n in ESSEX_KEPT.items()), kept.to_dict()
     kept_paths = set(faces.loc[faces["action"] == "keep", "path"])
     assert set(grouped["duplicate_of"]) <= kept_paths  # no chaining: every grouped frame names a kept frame

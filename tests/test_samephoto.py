@@ -86,7 +86,8 @@ def test_every_kind_is_closer_to_its_source_than_any_other_photo(web_people):
         assert copies.max() < others.min(), ident
         assert others.min() > SHOT_CUT  # distinct web photos are never grouped
         under.extend(copies <= SHOT_CUT)
-    assert np.mean(under) >= 0.8
+    print("copies under the shot cut", int(np.sum(under)), "of", len(under))
+    assert abs(int(np.sum(under)) - 32) <= 1  # measured: 32 of 33 (Anne_Hathaway's caption over the face is not)
 
 
 def test_jpeg_resaved_flip_is_the_same_photo(shared_data):
@@ -201,13 +202,16 @@ def test_whole_image_hash_pairs_and_rule(web_people):
 
     kept = [WEB_COPY_KINDS.index(k) + 6 for k in ("reencode", "tone", "grayscale", "resize", "flip")]
     assert HASH_SCORE_CUT > SAME_PHOTO_CUT and 0 <= HASH_BITS <= PAIR_HASH_BITS
+    within = 0
     for ident, views in web_people:
         copies, others = hash_bits(views, np.zeros(len(kept), int), kept), hash_bits(views, np.zeros(5, int), np.arange(1, 6))
         print(ident, "hash bits: copies", copies, "other photos", others)
-        assert (copies <= HASH_BITS).mean() >= 0.8 and others.min() > PAIR_HASH_BITS
+        within += int((copies <= HASH_BITS).sum())
+        assert others.min() > PAIR_HASH_BITS
         pairs = hash_pairs(views.hashes, PAIR_HASH_BITS, 6)
         assert {(0, k) for k, b in zip(kept, copies) if b <= PAIR_HASH_BITS} <= pairs
         assert not any(a < 6 and b < 6 for a, b in pairs)  # no two distinct photos
+    assert abs(within - 14) <= 1, within  # measured: 14 of 15 (Bill_Gates's tone copy is 4 bits off)
     # the rule itself: a pair above the plain cut is grouped only with close hashes
     s, r = np.array([0.009, 0.009]), np.ones(2)  # as close as their other neighbours: the ratio rule does not take them
     g = grouped(s, r, SAME_PHOTO_CUT, shipped_cuts(), np.array([HASH_BITS, HASH_BITS + 3]))
@@ -220,18 +224,19 @@ def _all_pairs(views_n: int):
 
 
 def test_yaleb_lighting_and_orl_sittings_are_not_one_photo(shared_data):
-    """yaleB: one face under its lighting conditions (<= 0.5% of pairs may group); ORL: ten shots of
-    one sitting (the near-identical ones may group as shots, never as one photo)."""
+    """yaleB: one face under its lighting conditions; ORL: ten shots of one sitting. The target
+    allows 0.5% of yaleB's pairs grouped and ORL's near-identical shots grouped as shots; these
+    identities measure none of either, which the test holds."""
     yale = sorted((shared_data / "yaleB_cropped10" / "yaleB01").glob("*"))[:40]
     views = faces_of([(p.name, str(p)) for p in yale])
     i, j = _all_pairs(len(yale))
     s = pair_scores(views, i, j)
     print("yaleB01: pairs", len(s), "min score", s.min(), "grouped", int((s <= SHOT_CUT).sum()))
-    assert (s <= SHOT_CUT).mean() <= 0.005
+    assert (s <= SHOT_CUT).sum() == 0  # measured: none of 780, the lowest 0.036 (target: at most 0.5%)
     # nor by the whole-image hash rule (one pose under other lights: pHashes can be close)
     from facesieve.select.samephoto import grouped, neighbour_ratio
 
-    assert grouped(s, neighbour_ratio(i, j, s), SHOT_CUT, shipped_cuts(), hash_bits(views, i, j)).mean() <= 0.005
+    assert grouped(s, neighbour_ratio(i, j, s), SHOT_CUT, shipped_cuts(), hash_bits(views, i, j)).sum() == 0
     orl = [p for ident in ("s01", "s02", "s03") for p in sorted((shared_data / "orl_att40" / ident).glob("*.pgm"))]
     views = faces_of([(p.name, str(p)) for p in orl])
     i, j = _all_pairs(len(orl))
@@ -239,7 +244,7 @@ def test_yaleb_lighting_and_orl_sittings_are_not_one_photo(shared_data):
     s = pair_scores(views, i[same], j[same])
     print("ORL s01-s03: pairs", len(s), "lowest", np.sort(s)[:5].round(4))
     assert (s <= SAME_PHOTO_CUT).sum() == 0
-    assert (s <= SHOT_CUT).mean() <= 0.02
+    assert (s <= SHOT_CUT).sum() == 0  # measured: none of 135, the lowest 0.017 (ORL left out loses more: docs)
     bits = hash_bits(views, i[same], j[same])
     print("ORL s01-s03: hash bits of the five closest", bits[np.argsort(s)[:5]])
     assert grouped(s, neighbour_ratio(i[same], j[same], s), SAME_PHOTO_CUT, shipped_cuts(), bits).sum() == 0
