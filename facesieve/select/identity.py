@@ -42,7 +42,7 @@ from scipy.sparse.csgraph import connected_components
 from facesieve.select.exact import _hash_codes
 from facesieve.select.neardup import check_embeddings, identity_codes
 
-__all__ = ["split_folder", "copy_groups", "identity_decisions", "SPLIT", "MATCH", "EVEN", "SHARE_MARGIN", "FIT_MARGIN", "MIN_GROUP"]
+__all__ = ["split_folder", "copy_groups", "identity_decisions", "SPLIT", "MATCH", "EVEN", "SHARE_MARGIN", "FIT_MARGIN", "MIN_GROUP", "NORM"]
 
 # SPLIT, MATCH, EVEN: the lowest-cost cuts on all five shared sets of bench/bench_label_noise.py;
 # its leave-one-set-out figures are in docs/thresholds.md ("Identity-level decisions")
@@ -52,7 +52,8 @@ EVEN = 0.75  # second group / largest at or above which size alone does not name
 SHARE_MARGIN = 0.2  # a person's share of another folder must exceed its share here by this much (fixed, not tuned)
 FIT_MARGIN = 0.1  # average cosine by which the best folder must beat the others for a copy (fixed, not tuned)
 MIN_GROUP = 3  # faces in a separate group matching no identity before it is flagged itself (fixed, not tuned)
-CUTS = {"sface": (SPLIT, MATCH, EVEN)}  # per embedder (split, match, even); an embedder without them runs without the identity pass
+NORM = 0.55  # cosine of two groups' mean faces (each >= MIN_GROUP faces) below which one folder holds two people
+CUTS = {"sface": (SPLIT, MATCH, EVEN, NORM)}  # per embedder (split, match, even, norm); an embedder without them runs without the identity pass
 MAX_CLUSTER = 3000  # faces clustered at once; larger folders cluster a sample and assign the rest
 
 # verdicts
@@ -60,10 +61,16 @@ IDENTITY, MISLABELED, AMBIGUOUS, UNDECIDED, OUTLIER, COPY_KEPT, COPY_REVIEW = (
     "identity", "mislabeled", "ambiguous", "undecided", "outlier", "copy_kept", "copy_review")
 
 
-def split_folder(X: np.ndarray, threshold: float = SPLIT, *, seed: int = 0) -> np.ndarray:
+def split_folder(X: np.ndarray, threshold: float = SPLIT, *, norm: float | None = NORM, min_group: int = MIN_GROUP,
+                 seed: int = 0) -> np.ndarray:
     """Group labels (0 = largest group, then by size) of one folder's unit vectors.
 
-    Average linkage, cut where the mean cosine between two groups falls below `threshold`.
+    Average linkage on cosine, read top down: a merge is undone (two people) when the mean cosine
+    between its two sides is below `threshold`, or, when both sides hold at least `min_group`
+    faces, when the cosine of their mean faces is below `norm`. The second test is the first one
+    over the two sides' own tightness, so it reads alike where different people are far apart (web
+    photos) and where they are close (one lighting rig, aligned crops: yaleB's people average 0.33
+    to each other, above the absolute cut). `norm` None: the absolute cut alone.
     Above MAX_CLUSTER faces a random sample is clustered and every other face joins the group it
     is on average most similar to (or a group of its own when that is below `threshold`).
     """
@@ -78,7 +85,7 @@ def split_folder(X: np.ndarray, threshold: float = SPLIT, *, seed: int = 0) -> n
     S = np.clip(Y @ Y.T, -1.0, 1.0)
     iu = np.triu_indices(len(sample), 1)
     Z = linkage(1.0 - S[iu], method="average")
-    raw = fcluster(Z, t=1.0 - threshold, criterion="distance") - 1
+    raw = _cut_tree(Z, Y, 1.0 - threshold, norm, min_group)
     labels = np.full(n, -1, dtype=np.int64)
     labels[sample] = raw
     rest = np.setdiff1d(np.arange(n), sample)
@@ -97,6 +104,40 @@ def split_folder(X: np.ndarray, threshold: float = SPLIT, *, seed: int = 0) -> n
     new = np.empty(len(uniq), dtype=np.int64)
     new[order] = np.arange(len(uniq))
     return new[np.searchsorted(uniq, labels)]
+
+
+def _cut_tree(Z: np.ndarray, Y: np.ndarray, max_dist: float, norm: float | None, min_group: int) -> np.ndarray:
+    """Flat labels of a linkage tree walked from the root (see `split_folder`)."""
+    n = Y.shape[0]
+    sums = np.zeros((2 * n - 1, Y.shape[1]))
+    sums[:n] = Y
+    count = np.ones(2 * n - 1, dtype=np.int64)
+    for k, (a, b) in enumerate(Z[:, :2].astype(np.int64)):
+        sums[n + k] = sums[a] + sums[b]
+        count[n + k] = count[a] + count[b]
+    labels = np.zeros(n, dtype=np.int64)
+    stack, done = [2 * n - 2], 0
+    while stack:
+        node = stack.pop()
+        if node >= n:
+            a, b = Z[node - n, :2].astype(np.int64)
+            two = Z[node - n, 2] > max_dist + 1e-12
+            if not two and norm is not None and min(count[a], count[b]) >= min_group:
+                na, nb = np.linalg.norm(sums[a]), np.linalg.norm(sums[b])
+                two = na > 1e-12 and nb > 1e-12 and float(sums[a] @ sums[b]) / (na * nb) < norm
+            if two:
+                stack += [a, b]
+                continue
+        leaves, todo = [], [node]
+        while todo:
+            m = todo.pop()
+            if m < n:
+                leaves.append(m)
+            else:
+                todo += Z[m - n, :2].astype(np.int64).tolist()
+        labels[leaves] = done
+        done += 1
+    return labels
 
 
 def copy_groups(
@@ -146,6 +187,7 @@ def identity_decisions(
     share_margin: float = SHARE_MARGIN,
     fit_margin: float = FIT_MARGIN,
     min_group: int = MIN_GROUP,
+    norm: float | None = NORM,
 ) -> pd.DataFrame:
     """Folder splits and copy resolution for N faces (see the module docstring).
 
@@ -175,7 +217,7 @@ def identity_decisions(
     folder_size = np.bincount(codes, minlength=len(labels))
     folder_rows = _members(codes, len(labels))
     for f, rows in enumerate(folder_rows):
-        lab = split_folder(X[rows], threshold)
+        lab = split_folder(X[rows], threshold, norm=norm, min_group=min_group)
         group[rows] = lab
         gid[rows] = len(g_folder) + lab
         sizes = np.bincount(lab) if len(lab) else np.zeros(0, np.int64)
