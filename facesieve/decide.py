@@ -315,7 +315,7 @@ def identity_losses(decisions, identities) -> tuple[int, list[dict]]:
 def mark_outliers(decisions, vectors, identities, has_face, settings: DecideSettings) -> pd.DataFrame:
     """Faces far from their identity whose neighbours carry other labels: review (or remove)."""
     from facesieve.select.crossid import index_for
-    from facesieve.select.outliers import outlier_scores
+    from facesieve.select.outliers import DEFAULT_MAX_FIT, outlier_scores
 
     cand = np.flatnonzero(has_face)
     if len(cand) < 3:
@@ -324,15 +324,16 @@ def mark_outliers(decisions, vectors, identities, has_face, settings: DecideSett
     # identity is then not "a neighbour with another label"
     labels = np.where(decisions["belongs_to"].to_numpy() != "", decisions["belongs_to"].to_numpy(), identities) \
         if "belongs_to" in decisions else identities
-    res = outlier_scores(np.asarray(vectors[cand], np.float32), labels[cand], index=index_for(len(cand)))
+    fit = settings.extra.get("outlier_max_fit", DEFAULT_MAX_FIT)  # the bench tries others
+    res = outlier_scores(np.asarray(vectors[cand], np.float32), labels[cand], index=index_for(len(cand)), max_fit=fit)
     decisions.iloc[cand, decisions.columns.get_loc("outlier_score")] = res["score"].to_numpy()
     flag = res["is_outlier"].to_numpy() & (decisions["action"].to_numpy()[cand] == KEEP)
     rows = cand[flag]
     if len(rows):
         _set(decisions, rows, action=REMOVE if settings.drop_outliers else REVIEW, reason="outlier")
         decisions.iloc[rows, decisions.columns.get_loc("detail")] = [
-            f"robust_z {z:.1f}, same-label neighbours {s:.0%}"
-            for z, s in zip(res["robust_z"].to_numpy()[flag], res["knn_same_share"].to_numpy()[flag])
+            f"robust_z {z:.1f}, same-label neighbours {s:.0%}, average fit {f:.2f} of its identity's"
+            for z, s, f in zip(res["robust_z"].to_numpy()[flag], res["knn_same_share"].to_numpy()[flag], res["fit_ratio"].to_numpy()[flag])
         ]
     return res.assign(row=cand)
 

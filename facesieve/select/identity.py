@@ -12,7 +12,8 @@ answer, because the faces filed wrongly there agree with each other:
    *foreign* when some folder holds the same person at a share at least `share_margin` higher (a
    folder made of that person, against a few intruders). The folder's identity is its largest
    group that is not foreign; when the second such group is at least `even` times its size, size
-   does not decide and every such group goes to review. Foreign groups are `mislabeled` with
+   does not decide and every such group goes to review, with the folder's other faces (none of
+   them can be judged against a person nobody named). Foreign groups are `mislabeled` with
    `belongs_to` naming the folder that owns the person; a person found in another folder at about
    the same share is left undecided (review); a separate group of at least `min_group` faces that
    matches no identity is an outlier. A face left in a smaller group is mislabeled when it fits
@@ -271,6 +272,9 @@ def identity_decisions(
                                f"{claim_sim[g]:.2f}, {claim[g]:.0%} of that folder vs {share[g]:.0%} of this one)")
             elif contested[g] and g_size[g] < g_size[lead]:
                 gverdict[g] = (UNDECIDED, "", f"group of {g_size[g]} faces also found in {other} at a similar share")
+            elif len(ident) > 1:  # nobody knows who this folder is: no face of it is judged against "its person"
+                gverdict[g] = (AMBIGUOUS, "", f"group of {g_size[g]} faces in a folder that splits evenly into "
+                               f"{' and '.join(str(g_size[h]) for h in ident)} faces: nothing says which is {labels[f]}")
             elif g_size[g] >= min_group:
                 gverdict[g] = (OUTLIER, "", f"separate group of {g_size[g]} faces (average cosine to the folder's "
                                f"person {float(means[g] @ means[lead]):.2f}) matching no identity")
