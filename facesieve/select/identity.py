@@ -236,7 +236,9 @@ def identity_decisions(
     can_claim = g_size >= np.minimum(min_group, folder_size[g_folder])
     claim, claim_group, claim_sim = _claims(means, g_folder, np.where(can_claim, share, -1.0), match)
     foreign = claim >= share + share_margin
-    contested = ~foreign & (claim_group >= 0) & (claim > share - share_margin)
+    # likewise a lone face that looks like a small group elsewhere is not "the same person at a
+    # similar share" (at 64 px, dark frames of two people match): the lone-face rule judges it
+    contested = ~foreign & can_claim & (claim_group >= 0) & (claim > share - share_margin)
     g_rows = _members(gid, G)
     folder_groups = _members(g_folder, len(labels))
 
