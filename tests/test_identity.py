@@ -146,7 +146,7 @@ def test_people_close_together_are_split_by_their_mean_faces(shared_data, tmp_pa
     aligned crops put these two people at about 0.33 average cosine, above the absolute split cut,
     so the absolute cut alone keeps them as one group and the intruders stay; the mean-face cut
     (NORM) splits them and flags the intruders mislabeled, belonging to yaleB09."""
-    import facesieve.select.identity as identity
+    from facesieve.select import identity
 
     yale = shared_data / "yaleB_cropped10"
     own = sorted((yale / "yaleB06").glob("*.pgm"))[::2]
@@ -239,8 +239,7 @@ def test_split_by_mean_faces_reads_each_group_against_its_own_tightness():
     loose person (web photos) stays one group with it."""
     rng = np.random.default_rng(2)
     shared, ea, eb = unit(rng, n=3)
-    tight = lambda e, n: cluster(rng, (0.67 * shared + 0.74 * e)[None], n, spread=0.6)  # noqa: E731
-    X = np.vstack([tight(ea, 15), tight(eb, 15)])
+    X = np.vstack([cluster(rng, (0.67 * shared + 0.74 * e)[None], 15, spread=0.6) for e in (ea, eb)])
     assert (X[:15] @ X[15:].T).mean() > 0.30
     assert len(np.unique(split_folder(X, 0.30, norm=None))) == 1
     lab = split_folder(X, 0.30, norm=0.55)

@@ -5,8 +5,10 @@ answer, because the faces filed wrongly there agree with each other:
 
 1. **Contaminated folders.** Each folder's faces are split into groups by average-linkage
    clustering on cosine, cut at `threshold`: two groups whose faces are on average less similar
-   than that are two people. A group of another folder whose mean face has cosine >= `match` with
-   a group's mean face is the same person there (the cosine of the means is average linkage over
+   than that are two people; so are two groups of >= `min_group` faces whose mean faces have
+   cosine below `norm` (the same average over the groups' own tightness: people who are close in
+   absolute terms, as under one lighting rig, are still apart on this scale). A group of another
+   folder whose mean face has cosine >= `match` with a group's mean face is the same person there (the cosine of the means is average linkage over
    the two groups' own tightness, so it reads alike on loose web photos and tight video frames).
    A person belongs to the folder where it makes up the larger share of the faces: a group is
    *foreign* when some folder holds the same person at a share at least `share_margin` higher (a
@@ -36,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.cluster.hierarchy import linkage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -45,7 +47,7 @@ from facesieve.select.neardup import check_embeddings, identity_codes
 
 __all__ = ["split_folder", "copy_groups", "identity_decisions", "SPLIT", "MATCH", "EVEN", "SHARE_MARGIN", "FIT_MARGIN", "MIN_GROUP", "NORM"]
 
-# SPLIT, MATCH, EVEN: the lowest-cost cuts on all five shared sets of bench/bench_label_noise.py;
+# SPLIT, MATCH, EVEN, NORM: the lowest-cost cuts on all five shared sets of bench/bench_label_noise.py;
 # its leave-one-set-out figures are in docs/thresholds.md ("Identity-level decisions")
 SPLIT = 0.30  # SFace average cosine between two groups below which they are two people
 MATCH = 0.75  # SFace cosine of two groups' mean faces at or above which groups in two folders are one person
