@@ -373,9 +373,9 @@ def main(argv=None) -> int:
     ap.add_argument("--splits", type=float, nargs="+", default=[0.30, 0.35], help="identity split cuts tried")
     ap.add_argument("--matches", type=float, nargs="+", default=[0.60, 0.75], help="cross-folder match cuts tried")
     ap.add_argument("--evens", type=float, nargs="+", default=[0.75], help="size ratios at which a split is even, tried")
-    ap.add_argument("--norms", type=float, nargs="+", default=[0.50, 0.55],
+    ap.add_argument("--norms", type=float, nargs="+", default=[0.55],
                     help="cosines of two groups' mean faces below which a folder splits, tried (0: the absolute split alone)")
-    ap.add_argument("--fits", type=float, nargs="+", default=[0.3, 0.4, 0.5],
+    ap.add_argument("--fits", type=float, nargs="+", default=[0.4, 0.5],
                     help="outlier rule: fit ratios below which a far face is another person's, tried (9: not required)")
     ap.add_argument("--loso", action="store_true", help="choose the split leave-one-set-out and report on the set left out")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "facesieve-label-noise", help="embeddings and 64 px images")

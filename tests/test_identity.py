@@ -252,7 +252,7 @@ def test_outlier_rule_keeps_an_odd_photo_that_still_fits_its_person():
     """A face far from its identity's centre with other labels for neighbours is an outlier only
     when its average fit to its identity is under max_fit of the identity's own: one that still
     averages most of it is an odd photo of the person, not someone else."""
-    from facesieve.select.outliers import outlier_scores
+    from facesieve.select.outliers import DEFAULT_MAX_FIT, outlier_scores
 
     rng = np.random.default_rng(3)
     ca, cb = unit(rng, n=2)
@@ -264,7 +264,7 @@ def test_outlier_rule_keeps_an_odd_photo_that_still_fits_its_person():
     ids = np.array(["A"] * 32 + ["B"] * 30)
     r = outlier_scores(E, ids, max_fit=None)
     assert r["is_outlier"][30] and r["is_outlier"][31]
-    assert r["fit_ratio"][31] < 0.5 <= r["fit_ratio"][30]
+    assert r["fit_ratio"][31] < DEFAULT_MAX_FIT <= r["fit_ratio"][30]
     r = outlier_scores(E, ids)
     assert not r["is_outlier"][30] and r["is_outlier"][31]
 

@@ -19,7 +19,7 @@ Two views of the same question, combined:
 identity's median or whose neighbours all share their label, 1.0 for a face exactly z spreads out
 with no same-label neighbour; a ranking for review, not a probability.
 `is_outlier = robust_z >= z and knn_same_share <= max_same_share and fit_ratio < max_fit`
-(defaults 3.5, 0.5 and 0.5): far from its own identity, closer to other identities' faces than to
+(defaults 3.5, 0.5 and 0.4): far from its own identity, closer to other identities' faces than to
 its own, *and* not one of them by average linkage's reading: `fit_ratio` is the face's average
 cosine to its identity's other faces over the identity's median of the same (its tightness). A
 face of someone else averages about what two different people do (fit_ratio mostly under 0.3 on
@@ -47,7 +47,7 @@ __all__ = ["outlier_scores", "robust_centre", "DEFAULT_Z", "DEFAULT_MAX_SAME_SHA
 
 DEFAULT_Z = 3.5
 DEFAULT_MAX_SAME_SHARE = 0.5
-DEFAULT_MAX_FIT = 0.5  # chosen leave-one-set-out by bench/bench_label_noise.py (docs/thresholds.md)
+DEFAULT_MAX_FIT = 0.4  # chosen leave-one-set-out by bench/bench_label_noise.py (docs/thresholds.md)
 MIN_FACES = 3
 _SPREAD_FLOOR = 0.02
 _TRIM_SPREADS = 2.5
