@@ -25,7 +25,7 @@ Baseline, same embeddings: cleanlab's `find_label_issues` on out-of-fold kNN cla
 /work/venv-peers/bin/python) through a subprocess on saved arrays, so cleanlab never becomes a
 facesieve dependency. Skipped with a message when that interpreter cannot import it.
 
-Thresholds: `--loso` chooses the (split, match, even) cuts on every set but one (both resolutions) and
+Thresholds: `--loso` chooses the (split, match, even, norm, fit) cuts on every set but one (both resolutions) and
 reports on the one left out (leave-one-set-out); without it the shipped defaults
 (facesieve/select/identity.py) are used. `false_outlier_rule` is the part of the true faces flagged
 that the older per-face outlier rule (select/outliers.py) flagged, not the identity pass.
@@ -151,7 +151,7 @@ def singles_case(t: pd.DataFrame, foreign: pd.DataFrame, n: int, rng) -> pd.Data
     return pd.concat([t.assign(truth=t["identity"], intruder=False, copy_of=-1), picks], ignore_index=True)
 
 
-def decide_case(t: pd.DataFrame, split: tuple[float, float, float] | None) -> pd.DataFrame:
+def decide_case(t: pd.DataFrame, split: tuple[float, ...] | None) -> pd.DataFrame:
     """The run's decisions on one case, through facesieve.decide (exact duplicates within
     identities, cross-identity pairs, the identity pass, outliers, the no-emptying guard). The
     near-duplicate pass is left out: it needs the pixels and has its own benchmark."""
@@ -166,7 +166,8 @@ def decide_case(t: pd.DataFrame, split: tuple[float, float, float] | None) -> pd
     sha = t["sha256"].to_numpy().astype(str)
     E = np.stack(t["vector"].to_numpy()).astype(np.float32)
     has = t["has_face"].to_numpy(bool)
-    s = DecideSettings(cross_identity=for_embedder("sface").cross_identity, identity_cuts=split)
+    extra = {"outlier_max_fit": split[4]} if split is not None and len(split) > 4 else {}
+    s = DecideSettings(cross_identity=for_embedder("sface").cross_identity, identity_cuts=split[:4] if split else None, extra=extra)
     mark_exact_duplicates(d, sha, sha, np.ones(len(t)), paths, ids)
     cross = mark_cross_identity(d, E, ids, paths, has, s)
     if split is not None:
@@ -335,7 +336,7 @@ def cost(df: pd.DataFrame) -> float:
 
 
 def choose(df: pd.DataFrame, held_out: str) -> tuple[float, ...]:
-    """The (split, match, even) with the lowest cost on every set but `held_out` (both resolutions)."""
+    """The (split, match, even, norm, fit) with the lowest cost on every set but `held_out` (both resolutions)."""
     train = df[(df["set"] != held_out) & df["method"].str.startswith("facesieve")]
     costs = train.groupby("method").apply(cost)
     return tuple(float(x) for x in costs.idxmin().split("@")[1].split("/"))
@@ -371,16 +372,22 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--splits", type=float, nargs="+", default=[0.30, 0.35], help="identity split cuts tried")
     ap.add_argument("--matches", type=float, nargs="+", default=[0.60, 0.75], help="cross-folder match cuts tried")
-    ap.add_argument("--evens", type=float, nargs="+", default=[0.6, 0.75], help="size ratios at which a split is even, tried")
+    ap.add_argument("--evens", type=float, nargs="+", default=[0.75], help="size ratios at which a split is even, tried")
+    ap.add_argument("--norms", type=float, nargs="+", default=[0.55],
+                    help="cosines of two groups' mean faces below which a folder splits, tried (0: the absolute split alone)")
+    ap.add_argument("--fits", type=float, nargs="+", default=[0.4, 0.5],
+                    help="outlier rule: fit ratios below which a far face is another person's, tried (9: not required)")
     ap.add_argument("--loso", action="store_true", help="choose the split leave-one-set-out and report on the set left out")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "facesieve-label-noise", help="embeddings and 64 px images")
     ap.add_argument("--peers-python", default="/work/venv-peers/bin/python", help="interpreter with cleanlab for the baseline ('' to skip)")
     ap.add_argument("--csv", type=Path, default=None, help="also write every case's scores here")
     args = ap.parse_args(argv)
-    from facesieve.select.identity import EVEN, MATCH, SPLIT
+    from facesieve.select.identity import EVEN, MATCH, NORM, SPLIT
+    from facesieve.select.outliers import DEFAULT_MAX_FIT
 
-    grid = {(s, m, e) for s in args.splits for m in args.matches for e in args.evens}
-    splits = sorted(grid | ({(SPLIT, MATCH, EVEN)} if not args.loso else set()))
+    shipped = (SPLIT, MATCH, EVEN, NORM, DEFAULT_MAX_FIT)
+    grid = {(s, m, e, n, f) for s in args.splits for m in args.matches for e in args.evens for n in args.norms for f in args.fits}
+    splits = sorted(grid | ({shipped} if not args.loso else set()))
     frames = []
     for small in (False,) if args.no_64 else (False, True):
         for name in args.sets:
@@ -392,8 +399,8 @@ def main(argv=None) -> int:
     if args.csv:
         df.to_csv(args.csv, index=False)
     if args.loso:
-        print("(split, match, even) chosen leave-one-set-out: " + ", ".join(f"{s}: {choose(df, s)}" for s in df["set"].unique()))
-    table, by_set = report(df, args.loso, (SPLIT, MATCH, EVEN))
+        print("(split, match, even, norm, fit) chosen leave-one-set-out: " + ", ".join(f"{s}: {choose(df, s)}" for s in df["set"].unique()))
+    table, by_set = report(df, args.loso, shipped)
     with pd.option_context("display.width", 200, "display.max_rows", 400, "display.float_format", "{:.3f}".format):
         print(table.to_string(index=False))
         print("\nfacesieve per set (each at its own cuts):")

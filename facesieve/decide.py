@@ -45,7 +45,7 @@ class DecideSettings:
     group_shots: bool = True
     cross_identity: float | None = None  # cosine threshold; None = no cross-identity pass
     identity_overlap: float | None = None
-    identity_cuts: tuple[float, float, float] | None = None  # (split, match, even) of select/identity.py; None = no identity pass
+    identity_cuts: tuple[float, ...] | None = None  # (split, match, even[, norm]) of select/identity.py; None = no identity pass
     empty_identities: bool = False  # True: duplicate / identity decisions may leave an identity with no kept face
     outliers: bool = True
     drop_outliers: bool = False
@@ -252,8 +252,9 @@ def mark_identities(decisions, vectors, identities, paths, byte_hash, pixel_hash
         ok = (a >= 0) & (b >= 0)
         pairs = (a[ok], b[ok])
     copies = copy_groups(byte_hash[cand], pixel_hash[cand], identities[cand], pairs)
-    split, match, even = settings.identity_cuts
-    res = identity_decisions(np.asarray(vectors[cand], np.float32), identities[cand], copies, threshold=split, match=match, even=even)
+    split, match, even, *norm = settings.identity_cuts  # norm: absent in a 3-tuple (the absolute split alone)
+    res = identity_decisions(np.asarray(vectors[cand], np.float32), identities[cand], copies, threshold=split, match=match, even=even,
+                             norm=norm[0] if norm else None)
     verdict = res["verdict"].to_numpy()
     belongs = res["belongs_to"].to_numpy()
     kept_copy = {c: r for c, v, r in zip(copies, verdict, cand) if c >= 0 and v == "copy_kept"}
@@ -321,7 +322,7 @@ def identity_losses(decisions, identities) -> tuple[int, list[dict]]:
 def mark_outliers(decisions, vectors, identities, has_face, settings: DecideSettings) -> pd.DataFrame:
     """Faces far from their identity whose neighbours carry other labels: review (or remove)."""
     from facesieve.select.crossid import index_for
-    from facesieve.select.outliers import outlier_scores
+    from facesieve.select.outliers import DEFAULT_MAX_FIT, outlier_scores
 
     cand = np.flatnonzero(has_face)
     if len(cand) < 3:
@@ -330,15 +331,16 @@ def mark_outliers(decisions, vectors, identities, has_face, settings: DecideSett
     # identity is then not "a neighbour with another label"
     labels = np.where(decisions["belongs_to"].to_numpy() != "", decisions["belongs_to"].to_numpy(), identities) \
         if "belongs_to" in decisions else identities
-    res = outlier_scores(np.asarray(vectors[cand], np.float32), labels[cand], index=index_for(len(cand)))
+    fit = settings.extra.get("outlier_max_fit", DEFAULT_MAX_FIT)  # the bench tries others
+    res = outlier_scores(np.asarray(vectors[cand], np.float32), labels[cand], index=index_for(len(cand)), max_fit=fit)
     decisions.iloc[cand, decisions.columns.get_loc("outlier_score")] = res["score"].to_numpy()
     flag = res["is_outlier"].to_numpy() & (decisions["action"].to_numpy()[cand] == KEEP)
     rows = cand[flag]
     if len(rows):
         _set(decisions, rows, action=REMOVE if settings.drop_outliers else REVIEW, reason="outlier")
         decisions.iloc[rows, decisions.columns.get_loc("detail")] = [
-            f"robust_z {z:.1f}, same-label neighbours {s:.0%}"
-            for z, s in zip(res["robust_z"].to_numpy()[flag], res["knn_same_share"].to_numpy()[flag])
+            f"robust_z {z:.1f}, same-label neighbours {s:.0%}, average fit {f:.2f} of its identity's"
+            for z, s, f in zip(res["robust_z"].to_numpy()[flag], res["knn_same_share"].to_numpy()[flag], res["fit_ratio"].to_numpy()[flag])
         ]
     return res.assign(row=cand)
 

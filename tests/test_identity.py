@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from facesieve.cli import main
-from facesieve.select.identity import copy_groups, identity_decisions
+from facesieve.select.identity import copy_groups, identity_decisions, split_folder
 
 PEOPLE = ("Adriana_Lima", "Alex_Lawther", "Alexandra_Daddario", "Alvaro_Morte", "Amanda_Crew")
 N = 12
@@ -141,6 +141,39 @@ def test_identical_images_across_many_identities_empty_none(shared_data, tmp_pat
     assert (copies["reason"] != "exact_duplicate").all()
 
 
+def test_people_close_together_are_split_by_their_mean_faces(shared_data, tmp_path, workspace, monkeypatch):
+    """yaleB06's folder with 40% of its photos yaleB09's (moved, no copies): one lighting rig and
+    aligned crops put these two people at about 0.33 average cosine, above the absolute split cut,
+    so the absolute cut alone keeps them as one group and the intruders stay; the mean-face cut
+    (NORM) splits them and flags the intruders mislabeled, belonging to yaleB09."""
+    from facesieve.select import identity
+
+    yale = shared_data / "yaleB_cropped10"
+    own = sorted((yale / "yaleB06").glob("*.pgm"))[::2]
+    other = sorted((yale / "yaleB09").glob("*.pgm"))
+    data = tmp_path / "data"
+    fill(data / "yaleB06", own)
+    fill(data / "yaleB06", other[1::3], prefix="from_09_")
+    fill(data / "yaleB09", other[0::3] + other[2::3])
+    for p in ("yaleB01", "yaleB03"):
+        fill(data / p, sorted((yale / p).glob("*.pgm"))[::3])
+
+    def intruders(m):
+        return m[m["path"].str.startswith("yaleB06/from_09_") & (m["reason"] != "no_face")]
+
+    m, summary = run(data, tmp_path / "out", workspace)
+    intr = intruders(m)
+    assert len(intr) >= 15
+    assert ((intr["reason"] == "mislabeled") & (intr["belongs_to"] == "yaleB09")).mean() >= 0.9, intr[["path", "reason", "detail"]]
+    own_rows = m[(m["identity"] == "yaleB06") & ~m["path"].str.contains("from_09_") & (m["reason"] != "no_face")]
+    assert (own_rows["action"] == "keep").mean() >= 0.9
+    assert summary["identities_emptied"] == 0
+    # the absolute cut alone (a 3-tuple: no mean-face cut) leaves most intruders in place
+    monkeypatch.setitem(identity.CUTS, "sface", identity.CUTS["sface"][:3])
+    m2, _ = run(data, tmp_path / "out2", workspace)
+    assert (intruders(m2)["action"] == "keep").mean() >= 0.5
+
+
 def test_guard_gives_back_an_identity_emptied_by_removals():
     """protect_identities: an identity whose every face was removed by an identity decision gets
     them back (the decision kept in detail); review is not emptying; other reasons are not touched."""
@@ -192,6 +225,48 @@ def test_contaminated_folder_and_copies_by_fit():
     mixed = np.vstack([cluster(rng, cc[None], 10), cluster(rng, cd[None], 10)]).astype(np.float32)
     r = identity_decisions(mixed, np.array(["M"] * 20), threshold=0.35)
     assert (r["verdict"] == "ambiguous").all()
+    # a third, small group in an evenly split folder is not an outlier of either: nobody named the
+    # folder's person, so it goes to review with the rest
+    third = np.vstack([mixed, cluster(rng, unit(rng), 3)]).astype(np.float32)
+    r = identity_decisions(third, np.array(["M"] * 23), threshold=0.35)
+    assert (r["group"][20:] != r["group"][0]).all() and (r["group"][20:] != r["group"][10]).all()
+    assert (r["verdict"] == "ambiguous").all()
+
+
+def test_split_by_mean_faces_reads_each_group_against_its_own_tightness():
+    """Two tight groups whose faces average 0.45 to each other (above the absolute cut 0.30) but
+    whose mean faces are at cosine ~0.5: one group without the mean-face cut, two with it; one
+    loose person (web photos) stays one group with it."""
+    rng = np.random.default_rng(2)
+    shared, ea, eb = unit(rng, n=3)
+    X = np.vstack([cluster(rng, (0.67 * shared + 0.74 * e)[None], 15, spread=0.6) for e in (ea, eb)])
+    assert (X[:15] @ X[15:].T).mean() > 0.30
+    assert len(np.unique(split_folder(X, 0.30, norm=None))) == 1
+    lab = split_folder(X, 0.30, norm=0.55)
+    assert len(np.unique(lab)) == 2 and len(np.unique(lab[:15])) == 1 and len(np.unique(lab[15:])) == 1
+    loose = cluster(rng, unit(rng), 40, spread=1.0)
+    assert (np.bincount(split_folder(loose, 0.30, norm=0.55)) >= 3).sum() == 1
+
+
+def test_outlier_rule_keeps_an_odd_photo_that_still_fits_its_person():
+    """A face far from its identity's centre with other labels for neighbours is an outlier only
+    when its average fit to its identity is under max_fit of the identity's own: one that still
+    averages most of it is an odd photo of the person, not someone else."""
+    from facesieve.select.outliers import DEFAULT_MAX_FIT, outlier_scores
+
+    rng = np.random.default_rng(3)
+    ca, cb = unit(rng, n=2)
+    A = cluster(rng, ca[None], 30, spread=0.5)
+    B = cluster(rng, cb[None], 30, spread=0.5)
+    odd = 0.55 * ca + 0.83 * cb  # half A, half B
+    stranger = 0.05 * ca + 0.99 * cb
+    E = np.vstack([A, odd[None] / np.linalg.norm(odd), stranger[None] / np.linalg.norm(stranger), B]).astype(np.float32)
+    ids = np.array(["A"] * 32 + ["B"] * 30)
+    r = outlier_scores(E, ids, max_fit=None)
+    assert r["is_outlier"][30] and r["is_outlier"][31]
+    assert r["fit_ratio"][31] < DEFAULT_MAX_FIT <= r["fit_ratio"][30]
+    r = outlier_scores(E, ids)
+    assert not r["is_outlier"][30] and r["is_outlier"][31]
 
 
 def test_a_face_of_nobody_in_the_dataset_is_not_given_to_a_folder():

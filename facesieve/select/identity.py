@@ -5,14 +5,17 @@ answer, because the faces filed wrongly there agree with each other:
 
 1. **Contaminated folders.** Each folder's faces are split into groups by average-linkage
    clustering on cosine, cut at `threshold`: two groups whose faces are on average less similar
-   than that are two people. A group of another folder whose mean face has cosine >= `match` with
-   a group's mean face is the same person there (the cosine of the means is average linkage over
+   than that are two people; so are two groups of >= `min_group` faces whose mean faces have
+   cosine below `norm` (the same average over the groups' own tightness: people who are close in
+   absolute terms, as under one lighting rig, are still apart on this scale). A group of another
+   folder whose mean face has cosine >= `match` with a group's mean face is the same person there (the cosine of the means is average linkage over
    the two groups' own tightness, so it reads alike on loose web photos and tight video frames).
    A person belongs to the folder where it makes up the larger share of the faces: a group is
    *foreign* when some folder holds the same person at a share at least `share_margin` higher (a
    folder made of that person, against a few intruders). The folder's identity is its largest
    group that is not foreign; when the second such group is at least `even` times its size, size
-   does not decide and every such group goes to review. Foreign groups are `mislabeled` with
+   does not decide and every such group goes to review, with the folder's other faces (none of
+   them can be judged against a person nobody named). Foreign groups are `mislabeled` with
    `belongs_to` naming the folder that owns the person; a person found in another folder at about
    the same share is left undecided (review); a separate group of at least `min_group` faces that
    matches no identity is an outlier. A face left in a smaller group is mislabeled when it fits
@@ -35,16 +38,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.cluster.hierarchy import linkage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from facesieve.select.exact import _hash_codes
 from facesieve.select.neardup import check_embeddings, identity_codes
 
-__all__ = ["split_folder", "copy_groups", "identity_decisions", "SPLIT", "MATCH", "EVEN", "SHARE_MARGIN", "FIT_MARGIN", "MIN_GROUP"]
+__all__ = ["split_folder", "copy_groups", "identity_decisions", "SPLIT", "MATCH", "EVEN", "SHARE_MARGIN", "FIT_MARGIN", "MIN_GROUP", "NORM"]
 
-# SPLIT, MATCH, EVEN: the lowest-cost cuts on all five shared sets of bench/bench_label_noise.py;
+# SPLIT, MATCH, EVEN, NORM: the lowest-cost cuts on all five shared sets of bench/bench_label_noise.py;
 # its leave-one-set-out figures are in docs/thresholds.md ("Identity-level decisions")
 SPLIT = 0.30  # SFace average cosine between two groups below which they are two people
 MATCH = 0.75  # SFace cosine of two groups' mean faces at or above which groups in two folders are one person
@@ -52,7 +55,8 @@ EVEN = 0.75  # second group / largest at or above which size alone does not name
 SHARE_MARGIN = 0.2  # a person's share of another folder must exceed its share here by this much (fixed, not tuned)
 FIT_MARGIN = 0.1  # average cosine by which the best folder must beat the others for a copy (fixed, not tuned)
 MIN_GROUP = 3  # faces in a separate group matching no identity before it is flagged itself (fixed, not tuned)
-CUTS = {"sface": (SPLIT, MATCH, EVEN)}  # per embedder (split, match, even); an embedder without them runs without the identity pass
+NORM = 0.55  # cosine of two groups' mean faces (each >= MIN_GROUP faces) below which one folder holds two people
+CUTS = {"sface": (SPLIT, MATCH, EVEN, NORM)}  # per embedder (split, match, even, norm); an embedder without them runs without the identity pass
 MAX_CLUSTER = 3000  # faces clustered at once; larger folders cluster a sample and assign the rest
 
 # verdicts
@@ -60,10 +64,16 @@ IDENTITY, MISLABELED, AMBIGUOUS, UNDECIDED, OUTLIER, COPY_KEPT, COPY_REVIEW = (
     "identity", "mislabeled", "ambiguous", "undecided", "outlier", "copy_kept", "copy_review")
 
 
-def split_folder(X: np.ndarray, threshold: float = SPLIT, *, seed: int = 0) -> np.ndarray:
+def split_folder(X: np.ndarray, threshold: float = SPLIT, *, norm: float | None = NORM, min_group: int = MIN_GROUP,
+                 seed: int = 0) -> np.ndarray:
     """Group labels (0 = largest group, then by size) of one folder's unit vectors.
 
-    Average linkage, cut where the mean cosine between two groups falls below `threshold`.
+    Average linkage on cosine, read top down: a merge is undone (two people) when the mean cosine
+    between its two sides is below `threshold`, or, when both sides hold at least `min_group`
+    faces, when the cosine of their mean faces is below `norm`. The second test is the first one
+    over the two sides' own tightness, so it reads alike where different people are far apart (web
+    photos) and where they are close (one lighting rig, aligned crops: yaleB's people average 0.33
+    to each other, above the absolute cut). `norm` None: the absolute cut alone.
     Above MAX_CLUSTER faces a random sample is clustered and every other face joins the group it
     is on average most similar to (or a group of its own when that is below `threshold`).
     """
@@ -78,7 +88,7 @@ def split_folder(X: np.ndarray, threshold: float = SPLIT, *, seed: int = 0) -> n
     S = np.clip(Y @ Y.T, -1.0, 1.0)
     iu = np.triu_indices(len(sample), 1)
     Z = linkage(1.0 - S[iu], method="average")
-    raw = fcluster(Z, t=1.0 - threshold, criterion="distance") - 1
+    raw = _cut_tree(Z, Y, 1.0 - threshold, norm, min_group)
     labels = np.full(n, -1, dtype=np.int64)
     labels[sample] = raw
     rest = np.setdiff1d(np.arange(n), sample)
@@ -97,6 +107,40 @@ def split_folder(X: np.ndarray, threshold: float = SPLIT, *, seed: int = 0) -> n
     new = np.empty(len(uniq), dtype=np.int64)
     new[order] = np.arange(len(uniq))
     return new[np.searchsorted(uniq, labels)]
+
+
+def _cut_tree(Z: np.ndarray, Y: np.ndarray, max_dist: float, norm: float | None, min_group: int) -> np.ndarray:
+    """Flat labels of a linkage tree walked from the root (see `split_folder`)."""
+    n = Y.shape[0]
+    sums = np.zeros((2 * n - 1, Y.shape[1]))
+    sums[:n] = Y
+    count = np.ones(2 * n - 1, dtype=np.int64)
+    for k, (a, b) in enumerate(Z[:, :2].astype(np.int64)):
+        sums[n + k] = sums[a] + sums[b]
+        count[n + k] = count[a] + count[b]
+    labels = np.zeros(n, dtype=np.int64)
+    stack, done = [2 * n - 2], 0
+    while stack:
+        node = stack.pop()
+        if node >= n:
+            a, b = Z[node - n, :2].astype(np.int64)
+            two = Z[node - n, 2] > max_dist + 1e-12
+            if not two and norm is not None and min(count[a], count[b]) >= min_group:
+                na, nb = np.linalg.norm(sums[a]), np.linalg.norm(sums[b])
+                two = na > 1e-12 and nb > 1e-12 and float(sums[a] @ sums[b]) / (na * nb) < norm
+            if two:
+                stack += [a, b]
+                continue
+        leaves, todo = [], [node]
+        while todo:
+            m = todo.pop()
+            if m < n:
+                leaves.append(m)
+            else:
+                todo += Z[m - n, :2].astype(np.int64).tolist()
+        labels[leaves] = done
+        done += 1
+    return labels
 
 
 def copy_groups(
@@ -146,6 +190,7 @@ def identity_decisions(
     share_margin: float = SHARE_MARGIN,
     fit_margin: float = FIT_MARGIN,
     min_group: int = MIN_GROUP,
+    norm: float | None = NORM,
 ) -> pd.DataFrame:
     """Folder splits and copy resolution for N faces (see the module docstring).
 
@@ -175,7 +220,7 @@ def identity_decisions(
     folder_size = np.bincount(codes, minlength=len(labels))
     folder_rows = _members(codes, len(labels))
     for f, rows in enumerate(folder_rows):
-        lab = split_folder(X[rows], threshold)
+        lab = split_folder(X[rows], threshold, norm=norm, min_group=min_group)
         group[rows] = lab
         gid[rows] = len(g_folder) + lab
         sizes = np.bincount(lab) if len(lab) else np.zeros(0, np.int64)
@@ -193,7 +238,9 @@ def identity_decisions(
     can_claim = g_size >= np.minimum(min_group, folder_size[g_folder])
     claim, claim_group, claim_sim = _claims(means, g_folder, np.where(can_claim, share, -1.0), match)
     foreign = claim >= share + share_margin
-    contested = ~foreign & (claim_group >= 0) & (claim > share - share_margin)
+    # likewise a lone face that looks like a small group elsewhere is not "the same person at a
+    # similar share" (at 64 px, dark frames of two people match): the lone-face rule judges it
+    contested = ~foreign & can_claim & (claim_group >= 0) & (claim > share - share_margin)
     g_rows = _members(gid, G)
     folder_groups = _members(g_folder, len(labels))
 
@@ -229,6 +276,9 @@ def identity_decisions(
                                f"{claim_sim[g]:.2f}, {claim[g]:.0%} of that folder vs {share[g]:.0%} of this one)")
             elif contested[g] and g_size[g] < g_size[lead]:
                 gverdict[g] = (UNDECIDED, "", f"group of {g_size[g]} faces also found in {other} at a similar share")
+            elif len(ident) > 1:  # nobody knows who this folder is: no face of it is judged against "its person"
+                gverdict[g] = (AMBIGUOUS, "", f"group of {g_size[g]} faces in a folder that splits evenly into "
+                               f"{' and '.join(str(g_size[h]) for h in ident)} faces: nothing says which is {labels[f]}")
             elif g_size[g] >= min_group:
                 gverdict[g] = (OUTLIER, "", f"separate group of {g_size[g]} faces (average cosine to the folder's "
                                f"person {float(means[g] @ means[lead]):.2f}) matching no identity")

@@ -18,9 +18,15 @@ Two views of the same question, combined:
 `score = max(robust_z, 0) / z * (1 - knn_same_share)`: zero for faces at or above their
 identity's median or whose neighbours all share their label, 1.0 for a face exactly z spreads out
 with no same-label neighbour; a ranking for review, not a probability.
-`is_outlier = robust_z >= z and knn_same_share <= max_same_share` (defaults 3.5 and 0.5): far
-from its own identity *and* closer to other identities' faces than to its own. Requiring both
-keeps a merely unusual photo (profile, old age) whose neighbours still share its label.
+`is_outlier = robust_z >= z and knn_same_share <= max_same_share and fit_ratio < max_fit`
+(defaults 3.5, 0.5 and 0.4): far from its own identity, closer to other identities' faces than to
+its own, *and* not one of them by average linkage's reading: `fit_ratio` is the face's average
+cosine to its identity's other faces over the identity's median of the same (its tightness). A
+face of someone else averages about what two different people do (fit_ratio mostly under 0.3 on
+the shared sets); an odd photo of the person (harsh light, a 64 px crop) still averages a good
+part of the person's own tightness. Requiring all three keeps a merely unusual photo (profile, old
+age, low resolution) whose neighbours or average still say it is the person. max_fit is chosen in
+bench/bench_label_noise.py (docs/thresholds.md, "Identity-level decisions").
 
 Identities with fewer than 3 faces get no decision (NaN statistics, is_outlier False): with two
 faces there is no majority to say which one is misfiled. A whole identity that is two people in
@@ -37,10 +43,11 @@ from numpy.typing import ArrayLike
 from facesieve.select.crossid import IndexKind, check_neighbours, nearest_neighbours
 from facesieve.select.neardup import check_embeddings, identity_codes
 
-__all__ = ["outlier_scores", "robust_centre", "DEFAULT_Z", "DEFAULT_MAX_SAME_SHARE", "MIN_FACES"]
+__all__ = ["outlier_scores", "robust_centre", "DEFAULT_Z", "DEFAULT_MAX_SAME_SHARE", "DEFAULT_MAX_FIT", "MIN_FACES"]
 
 DEFAULT_Z = 3.5
 DEFAULT_MAX_SAME_SHARE = 0.5
+DEFAULT_MAX_FIT = 0.4  # chosen leave-one-set-out by bench/bench_label_noise.py (docs/thresholds.md)
 MIN_FACES = 3
 _SPREAD_FLOOR = 0.02
 _TRIM_SPREADS = 2.5
@@ -80,6 +87,7 @@ def outlier_scores(
     k: int = 10,
     z: float = DEFAULT_Z,
     max_same_share: float = DEFAULT_MAX_SAME_SHARE,
+    max_fit: float | None = DEFAULT_MAX_FIT,
     index: IndexKind = "flat",
     nlist: int | None = None,
     nprobe: int = 16,
@@ -93,6 +101,8 @@ def outlier_scores(
         k: nearest neighbours for knn_same_share (capped per identity, see module docstring).
         z: robust_z at or above which a face is far from its identity.
         max_same_share: knn_same_share at or below which its neighbours mostly carry other labels.
+        max_fit: fit_ratio below which the face's average fit to its identity is another person's
+            (None: not required).
         index, nlist, nprobe: FAISS search (see `crossid.nearest_neighbours`).
         neighbours: reuse a `nearest_neighbours(E, k)` result instead of searching again.
 
@@ -101,7 +111,8 @@ def outlier_scores(
         robust_z (float64): robust spreads below the identity's median centre_sim (negative above).
         knn_same_share (float64): share of the nearest faces with the same label.
         score (float64): max(robust_z, 0) / z * (1 - knn_same_share); higher = more suspect.
-        is_outlier (bool): robust_z >= z and knn_same_share <= max_same_share.
+        fit_ratio (float64): average cosine to the identity's other faces over the identity's median.
+        is_outlier (bool): robust_z >= z, knn_same_share <= max_same_share and fit_ratio < max_fit.
         nearest_other_identity: label of the nearest neighbour with another label (None if none
             among the searched neighbours).
         reason (str): the decision in words.
@@ -120,6 +131,7 @@ def outlier_scores(
 
     centre_sim = np.full(n, np.nan)
     robust_z = np.full(n, np.nan)
+    fit_ratio = np.full(n, np.nan)
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.r_[True, codes[order][1:] != codes[order][:-1], True])
     for a, b in zip(bounds[:-1], bounds[1:]):
@@ -131,6 +143,9 @@ def outlier_scores(
         m, spread = _median_and_spread(s)
         centre_sim[idx] = s
         robust_z[idx] = (m - s) / spread
+        fit = (Y @ Y.sum(axis=0) - np.einsum("ij,ij->i", Y, Y)) / (len(idx) - 1)  # average cosine to the others
+        tight = float(np.median(fit))
+        fit_ratio[idx] = fit / tight if tight > 1e-6 else np.inf
 
     share = np.full(n, np.nan)
     nearest_other = np.full(n, None, dtype=object)
@@ -157,6 +172,8 @@ def outlier_scores(
 
     score = np.maximum(robust_z, 0.0) / float(z) * (1.0 - share)
     is_outlier = eligible & (robust_z >= z) & (share <= max_same_share)
+    if max_fit is not None:
+        is_outlier &= fit_ratio < max_fit
 
     too_few = f"identity has fewer than {MIN_FACES} faces: no decision"
     reason = np.where(eligible, "consistent with its identity", too_few).astype(object)
@@ -164,7 +181,7 @@ def outlier_scores(
         reason[r] = (
             f"likely mislabeled: {robust_z[r]:.1f} robust spreads below its identity "
             f"(cosine {centre_sim[r]:.3f} to centre), "
-            f"{share[r]:.0%} of nearest faces share its label"
+            f"{share[r]:.0%} of nearest faces share its label, average fit {fit_ratio[r]:.2f} of its identity's"
         )
         if nearest_other[r] is not None:
             reason[r] += f"; nearest other identity {nearest_other[r]}"
@@ -175,6 +192,7 @@ def outlier_scores(
             "robust_z": robust_z,
             "knn_same_share": share,
             "score": score,
+            "fit_ratio": fit_ratio,
             "is_outlier": is_outlier,
             "nearest_other_identity": pd.Series(nearest_other, dtype=object),
             "reason": pd.Series(reason, dtype=object),
