@@ -127,10 +127,12 @@ def main() -> None:
     ap.add_argument("--tmp", type=Path, default=None, help="where the sets and outputs go (default: a temporary folder)")
     args = ap.parse_args()
     tmp = args.tmp or Path(tempfile.mkdtemp(prefix="bench-peers-"))
-    rows = [bench_set(name, args, tmp) for name in args.sets.split(",")]
     print(f"{'set':24} {'images':>7} {'facesieve img/s':>16} {'fastdup img/s':>14} {'x fastdup':>10} {'loop img/s':>11} "
           f"{'x loop':>7} {'peak MiB fs/fd':>15}")
-    for r in rows:
+    rows = []
+    for name in args.sets.split(","):  # each set's row as soon as it is measured (a long run may be stopped)
+        r = bench_set(name, args, tmp)
+        rows.append(r)
         fd_rate = f"{r['fastdup_img_s']:.1f}" if "fastdup_img_s" in r else "-"
         fd_ratio = f"{r['ratio_vs_fastdup']:.2f}" if "ratio_vs_fastdup" in r else "-"
         lp_rate = f"{r['loop_img_s']:.1f}" if "loop_img_s" in r else "-"
@@ -145,7 +147,8 @@ def main() -> None:
         if "loop_cpu_ms_per_image" in r:
             cpu.append(f"loop {r['loop_cpu_ms_per_image']:.1f}")
         print("    CPU ms per image (whole process tree): " + ", ".join(cpu)
-              + f"; load average (1 min) during the set: {min(r['load_average_1min']):.1f}-{max(r['load_average_1min']):.1f}")
+              + f"; load average (1 min) during the set: {min(r['load_average_1min']):.1f}-{max(r['load_average_1min']):.1f}",
+              flush=True)
     print(json.dumps(rows, default=float))
 
 
