@@ -161,9 +161,9 @@ class TreeMemory:
         return self.peak
 
 
-def run_measured(cmd: list[str], what: str, cwd: Path | None = None) -> tuple[str, float, int]:
-    """Run a child process to the end: (its stdout, wall seconds, peak RSS of its process tree);
-    stops the bench with its stderr when it fails."""
+def run_measured(cmd: list[str], what: str, cwd: Path | None = None) -> tuple[str, float, int, float]:
+    """Run a child process to the end: (its stdout, wall seconds, peak RSS of its process tree,
+    CPU seconds of its process tree); stops the bench with its stderr when it fails."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     mem = TreeMemory(proc.pid)
@@ -172,17 +172,18 @@ def run_measured(cmd: list[str], what: str, cwd: Path | None = None) -> tuple[st
     tree_peak = mem.stop()
     if proc.returncode != 0:
         raise SystemExit(f"{what} failed ({proc.returncode}):\n{stderr[-3000:]}")
-    return stdout, wall, tree_peak
+    return stdout, wall, tree_peak, mem.cpu_seconds
 
 
 def run_facesieve(data: Path, out: Path, extra: list[str]) -> dict:
     """`facesieve run` as a child process: its summary, wall time and memory peaks."""
     cmd = [sys.executable, "-m", "facesieve", "run", str(data), "--out", str(out), "--json", "--no-report", *extra]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    stdout, wall, tree_peak = run_measured(cmd, "facesieve run", cwd=REPO)
+    stdout, wall, tree_peak, cpu = run_measured(cmd, "facesieve run", cwd=REPO)
     summary = json.loads(stdout[stdout.index("{"):])
     maxrss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"summary": summary, "wall": wall, "ru_maxrss_kib": maxrss, "ru_maxrss_before_kib": before, "tree_peak_bytes": tree_peak}
+    return {"summary": summary, "wall": wall, "ru_maxrss_kib": maxrss, "ru_maxrss_before_kib": before, "tree_peak_bytes": tree_peak,
+            "cpu_seconds": cpu}
 
 
 def main() -> None:

@@ -13,6 +13,20 @@ from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 
+# A worker's settings (worker_env.py applies them in the local engine's workers): one BLAS/OpenMP
+# thread, and glibc malloc serving blocks up to 64 MB from the heap and trimming only above 128 MB
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+MMAP_THRESHOLD, TRIM_THRESHOLD = 64 << 20, 128 << 20
+
+
+def worker_environment() -> dict[str, str]:
+    """The same settings as environment variables (glibc reads MALLOC_*_ when a process starts),
+    for workers this code does not start itself (Ray's): they must be in place before numpy loads."""
+    return {**{v: "1" for v in THREAD_VARIABLES},
+            "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
+
+
 def default_jobs() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))

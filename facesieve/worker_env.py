@@ -22,8 +22,8 @@ from __future__ import annotations
 import ctypes
 import os
 
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+from facesieve.parallel import MMAP_THRESHOLD, THREAD_VARIABLES, TRIM_THRESHOLD
+
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 
 for _var in THREAD_VARIABLES:
@@ -31,7 +31,7 @@ for _var in THREAD_VARIABLES:
 
 try:
     _libc = ctypes.CDLL(None)
-    _libc.mallopt(M_MMAP_THRESHOLD, 64 << 20)
-    _libc.mallopt(M_TRIM_THRESHOLD, 128 << 20)
+    _libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    _libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
 except (OSError, AttributeError):  # pragma: no cover - not glibc: the allocator's defaults
     pass

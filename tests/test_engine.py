@@ -163,6 +163,25 @@ def test_ordered_map_keeps_workers_busy_behind_a_slow_head(tmp_path):
     assert got == [True] * 8
 
 
+def _worker_settings(_: int) -> dict[str, str]:
+    import numpy  # noqa: F401 - loaded in the worker, as the engine's functions load it
+
+    from facesieve.parallel import THREAD_VARIABLES
+
+    return {v: os.environ.get(v, "") for v in THREAD_VARIABLES}
+
+
+def test_pool_workers_run_one_blas_thread():
+    """worker_env (the fork server's first import) gives every worker one BLAS/OpenMP thread
+    before numpy loads; the values come from parallel.worker_environment, which Ray's workers get
+    too."""
+    from facesieve.parallel import worker_environment
+
+    want = {k: v for k, v in worker_environment().items() if not k.startswith("MALLOC_")}
+    got = list(ordered_map(_worker_settings, range(4), jobs=2, chunk=1))
+    assert got == [want] * 4 and set(want.values()) == {"1"}
+
+
 def test_engine_hashes_match_hashlib(small_set):
     from facesieve.engines import hash_files
 

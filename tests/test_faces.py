@@ -181,6 +181,25 @@ def test_yunet_hard_yale_frames(data, yunet):
         assert yunet.detect(load(data / "yaleB_cropped10" / name)), name
 
 
+def test_yunet_retries_reuse_the_resized_view(data, yunet):
+    """detect() resizes each view once and reuses it for the contrast retries: its faces must be
+    exactly those of every try computed from the original image (no try may alter the shared view)."""
+    for name in ("yaleB02/yaleB02_P00A+020E-10.pgm", "yaleB09/yaleB09_P00A+050E-40.pgm"):
+        img = load(data / "yaleB_cropped10" / name)
+        best, best_score = [], -1.0
+        for contrast, pad in yunet.ATTEMPTS:  # the cascade, every try from scratch
+            dets = yunet.attempt(img, contrast, pad)
+            top = max((d.score for d in dets), default=-1.0)
+            if top > best_score:
+                best, best_score = dets, top
+            if best_score >= yunet.CONFIDENT:
+                break
+        got = yunet.detect(img)
+        assert got and len(got) == len(best), name
+        for a, b in zip(got, best):
+            assert a.box == b.box and a.score == b.score and np.array_equal(a.landmarks, b.landmarks), name
+
+
 def test_yunet_landmarks_in_original_pixels(data, yunet):
     """The detector's internal resize must not leak into the coordinates."""
     img = load(data / "orl_att40" / "s01" / "01.pgm")  # 92x112: upscaled inside to a 160 px short side

@@ -93,3 +93,23 @@ def test_ray_engine_matches_local(ray_instance, small_set, tmp_path, driver_embe
     again = run(RunConfig(small_set, tmp_path / "ray", keep=2, engine="ray", report=False))
     pd.testing.assert_frame_equal(again.manifest, remote.manifest)
     assert driver_embeddings == []
+
+
+def test_connect_gives_workers_the_local_engine_settings(monkeypatch):
+    """A Ray instance the run starts gets the local engine's worker settings (one BLAS thread,
+    malloc keeping image buffers) for every worker, and --jobs CPUs; a named cluster gets the
+    settings but no CPU count."""
+    from facesieve.engines import ray_engine
+    from facesieve.parallel import worker_environment
+
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda address=None, **kw: calls.append((address, kw)))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ray_engine.connect(None, 3)
+    ray_engine.connect("ray://head:10001", 3)
+    env = worker_environment()
+    assert env["OPENBLAS_NUM_THREADS"] == "1" and env["MALLOC_MMAP_THRESHOLD_"] == str(64 << 20)
+    (local_addr, local), (cluster_addr, cluster) = calls
+    assert local_addr is None and local["num_cpus"] == 3 and local["runtime_env"] == {"env_vars": env}
+    assert cluster_addr == "ray://head:10001" and "num_cpus" not in cluster and cluster["runtime_env"] == {"env_vars": env}

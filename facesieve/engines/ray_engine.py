@@ -39,14 +39,26 @@ def require_ray():
     return ray
 
 
+def local_instance(address: str | None) -> bool:
+    """True when this run starts its own Ray instance on this machine (no cluster named)."""
+    return address is None and not os.environ.get("RAY_ADDRESS")
+
+
 def connect(address: str | None, jobs: int | None = None) -> None:
     """Join the cluster at `address` ("auto", "ray://host:10001", ...); without one, a running
-    cluster named by RAY_ADDRESS, else a new local instance with `jobs` CPUs (default: all)."""
+    cluster named by RAY_ADDRESS, else a new local instance with `jobs` CPUs (default: all).
+
+    The job's workers get the local engine's worker settings (parallel.worker_environment: one
+    BLAS thread, malloc keeping image buffers) through its runtime_env, the only way to set them
+    before a Ray worker loads numpy."""
     ray = require_ray()
     if ray.is_initialized():
         return
-    kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
-    if address is None and not os.environ.get("RAY_ADDRESS") and jobs:
+    from facesieve.parallel import worker_environment
+
+    kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False,
+                    "runtime_env": {"env_vars": worker_environment()}}
+    if local_instance(address) and jobs:
         kwargs["num_cpus"] = jobs
     ray.init(address=address, **kwargs)
 
@@ -92,7 +104,12 @@ def hash_batch(batch: dict) -> dict:
 
 
 def hash_files(config, paths: list[str], progress=None) -> list[str]:
-    """sha256 of each file, hashed on the cluster's workers."""
+    """sha256 of each file, hashed on the cluster's workers; with a Ray instance of this machine,
+    on the local engine's threads (the same cores, without a Ray Data pass to schedule)."""
+    if local_instance(config.ray_address):
+        from facesieve.engines import local
+
+        return local.hash_files(config, paths, progress)
     ray = require_ray()
     connect(config.ray_address, config.jobs)
     ray.data.DataContext.get_current().enable_progress_bars = False

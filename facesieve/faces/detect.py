@@ -210,10 +210,16 @@ class YuNetDetector:
         size = (max(1, round(w * s)), max(1, round(h * s)))
         return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
 
-    def attempt(self, rgb: np.ndarray, contrast: str | None, pad: bool) -> list[Detection]:
-        """One detector pass on one view of the image; coordinates mapped back to `rgb`'s pixels."""
+    def view(self, rgb: np.ndarray, pad: bool) -> np.ndarray:
+        """The image resized for a plain pass or for a bordered one (before contrast and border)."""
         h, w = rgb.shape[:2]
-        img = self._resize(rgb, self.PAD_SIDE / max(h, w) if pad else self._scale(h, w))
+        return self._resize(rgb, self.PAD_SIDE / max(h, w) if pad else self._scale(h, w))
+
+    def attempt(self, rgb: np.ndarray, contrast: str | None, pad: bool, resized: np.ndarray | None = None) -> list[Detection]:
+        """One detector pass on one view of the image; coordinates mapped back to `rgb`'s pixels.
+        `resized`: view(rgb, pad) when the caller has it already (a retry reuses it)."""
+        h, w = rgb.shape[:2]
+        img = self.view(rgb, pad) if resized is None else resized
         sx, sy = img.shape[1] / w, img.shape[0] / h
         if contrast is not None:
             img = _equalise(img)
@@ -228,10 +234,15 @@ class YuNetDetector:
         rgb = _as_rgb(rgb)
         # Retries run only while nothing confident has been found; the try whose best face scores
         # highest wins (a half-lit face is found as a lit half-face at ~0.75, whole once equalised).
+        # Each view is resized once: the retries differ only in contrast and border, which are
+        # applied to a copy of it (resizing a large photo again per retry decided nothing).
         best: list[Detection] = []
         best_score = -1.0
+        views: dict[bool, np.ndarray] = {}
         for contrast, pad in self.ATTEMPTS:
-            dets = self.attempt(rgb, contrast, pad)
+            if pad not in views:
+                views[pad] = self.view(rgb, pad)
+            dets = self.attempt(rgb, contrast, pad, views[pad])
             top = max((d.score for d in dets), default=-1.0)
             if top > best_score:
                 best, best_score = dets, top
