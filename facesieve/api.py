@@ -68,7 +68,7 @@ def prepare(dataset, *, detector: str = "yunet", embedder: str = "sface", qualit
 
         >>> import facesieve
         >>> es = facesieve.prepare("sample/faces", qualities=["image"])
-        >>> es.unit.shape, es.valid.sum()
+        >>> es.unit.shape, int(es.valid.sum())
         ((27, 128), 27)
         >>> es.unit[0] @ es.unit[1]        # cosine similarity of the first two images
     """
