@@ -26,7 +26,7 @@ _LAZY = {
 }
 _SUBMODULES = ("evaluate",)
 
-__all__ = ["__version__", *_LAZY, *_SUBMODULES]
+__all__ = ["__version__", "run", "prepare", "quality_scores", "RunConfig", "RunResult", "EvalSet", "evaluate"]
 
 
 def __getattr__(name: str):
