@@ -26,7 +26,7 @@ _LAZY = {
 }
 _SUBMODULES = ("evaluate",)
 
-__all__ = ["__version__", "run", "prepare", "quality_scores", "RunConfig", "RunResult", "EvalSet", "evaluate"]
+__all__ = ["EvalSet", "RunConfig", "RunResult", "__version__", "evaluate", "prepare", "quality_scores", "run"]
 
 
 def __getattr__(name: str):

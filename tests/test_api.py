@@ -31,6 +31,9 @@ def test_import_loads_no_numerical_library(tmp_path):
     done = _python(["-c", code], tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+    import facesieve
+
+    assert set(facesieve.__all__) == {"__version__", *facesieve._LAZY, *facesieve._SUBMODULES}
 
 
 # the user's code, exactly as one would write it: no __main__ guard. Each execution of the script body
