@@ -7,6 +7,7 @@ import os
 import select
 import threading
 import time
+from multiprocessing import context as mp_context, popen_forkserver, spawn
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -92,7 +93,7 @@ def ordered_map(
         return
     window = window or jobs * 4
     buffer = max(window, buffer or window * 4)
-    ctx = _context()
+    ctx = _context(needs_main=getattr(fn, "__module__", None) == "__main__")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=start_worker,
                              initargs=(os.getpid(), initializer)) as pool:
         pending: deque = deque()
@@ -130,12 +131,59 @@ def ordered_map(
 PRELOAD = ["facesieve.worker_env", "__main__", "facesieve.stages", "facesieve.engines.local"]
 
 
-def _context():
+def _context(needs_main: bool = False):
+    """The pool's start method: a fork server (spawn where there is none).
+
+    Workers that run only facesieve's own functions are not told the caller's main module, so they
+    never re-run it: a plain script or a notebook calling `facesieve.run` needs no
+    `if __name__ == "__main__"` guard (multiprocessing would otherwise execute the whole script
+    again in every worker, whose nested pool then breaks the first one: BrokenProcessPool). A
+    function defined in the caller's main module (`needs_main`) keeps multiprocessing's usual
+    behaviour, guard included, as does spawn where there is no fork server.
+    """
     if "forkserver" not in mp.get_all_start_methods():  # pragma: no cover - not Linux
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)  # takes effect when the fork server starts (once)
-    return ctx
+    if needs_main:
+        return ctx
+    if spawn.get_preparation_data is not _preparation_data:
+        spawn.get_preparation_data = _preparation_data  # once; changes nothing unless a library worker starts
+    return _LibraryContext()
+
+
+_launching = threading.local()  # set while this thread starts a worker that must not load __main__
+
+
+def _preparation_data(name: str, _stdlib=spawn.get_preparation_data) -> dict:
+    """multiprocessing's start-up data for a new process, less the main module to re-run when this
+    thread is starting a library-only worker (every other process start gets the stdlib's data)."""
+    data = _stdlib(name)
+    if getattr(_launching, "library_only", False):
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+    return data
+
+
+class _LibraryPopen(popen_forkserver.Popen):
+    def _launch(self, process_obj):
+        _launching.library_only = True
+        try:
+            super()._launch(process_obj)
+        finally:
+            _launching.library_only = False
+
+
+class _LibraryProcess(mp_context.ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj):
+        return _LibraryPopen(process_obj)
+
+
+class _LibraryContext(mp_context.ForkServerContext):
+    """The fork-server context whose workers start without the caller's main module."""
+
+    Process = _LibraryProcess
 
 
 def start_worker(parent: int, initializer: Callable[[], None] | None) -> None:
