@@ -36,6 +36,7 @@ from facesieve.decide import (
 )
 from facesieve.errors import UsageError
 from facesieve.progress import Reporter
+from facesieve.parallel import default_jobs
 from facesieve.quality.base import make_quality
 from facesieve.stages import CROP, chip_worker, embedder, faces_worker  # noqa: F401 - the workers, for tests to patch
 from facesieve.workspace import Workspace, atomic_write_csv, atomic_write_text
@@ -477,7 +478,8 @@ def same_photo_check(config: RunConfig, frame: pd.DataFrame, settings: DecideSet
         cache = dict(zip(zip(stored["key_a"], stored["key_b"]), stored["score"].astype(float)))
     cut = settings.shot_cut if settings.group_shots else settings.same_photo_cut
     hashes = np.stack([frame[c].fillna(0).to_numpy(np.int64) for c in ("phash", "phash_mirror")], axis=1).view(np.uint64)
-    return SamePhotoCheck(views, crop_row, keys, cut, cache, cuts=settings.cuts(), hashes=hashes)
+    return SamePhotoCheck(views, crop_row, keys, cut, cache, cuts=settings.cuts(), hashes=hashes,
+                          threads=config.jobs or default_jobs())
 
 
 def save_pair_scores(config: RunConfig, check) -> None:

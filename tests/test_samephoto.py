@@ -218,6 +218,25 @@ def test_whole_image_hash_pairs_and_rule(web_people):
     assert g.tolist() == [s[0] <= HASH_SCORE_CUT, False]
 
 
+def test_threads_score_every_pair_as_one_thread_does(web_people):
+    """The duplicate stage scores batches on threads; the scores and the progress count are those
+    of one thread."""
+    from facesieve.select.samephoto import SamePhotoCheck
+
+    _, views = web_people[0]
+    n = views.crops.shape[0]
+    pairs = list(zip(*np.triu_indices(n, 1)))
+    keys = np.array([f"face{k:03d}" for k in range(n)], dtype=object)
+    counted = []
+    one = SamePhotoCheck(views, np.arange(n), keys, SHOT_CUT, threads=1)
+    two = SamePhotoCheck(views, np.arange(n), keys, SHOT_CUT, threads=2, progress=counted.append)
+    two.batch = 16  # several batches in flight
+    one.prefetch(pairs)
+    two.prefetch(pairs)
+    assert one.scored == two.scored == len(pairs) == sum(counted) and len(counted) > 2
+    assert one.cache == two.cache
+
+
 def _all_pairs(views_n: int):
     i, j = np.triu_indices(views_n, 1)
     return i, j

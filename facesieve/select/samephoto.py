@@ -26,6 +26,7 @@ the cross-identity pass can call `pair_scores` on any two crops as well.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -249,9 +250,11 @@ def _refine(A: np.ndarray, B: np.ndarray, MA: np.ndarray, MB: np.ndarray, p: np.
 
 
 def _half(img: np.ndarray) -> np.ndarray:
-    P, L, _ = img.shape
-    h = L // 2
-    return img[:, : 2 * h, : 2 * h].reshape(P, h, 2, h, 2).mean(axis=(2, 4))
+    """2x2 box average; summed pairwise from strided slices, the same values as a mean over the
+    2x2 blocks (bit for bit) at a quarter of its cost."""
+    h = img.shape[1] // 2
+    a = img[:, : 2 * h, : 2 * h]
+    return ((a[:, 0::2, 0::2] + a[:, 0::2, 1::2]) + (a[:, 1::2, 0::2] + a[:, 1::2, 1::2])) * np.float32(0.25)
 
 
 def _coarse_fit(A, B, MA, MB) -> tuple[np.ndarray, np.ndarray]:
@@ -409,11 +412,13 @@ class SamePhotoCheck:
     also pairs faces whose hashes are close (neardup.hash_pairs), whatever their cosine."""
 
     def __init__(self, views: FaceViews, crop_row: np.ndarray, keys: np.ndarray, cut: float, cache: dict | None = None,
-                 progress=None, cuts: Cuts | None = None, hashes: np.ndarray | None = None):
+                 progress=None, cuts: Cuts | None = None, hashes: np.ndarray | None = None, threads: int = 1):
         self.views, self.crop_row, self.keys, self.cut = views, np.asarray(crop_row), np.asarray(keys, dtype=object), float(cut)
         self.hashes = None if hashes is None else np.asarray(hashes, np.uint64).reshape(-1, 2)
         self.cache = {} if cache is None else cache
         self.progress = progress
+        self.threads = int(threads)  # batches scored side by side
+        self.batch = 512  # pairs per batch
         self.cuts = cuts
         self.neighbours: dict[str, set] = {}  # face key -> keys of its candidate neighbours seen by prefetch
         self.scored = 0  # pairs scored by this check (not found in the cache)
@@ -435,13 +440,20 @@ class SamePhotoCheck:
             return
         keys = list(todo)
         ij = np.array([todo[k] for k in keys], np.int64)
-        for s in range(0, len(keys), 512):
-            part = ij[s : s + 512]
-            scores = pair_scores(self.views, self.crop_row[part[:, 0]], self.crop_row[part[:, 1]])
-            self.cache.update(zip(keys[s : s + 512], scores.tolist()))
-            self.scored += len(part)
-            if self.progress is not None:
-                self.progress(len(part))
+        spans = [(s, min(s + self.batch, len(keys))) for s in range(0, len(keys), self.batch)]
+
+        def score_span(span):
+            part = ij[span[0] : span[1]]
+            return span, pair_scores(self.views, self.crop_row[part[:, 0]], self.crop_row[part[:, 1]])
+
+        # numpy releases the GIL in the heavy array work, so threads score batches side by side
+        # (the faces pass is over when this runs; a pair's score does not depend on its batch)
+        with ThreadPoolExecutor(max_workers=max(1, min(self.threads, len(spans)))) as pool:
+            for (a, b), scores in pool.map(score_span, spans):
+                self.cache.update(zip(keys[a:b], scores.tolist()))
+                self.scored += b - a
+                if self.progress is not None:
+                    self.progress(b - a)
 
     def score(self, i: int, j: int) -> float:
         a, b, _ = self._key(i, j)
