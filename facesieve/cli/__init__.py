@@ -246,12 +246,12 @@ def _extra_commands() -> list[Callable]:
     """Sub-commands that live in their own modules (imported lazily by their handlers)."""
     registers = []
     for mod, fn in (
-        ("facesieve.cli_models", "register"),
-        ("facesieve.cli_quality", "register"),
-        ("facesieve.cli_evaluate", "register"),
-        ("facesieve.cli_serve", "register"),
-        ("facesieve.cli_video", "register"),
-        ("facesieve.cli_train", "register"),
+        ("facesieve.cli.models", "register"),
+        ("facesieve.cli.quality", "register"),
+        ("facesieve.cli.evaluate", "register"),
+        ("facesieve.cli.serve", "register"),
+        ("facesieve.cli.video", "register"),
+        ("facesieve.cli.train", "register"),
     ):
         try:
             module = __import__(mod, fromlist=[fn])
