@@ -15,6 +15,8 @@ import textwrap
 import uuid
 from pathlib import Path
 
+from facesieve.cli.options import HelpFormatter, add_options, common_flags, model_flags, usage
+from facesieve.config import METRICS
 from facesieve.errors import UsageError
 
 EPILOG = """\
@@ -104,8 +106,6 @@ WORKSPACE_HELP = ("workspace folder caching faces and embeddings (default: $FACE
 
 
 def register(sub) -> None:
-    from facesieve.cli import HelpFormatter
-
     ev = sub.add_parser(
         "evaluate",
         help="measure models and quality methods on a labelled dataset (verify, similarity, edc, compare)",
@@ -113,7 +113,7 @@ def register(sub) -> None:
         epilog=EPILOG,
         formatter_class=HelpFormatter,
     )
-    ev.set_defaults(func=lambda args: _usage(ev))
+    ev.set_defaults(func=lambda args: usage(ev))
     esub = ev.add_subparsers(dest="evaluate_command", metavar="SUB-COMMAND")
 
     sp = _sub(esub, "verify", "verification accuracy, EER, AUC and TAR@FAR of one model", EPILOG_VERIFY,
@@ -148,25 +148,13 @@ def register(sub) -> None:
 
 def _sub(esub, name: str, help_: str, epilog: str, description: str, *, out_required: bool = False,
          models: bool = True) -> argparse.ArgumentParser:
-    from facesieve.cli import HelpFormatter, common_flags, model_flags
-
     sp = esub.add_parser(name, help=help_, description=textwrap.fill(description, 100), epilog=epilog,
                          formatter_class=HelpFormatter)
-    sp.add_argument("dataset", type=Path, metavar="DATASET", help="folder with one sub-folder per identity")
+    add_options(sp, "dataset")
     sp.add_argument("--out", "-o", type=Path, required=out_required, default=None, metavar="DIR",
                     help="folder for the tables and plots" + ("" if out_required else " (default: print only)"))
-    if models:
-        model_flags(sp)
-        for action in sp._actions:  # the run's help names <out>/.facesieve; evaluation caches elsewhere
-            if action.dest == "workspace":
-                action.help = WORKSPACE_HELP
-    else:  # compare: model_flags without --detector/--embedder (it takes lists of them)
-        sp.add_argument("--face-policy", default="central", choices=("central", "first"),
-                        help="which face of a multi-face image: nearest the centre weighted by size, or the detector's first")
-        sp.add_argument("--aligned", action="store_true", help="inputs are already aligned 112x112 crops: skip detection")
-        sp.add_argument("--jobs", "-j", type=int, default=None, help="worker processes (default: all cores)")
-        sp.add_argument("--batch-size", type=int, default=16, help="faces per inference batch (and images per worker task)")
-        sp.add_argument("--workspace", type=Path, default=None, help=WORKSPACE_HELP)
+    # compare takes lists of models instead of --detector/--embedder; evaluation caches outside <out>/.facesieve
+    model_flags(sp, models=models, workspace_help=WORKSPACE_HELP)
     from facesieve.models.spec import add_device_option
 
     add_device_option(sp)
@@ -178,13 +166,8 @@ def _pair_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--pairs", type=int, default=None, metavar="N",
                     help="sample N genuine and N impostor pairs (default: all pairs)")
     sp.add_argument("--seed", type=int, default=0, help="seed of the pair sample and the 10 folds (default: 0)")
-    sp.add_argument("--metric", default="cosine", choices=("cosine", "euclidean"),
+    sp.add_argument("--metric", default="cosine", choices=METRICS,
                     help="distance: 1 - cosine, or Euclidean on the embedder's raw vectors")
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 # ------------------------------------------------------------------------------------ helpers

@@ -10,6 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
+from facesieve.cli.options import HelpFormatter, usage
+
 EPILOG = """\
 examples:
   facesieve models list                          every model, its licence and whether it is here
@@ -26,8 +28,6 @@ Cache: $FACESIEVE_HOME/models (default ~/.cache/facesieve/models), or --cache-di
 
 
 def register(sub) -> None:
-    from facesieve.cli import HelpFormatter
-
     sp = sub.add_parser("models", help="list, download and verify the models facesieve can use",
                         description="The model registry: where each model comes from, its licence, and the "
                         "sha256 its file must have.", epilog=EPILOG, formatter_class=HelpFormatter)
@@ -55,7 +55,7 @@ def register(sub) -> None:
     ve.add_argument("--sha256", default=None, metavar="HEX", help="the digest to check a file against")
     _common(ve)
     ve.set_defaults(func=cmd_verify)
-    sp.set_defaults(func=lambda args: _usage(sp))
+    sp.set_defaults(func=lambda args: usage(sp))
 
 
 def _common(sp: argparse.ArgumentParser) -> None:
@@ -64,11 +64,6 @@ def _common(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--json", action="store_true", help="print JSON")
     sp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     sp.add_argument("--debug", action="store_true", help="show tracebacks")
-
-
-def _usage(sp: argparse.ArgumentParser) -> int:
-    sp.print_help()
-    return 2
 
 
 def _size(n: int | None) -> str:

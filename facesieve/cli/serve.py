@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from facesieve.cli.options import HelpFormatter
+
 EPILOG = """\
 examples:
   facesieve serve cleaned                      review cleaned/ at http://127.0.0.1:8765/
@@ -25,8 +27,6 @@ applies them again.
 
 
 def register(subparsers) -> None:
-    from facesieve.cli import HelpFormatter
-
     sp = subparsers.add_parser(
         "serve",
         help="review a run in the browser: change decisions, re-apply, start runs",
