@@ -11,7 +11,7 @@ import sys
 from importlib import import_module
 
 from facesieve import __version__
-from facesieve.cli.options import HelpFormatter
+from facesieve.cli.options import Parser
 from facesieve.errors import FacesieveError
 
 EPILOG_MAIN = """\
@@ -28,12 +28,11 @@ COMMANDS = ("run", "models", "quality", "evaluate", "serve", "video", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="facesieve",
         description="Clean face-recognition training datasets: find duplicates and poor faces, "
         "keep the best subset per identity.",
         epilog=EPILOG_MAIN,
-        formatter_class=HelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"facesieve {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")

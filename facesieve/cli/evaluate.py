@@ -15,7 +15,7 @@ import textwrap
 import uuid
 from pathlib import Path
 
-from facesieve.cli.options import HelpFormatter, add_options, common_flags, model_flags, usage
+from facesieve.cli.options import add_option, common_flags, model_flags, usage
 from facesieve.config import METRICS
 from facesieve.errors import UsageError
 
@@ -111,7 +111,6 @@ def register(sub) -> None:
         help="measure models and quality methods on a labelled dataset (verify, similarity, edc, compare)",
         description="Evaluate face models and quality methods on DATASET (one folder per identity).",
         epilog=EPILOG,
-        formatter_class=HelpFormatter,
     )
     ev.set_defaults(func=lambda args: usage(ev))
     esub = ev.add_subparsers(dest="evaluate_command", metavar="SUB-COMMAND")
@@ -148,9 +147,8 @@ def register(sub) -> None:
 
 def _sub(esub, name: str, help_: str, epilog: str, description: str, *, out_required: bool = False,
          models: bool = True) -> argparse.ArgumentParser:
-    sp = esub.add_parser(name, help=help_, description=textwrap.fill(description, 100), epilog=epilog,
-                         formatter_class=HelpFormatter)
-    add_options(sp, "dataset")
+    sp = esub.add_parser(name, help=help_, description=textwrap.fill(description, 100), epilog=epilog)
+    add_option(sp, "dataset")
     sp.add_argument("--out", "-o", type=Path, required=out_required, default=None, metavar="DIR",
                     help="folder for the tables and plots" + ("" if out_required else " (default: print only)"))
     # compare takes lists of models instead of --detector/--embedder; evaluation caches outside <out>/.facesieve

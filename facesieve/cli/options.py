@@ -24,6 +24,13 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+class Parser(argparse.ArgumentParser):
+    """Every facesieve command's parser: HelpFormatter by default, and its sub-command parsers are Parsers."""
+
+    def __init__(self, *args, formatter_class=HelpFormatter, **kwargs):
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
+
+
 def add_option(parser, name: str, **overrides) -> argparse.Action:
     """The option of RunConfig field `name` (dest = the field's name); `overrides` replace argparse
     settings where a command means something narrower (another help, required or not)."""

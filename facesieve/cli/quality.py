@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from facesieve.cli.options import HelpFormatter, add_options, common_flags, model_flags, usage
+from facesieve.cli.options import add_option, common_flags, model_flags, usage
 from facesieve.config import RunConfig, quality_help
 
 EPILOG_QUALITY = """\
@@ -45,7 +45,7 @@ def register(subparsers) -> None:
 
 def _shared(sp: argparse.ArgumentParser) -> None:
     model_flags(sp)
-    add_options(sp, "layout")
+    add_option(sp, "layout")
     common_flags(sp)
 
 
@@ -56,9 +56,8 @@ def add_quality_parser(sub) -> None:
         description="Score the faces of DATASET with a quality method and write one CSV row per file. "
         "The workspace defaults to <folder of --out>/.facesieve.",
         epilog=EPILOG_QUALITY.format(methods=textwrap.fill("methods: " + quality_help(), 100)),
-        formatter_class=HelpFormatter,
     )
-    add_options(sp, "dataset")
+    add_option(sp, "dataset")
     sp.add_argument("--out", "-o", type=Path, required=True, metavar="SCORES_CSV", help="CSV file to write")
     sp.add_argument("--method", "-m", default="offline", metavar="METHOD", help="quality method (see below)")
     sp.add_argument("--ers-examples", type=Path, default=None, metavar="DIR",
@@ -74,7 +73,6 @@ def add_labels_parser(sub) -> None:
         help="quality pseudo-labels for training a quality regressor (SDD-FIQA)",
         description="Write quality pseudo-labels for every face of DATASET.",
         epilog=EPILOG_LABELS,
-        formatter_class=HelpFormatter,
     )
     kinds = sp.add_subparsers(dest="labels_method", metavar="METHOD")
     sd = kinds.add_parser(
@@ -85,9 +83,8 @@ def add_labels_parser(sub) -> None:
         "min-max to [0, 100] per run, mean of RUNS seeded runs. The workspace defaults to "
         "<folder of --out>/.facesieve.",
         epilog=EPILOG_LABELS,
-        formatter_class=HelpFormatter,
     )
-    add_options(sd, "dataset")
+    add_option(sd, "dataset")
     sd.add_argument("--out", "-o", type=Path, required=True, metavar="LABELS_TXT", help="label file to write")
     sd.add_argument("--n-pos", type=int, default=24, help="same-identity comparisons per face")
     sd.add_argument("--n-neg", type=int, default=24, help="other-identity comparisons per face")

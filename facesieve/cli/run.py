@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from facesieve.cli.options import HelpFormatter, add_options, common_flags, model_flags
+from facesieve.cli.options import add_options, common_flags, model_flags
 from facesieve.config import RunConfig
 
 EPILOG_RUN = """\
@@ -35,7 +35,6 @@ def register(sub) -> None:
         description="Clean DATASET (one folder per identity) into OUT: every file gets a decision in "
         "OUT/manifest.csv, kept images are copied to OUT/<identity>/. The input is never modified.",
         epilog=EPILOG_RUN,
-        formatter_class=HelpFormatter,
     )
     add_options(sp, "dataset", "out", "keep")
     model_flags(sp)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from facesieve.cli.options import HelpFormatter
-
 EPILOG = """\
 examples:
   facesieve serve cleaned                      review cleaned/ at http://127.0.0.1:8765/
@@ -33,7 +31,6 @@ def register(subparsers) -> None:
         description="Serve CLEANED (the output of `facesieve run`, or its workspace) as a local web app: "
         "the report's galleries, with keep/remove buttons on every face, and a form to start new runs.",
         epilog=EPILOG,
-        formatter_class=HelpFormatter,
     )
     sp.add_argument("cleaned", type=Path, nargs="?", default=None, metavar="CLEANED",
                     help="output folder of a run (or its workspace); omit to start with a run form")

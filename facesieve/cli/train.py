@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from facesieve.cli.options import HelpFormatter, add_options, common_flags, model_flags
+from facesieve.cli.options import add_option, common_flags, model_flags
 
 EPILOG = """\
 examples:
@@ -40,9 +40,8 @@ def register(sub) -> None:
         "(backbone + MLP head) to predict the label from the aligned crop, with eDifFIQA's label "
         "optimisation and representation-consistency loss. Needs PyTorch (pip install 'facesieve[torch]').",
         epilog=EPILOG,
-        formatter_class=HelpFormatter,
     )
-    add_options(sp, "dataset")
+    add_option(sp, "dataset")
     sp.add_argument("--out", "-o", type=Path, required=True, metavar="MODEL_DIR", help="folder for the model and its logs")
     sp.add_argument("--teacher", default="offline", metavar="METHOD|CSV",
                     help="quality method whose scores are learnt (any name `run --quality` takes: offline, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from facesieve.cli.options import HelpFormatter, add_option, common_flags
+from facesieve.cli.options import add_option, common_flags
 
 EPILOG = """\
 examples:
@@ -36,7 +36,6 @@ def register(sub) -> None:
         "detected, the main face is aligned or cropped, repeated frames are dropped, and the faces are "
         "written to DATASET/<video name>/frame_<t>.jpg.",
         epilog=EPILOG,
-        formatter_class=HelpFormatter,
     )
     sp.add_argument("videos", type=Path, metavar="VIDEOS", help="a video file, or a folder searched for videos")
     sp.add_argument("--out", "-o", type=Path, required=True, metavar="DATASET", help="output dataset folder")
