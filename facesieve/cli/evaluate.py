@@ -16,7 +16,6 @@ import uuid
 from pathlib import Path
 
 from facesieve.cli.options import add_option, common_flags, model_flags, usage
-from facesieve.config import METRICS
 from facesieve.errors import UsageError
 
 EPILOG = """\
@@ -164,8 +163,7 @@ def _pair_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--pairs", type=int, default=None, metavar="N",
                     help="sample N genuine and N impostor pairs (default: all pairs)")
     sp.add_argument("--seed", type=int, default=0, help="seed of the pair sample and the 10 folds (default: 0)")
-    sp.add_argument("--metric", default="cosine", choices=METRICS,
-                    help="distance: 1 - cosine, or Euclidean on the embedder's raw vectors")
+    add_option(sp, "metric", help="distance: 1 - cosine, or Euclidean on the embedder's raw vectors")
 
 
 # ------------------------------------------------------------------------------------ helpers
