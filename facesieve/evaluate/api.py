@@ -1,6 +1,6 @@
 """Evaluation results from an `EvalSet`: verification figures, EDC per quality method, the identity
 similarity matrix, and a model-by-detector comparison. Arrays and tables in, dicts and tables out;
-the CLI (facesieve/cli_evaluate.py) only prints them and writes files.
+the CLI (facesieve/cli/evaluate.py) only prints them and writes files.
 
 Pairs: every within-identity pair and every cross-identity pair of the faces that were embedded
 (n_pairs=None), or up to n_pairs per side sampled with a seed. Images without a face stay rows of

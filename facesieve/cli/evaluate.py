@@ -15,6 +15,7 @@ import textwrap
 import uuid
 from pathlib import Path
 
+from facesieve.cli.options import add_option, common_flags, model_flags, usage
 from facesieve.errors import UsageError
 
 EPILOG = """\
@@ -104,16 +105,13 @@ WORKSPACE_HELP = ("workspace folder caching faces and embeddings (default: $FACE
 
 
 def register(sub) -> None:
-    from facesieve.cli import HelpFormatter
-
     ev = sub.add_parser(
         "evaluate",
         help="measure models and quality methods on a labelled dataset (verify, similarity, edc, compare)",
         description="Evaluate face models and quality methods on DATASET (one folder per identity).",
         epilog=EPILOG,
-        formatter_class=HelpFormatter,
     )
-    ev.set_defaults(func=lambda args: _usage(ev))
+    ev.set_defaults(func=lambda args: usage(ev))
     esub = ev.add_subparsers(dest="evaluate_command", metavar="SUB-COMMAND")
 
     sp = _sub(esub, "verify", "verification accuracy, EER, AUC and TAR@FAR of one model", EPILOG_VERIFY,
@@ -148,25 +146,12 @@ def register(sub) -> None:
 
 def _sub(esub, name: str, help_: str, epilog: str, description: str, *, out_required: bool = False,
          models: bool = True) -> argparse.ArgumentParser:
-    from facesieve.cli import HelpFormatter, common_flags, model_flags
-
-    sp = esub.add_parser(name, help=help_, description=textwrap.fill(description, 100), epilog=epilog,
-                         formatter_class=HelpFormatter)
-    sp.add_argument("dataset", type=Path, metavar="DATASET", help="folder with one sub-folder per identity")
+    sp = esub.add_parser(name, help=help_, description=textwrap.fill(description, 100), epilog=epilog)
+    add_option(sp, "dataset")
     sp.add_argument("--out", "-o", type=Path, required=out_required, default=None, metavar="DIR",
                     help="folder for the tables and plots" + ("" if out_required else " (default: print only)"))
-    if models:
-        model_flags(sp)
-        for action in sp._actions:  # the run's help names <out>/.facesieve; evaluation caches elsewhere
-            if action.dest == "workspace":
-                action.help = WORKSPACE_HELP
-    else:  # compare: model_flags without --detector/--embedder (it takes lists of them)
-        sp.add_argument("--face-policy", default="central", choices=("central", "first"),
-                        help="which face of a multi-face image: nearest the centre weighted by size, or the detector's first")
-        sp.add_argument("--aligned", action="store_true", help="inputs are already aligned 112x112 crops: skip detection")
-        sp.add_argument("--jobs", "-j", type=int, default=None, help="worker processes (default: all cores)")
-        sp.add_argument("--batch-size", type=int, default=16, help="faces per inference batch (and images per worker task)")
-        sp.add_argument("--workspace", type=Path, default=None, help=WORKSPACE_HELP)
+    # compare takes lists of models instead of --detector/--embedder; evaluation caches outside <out>/.facesieve
+    model_flags(sp, models=models, workspace_help=WORKSPACE_HELP)
     from facesieve.models.spec import add_device_option
 
     add_device_option(sp)
@@ -178,13 +163,7 @@ def _pair_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--pairs", type=int, default=None, metavar="N",
                     help="sample N genuine and N impostor pairs (default: all pairs)")
     sp.add_argument("--seed", type=int, default=0, help="seed of the pair sample and the 10 folds (default: 0)")
-    sp.add_argument("--metric", default="cosine", choices=("cosine", "euclidean"),
-                    help="distance: 1 - cosine, or Euclidean on the embedder's raw vectors")
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
+    add_option(sp, "metric", help="distance: 1 - cosine, or Euclidean on the embedder's raw vectors")
 
 
 # ------------------------------------------------------------------------------------ helpers

@@ -10,6 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
+from facesieve.cli.options import usage
+
 EPILOG = """\
 examples:
   facesieve models list                          every model, its licence and whether it is here
@@ -26,21 +28,17 @@ Cache: $FACESIEVE_HOME/models (default ~/.cache/facesieve/models), or --cache-di
 
 
 def register(sub) -> None:
-    from facesieve.cli import HelpFormatter
-
     sp = sub.add_parser("models", help="list, download and verify the models facesieve can use",
                         description="The model registry: where each model comes from, its licence, and the "
-                        "sha256 its file must have.", epilog=EPILOG, formatter_class=HelpFormatter)
+                        "sha256 its file must have.", epilog=EPILOG)
     verbs = sp.add_subparsers(dest="models_command", metavar="VERB")
 
-    ls = verbs.add_parser("list", help="every registry model, with role, size, licence and sha256 status",
-                          formatter_class=HelpFormatter)
+    ls = verbs.add_parser("list", help="every registry model, with role, size, licence and sha256 status")
     ls.add_argument("--role", choices=("detect", "embed", "quality"), default=None, help="only models of this role")
     _common(ls)
     ls.set_defaults(func=cmd_list)
 
-    fe = verbs.add_parser("fetch", help="download one model into the cache and check its sha256",
-                          formatter_class=HelpFormatter)
+    fe = verbs.add_parser("fetch", help="download one model into the cache and check its sha256")
     fe.add_argument("name", metavar="NAME", help="registry name (see `facesieve models list`)")
     fe.add_argument("--url", default=None, help="download from this URL instead of the registry's")
     fe.add_argument("--sha256", default=None, metavar="HEX", help="expected sha256 (full or a prefix of 8+ digits)")
@@ -49,13 +47,12 @@ def register(sub) -> None:
     _common(fe)
     fe.set_defaults(func=cmd_fetch)
 
-    ve = verbs.add_parser("verify", help="check cached models (or one model or file) against their sha256",
-                          formatter_class=HelpFormatter)
+    ve = verbs.add_parser("verify", help="check cached models (or one model or file) against their sha256")
     ve.add_argument("name", nargs="?", default=None, metavar="NAME|PATH", help="one registry name or a file (default: every cached model)")
     ve.add_argument("--sha256", default=None, metavar="HEX", help="the digest to check a file against")
     _common(ve)
     ve.set_defaults(func=cmd_verify)
-    sp.set_defaults(func=lambda args: _usage(sp))
+    sp.set_defaults(func=lambda args: usage(sp))
 
 
 def _common(sp: argparse.ArgumentParser) -> None:
@@ -64,11 +61,6 @@ def _common(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--json", action="store_true", help="print JSON")
     sp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     sp.add_argument("--debug", action="store_true", help="show tracebacks")
-
-
-def _usage(sp: argparse.ArgumentParser) -> int:
-    sp.print_help()
-    return 2
 
 
 def _size(n: int | None) -> str:

@@ -6,7 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
+
+from facesieve.cli.options import add_option, common_flags, model_flags, usage
+from facesieve.config import RunConfig, quality_help
 
 EPILOG_QUALITY = """\
 examples:
@@ -15,8 +19,7 @@ examples:
   facesieve quality photos/ --out scores.csv --method ers --ers-examples unrecognizable/
   facesieve quality photos/ --out scores.csv --method offline+sdd-fiqa   rank average of two methods
 
-methods: offline (default), offline-full, image, robustness, sdd-fiqa, ers[:DIR], ediffiqa[:L|M|S|T], onnx:PATH,
-uniform, and a+b for the rank average of several (docs/quality.md).
+{methods}
 
 output: one row per file: path (relative to DATASET), identity, quality, then one column per
 component of the method, then status and reason. Files without a face get an empty quality.
@@ -41,26 +44,20 @@ def register(subparsers) -> None:
 
 
 def _shared(sp: argparse.ArgumentParser) -> None:
-    from facesieve.cli import common_flags, model_flags
-
     model_flags(sp)
-    sp.add_argument("--layout", default="folders", choices=("folders", "flat"),
-                    help="identity from the top-level folder, or none (one flat group)")
+    add_option(sp, "layout")
     common_flags(sp)
 
 
 def add_quality_parser(sub) -> None:
-    from facesieve.cli import HelpFormatter
-
     sp = sub.add_parser(
         "quality",
         help="score every face of a dataset (no selection, nothing copied)",
         description="Score the faces of DATASET with a quality method and write one CSV row per file. "
         "The workspace defaults to <folder of --out>/.facesieve.",
-        epilog=EPILOG_QUALITY,
-        formatter_class=HelpFormatter,
+        epilog=EPILOG_QUALITY.format(methods=textwrap.fill("methods: " + quality_help(), 100)),
     )
-    sp.add_argument("dataset", type=Path, metavar="DATASET", help="folder with one sub-folder per identity")
+    add_option(sp, "dataset")
     sp.add_argument("--out", "-o", type=Path, required=True, metavar="SCORES_CSV", help="CSV file to write")
     sp.add_argument("--method", "-m", default="offline", metavar="METHOD", help="quality method (see below)")
     sp.add_argument("--ers-examples", type=Path, default=None, metavar="DIR",
@@ -71,14 +68,11 @@ def add_quality_parser(sub) -> None:
 
 
 def add_labels_parser(sub) -> None:
-    from facesieve.cli import HelpFormatter
-
     sp = sub.add_parser(
         "labels",
         help="quality pseudo-labels for training a quality regressor (SDD-FIQA)",
         description="Write quality pseudo-labels for every face of DATASET.",
         epilog=EPILOG_LABELS,
-        formatter_class=HelpFormatter,
     )
     kinds = sp.add_subparsers(dest="labels_method", metavar="METHOD")
     sd = kinds.add_parser(
@@ -89,9 +83,8 @@ def add_labels_parser(sub) -> None:
         "min-max to [0, 100] per run, mean of RUNS seeded runs. The workspace defaults to "
         "<folder of --out>/.facesieve.",
         epilog=EPILOG_LABELS,
-        formatter_class=HelpFormatter,
     )
-    sd.add_argument("dataset", type=Path, metavar="DATASET", help="folder with one sub-folder per identity")
+    add_option(sd, "dataset")
     sd.add_argument("--out", "-o", type=Path, required=True, metavar="LABELS_TXT", help="label file to write")
     sd.add_argument("--n-pos", type=int, default=24, help="same-identity comparisons per face")
     sd.add_argument("--n-neg", type=int, default=24, help="other-identity comparisons per face")
@@ -99,34 +92,16 @@ def add_labels_parser(sub) -> None:
     sd.add_argument("--seed", type=int, default=0, help="seed of the sampling")
     _shared(sd)
     sd.set_defaults(func=cmd_labels_sdd)
-    sp.set_defaults(func=lambda args: _missing_method(sp))
-
-
-def _missing_method(sp: argparse.ArgumentParser) -> int:
-    sp.print_help(sys.stderr)
-    return 2
+    sp.set_defaults(func=lambda args: usage(sp, sys.stderr))
 
 
 def _config(args, quality: str):
-    from facesieve.config import RunConfig
     from facesieve.quality.scoring import check_output
 
     check_output(args.dataset, args.out)
     out_dir = args.out.resolve().parent
-    return RunConfig(
-        dataset=args.dataset,
-        out=out_dir,
-        workspace=args.workspace or out_dir / ".facesieve",
-        detector=args.detector,
-        embedder=args.embedder,
-        quality=quality,
-        face_policy=args.face_policy,
-        aligned=args.aligned,
-        layout=args.layout,
-        jobs=args.jobs,
-        batch_size=args.batch_size,
-        report=False,
-    )
+    return RunConfig.from_namespace(args, out=out_dir, workspace=args.workspace or out_dir / ".facesieve",
+                                    quality=quality, report=False)
 
 
 def cmd_quality(args) -> int:

@@ -25,15 +25,12 @@ applies them again.
 
 
 def register(subparsers) -> None:
-    from facesieve.cli import HelpFormatter
-
     sp = subparsers.add_parser(
         "serve",
         help="review a run in the browser: change decisions, re-apply, start runs",
         description="Serve CLEANED (the output of `facesieve run`, or its workspace) as a local web app: "
         "the report's galleries, with keep/remove buttons on every face, and a form to start new runs.",
         epilog=EPILOG,
-        formatter_class=HelpFormatter,
     )
     sp.add_argument("cleaned", type=Path, nargs="?", default=None, metavar="CLEANED",
                     help="output folder of a run (or its workspace); omit to start with a run form")

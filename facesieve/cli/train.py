@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from facesieve.cli.options import add_option, common_flags, model_flags
+
 EPILOG = """\
 examples:
   facesieve train-quality photos/ --out qmodel
@@ -29,7 +31,6 @@ output:
 
 
 def register(sub) -> None:
-    from facesieve.cli import HelpFormatter, common_flags, model_flags
     from facesieve.train.distill import BACKBONES
 
     sp = sub.add_parser(
@@ -39,9 +40,8 @@ def register(sub) -> None:
         "(backbone + MLP head) to predict the label from the aligned crop, with eDifFIQA's label "
         "optimisation and representation-consistency loss. Needs PyTorch (pip install 'facesieve[torch]').",
         epilog=EPILOG,
-        formatter_class=HelpFormatter,
     )
-    sp.add_argument("dataset", type=Path, metavar="DATASET", help="folder with one sub-folder per identity")
+    add_option(sp, "dataset")
     sp.add_argument("--out", "-o", type=Path, required=True, metavar="MODEL_DIR", help="folder for the model and its logs")
     sp.add_argument("--teacher", default="offline", metavar="METHOD|CSV",
                     help="quality method whose scores are learnt (any name `run --quality` takes: offline, "

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from facesieve.cli.options import add_option, common_flags
+
 EPILOG = """\
 examples:
   facesieve extract-video clips/ --out faces                  one face a second from every video in clips/
@@ -23,8 +25,7 @@ and skipped: the exit code is 1 only when no video could be read.
 
 
 def register(sub) -> None:
-    from facesieve.cli import HelpFormatter, common_flags
-    from facesieve.config import DETECTORS, EMBEDDERS
+    from facesieve.config import EMBEDDERS
     from facesieve.models.spec import add_model_options
     from facesieve.video import DEDUP_DEFAULTS, DEDUP_MODES, SAVE_MODES, VIDEO_EXTENSIONS
 
@@ -35,7 +36,6 @@ def register(sub) -> None:
         "detected, the main face is aligned or cropped, repeated frames are dropped, and the faces are "
         "written to DATASET/<video name>/frame_<t>.jpg.",
         epilog=EPILOG,
-        formatter_class=HelpFormatter,
     )
     sp.add_argument("videos", type=Path, metavar="VIDEOS", help="a video file, or a folder searched for videos")
     sp.add_argument("--out", "-o", type=Path, required=True, metavar="DATASET", help="output dataset folder")
@@ -49,8 +49,7 @@ def register(sub) -> None:
                    help="crop: the face box with --margin around it; aligned: ArcFace-aligned --size square")
     g.add_argument("--margin", type=float, default=0.4, help="crop margin on each side, as a fraction of the face box")
     g.add_argument("--size", type=int, default=112, help="side of an aligned face, in pixels")
-    g.add_argument("--face-policy", default="central", choices=("central", "first"),
-                   help="which face of a frame with several: nearest the centre weighted by size, or the detector's first")
+    add_option(g, "face_policy", help="which face of a frame with several: nearest the centre weighted by size, or the detector's first")
     g.add_argument("--overwrite", action="store_true", help="replace the frames of a video whose folder is not empty")
     g = sp.add_argument_group("repeated frames")
     g.add_argument("--dedup", default="pixels", choices=DEDUP_MODES,
@@ -61,11 +60,10 @@ def register(sub) -> None:
                    f"{DEDUP_DEFAULTS['pixels']}), phash by at most T bits (default {DEDUP_DEFAULTS['phash']}), or "
                    "embedding cosine is at least T (default: the embedder's calibrated near-duplicate value)")
     g = sp.add_argument_group("models")
-    g.add_argument("--detector", default="yunet", metavar="NAME[:WEIGHTS]", help=f"face detector: {', '.join(DETECTORS)}")
-    g.add_argument("--embedder", default="sface", metavar="NAME[:WEIGHTS]",
-                   help=f"embedder for --dedup embedding: {', '.join(EMBEDDERS)}")
+    add_option(g, "detector")
+    add_option(g, "embedder", help=f"embedder for --dedup embedding: {', '.join(EMBEDDERS)}")
     add_model_options(g, device=True)
-    sp.add_argument("--jobs", "-j", type=int, default=None, help="videos processed at once (default: all cores)")
+    add_option(sp, "jobs", help="videos processed at once (default: all cores)")
     common_flags(sp)
     sp.set_defaults(func=cmd_extract_video)
 
