@@ -111,9 +111,9 @@ def add_run_parser(sub) -> None:
 
     add_device_option(sp)
     sp.add_argument("--metric", default="cosine", choices=METRICS, help="distance between embeddings (euclidean: raw vectors)")
-    sp.add_argument("--quality", default="offline", metavar="METHOD",
-                    help="quality method: offline, offline-full, image, robustness, sdd-fiqa, ers[:DIR], ediffiqa[:L|M|S|T], uniform, "
-                    "or a rank average a+b (docs/quality.md)")
+    from facesieve.quality.registry import help_text
+
+    sp.add_argument("--quality", default="offline", metavar="METHOD", help="quality method: " + help_text())
     sp.add_argument("--mode", default="copy", choices=MODES, help="how kept files are placed in the output")
     sp.add_argument("--layout", default="folders", choices=("folders", "flat"),
                     help="identity from the top-level folder, or none (one flat group)")

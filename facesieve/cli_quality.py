@@ -15,8 +15,8 @@ examples:
   facesieve quality photos/ --out scores.csv --method ers --ers-examples unrecognizable/
   facesieve quality photos/ --out scores.csv --method offline+sdd-fiqa   rank average of two methods
 
-methods: offline (default), offline-full, image, robustness, sdd-fiqa, ers[:DIR], ediffiqa[:L|M|S|T], onnx:PATH,
-uniform, and a+b for the rank average of several (docs/quality.md).
+methods (a+b: the rank average of several; docs/quality.md):
+{methods}
 
 output: one row per file: path (relative to DATASET), identity, quality, then one column per
 component of the method, then status and reason. Files without a face get an empty quality.
@@ -51,13 +51,14 @@ def _shared(sp: argparse.ArgumentParser) -> None:
 
 def add_quality_parser(sub) -> None:
     from facesieve.cli import HelpFormatter
+    from facesieve.quality.registry import describe
 
     sp = sub.add_parser(
         "quality",
         help="score every face of a dataset (no selection, nothing copied)",
         description="Score the faces of DATASET with a quality method and write one CSV row per file. "
         "The workspace defaults to <folder of --out>/.facesieve.",
-        epilog=EPILOG_QUALITY,
+        epilog=EPILOG_QUALITY.format(methods=describe()),
         formatter_class=HelpFormatter,
     )
     sp.add_argument("dataset", type=Path, metavar="DATASET", help="folder with one sub-folder per identity")

@@ -55,6 +55,27 @@ def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return a / np.maximum(norm, eps)
 
 
+def embed_inputs(emb, inputs: list[np.ndarray] | np.ndarray, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(raw norms float64, unit vectors float32) for model inputs, at most `batch_size` (and the
+    model's MAX_BATCH) at a time.
+
+    A vector must not depend on the batch its face landed in (a resumed run batches differently):
+    OpenCV's int8 SFace rounds a batch of one differently from larger ones, so a lone face is run
+    as a pair of copies (SFaceEmbedder does the same for its own sub-batches).
+    """
+    inputs = np.asarray(inputs)
+    limit = getattr(emb, "MAX_BATCH", None) or len(inputs) or 1
+    size = max(2, min(batch_size or limit, limit))
+    raw = np.zeros((len(inputs), getattr(emb, "dim", 128)), np.float64)
+    for s in range(0, len(inputs), size):
+        batch = inputs[s : s + size]
+        if len(batch) == 1:
+            raw[s] = np.asarray(emb.embed_batch(np.concatenate([batch, batch])))[0]
+        else:
+            raw[s : s + len(batch)] = np.asarray(emb.embed_batch(batch))
+    return np.linalg.norm(raw, axis=1), l2_normalise(raw).astype(np.float32)
+
+
 def _stack_crops(crops: list[np.ndarray] | np.ndarray, size: int) -> list[np.ndarray]:
     items = list(crops) if not isinstance(crops, np.ndarray) or crops.ndim == 4 else [crops]
     for i, c in enumerate(items):

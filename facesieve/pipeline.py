@@ -36,7 +36,7 @@ from facesieve.decide import (
 )
 from facesieve.errors import UsageError
 from facesieve.progress import Reporter
-from facesieve.quality.base import make_quality
+from facesieve.quality.registry import make_quality
 from facesieve.stages import CROP, chip_worker, embedder, faces_worker  # noqa: F401 - the workers, for tests to patch
 from facesieve.workspace import Workspace, atomic_write_csv, atomic_write_text
 

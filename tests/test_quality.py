@@ -20,7 +20,8 @@ from scipy.stats import spearmanr
 from facesieve.config import RunConfig
 from facesieve.imaging import load_rgb
 from facesieve.quality.artefacts import blockiness, face_region_measures, noise_sigma
-from facesieve.quality.base import QualityInput, make_quality
+from facesieve.quality.base import QualityInput
+from facesieve.quality.registry import make_quality
 from facesieve.quality.scoring import score_dataset
 
 # 10 real photos of 10 people: loose crops (seed_vggface 224/150 px, essex 180x200) and

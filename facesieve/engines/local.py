@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from facesieve import stages
+from facesieve.embed import embed_inputs
 from facesieve.engines import FacesWork
 from facesieve.parallel import default_jobs, one_thread, ordered_map
 from facesieve.stages import ChipTask, FaceTask, detection_from_row
@@ -94,7 +95,7 @@ _scorers: dict[str, object] = {}
 
 def quality_scorer(config):
     """The run's per-face quality scorer, built and bound once per process."""
-    from facesieve.quality.base import make_quality
+    from facesieve.quality.registry import make_quality
 
     key = repr(sorted(config.to_dict().items()))
     if key not in _scorers:
@@ -151,28 +152,6 @@ def embed_chunk(chunk: EmbedChunk) -> tuple[np.ndarray, np.ndarray]:
         else:
             inputs = [emb.prepare(None, None, c) for c in chunk.crops]
         return embed_inputs(emb, inputs)
-
-
-def embed_inputs(emb, inputs: list[np.ndarray] | np.ndarray, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(raw norms float64, unit vectors float32) for model inputs, at most `batch_size` (and the
-    model's MAX_BATCH) at a time.
-
-    A vector must not depend on the batch its face landed in (a resumed run batches differently):
-    OpenCV's int8 SFace rounds a batch of one differently from larger ones, so a lone face is run
-    as a pair of copies (SFaceEmbedder does the same for its own sub-batches).
-    """
-    inputs = np.asarray(inputs)
-    limit = getattr(emb, "MAX_BATCH", None) or len(inputs) or 1
-    size = max(2, min(batch_size or limit, limit))
-    raw = np.zeros((len(inputs), getattr(emb, "dim", 128)), np.float64)
-    for s in range(0, len(inputs), size):
-        batch = inputs[s : s + size]
-        if len(batch) == 1:
-            raw[s] = np.asarray(emb.embed_batch(np.concatenate([batch, batch])))[0]
-        else:
-            raw[s : s + len(batch)] = np.asarray(emb.embed_batch(batch))
-    norm = np.linalg.norm(raw, axis=1)
-    return norm, (raw / np.maximum(norm, 1e-12)[:, None]).astype(np.float32)
 
 
 class PartWriter:

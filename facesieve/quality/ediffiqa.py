@@ -4,6 +4,11 @@ Two back-ends behind one class: ONNX Runtime for ``.onnx`` files (the OpenCV-zoo
 any variant exported with `export_onnx`), and PyTorch for the authors' ``.pth`` checkpoints
 (L/M/S; T too). torch is imported only when a ``.pth`` is loaded or a model is exported.
 Scores are the model's raw output: higher means better, no sigmoid, no rescaling.
+
+Quality names: ``ediffiqa`` / ``ediffiqa:L|M|S|T`` (the authors' models from the model cache), and
+``onnx:PATH``: any ONNX quality regressor with eDifFIQA(T)'s contract (input [N,3,112,112] float32
+RGB scaled as (x/255-0.5)/0.5, output [N,1], higher is better), e.g. a model trained with
+``facesieve train-quality``. The file is used as given; nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -176,6 +181,19 @@ def make_ediffiqa(name: str = "ediffiqa", weights: Path | str | None = None, dev
     if parts[0].lower() != "ediffiqa" or len(parts) > 2:
         raise ValueError(f"not an eDifFIQA name: {name!r} (use ediffiqa or ediffiqa:L|M|S|T)")
     return EDifFIQA(parts[1] if len(parts) == 2 else "T", weights=weights, device=device)
+
+
+def make_onnx_quality(name: str, device: str = "auto") -> EDifFIQA:
+    """Scorer for "onnx:PATH"; its cache key follows the file's bytes, so a retrained model re-scores."""
+    prefix, _, path = name.partition(":")
+    if prefix != "onnx" or not path.strip():
+        raise ValueError(f"use onnx:PATH (a .onnx quality model file), got {name!r}")
+    p = Path(path.strip()).expanduser()
+    if p.suffix.lower() != ".onnx":
+        raise ValueError(f"onnx:PATH needs a .onnx file, got {p.name!r}")
+    scorer = EDifFIQA("T", weights=p, device=device)
+    scorer.name = f"onnx:{p.name}"
+    return scorer
 
 
 def export_onnx(model, path: Path | str, *, opset: int = 17) -> Path:

@@ -18,7 +18,7 @@ Where f_UI comes from (`source` in `report`):
 - "examples": a folder of unrecognizable face images given by the user (`ers:DIR`, or
   `--ers-examples DIR`), detected, aligned and embedded exactly as the run's faces;
 - "tail": the dataset's own low-quality tail. From up to SAMPLE faces (seeded), the TAIL fraction
-  with the lowest cheap quality (combined.cheap_quality: image measures x noise x blockiness, no
+  with the lowest cheap quality (offline.cheap_quality: image measures x noise x blockiness, no
   embedder run) are the candidates; a candidate belongs to the UI cluster
   when it is closer to the other candidates (mean of its TOP_K best cosines among them) than to any
   other face of its own identity ("matches no one", and clusters with the unrecognizable). f_UI is
@@ -40,8 +40,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from facesieve.embed import l2_normalise
 from facesieve.errors import FacesieveError
-from facesieve.quality.base import register
 
 KEEP_THRESHOLD = 0.60  # the paper's threshold on e
 SAMPLE = 20_000  # faces looked at to find the tail
@@ -54,8 +54,7 @@ SEED = 0
 
 
 def unit(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, np.float64)
-    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+    return l2_normalise(np.asarray(v, np.float64))
 
 
 def ers_scores(vectors: np.ndarray, f_ui: np.ndarray, rows_per_pass: int = 65536) -> np.ndarray:
@@ -151,7 +150,7 @@ class ERS:
     # ------------------------------------------------------------ where f_UI comes from
 
     def _from_tail(self, faces: pd.DataFrame, v: np.ndarray, crops) -> tuple[np.ndarray, dict]:
-        from facesieve.quality.combined import cheap_quality
+        from facesieve.quality.offline import cheap_quality
 
         rng = np.random.default_rng(SEED)
         n = len(v)
@@ -246,6 +245,3 @@ def make_ers(name: str) -> ERS:
     """"ers" (UI centre from the dataset) or "ers:DIR" (from a folder of unrecognizable faces)."""
     _, _, arg = name.partition(":")
     return ERS(Path(arg.strip()) if arg.strip() else None)
-
-
-register("ers")(make_ers)

@@ -29,7 +29,7 @@ the one the run embedded, but every term compares embeddings of that same approx
 
 On its own this measure tracks blur and down-sampling (Spearman 0.97-1.0 with the level on real
 faces) but not noise: a noisy face's embedding moves *less* under a little more noise. The
-"offline-full" quality (combined.py) therefore multiplies it with a noise and a blockiness term;
+"offline-full" quality (offline.py) therefore multiplies it with a noise and a blockiness term;
 the default "offline" uses the embedding's norm in its place (no extra embedding).
 """
 
@@ -41,7 +41,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from facesieve.quality.base import QualityInput, register
+from facesieve.embed import l2_normalise
+from facesieve.quality.base import QualityInput
 
 STEPS = 1000  # length of the diffusion schedule
 COSINE_S = 0.008  # the cosine schedule's offset (Nichol & Dhariwal 2021)
@@ -99,8 +100,7 @@ def model_inputs(emb, crops: np.ndarray) -> np.ndarray:
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, np.float64)
-    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    return l2_normalise(np.asarray(v, np.float64))
 
 
 def perturbation_similarities(
@@ -163,6 +163,3 @@ class Robustness:
         emb = require_embedder(data, self.name)
         out = robustness(emb, data.crops, clean_embeddings(data))
         return pd.concat([pd.DataFrame({"quality": out["robustness"].to_numpy()}), out], axis=1)
-
-
-register("robustness")(lambda name: Robustness())
