@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-DETECTORS = ("yunet", "dlib-hog", "dlib-cnn", "yunet-fp32", "retinaface")
-# the first two ship offline; the others load weights the user supplies (facesieve/models/zoo.py)
-EMBEDDERS = ("sface", "dlib", "sface-fp32", "arcface-r100", "arcface-r50", "cosface-r100", "cosface-r50",
-             "adaface-ir101", "mobilefacenet", "arcface", "cosface", "adaface")
+from facesieve.models.zoo import DETECTOR_NAMES as DETECTORS, EMBEDDER_NAMES as EMBEDDERS  # noqa: F401  (the catalogue's)
+
 DEVICES = ("auto", "cpu", "cuda")
 METRICS = ("cosine", "euclidean")
 MODES = ("copy", "hardlink", "symlink")

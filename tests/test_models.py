@@ -21,7 +21,8 @@ from facesieve.faces.detect import make_detector, pick_face
 from facesieve.imaging import load_rgb
 from facesieve.models import embedders as E
 from facesieve.models import zoo
-from facesieve.models.spec import merge_spec, model_identity, parse_spec
+from facesieve.models.spec import merge_spec, parse_spec
+from facesieve.models.zoo import model_identity
 
 # torch builds the stand-in networks; the tests that need it are marked requires("torch") and the
 # rest (RetinaFace, YuNet fp32, names, specs, thresholds) run without it
@@ -417,7 +418,7 @@ def test_identity_follows_the_weights_file(standins, tmp_path):
 
 
 def test_thresholds_are_to_be_calibrated():
-    from facesieve.select.thresholds import TO_BE_CALIBRATED, for_embedder
+    from facesieve.models.zoo import TO_BE_CALIBRATED, for_embedder
 
     for name in zoo.EMBEDDER_NAMES:
         if name in ("sface", "dlib"):

