@@ -20,6 +20,7 @@ from facesieve.faces.align import (
     similarity_transform,
 )
 from facesieve.faces.detect import Detection
+from facesieve.vectors import l2_normalise
 
 EMBEDDERS = ("sface", "dlib")
 
@@ -45,14 +46,6 @@ def make_embedder(name: str) -> Embedder:
     if name == "dlib":
         return DlibEmbedder()
     raise ValueError(f"unknown embedder {name!r}; choose one of: {', '.join(EMBEDDERS)}")
-
-
-def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Rows scaled to unit length (a zero row stays zero); float64 stays float64, else float32."""
-    a = np.asarray(x)
-    a = a.astype(np.float32) if a.dtype not in (np.float32, np.float64) else a
-    norm = np.linalg.norm(a, axis=-1, keepdims=True)
-    return a / np.maximum(norm, eps)
 
 
 def embed_inputs(emb, inputs: list[np.ndarray] | np.ndarray, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -40,8 +40,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from facesieve.embed import l2_normalise
 from facesieve.errors import FacesieveError
+from facesieve.vectors import l2_normalise
 
 KEEP_THRESHOLD = 0.60  # the paper's threshold on e
 SAMPLE = 20_000  # faces looked at to find the tail

@@ -41,8 +41,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from facesieve.embed import l2_normalise
 from facesieve.quality.base import QualityInput
+from facesieve.vectors import l2_normalise
 
 STEPS = 1000  # length of the diffusion schedule
 COSINE_S = 0.008  # the cosine schedule's offset (Nichol & Dhariwal 2021)
