@@ -361,6 +361,21 @@ def test_name_lists_agree():
             assert REGISTRY[m.registry].role == m.role
 
 
+def test_catalogue_rows_name_their_loader_and_spec_only_parses():
+    import ast
+
+    import facesieve.models.spec as spec_module
+
+    for name, m in zoo.MODELS.items():
+        module = zoo.loader_module("detectors" if m.role == "detect" else "embedders", m)
+        assert callable(module.build), name
+        assert (m.preprocessing is not None) == (m.loader == "network"), name  # every network says how it is fed
+    assert set(zoo.TO_BE_CALIBRATED) == {n for n in zoo.EMBEDDER_NAMES if n not in ("sface", "dlib")}
+    tree = ast.parse(Path(spec_module.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not any(x.startswith("facesieve.models") for x in imported), imported  # no cycle back to the catalogue
+
+
 def test_spec_round_trip(tmp_path):
     w = tmp_path / "m.onnx"
     w.write_bytes(b"x")

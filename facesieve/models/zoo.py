@@ -354,17 +354,17 @@ def build_detector(text: ModelSpec | str):
     spec = check_spec(text, "detect")
     m = info(spec, "detect")
     threshold = DEFAULT_DET_THRESHOLD if spec.threshold is None else spec.threshold
-    return _loader("detectors", m).build(spec, resolve(spec, "detect"), threshold)
+    return loader_module("detectors", m).build(spec, resolve(spec, "detect"), threshold)
 
 
 def build_embedder(text: ModelSpec | str):
     """An Embedder from a model string (see facesieve.models.spec), by its row's loader module."""
     spec = check_spec(text, "embed")
     m = info(spec, "embed")
-    return _loader("embedders", m).build(spec, m, resolve(spec, "embed"))
+    return loader_module("embedders", m).build(spec, m, resolve(spec, "embed"))
 
 
-def _loader(kind: str, m: ModelInfo):
+def loader_module(kind: str, m: ModelInfo):
     """models/detectors/<loader>.py or models/embedders/<loader>.py, imported when first needed."""
     return importlib.import_module(f"facesieve.models.{kind}.{m.loader}")
 
