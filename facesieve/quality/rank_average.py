@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
 from scipy.stats import rankdata
 
+from facesieve import stages
 from facesieve.quality.base import QualityInput
 
 PART_ROWS = 256  # faces scored at once inside a dataset-level method
@@ -76,9 +76,7 @@ class RankAverage:
             return None
         if self._config is None:
             raise ValueError(f"{self.name}: call bind(config) first (a part needs the run's embedder)")
-        from facesieve.stages import embedder
-
-        return embedder(self._config.embedder)
+        return stages.embedder(self._config.embedder)
 
 
 def score_all(scorer, faces: pd.DataFrame, vectors: np.ndarray, crops: np.ndarray, emb) -> np.ndarray:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from facesieve.quality.base import QualityScorer
-from facesieve.quality.rank_average import RankAverage
+if TYPE_CHECKING:  # the table itself stays free of numpy/pandas/scipy: `--help` reads it
+    from facesieve.quality.base import QualityScorer
+    from facesieve.quality.rank_average import RankAverage
 
 DEFAULT = "offline"
 
@@ -92,6 +94,8 @@ def make_quality(name: str) -> QualityScorer:
 
 def make_rank_average(name: str) -> RankAverage:
     """Scorer for "a+b[+c...]": every part a method name."""
+    from facesieve.quality.rank_average import RankAverage
+
     names = [p.strip() for p in name.split("+")]
     if any(not n for n in names):
         raise ValueError(f"empty method in {name!r}; write e.g. offline+sdd-fiqa")

@@ -41,6 +41,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from facesieve.faces.align import ARCFACE_TEMPLATE
+from facesieve.faces.detect import Detection
+from facesieve.parallel import one_thread
 from facesieve.quality.base import QualityInput
 from facesieve.vectors import l2_normalise
 
@@ -80,9 +83,6 @@ def chip_from_aligned(emb, crop: np.ndarray) -> np.ndarray:
     The crop is padded by edge replication and handed over with the ArcFace template as its
     landmarks, as if the padded crop were the original image and the template the detection.
     """
-    from facesieve.faces.align import ARCFACE_TEMPLATE
-    from facesieve.faces.detect import Detection
-
     padded = np.pad(np.asarray(crop, np.uint8), ((PAD, PAD), (PAD, PAD), (0, 0)), mode="edge")
     lm = (ARCFACE_TEMPLATE + PAD).astype(np.float32)
     size = crop.shape[0]
@@ -111,8 +111,6 @@ def perturbation_similarities(
     `clean` may pass the clean embeddings when they are already known (same inputs, same model).
     Returns {"flip": (n,), "t10": (n,), ...}.
     """
-    from facesieve.parallel import one_thread
-
     n = len(inputs)
     if n == 0:
         return {"flip": np.zeros(0), **{f"t{t}": np.zeros(0) for t in steps}}
