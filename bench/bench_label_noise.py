@@ -157,7 +157,7 @@ def decide_case(t: pd.DataFrame, split: tuple[float, ...] | None) -> pd.DataFram
     near-duplicate pass is left out: it needs the pixels and has its own benchmark."""
     from facesieve.decide import (DecideSettings, initial_decisions, mark_cross_identity, mark_exact_duplicates,
                                   mark_identities, mark_outliers, protect_identities)
-    from facesieve.select.thresholds import for_embedder
+    from facesieve.models.zoo import for_embedder
 
     frame = pd.DataFrame({"status": "ok", "reason": ""}, index=range(len(t)))
     d = initial_decisions(frame)

@@ -28,7 +28,8 @@ import pandas as pd
 from facesieve.imaging import load_rgb
 from facesieve.parallel import one_thread
 from facesieve.quality.artefacts import face_region_measures
-from facesieve.quality.base import QualityInput, make_quality
+from facesieve.quality.base import QualityInput
+from facesieve.quality.registry import make_quality
 from facesieve.stages import FaceTask, embedder, faces_worker
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

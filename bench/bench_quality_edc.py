@@ -26,7 +26,7 @@ import pandas as pd
 
 from facesieve.evaluate.api import edc
 from facesieve.evaluate.run import load_eval_set
-from facesieve.quality import combined as C
+from facesieve.quality import offline as C
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SETS = ("orl_att40", "deepface13", "essex_faces94_19", "yaleB_cropped10", "pins_web", "celeb5_web")

@@ -40,7 +40,7 @@ from test_quality import IMAGES, LEVELS, degrade, inter_eye_distance, spearman_w
 
 from facesieve.config import RunConfig  # noqa: E402
 from facesieve.imaging import load_rgb  # noqa: E402
-from facesieve.quality import combined as C  # noqa: E402
+from facesieve.quality import offline as C  # noqa: E402
 from facesieve.quality.scoring import score_dataset  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
@@ -149,7 +149,7 @@ def part_degrade(t: pd.DataFrame) -> None:
 def part_sensitivity(t: pd.DataFrame, yale: pd.DataFrame) -> None:
     ok = t["status"] == "ok"
     for column, again in (("quality", offline_again), ("offline", offline_norm_again)):
-        assert np.allclose(again(t)[ok], t.loc[ok, column], rtol=1e-9, atol=1e-12), "formula differs from quality/combined.py"
+        assert np.allclose(again(t)[ok], t.loc[ok, column], rtol=1e-9, atol=1e-12), "formula differs from quality/offline.py"
     print("\n== sensitivity: each reference point moved (others unchanged)")
     print(f"{'method':<14}{'reference point':<28}{'factor':>7}{'lowest mean Spearman':>22}{'(degradation)':>15}"
           f"{'Yale: all dark < lit':>22}{'smallest gap':>14}")

@@ -33,7 +33,7 @@ from facesieve.faces.detect import make_detector, pick_face
 from facesieve.imaging import image_hashes, load_rgb
 from facesieve.select.crossid import identity_means
 from facesieve.select.neardup import popcount64
-from facesieve.select.thresholds import for_embedder
+from facesieve.models.zoo import for_embedder
 
 SETS = ("orl_att40", "deepface13", "yaleB_cropped10")
 # same-person pairs there are not distinct photos: video frames, crops of one source photo

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-DETECTORS = ("yunet", "dlib-hog", "dlib-cnn", "yunet-fp32", "retinaface")
-# the first two ship offline; the others load weights the user supplies (facesieve/models/zoo.py)
-EMBEDDERS = ("sface", "dlib", "sface-fp32", "arcface-r100", "arcface-r50", "cosface-r100", "cosface-r50",
-             "adaface-ir101", "mobilefacenet", "arcface", "cosface", "adaface")
+from facesieve.models.zoo import DETECTOR_NAMES as DETECTORS  # noqa: F401  (the catalogue's)
+from facesieve.models.zoo import EMBEDDER_NAMES as EMBEDDERS
+from facesieve.quality.registry import help_text
+
 DEVICES = ("auto", "cpu", "cuda")
 METRICS = ("cosine", "euclidean")
 MODES = ("copy", "hardlink", "symlink")
@@ -26,9 +26,8 @@ def option(*flags: str, **argparse_kw) -> dict:
 
 
 def quality_help() -> str:
-    """The quality methods, for `run --quality` and `quality --method`: the one place that lists them."""
-    return ("offline, offline-full, image, robustness, sdd-fiqa, ers[:DIR], ediffiqa[:L|M|S|T], onnx:PATH, uniform, "
-            "or a rank average a+b (docs/quality.md)")
+    """The quality methods, for `run --quality`: from the quality registry's table."""
+    return help_text()
 
 
 @dataclass

@@ -15,6 +15,7 @@ import pandas as pd
 from facesieve.select.subset import select_subset
 from facesieve.select.thresholds import (COARSE_CUT, HASH_BITS, HASH_SCORE_CUT, LONE_CUT, PAIR_HASH_BITS, RATIO_CUT, RATIO_SCORE_CUT,
                                          SAME_PHOTO_CUT, SHOT_CUT)
+from facesieve.vectors import l2_normalise
 
 KEEP, REMOVE, REVIEW, ERROR = "keep", "remove", "review", "error"
 IGNORE = "ignore"  # not meant as an image of the dataset (a README, a file outside the identity folders)
@@ -392,7 +393,7 @@ def explain_not_selected(decisions: pd.DataFrame, chosen: np.ndarray, dropped: n
     if not len(dropped) or not len(chosen):
         return
     v = np.asarray(vectors, dtype=np.float64)
-    unit = v / np.maximum(np.linalg.norm(v, axis=1), 1e-12)[:, None]
+    unit = l2_normalise(v)
     sims = unit[dropped] @ unit[chosen].T
     best = sims.argmax(axis=1)
     cos = sims[np.arange(len(dropped)), best]

@@ -20,6 +20,8 @@ from facesieve.faces.align import (
     similarity_transform,
 )
 from facesieve.faces.detect import Detection
+from facesieve.models.bundled import dlib_resnet_path, dlib_shape5_path, sface_path
+from facesieve.vectors import l2_normalise
 
 EMBEDDERS = ("sface", "dlib")
 
@@ -47,12 +49,25 @@ def make_embedder(name: str) -> Embedder:
     raise ValueError(f"unknown embedder {name!r}; choose one of: {', '.join(EMBEDDERS)}")
 
 
-def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Rows scaled to unit length (a zero row stays zero); float64 stays float64, else float32."""
-    a = np.asarray(x)
-    a = a.astype(np.float32) if a.dtype not in (np.float32, np.float64) else a
-    norm = np.linalg.norm(a, axis=-1, keepdims=True)
-    return a / np.maximum(norm, eps)
+def embed_inputs(emb, inputs: list[np.ndarray] | np.ndarray, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(raw norms float64, unit vectors float32) for model inputs, at most `batch_size` (and the
+    model's MAX_BATCH) at a time.
+
+    A vector must not depend on the batch its face landed in (a resumed run batches differently):
+    OpenCV's int8 SFace rounds a batch of one differently from larger ones, so a lone face is run
+    as a pair of copies (SFaceEmbedder does the same for its own sub-batches).
+    """
+    inputs = np.asarray(inputs)
+    limit = getattr(emb, "MAX_BATCH", None) or len(inputs) or 1
+    size = max(2, min(batch_size or limit, limit))
+    raw = np.zeros((len(inputs), getattr(emb, "dim", 128)), np.float64)
+    for s in range(0, len(inputs), size):
+        batch = inputs[s : s + size]
+        if len(batch) == 1:
+            raw[s] = np.asarray(emb.embed_batch(np.concatenate([batch, batch])))[0]
+        else:
+            raw[s : s + len(batch)] = np.asarray(emb.embed_batch(batch))
+    return np.linalg.norm(raw, axis=1), l2_normalise(raw).astype(np.float32)
 
 
 def _stack_crops(crops: list[np.ndarray] | np.ndarray, size: int) -> list[np.ndarray]:
@@ -80,8 +95,6 @@ class SFaceEmbedder:
     MAX_BATCH = 64  # bounds the blob's memory; results do not depend on it
 
     def __init__(self, model_path: str | None = None):
-        from facesieve.models.bundled import sface_path
-
         self._net = cv2.dnn.readNetFromONNX(str(model_path or sface_path()))
 
     def prepare(self, rgb: np.ndarray, det: Detection, aligned: np.ndarray | None) -> np.ndarray:
@@ -141,8 +154,6 @@ class DlibEmbedder:
 
     def __init__(self):
         import dlib
-
-        from facesieve.models.bundled import dlib_resnet_path, dlib_shape5_path
 
         self._dlib = dlib
         self._sp = dlib.shape_predictor(str(dlib_shape5_path()))

@@ -37,7 +37,7 @@ from facesieve.decide import (
 from facesieve.errors import UsageError
 from facesieve.progress import Reporter
 from facesieve.parallel import default_jobs
-from facesieve.quality.base import make_quality
+from facesieve.quality.registry import make_quality
 from facesieve.stages import CROP, chip_worker, embedder, faces_worker  # noqa: F401 - the workers, for tests to patch
 from facesieve.workspace import Workspace, atomic_write_csv, atomic_write_text
 
@@ -52,8 +52,8 @@ class RunResult:
 
 
 def validate(config: RunConfig) -> None:
-    from facesieve.models.spec import check_choice, model_identity
-    from facesieve.models.zoo import check_spec
+    from facesieve.models.spec import check_choice
+    from facesieve.models.zoo import check_spec, model_identity
 
     check_spec(check_choice(config.detector, DETECTORS, "detector"), "detect")
     check_spec(check_choice(config.embedder, EMBEDDERS, "embedder"), "embed")
@@ -387,8 +387,8 @@ def decide_settings(config: RunConfig) -> DecideSettings:
     shots (and near-identical shots too: the default), off. config.dedup=False turns off the
     cross-identity pass as well."""
     from facesieve.models.spec import spec_name
-    from facesieve.select.thresholds import (COARSE_CUT, HASH_BITS, HASH_SCORE_CUT, LONE_CUT, RATIO_CUT, RATIO_SCORE_CUT, SAME_PHOTO_CUT, SHOT_CUT,
-                                             for_embedder)
+    from facesieve.models.zoo import for_embedder
+    from facesieve.select.thresholds import COARSE_CUT, HASH_BITS, HASH_SCORE_CUT, LONE_CUT, RATIO_CUT, RATIO_SCORE_CUT, SAME_PHOTO_CUT, SHOT_CUT
 
     mode = config.duplicates if config.dedup else "off"
     if mode not in DUPLICATE_MODES:
@@ -694,7 +694,7 @@ def _chunks(seq: list, size: int):
 def _model(text: str, role: str) -> str:
     """A model's part of a cache key: its name, plus the sha256 of its weights file and its
     threshold when it has them (facesieve/models/spec.py), so other weights are other results."""
-    from facesieve.models.spec import model_identity
+    from facesieve.models.zoo import model_identity
 
     return model_identity(text, role)
 

@@ -364,7 +364,7 @@ def dedup_threshold(s: ExtractSettings) -> float | None:
         return float(DEDUP_DEFAULTS[s.dedup])
     from facesieve.errors import UsageError
     from facesieve.models.spec import spec_name
-    from facesieve.select.thresholds import for_embedder
+    from facesieve.models.zoo import for_embedder
 
     try:
         return for_embedder(spec_name(s.embedder)).near_duplicate

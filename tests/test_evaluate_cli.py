@@ -173,7 +173,7 @@ def consistency_scorers():
     """Test-only quality methods from the embeddings: a face's cosine to the mean of its identity's
     other faces (test-good), and minus that (test-anti, anti-correlated by construction)."""
     from facesieve.dataset import scan
-    from facesieve.quality import base
+    from facesieve.quality import registry
 
     identity = scan(ORL, hash_files=False).set_index("image_id")["identity"]
 
@@ -198,12 +198,11 @@ def consistency_scorers():
                 q[rows] = np.einsum("ij,ij->i", v[rows], others) / np.linalg.norm(others, axis=1)
             return pd.DataFrame({"quality": self.sign * q})
 
-    base._load_builtin()
-    base.register("test-good")(lambda name: Consistency(1.0))
-    base.register("test-anti")(lambda name: Consistency(-1.0))
+    registry.register("test-good")(lambda name: Consistency(1.0))
+    registry.register("test-anti")(lambda name: Consistency(-1.0))
     yield
-    base._REGISTRY.pop("test-good", None)
-    base._REGISTRY.pop("test-anti", None)
+    registry.unregister("test-good")
+    registry.unregister("test-anti")
 
 
 def test_edc_anticorrelated_quality_lies_above_random(orl, monkeypatch, consistency_scorers):

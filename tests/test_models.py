@@ -21,7 +21,9 @@ from facesieve.faces.detect import make_detector, pick_face
 from facesieve.imaging import load_rgb
 from facesieve.models import embedders as E
 from facesieve.models import zoo
-from facesieve.models.spec import merge_spec, model_identity, parse_spec
+from facesieve.models.detectors.dlib import ThresholdedDetector
+from facesieve.models.spec import merge_spec, parse_spec
+from facesieve.models.zoo import model_identity
 
 # torch builds the stand-in networks; the tests that need it are marked requires("torch") and the
 # rest (RetinaFace, YuNet fp32, names, specs, thresholds) run without it
@@ -339,7 +341,7 @@ def test_yunet_fp32_weights(tmp_path, monkeypatch, shared_data):
 
 def test_dlib_threshold_filters():
     det = zoo.build_detector(merge_spec("dlib-hog", threshold=0.99))
-    assert isinstance(det, zoo.ThresholdedDetector) and det.name == "dlib-hog"
+    assert isinstance(det, ThresholdedDetector) and det.name == "dlib-hog"
     with pytest.raises(UsageError, match="takes no weights"):
         zoo.check_spec("dlib-hog:/etc/hostname", "detect")
 
@@ -357,6 +359,21 @@ def test_name_lists_agree():
     for m in zoo.MODELS.values():  # every registry-backed name points at a real entry of its role
         if m.registry:
             assert REGISTRY[m.registry].role == m.role
+
+
+def test_catalogue_rows_name_their_loader_and_spec_only_parses():
+    import ast
+
+    import facesieve.models.spec as spec_module
+
+    for name, m in zoo.MODELS.items():
+        module = zoo.loader_module("detectors" if m.role == "detect" else "embedders", m)
+        assert callable(module.build), name
+        assert (m.preprocessing is not None) == (m.loader == "network"), name  # every network says how it is fed
+    assert set(zoo.TO_BE_CALIBRATED) == {n for n in zoo.EMBEDDER_NAMES if n not in ("sface", "dlib")}
+    tree = ast.parse(Path(spec_module.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not any(x.startswith("facesieve.models") for x in imported), imported  # no cycle back to the catalogue
 
 
 def test_spec_round_trip(tmp_path):
@@ -417,7 +434,7 @@ def test_identity_follows_the_weights_file(standins, tmp_path):
 
 
 def test_thresholds_are_to_be_calibrated():
-    from facesieve.select.thresholds import TO_BE_CALIBRATED, for_embedder
+    from facesieve.models.zoo import TO_BE_CALIBRATED, for_embedder
 
     for name in zoo.EMBEDDER_NAMES:
         if name in ("sface", "dlib"):

@@ -113,7 +113,7 @@ def test_verify_a_file_and_absent(capsys, tmp_path, payload):
 def test_cached_file_is_what_a_run_name_loads(capsys, tmp_path, monkeypatch):
     """`--detector yunet-fp32` without weights loads the cached registry file, only once it verifies."""
     from facesieve.models.bundled import yunet_path
-    from facesieve.models.spec import model_identity
+    from facesieve.models.zoo import model_identity
     from facesieve.models.zoo import build_detector
 
     home = tmp_path / "home"

@@ -17,7 +17,8 @@ from requires import require
 torch = require("torch")  # training is torch's: a skip without it, a failure under FACESIEVE_REQUIRE_TORCH=1
 
 from facesieve.errors import UsageError
-from facesieve.quality.base import QualityInput, make_quality
+from facesieve.quality.base import QualityInput
+from facesieve.quality.registry import make_quality
 from facesieve.train.data import TrainData, read_teacher_csv
 from facesieve.train.distill import (
     DistillConfig,

@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import textwrap
 from pathlib import Path
 
 from facesieve.cli.options import add_option, common_flags, model_flags, usage
-from facesieve.config import RunConfig, quality_help
+from facesieve.config import RunConfig
+from facesieve.quality.registry import describe
 
 EPILOG_QUALITY = """\
 examples:
@@ -19,6 +19,7 @@ examples:
   facesieve quality photos/ --out scores.csv --method ers --ers-examples unrecognizable/
   facesieve quality photos/ --out scores.csv --method offline+sdd-fiqa   rank average of two methods
 
+methods (a+b: the rank average of several; docs/quality.md):
 {methods}
 
 output: one row per file: path (relative to DATASET), identity, quality, then one column per
@@ -55,7 +56,7 @@ def add_quality_parser(sub) -> None:
         help="score every face of a dataset (no selection, nothing copied)",
         description="Score the faces of DATASET with a quality method and write one CSV row per file. "
         "The workspace defaults to <folder of --out>/.facesieve.",
-        epilog=EPILOG_QUALITY.format(methods=textwrap.fill("methods: " + quality_help(), 100)),
+        epilog=EPILOG_QUALITY.format(methods=describe()),
     )
     add_option(sp, "dataset")
     sp.add_argument("--out", "-o", type=Path, required=True, metavar="SCORES_CSV", help="CSV file to write")

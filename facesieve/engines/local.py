@@ -14,7 +14,6 @@ machine or --jobs computed it, and a resumed run reproduces an uninterrupted one
 
 from __future__ import annotations
 
-import hashlib
 import math
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Iterator
@@ -25,6 +24,8 @@ import numpy as np
 import pandas as pd
 
 from facesieve import stages
+from facesieve.digest import sha256_file
+from facesieve.embed import embed_inputs
 from facesieve.engines import FacesWork
 from facesieve.parallel import default_jobs, one_thread, ordered_map
 from facesieve.stages import ChipTask, FaceTask, detection_from_row
@@ -94,7 +95,7 @@ _scorers: dict[str, object] = {}
 
 def quality_scorer(config):
     """The run's per-face quality scorer, built and bound once per process."""
-    from facesieve.quality.base import make_quality
+    from facesieve.quality.registry import make_quality
 
     key = repr(sorted(config.to_dict().items()))
     if key not in _scorers:
@@ -153,28 +154,6 @@ def embed_chunk(chunk: EmbedChunk) -> tuple[np.ndarray, np.ndarray]:
         return embed_inputs(emb, inputs)
 
 
-def embed_inputs(emb, inputs: list[np.ndarray] | np.ndarray, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(raw norms float64, unit vectors float32) for model inputs, at most `batch_size` (and the
-    model's MAX_BATCH) at a time.
-
-    A vector must not depend on the batch its face landed in (a resumed run batches differently):
-    OpenCV's int8 SFace rounds a batch of one differently from larger ones, so a lone face is run
-    as a pair of copies (SFaceEmbedder does the same for its own sub-batches).
-    """
-    inputs = np.asarray(inputs)
-    limit = getattr(emb, "MAX_BATCH", None) or len(inputs) or 1
-    size = max(2, min(batch_size or limit, limit))
-    raw = np.zeros((len(inputs), getattr(emb, "dim", 128)), np.float64)
-    for s in range(0, len(inputs), size):
-        batch = inputs[s : s + size]
-        if len(batch) == 1:
-            raw[s] = np.asarray(emb.embed_batch(np.concatenate([batch, batch])))[0]
-        else:
-            raw[s : s + len(batch)] = np.asarray(emb.embed_batch(batch))
-    norm = np.linalg.norm(raw, axis=1)
-    return norm, (raw / np.maximum(norm, 1e-12)[:, None]).astype(np.float32)
-
-
 class PartWriter:
     """Rows and array rows gathered until `rows` of them, then committed as one part."""
 
@@ -201,16 +180,12 @@ class PartWriter:
         self.arrays = {n: [] for n in self.arrays}
 
 
-def sha256_file(path: str) -> str:
+def readable_sha256(path: str) -> str:
     """Hex sha256 of a file; "" when it cannot be read (the scan then records it as unreadable)."""
-    h = hashlib.sha256()
     try:
-        with open(path, "rb", buffering=0) as f:
-            while block := f.read(1 << 20):
-                h.update(block)
+        return sha256_file(path)
     except OSError:
         return ""
-    return h.hexdigest()
 
 
 def hash_files(config, paths: list[str], progress=None) -> list[str]:
@@ -220,7 +195,7 @@ def hash_files(config, paths: list[str], progress=None) -> list[str]:
     out: list[str] = []
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for s in range(0, len(paths), 1024):
-            block = list(pool.map(sha256_file, paths[s : s + 1024]))
+            block = list(pool.map(readable_sha256, paths[s : s + 1024]))
             out.extend(block)
             if progress:
                 progress(len(block))

@@ -95,9 +95,9 @@ def faces_batch(batch: pd.DataFrame, config, embed: bool, score: bool) -> dict:
 
 
 def hash_batch(batch: dict) -> dict:
-    from facesieve.engines.local import sha256_file
+    from facesieve.engines.local import readable_sha256
 
-    return {"n": batch["n"], "sha256": np.array([sha256_file(str(p)) for p in batch["path"]], dtype=object)}
+    return {"n": batch["n"], "sha256": np.array([readable_sha256(str(p)) for p in batch["path"]], dtype=object)}
 
 
 # ---------------------------------------------------------------- the driver

@@ -102,7 +102,7 @@ def load_eval_set(
     from facesieve.config import RunConfig
     from facesieve.pipeline import assemble, faces_and_vectors, open_workspace, stage_quality, stage_scan, validate
     from facesieve.progress import Reporter
-    from facesieve.quality.base import make_quality
+    from facesieve.quality.registry import make_quality
 
     rep = reporter or Reporter(quiet=True)
     dataset = Path(dataset)

@@ -23,7 +23,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from facesieve.faces.align import ARCFACE_SIZE, ARCFACE_TEMPLATE
+from facesieve.faces.align import ARCFACE_SIZE, ARCFACE_TEMPLATE, similarity_transform
+from facesieve.models.bundled import dlib_cnn_path, dlib_shape5_path, yunet_path
 
 DETECTORS = ("yunet", "dlib-hog", "dlib-cnn")
 POLICIES = ("central", "first")
@@ -185,8 +186,6 @@ class YuNetDetector:
     ATTEMPTS = ((None, False), (None, True), ("equalise", False), ("equalise", True), ("smooth", False), ("smooth", True))
 
     def __init__(self, score_threshold: float = 0.6, nms_threshold: float = 0.3, top_k: int = 5000, model_path: str | None = None):
-        from facesieve.models.bundled import yunet_path
-
         path = str(model_path or yunet_path())
         self.score_threshold = score_threshold
         with quiet_opencv():  # it warns that the new graph engine ignores the (default) target, on every load
@@ -279,8 +278,6 @@ def dlib5_to_arcface(points: np.ndarray) -> np.ndarray:
     (DLIB5_IN_ARCFACE) carries the template's five points into the image. Aligning with these
     gives the same crop as aligning dlib's own points onto their measured template positions.
     """
-    from facesieve.faces.align import similarity_transform
-
     p = np.asarray(points, np.float64).reshape(5, 2)
     measured = np.stack([(p[2] + p[3]) / 2, (p[0] + p[1]) / 2, p[4]])
     m = similarity_transform(DLIB5_IN_ARCFACE, measured)  # template frame -> image
@@ -294,8 +291,6 @@ class DlibDetector:
 
     def __init__(self, cnn: bool = False):
         import dlib
-
-        from facesieve.models.bundled import dlib_cnn_path, dlib_shape5_path
 
         self.name = "dlib-cnn" if cnn else "dlib-hog"
         self._cnn = cnn

@@ -19,7 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facesieve.faces.detect import Detection, input_scale
+from facesieve.faces.detect import Detection, _as_rgb, input_scale
+from facesieve.models.onnx import cpu_single_thread_session
 
 MEAN_BGR = np.array([104.0, 117.0, 123.0], np.float32)
 STEPS = (8, 16, 32)
@@ -82,8 +83,6 @@ class RetinaFaceDetector:
 
     def __init__(self, model: str | Path | bytes, device: str = "auto", score_threshold: float = 0.6,
                  nms_threshold: float = 0.4):
-        from facesieve.models.onnx import cpu_single_thread_session
-
         self._sess = cpu_single_thread_session(model, device, "retinaface")
         inputs = self._sess.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
@@ -149,8 +148,6 @@ class RetinaFaceDetector:
         return out
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
-        from facesieve.faces.detect import _as_rgb
-
         rgb = _as_rgb(rgb)
         best: list[Detection] = []
         best_score = -1.0

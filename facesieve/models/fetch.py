@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from facesieve import __version__
+from facesieve.digest import sha256_file
 from facesieve.errors import FacesieveError
 from facesieve.models.registry import ModelEntry, cache_dir as default_cache_dir, check_sha256_text, get, sha256_matches
 
@@ -26,14 +27,6 @@ SIDECAR_SUFFIX = ".json"  # <file>.json records the digest and source of a fetch
 
 class FetchError(FacesieveError):
     """A download or integrity check failed; the message says what to do next."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _entry(name_or_entry: ModelEntry | str) -> ModelEntry:

@@ -6,8 +6,8 @@ types, e.g. ``arcface:/models/r100.onnx``) or the canonical ``NAME:{json}`` with
 ``weights``, ``device`` and ``threshold`` (detectors' score threshold). A plain name stays a plain
 name, so the defaults' cache keys never change.
 
-The cache identity of a model is its name, the sha256 of the weights file it loads and its
-threshold; not the device: a CPU and a GPU run reuse each other's faces and vectors.
+This module only parses and writes the strings (and the command-line options that fold into them);
+what a name means (its weights, its cache identity) is the catalogue's, facesieve.models.zoo.
 """
 
 from __future__ import annotations
@@ -100,53 +100,6 @@ def merge_spec(text: str | ModelSpec, *, weights: str | Path | None = None, devi
     if threshold is not None:
         changes["threshold"] = float(threshold)
     return replace(spec, **changes).text if changes else spec.text
-
-
-# ---------------------------------------------------------------- identity (cache keys)
-
-_sha_cache: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a weights file, remembered per (path, size, mtime) for the life of the process."""
-    from facesieve.models.fetch import sha256_file
-
-    p = Path(path).resolve()
-    st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    if key not in _sha_cache:
-        _sha_cache[key] = sha256_file(p)
-    return _sha_cache[key]
-
-
-def model_identity(text: str | ModelSpec, role: str) -> str:
-    """What a stage cache key needs to know about a model: its name, the sha256 of the weights it
-    would load (resolved now, so a missing file fails before any work starts) and its threshold.
-
-    Bundled models and the dlib ones have no weights to choose: their identity is their name.
-    """
-    from facesieve.models.zoo import candidate_path, weights_identity
-
-    spec = parse_spec(text)
-    path = candidate_path(spec, role)
-    try:
-        st = path.stat() if path is not None else None
-        stamp = (str(path), st.st_size, st.st_mtime_ns) if st else None
-    except OSError:
-        stamp = None
-    memo = (spec.text, role, stamp)
-    if memo not in _identity_cache:  # the same file is not hashed (and verified) again and again
-        parts = [spec.name]
-        digest = weights_identity(spec, role)
-        if digest:
-            parts.append(f"sha256={digest[:16]}")
-        if spec.threshold is not None:
-            parts.append(f"threshold={spec.threshold:g}")
-        _identity_cache[memo] = "@".join(parts)
-    return _identity_cache[memo]
-
-
-_identity_cache: dict[tuple, str] = {}
 
 
 # ---------------------------------------------------------------- CLI

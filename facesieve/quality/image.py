@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from facesieve.quality.base import QualityInput, register
+from facesieve.quality.base import QualityInput
 
 # reference points: where each measure's score reaches 0.5
 SHARPNESS_REF = 60.0  # variance of the Laplacian of the grey 112x112 crop's central region
@@ -102,6 +102,3 @@ class ImageQuality:
 
     def score(self, data: QualityInput) -> pd.DataFrame:
         return measures(data.crops, data.faces)
-
-
-register("image")(lambda name: ImageQuality())

@@ -29,7 +29,7 @@ the one the run embedded, but every term compares embeddings of that same approx
 
 On its own this measure tracks blur and down-sampling (Spearman 0.97-1.0 with the level on real
 faces) but not noise: a noisy face's embedding moves *less* under a little more noise. The
-"offline-full" quality (combined.py) therefore multiplies it with a noise and a blockiness term;
+"offline-full" quality (offline.py) therefore multiplies it with a noise and a blockiness term;
 the default "offline" uses the embedding's norm in its place (no extra embedding).
 """
 
@@ -41,7 +41,11 @@ import math
 import numpy as np
 import pandas as pd
 
-from facesieve.quality.base import QualityInput, register
+from facesieve.faces.align import ARCFACE_TEMPLATE
+from facesieve.faces.detect import Detection
+from facesieve.parallel import one_thread
+from facesieve.quality.base import QualityInput
+from facesieve.vectors import l2_normalise
 
 STEPS = 1000  # length of the diffusion schedule
 COSINE_S = 0.008  # the cosine schedule's offset (Nichol & Dhariwal 2021)
@@ -79,9 +83,6 @@ def chip_from_aligned(emb, crop: np.ndarray) -> np.ndarray:
     The crop is padded by edge replication and handed over with the ArcFace template as its
     landmarks, as if the padded crop were the original image and the template the detection.
     """
-    from facesieve.faces.align import ARCFACE_TEMPLATE
-    from facesieve.faces.detect import Detection
-
     padded = np.pad(np.asarray(crop, np.uint8), ((PAD, PAD), (PAD, PAD), (0, 0)), mode="edge")
     lm = (ARCFACE_TEMPLATE + PAD).astype(np.float32)
     size = crop.shape[0]
@@ -99,8 +100,7 @@ def model_inputs(emb, crops: np.ndarray) -> np.ndarray:
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, np.float64)
-    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    return l2_normalise(np.asarray(v, np.float64))
 
 
 def perturbation_similarities(
@@ -111,8 +111,6 @@ def perturbation_similarities(
     `clean` may pass the clean embeddings when they are already known (same inputs, same model).
     Returns {"flip": (n,), "t10": (n,), ...}.
     """
-    from facesieve.parallel import one_thread
-
     n = len(inputs)
     if n == 0:
         return {"flip": np.zeros(0), **{f"t{t}": np.zeros(0) for t in steps}}
@@ -163,6 +161,3 @@ class Robustness:
         emb = require_embedder(data, self.name)
         out = robustness(emb, data.crops, clean_embeddings(data))
         return pd.concat([pd.DataFrame({"quality": out["robustness"].to_numpy()}), out], axis=1)
-
-
-register("robustness")(lambda name: Robustness())

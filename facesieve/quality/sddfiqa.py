@@ -1,5 +1,6 @@
-"""SDD-FIQA quality pseudo-labels (Ou et al., "SDD-FIQA: Unsupervised Face Image Quality Assessment
-with Similarity Distribution Distance", CVPR 2021), vectorised and chunked.
+"""SDD-FIQA (Ou et al., "SDD-FIQA: Unsupervised Face Image Quality Assessment
+with Similarity Distribution Distance", CVPR 2021): the pseudo-labels, vectorised and chunked, and the
+"sdd-fiqa" quality method over them (`SddFiqa`, at the end).
 
 A face is good when its similarities to other photos of the same person sit far above its
 similarities to photos of other people. Per image and per run:
@@ -40,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 BLOCK = 1024
 """Identity-sorted positions per random stream; ``chunk`` is rounded up to a multiple of it."""
@@ -420,3 +422,40 @@ def _chunk_scores(
 def _plain(x: object) -> object:
     """numpy scalar -> Python scalar, so the report serialises as JSON."""
     return x.item() if isinstance(x, np.generic) else x
+
+
+# ---------------------------------------------------------------- the "sdd-fiqa" quality method
+# As a `--quality` it is dataset-level (`fit`): every face's label depends on the whole dataset, so
+# all faces are relabelled when the set of faces changes. Faces of one-image identities get no label
+# (NaN): the selection treats them as unknown quality, the label file leaves them out and the report
+# lists them.
+
+
+class SddFiqa:
+    """Dataset-level method: SDD-FIQA pseudo-labels in [0, 100] (higher is better)."""
+
+    uses_embedder = False  # works on the run's stored vectors; the key names the embedder via bind
+
+    def __init__(self, n_pos: int = 24, n_neg: int = 24, runs: int = 12, seed: int = 0):
+        self.n_pos, self.n_neg, self.runs, self.seed = n_pos, n_neg, runs, seed
+        self.name = "sdd-fiqa"
+        self._embedder = "?"
+        self.report: dict = {}
+
+    @property
+    def key(self) -> str:
+        return f"sdd-fiqa-v1|pos={self.n_pos}|neg={self.n_neg}|runs={self.runs}|seed={self.seed}|{self._embedder}"
+
+    def bind(self, config) -> None:
+        self._embedder = config.embedder
+
+    def fit(self, faces: pd.DataFrame, vectors: np.ndarray, crops=None) -> pd.DataFrame:
+        if "identity" not in faces:
+            raise ValueError("sdd-fiqa needs each face's identity (a dataset with one folder per identity)")
+        ids = faces["identity"].astype(str).to_numpy()
+        if len(ids) and (ids == "").all():
+            raise ValueError("sdd-fiqa needs identities: this dataset has none (flat layout)")
+        scores, report = sdd_fiqa_labels(np.asarray(vectors), ids, n_pos=self.n_pos, n_neg=self.n_neg,
+                                         runs=self.runs, seed=self.seed)
+        self.report = report
+        return pd.DataFrame({"quality": scores, "sdd_fiqa": scores})

@@ -387,7 +387,7 @@ def form_model(key: str, value: str) -> str:
         if v not in names:
             raise Refused(400, f"{key} must be one of {', '.join(names)} (local weights files: use the command line)")
         return v
-    from facesieve.quality.base import available
+    from facesieve.quality.registry import available
 
     methods = set(available()) - {"onnx"}
     for part in v.split("+"):

@@ -1,7 +1,8 @@
 """Face embedders with user-supplied weights: ONNX Runtime for every family, PyTorch for IResNet `.pth`.
 
-Each family's preprocessing is written down once, as a `Preprocessing`, and is the only place the
-pixels are touched: aligned 112x112 uint8 RGB crops (ArcFace template) -> NCHW float32.
+Each family's preprocessing is written down once, as a `Preprocessing` (models/preprocessing.py,
+carried by the model's catalogue row in models/zoo.py), and is the only place the pixels are
+touched: aligned 112x112 uint8 RGB crops (ArcFace template) -> NCHW float32.
 
 | family | channels | values fed to the network | source of the fact |
 |---|---|---|---|
@@ -18,41 +19,13 @@ must not depend on how many threads computed it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from facesieve.faces.align import ARCFACE_SIZE, align
 from facesieve.faces.detect import Detection
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How aligned uint8 RGB crops become a network input: channel order, then (x - mean) / std."""
-
-    channels: str  # "RGB" | "BGR": the order the network was trained on
-    mean: float
-    std: float
-    formula: str  # as the model's authors write it
-
-    def __call__(self, crops: list[np.ndarray] | np.ndarray) -> np.ndarray:
-        """(n, 3, 112, 112) float32 from n (112, 112, 3) uint8 RGB crops."""
-        x = np.asarray(crops, dtype=np.float32)
-        if x.ndim == 3:
-            x = x[None]
-        if x.ndim != 4 or x.shape[3] != 3:
-            raise ValueError(f"expected crops of shape (n, H, W, 3), got {x.shape}")
-        if self.channels == "BGR":
-            x = x[..., ::-1]
-        x = (x - np.float32(self.mean)) / np.float32(self.std)
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
-
-
-ARCFACE = Preprocessing("RGB", 127.5, 127.5, "RGB, (x - 127.5) / 127.5")
-MOBILEFACENET = ARCFACE
-ADAFACE = Preprocessing("BGR", 127.5, 127.5, "BGR, (x / 255 - 0.5) / 0.5")
-SFACE = Preprocessing("RGB", 0.0, 1.0, "RGB, x in 0..255 (the network normalises inside)")
+from facesieve.models.preprocessing import ADAFACE, ARCFACE, MOBILEFACENET, SFACE, Preprocessing  # noqa: F401  (re-exported)
 
 
 def _stack(crops, size: int) -> np.ndarray:

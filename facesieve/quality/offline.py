@@ -1,4 +1,4 @@
-"""The offline default quality ("offline"), the costlier "offline-full", and rank-averages ("a+b").
+"""The offline default quality ("offline") and the costlier "offline-full".
 
 Both offline methods need no download and multiply scores in (0, 1], each near 1 when its aspect
 is fine:
@@ -38,16 +38,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from facesieve.quality.base import QualityInput, combine_ranks, register
+from facesieve.embed import embed_inputs
+from facesieve.parallel import one_thread
+from facesieve.quality.base import QualityInput
 from facesieve.quality.image import measures
-from facesieve.quality.robustness import Robustness, clean_embeddings, require_embedder, robustness
+from facesieve.quality.robustness import Robustness, clean_embeddings, model_inputs, require_embedder, robustness
 
 ROBUSTNESS_SCALE = 0.1
 NORM_CENTRE, NORM_WIDTH = 11.0, 1.0  # SFace 2021dec int8's raw embedding norm (clean faces read 10-16)
 NORM_EMBEDDERS = ("SFaceEmbedder",)  # embedders whose norm these two were chosen for
 NOISE_FLOOR, NOISE_REF = 2.0, 8.0  # grey levels
 BLOCK_FLOOR, BLOCK_REF = 1.2, 0.8  # blockiness ratio
-PART_ROWS = 256  # faces scored at once inside a dataset-level method
 
 
 def hinge_score(value: np.ndarray, floor: float, ref: float) -> np.ndarray:
@@ -88,10 +89,6 @@ def embedding_norms(data: QualityInput) -> np.ndarray:
     vectors) from embedding the crops once more, in batches as the embed stage runs them."""
     if data.norms is not None and len(data.norms) == len(data.crops):
         return np.asarray(data.norms, float)
-    from facesieve.engines.local import embed_inputs
-    from facesieve.parallel import one_thread
-    from facesieve.quality.robustness import model_inputs
-
     emb = require_embedder(data, "offline")
     if not len(data.crops):
         return np.zeros(0)
@@ -147,78 +144,3 @@ class OfflineQuality:
         head = pd.DataFrame({"quality": q, "s_norm": s_norm, "s_noise": s_noise, "s_blockiness": s_block, "emb_norm": norm,
                              "noise_sigma": noise, "blockiness": block})
         return pd.concat([head, img], axis=1)
-
-
-register("offline")(lambda name: OfflineQuality())
-register("offline-full")(lambda name: OfflineFullQuality())
-
-
-class RankAverage:
-    """Several methods at once ("offline+sdd-fiqa"): the mean of their ranks scaled to [0, 1].
-
-    Ranks are only meaningful over the whole dataset, so this is a dataset-level method (`fit`):
-    it is recomputed for every face whenever the set of faces changes. Each part's own score is
-    kept as a column `<part>_quality`.
-    """
-
-    uses_embedder = True
-
-    def __init__(self, parts: list, names: list[str]):
-        if len(parts) < 2:
-            raise ValueError("a rank average needs at least two methods, e.g. offline+image")
-        self.parts = parts
-        self.names = names
-        self.name = "+".join(names)
-        self._config = None
-
-    @property
-    def key(self) -> str:
-        return "rank(" + ",".join(p.key for p in self.parts) + ")"
-
-    def bind(self, config) -> None:
-        """The run's settings: the embedder for per-face parts, and whatever the parts need."""
-        self._config = config
-        for p in self.parts:
-            if hasattr(p, "bind"):
-                p.bind(config)
-
-    def fit(self, faces: pd.DataFrame, vectors: np.ndarray, crops: np.ndarray) -> pd.DataFrame:
-        scores = {}
-        for name, part in zip(self.names, self.parts):
-            if hasattr(part, "fit"):
-                s = part.fit(faces, vectors, crops)["quality"].to_numpy(float)
-            else:
-                s = score_all(part, faces, vectors, crops, self._embedder(part))
-            scores[f"{name}_quality"] = s
-        out = pd.DataFrame({"quality": combine_ranks(list(scores.values()))})
-        return pd.concat([out, pd.DataFrame(scores)], axis=1)
-
-    def _embedder(self, part):
-        if not getattr(part, "uses_embedder", False):
-            return None
-        if self._config is None:
-            raise ValueError(f"{self.name}: call bind(config) first (a part needs the run's embedder)")
-        from facesieve.stages import embedder
-
-        return embedder(self._config.embedder)
-
-
-def score_all(scorer, faces: pd.DataFrame, vectors: np.ndarray, crops: np.ndarray, emb) -> np.ndarray:
-    """A per-face method's `quality` for every face, PART_ROWS faces at a time."""
-    out = np.full(len(faces), np.nan)
-    for s in range(0, len(faces), PART_ROWS):
-        sl = slice(s, min(s + PART_ROWS, len(faces)))
-        data = QualityInput(crops=np.asarray(crops[sl]), faces=faces.iloc[sl].reset_index(drop=True), embedder=emb,
-                            embeddings=np.asarray(vectors[sl]) if vectors is not None else None)
-        out[sl] = scorer.score(data)["quality"].to_numpy(float)
-    return out
-
-
-def make_rank_average(name: str) -> RankAverage:
-    """Scorer for "a+b[+c...]": every part a registered method name."""
-    from facesieve.quality.base import make_quality
-
-    names = [p.strip() for p in name.split("+")]
-    if any(not n for n in names):
-        raise ValueError(f"empty method in {name!r}; write e.g. offline+sdd-fiqa")
-    return RankAverage([make_quality(n) for n in names], names)

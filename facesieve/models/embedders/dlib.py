@@ -1,0 +1,12 @@
+"""dlib ResNet (facesieve/embed.py), exactly as face_recognition computes it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from facesieve import embed
+from facesieve.models.spec import ModelSpec
+
+
+def build(spec: ModelSpec, model, weights: Path | None):
+    return embed.make_embedder(spec.name)
