@@ -46,6 +46,7 @@ PRE_BLUR = 0.8  # Gaussian sigma (grid pixels) before reducing a crop: evens out
 TRIM = 0.85  # share of the (best) pixels the residual is taken over
 COARSE_STEPS = 4  # Gauss-Newton steps at half size ...
 STEPS = 2  # ... then at full size
+CACHE_BYTES = 256 << 20  # views and masks kept for reuse (FaceViews)
 MARGIN = 0.2  # border of the comparison grid left out (the aligned crop's edge repeats the image border)
 
 
@@ -89,6 +90,18 @@ class FaceViews:
             self.geometry = (np.asarray(lm, np.float64).reshape(-1, 10), np.asarray(w, np.float64), np.asarray(h, np.float64))
         self._cache: dict[tuple[int, int], np.ndarray] = {}
         self._masks: dict[tuple[int, int], np.ndarray] = {}
+        self._bytes = 0
+
+    def _keep(self, cache: dict, key, value: np.ndarray) -> None:
+        """Keep a view or mask for the next pairs; both caches are emptied past CACHE_BYTES (the
+        grouping works through one identity at a time, so recent faces are the ones asked again;
+        a bound by count let 100,000 faces' views grow the process to 7 GiB)."""
+        if self._bytes + value.nbytes > CACHE_BYTES:
+            self._cache.clear()
+            self._masks.clear()
+            self._bytes = 0
+        cache[key] = value
+        self._bytes += value.nbytes
 
     def view(self, i: int, side: int) -> np.ndarray:
         key = (i, side)
@@ -98,9 +111,7 @@ class FaceViews:
             grey = crop.astype(np.float32) @ _LUMA if crop.ndim == 3 else crop.astype(np.float32)
             grey = cv2.GaussianBlur(grey, (0, 0), PRE_BLUR * 112.0 / side)
             v = cv2.resize(grey, (side, side), interpolation=cv2.INTER_AREA)
-            if len(self._cache) > 200_000:
-                self._cache.clear()
-            self._cache[key] = v
+            self._keep(self._cache, key, v)
         return v
 
     def mask(self, i: int, side: int) -> np.ndarray:
@@ -113,9 +124,7 @@ class FaceViews:
                 lm, w, h = (g[i] for g in self.geometry)
                 if np.isfinite(lm).all() and w > 0 and h > 0:
                     m = _inside(lm.reshape(5, 2), float(w), float(h), side)
-            if len(self._masks) > 200_000:
-                self._masks.clear()
-            self._masks[key] = m
+            self._keep(self._masks, key, m)
         return m
 
 
