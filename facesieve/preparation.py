@@ -179,8 +179,12 @@ def stage_faces(config: RunConfig, ws: Workspace, files: pd.DataFrame, rep: Repo
                            "path": todo["path"].to_numpy()})
     store = ws.stage(keys.faces_stage)
     overlap = config.overlap or config.engine != "local"
-    work = FacesWork(config.dataset, wanted, store, embed=keys.embed_target(ws) if overlap else None,
-                     quality=keys.quality_target(ws) if overlap else None)
+    quality = keys.quality_target(ws) if overlap else None
+    if quality is not None:  # faces this process scores in the same pass use the run's scorer
+        from facesieve.engines.local import quality_scorer
+
+        quality_scorer(config, keys.scorer)
+    work = FacesWork(config.dataset, wanted, store, embed=keys.embed_target(ws) if overlap else None, quality=quality)
     compute_faces(config, work, rep)
     table, arrays = store.collect(wanted[["image_id", "key"]], ["crops"], {"crops": ((CROP, CROP, 3), np.uint8)}, lazy=["crops"])
     if table.empty:  # no file reached detection: the later stages still need the table's columns
@@ -249,7 +253,7 @@ def stage_quality(
         else:  # per-face methods: on the engine's pool (usually done already in the faces pass)
             from facesieve.engines.local import compute_quality, quality_scorer
 
-            quality_scorer(config, scorer)  # faces scored in this process use the run's scorer
+            quality_scorer(config, scorer)  # faces this process scores use the run's scorer
             compute_quality(config, sub, Rows(crops, ok), vectors, wanted, np.asarray(need, dtype=np.int64), store, advance)
     table, _ = store.collect(wanted)
     return table
