@@ -37,24 +37,22 @@ def set_config(root: Path, name: str, **kw) -> RunConfig:
 def faces_pass(config: RunConfig):
     """scan, faces, embed, quality (cached in the workspace); the assembled frame and vectors."""
     from facesieve import pipeline as pl
+    from facesieve.preparation import prepare
 
     rep = Reporter(quiet=True)
-    ws = pl.open_workspace(config, rep)
-    files = pl.stage_scan(config, ws, rep)
-    faces, crops, emb, vectors = pl.faces_and_vectors(config, ws, files, rep)
-    quality = pl.stage_quality(config, ws, faces, crops, vectors, rep, files)
-    frame = pl.assemble(files, faces, emb, quality)
-    return frame, pl.file_vectors(frame, vectors, config.metric), rep.timings
+    prepared = prepare(config, rep)
+    frame = prepared.frame()
+    return frame, pl.file_vectors(frame, prepared.vectors, config.metric), rep.timings
 
 
 def face_boxes(config: RunConfig) -> dict:
     """path -> face box (x, y, w, h) of every face found in the set (its faces pass, cached)."""
-    from facesieve import pipeline as pl
+    from facesieve.preparation import open_workspace, stage_faces, stage_scan
 
     rep = Reporter(quiet=True)
-    ws = pl.open_workspace(config, rep)
-    files = pl.stage_scan(config, ws, rep)
-    faces, _ = pl.stage_faces(config, ws, files, rep)
+    ws = open_workspace(config, rep)
+    files = stage_scan(config, ws, rep)
+    faces, _ = stage_faces(config, ws, files, rep)
     ok = faces[faces["status"] == "ok"].merge(files[["image_id", "path"]], on="image_id")
     return {p: (x, y, w, h) for p, x, y, w, h in zip(ok["path"], ok["box_x"], ok["box_y"], ok["box_w"], ok["box_h"])}
 

@@ -34,9 +34,6 @@ that the older per-face outlier rule (select/outliers.py) flagged, not the ident
 from __future__ import annotations
 
 import argparse
-import io
-import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -81,14 +78,11 @@ def embed_folder(folder: Path, cache: Path) -> pd.DataFrame:
         t["vector"] = list(np.load(cache / "vectors.npy"))
         return t
     from facesieve.config import RunConfig
-    from facesieve.pipeline import faces_and_vectors, file_vectors, open_workspace, stage_scan
-    from facesieve.progress import Reporter
+    from facesieve.preparation import prepare
 
     config = RunConfig(dataset=folder, out=cache / "out", workspace=cache / "ws", report=False, jobs=1, overlap=False)
-    rep = Reporter(quiet=True)
-    ws = open_workspace(config, rep)
-    files = stage_scan(config, ws, rep)
-    faces, _crops, emb_table, vectors = faces_and_vectors(config, ws, files, rep)
+    prepared = prepare(config, quality=False)
+    files, emb_table, vectors = prepared.files, prepared.emb_table, prepared.vectors
     frame = files[["image_id", "path", "identity", "sha256"]].copy()
     pos = pd.Series(np.arange(len(emb_table)), index=emb_table["image_id"].to_numpy())
     frame["vec_row"] = frame["image_id"].map(pos).fillna(-1).astype(int)

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from facesieve.cli import main as facesieve
-from facesieve.report.app import make_server
+from facesieve.serve.app import make_server
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "essex_faces94_19"
 

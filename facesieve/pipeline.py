@@ -1,13 +1,13 @@
-"""The whole run: scan -> faces -> embed -> quality -> decide -> apply, over one workspace.
+"""The whole run: prepare (scan -> faces -> embed -> quality) -> decide -> apply -> report.
 
 This is the Python API the CLI wraps: `facesieve.pipeline.run(RunConfig(...))` from a notebook
-does exactly what `facesieve run` does. Each per-image stage caches its results by image and by
-the settings it depends on, so a re-run (or a run resumed after a crash) only computes what is new.
+does exactly what `facesieve run` does. The stages before the decisions are in
+facesieve/preparation.py (cached per image, so a re-run or a run resumed after a crash only
+computes what is new); this module decides on what they found, writes the output and the report.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facesieve import __version__
 from facesieve.apply import check_paths, mark_output, relabel_targets, write_best_encodings, write_output
-from facesieve.config import DETECTORS, EMBEDDERS, ENGINES, FACE_POLICIES, METRICS, RunConfig
+from facesieve.config import RunConfig
+from facesieve.dataset import SKIPPED_COLUMNS, check_layout
 from facesieve.decide import (
     KEEP,
     DecideSettings,
@@ -35,13 +35,21 @@ from facesieve.decide import (
     select_per_identity,
 )
 from facesieve.errors import UsageError
-from facesieve.progress import Reporter
+from facesieve.lock import run_lock
+from facesieve.models.spec import spec_name
+from facesieve.models.zoo import for_embedder, runs_on
+from facesieve.overrides import apply_overrides
 from facesieve.parallel import default_jobs
-from facesieve.quality.registry import make_quality
-from facesieve.stages import CROP, chip_worker, embedder, faces_worker  # noqa: F401 - the workers, for tests to patch
+from facesieve.preparation import Keys, Prepared, faces_key, prepare, stage_name, validate
+from facesieve.progress import Reporter
+from facesieve.report import REPORT, write_report
+from facesieve.select.crossid import cross_identity_pairs, identity_overlaps, index_for
+from facesieve.select.identity import CUTS
+from facesieve.select.samephoto import SCORE_VERSION, FaceViews, SamePhotoCheck, face_scale
+from facesieve.select.thresholds import (COARSE_CUT, HASH_BITS, HASH_SCORE_CUT, LONE_CUT, RATIO_CUT, RATIO_SCORE_CUT,
+                                         SAME_PHOTO_CUT, SHOT_CUT)
+from facesieve.stages import LANDMARK_COLUMNS, chip_worker, embedder, faces_worker  # noqa: F401 - the workers, for tests to patch
 from facesieve.workspace import Workspace, atomic_write_csv, atomic_write_text
-
-PART_ROWS = 256  # images per committed part: the most work a crash can lose
 
 
 @dataclass
@@ -51,240 +59,29 @@ class RunResult:
     selection: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def validate(config: RunConfig) -> None:
-    from facesieve.models.spec import check_choice
-    from facesieve.models.zoo import check_spec, model_identity
-
-    check_spec(check_choice(config.detector, DETECTORS, "detector"), "detect")
-    check_spec(check_choice(config.embedder, EMBEDDERS, "embedder"), "embed")
-    model_identity(config.detector, "detect")  # weights found and verified now, before any work
-    model_identity(config.embedder, "embed")
-    if config.metric not in METRICS:
-        raise UsageError(f"unknown metric {config.metric!r}; choose from {', '.join(METRICS)}")
-    if config.face_policy not in FACE_POLICIES:
-        raise UsageError(f"unknown face policy {config.face_policy!r}; choose from {', '.join(FACE_POLICIES)}")
-    if config.keep is not None and config.keep < 1:
-        raise UsageError("--keep must be at least 1")
-    if config.engine not in ENGINES:
-        raise UsageError(f"unknown engine {config.engine!r}; choose from {', '.join(ENGINES)}")
-    if config.jobs is not None and config.jobs < 1:
-        raise UsageError("--jobs must be at least 1")
-    try:
-        make_quality(config.quality)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-
-
-# ---------------------------------------------------------------- scan
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def stage_scan(config: RunConfig, ws: Workspace, rep: Reporter) -> pd.DataFrame:
-    """List every file; reuse the previous scan's hashes for files whose size and mtime are unchanged."""
-    from facesieve.dataset import scan, skipped_table
-
-    skipped: list = []
-    files = scan(config.dataset, layout=config.layout, hash_files=False, skipped=skipped)
-    ws.write_table("skipped.parquet", skipped_table(skipped))  # paths with no row: OUT/skipped.csv
-    from facesieve.engines import hash_files
-
-    previous = ws.read_table("scan.parquet")
-    sha = pd.Series("", index=files.index, dtype=object)
-    if previous is not None:
-        cols = ["path", "size", "mtime_ns"]
-        known = files[cols].merge(previous[cols + ["sha256"]].drop_duplicates(cols), on=cols, how="left")["sha256"]
-        sha[:] = known.fillna("").to_numpy()
-    # only files that are images (or meant to be) are hashed, as the scan itself does
-    readable = (files["status"].to_numpy() != "skipped") & (files["reason"].to_numpy() != "unreadable")
-    todo = np.flatnonzero((sha.to_numpy() == "") & (files["size"].to_numpy() > 0) & readable)
-    with rep.stage("scan", len(files)) as advance:
-        advance(len(files) - len(todo))
-        paths = [str(config.dataset / p) for p in files["path"].to_numpy()[todo]]
-        sha.iloc[todo] = hash_files(config, paths, advance)
-    # a file that cannot be read (no permission, an I/O error) is that file's row, not the run's end
-    failed = todo[sha.iloc[todo].to_numpy() == ""]
-    if len(failed):
-        files.loc[files.index[failed], ["status", "reason"]] = ["error", "unreadable"]
-    files["sha256"] = sha.astype(str).to_numpy()
-    ws.write_table("scan.parquet", files)
-    return files
-
-
-# ---------------------------------------------------------------- per-image stages
-
-
-def faces_key(config: RunConfig) -> str:
-    return f"{_model(config.detector, 'detect')}|{config.face_policy}|aligned={config.aligned}|fallback=1|v3"
-
-
-def stage_faces(config: RunConfig, ws: Workspace, files: pd.DataFrame, rep: Reporter) -> tuple[pd.DataFrame, np.ndarray]:
-    """Decode, detect and align every readable image; one table row and one 112x112 crop each.
-
-    The engine (config.engine) embeds the new faces in the same pass (config.overlap), and the
-    Ray engine scores their quality too, so the later stages only collect what it stored.
-    The crops come back as rows read on demand (workspace.NpyRows), not a memory map.
-    """
-    from facesieve.engines import FacesWork, compute_faces
-
-    todo = files[files["status"] == "ok"]
-    cfg = faces_key(config)
-    wanted = pd.DataFrame({"image_id": todo["image_id"].to_numpy(), "key": (todo["sha256"] + "|" + cfg).to_numpy(),
-                           "path": todo["path"].to_numpy()})
-    store = ws.stage(f"faces-{_slug(cfg)}")
-    overlap = config.overlap or config.engine != "local"
-    work = FacesWork(config.dataset, wanted, store, embed=embed_target(config, ws) if overlap else None,
-                     quality=quality_target(config, ws) if overlap else None)
-    compute_faces(config, work, rep)
-    table, arrays = store.collect(wanted[["image_id", "key"]], ["crops"], {"crops": ((CROP, CROP, 3), np.uint8)}, lazy=["crops"])
-    if table.empty:  # no file reached detection: the later stages still need the table's columns
-        table = empty_faces_table()
-    return table, arrays["crops"]
-
-
-def empty_faces_table() -> pd.DataFrame:
-    """A faces table with no rows and every column a worker's row has."""
-    from facesieve.stages import FaceTask, empty_face_row
-
-    return pd.DataFrame(columns=list(empty_face_row(FaceTask("", "", "", "", "", False, True), "ok", "")))
-
-
-def embed_target(config: RunConfig, ws: Workspace):
-    """The embed stage's store and key suffix (the faces key + the embedder)."""
-    from facesieve.engines import Target
-
-    emb = _model(config.embedder, "embed")
-    return Target(ws.stage(f"embed-{_slug(faces_key(config) + '|' + emb)}"), "|" + emb)
-
-
-def quality_target(config: RunConfig, ws: Workspace):
-    """The quality stage's store and key suffix, as stage_quality keys them (for engines that
-    score quality in their own pass); None for dataset-level methods, which see all faces at once."""
-    from facesieve.engines import QualityTarget
-
-    scorer = make_quality(config.quality)
-    if hasattr(scorer, "fit"):
-        return None
-    qkey = scorer.key + (f"|{_model(config.embedder, 'embed')}" if scorer.uses_embedder else "")
-    return QualityTarget(ws.stage(f"quality-{_slug(faces_key(config) + '|' + qkey)}"), "|" + qkey, config.quality)
-
-
-def stage_embed(
-    config: RunConfig, ws: Workspace, files: pd.DataFrame, faces: pd.DataFrame, crops: np.ndarray, rep: Reporter
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Embed every found face not embedded yet, in batches; store unit vectors and the raw norm."""
-    from facesieve.engines.local import compute_embeddings
-
-    ok = np.flatnonzero(faces["status"].to_numpy() == "ok")
-    sub = faces.iloc[ok].reset_index(drop=True)
-    target = embed_target(config, ws)
-    wanted = pd.DataFrame({"image_id": sub["image_id"].to_numpy(), "key": (sub["key"] + target.suffix).to_numpy()})
-    store = target.store
-    compute_embeddings(config, sub, _Rows(crops, ok), wanted, store, files.set_index("image_id")["path"], rep)
-    dim = 128  # both embedders' size; used only when no face was found at all
-    table, arrays = store.collect(wanted, ["vectors"], {"vectors": ((dim,), np.float32)})
-    if "norm" not in table:  # no face at all
-        table["norm"] = pd.Series(dtype=float)
-    return table, arrays["vectors"]
-
-
-def stage_quality(
-    config: RunConfig, ws: Workspace, faces: pd.DataFrame, crops: np.ndarray, vectors: np.ndarray, rep: Reporter,
-    files: pd.DataFrame | None = None,
-) -> pd.DataFrame:
-    """Score every found face with the chosen method; rows aligned with the found faces.
-
-    Dataset-level methods (with `fit`: SDD-FIQA, ERS, rank averages) see all faces at once, with
-    their `path` and `identity` from `files`, and are keyed by the set of faces they saw.
-    """
-    scorer = make_quality(config.quality)
-    if hasattr(scorer, "bind"):
-        scorer.bind(config)  # methods that need the run's settings (e.g. to embed example images)
-    ok = np.flatnonzero(faces["status"].to_numpy() == "ok")
-    sub = faces.iloc[ok].reset_index(drop=True)
-    qkey = scorer.key + (f"|{_model(config.embedder, 'embed')}" if scorer.uses_embedder else "")
-    if hasattr(scorer, "fit"):
-        if files is not None:
-            sub = sub.join(files.set_index("image_id")[["path", "identity"]], on="image_id")
-        seen = sub[["image_id", "identity"]] if "identity" in sub else sub[["image_id"]]
-        qkey += "|set=" + hashlib.sha1(pd.util.hash_pandas_object(seen, index=False).to_numpy().tobytes()).hexdigest()[:12]
-    wanted = pd.DataFrame({"image_id": sub["image_id"], "key": sub["key"] + "|" + qkey})
-    store = ws.stage(f"quality-{_slug(faces_key(config) + '|' + qkey)}")
-    done = store.done_keys()
-    need = [n for n, (i, k) in enumerate(zip(wanted["image_id"], wanted["key"])) if (i, k) not in done]
-    if hasattr(scorer, "fit"):
-        # dataset-level methods (e.g. SDD-FIQA) see all faces at once
-        need = list(range(len(sub))) if need else []
-    with rep.stage("quality", len(need)) as advance:
-        if need and hasattr(scorer, "fit"):
-            scores = scorer.fit(sub, np.asarray(vectors), _Rows(crops, ok))  # crops read on demand
-            store.write_part(pd.concat([wanted, scores.reset_index(drop=True)], axis=1))
-            advance(len(need))
-        else:  # per-face methods: on the engine's pool (usually done already in the faces pass)
-            from facesieve.engines.local import compute_quality
-
-            compute_quality(config, sub, _Rows(crops, ok), vectors, wanted, np.asarray(need, dtype=np.int64), store, advance)
-    table, _ = store.collect(wanted)
-    return table
-
-
-# ---------------------------------------------------------------- the run
-
-
-def open_workspace(config: RunConfig, rep: Reporter) -> Workspace:
-    """The run's workspace, created if new and stamped with the dataset; a workspace made for
-    another dataset is reused (cached stages are keyed by image bytes), with a warning."""
-    ws = Workspace(config.workspace)
-    dataset = str(config.dataset.resolve())
-    marker = ws.read_json("facesieve-workspace.json") if Workspace.is_workspace(config.workspace) else None
-    if marker and marker.get("dataset") and marker["dataset"] != dataset:
-        rep.warn(f"workspace {config.workspace} was made for {marker['dataset']}; its cached faces are reused only "
-                 "where the image bytes match")
-    ws.create({"version": __version__, "dataset": dataset})
-    return ws
-
-
-def faces_and_vectors(config: RunConfig, ws: Workspace, files: pd.DataFrame, rep: Reporter):
-    """Faces, crops, the embedding table and vectors of the scanned files (cached stages are read back)."""
-    faces, crops = stage_faces(config, ws, files, rep)
-    emb_table, vectors = stage_embed(config, ws, files, faces, crops, rep)
-    return faces, crops, emb_table, vectors
-
-
-def run(config: RunConfig, reporter: Reporter | None = None) -> RunResult:
-    from facesieve.dataset import check_layout
-    from facesieve.lock import run_lock
-
+def run(config: RunConfig, reporter: Reporter | None = None, keys: Keys | None = None) -> RunResult:
+    """prepare -> decide -> apply -> report; a bad config or output folder stops before any work.
+    `keys`: validate(config), when the caller has checked the config already."""
     rep = reporter or Reporter(quiet=True)
-    validate(config)
+    keys = keys if keys is not None else validate(config)
     check_paths(config.dataset, config.out, config.workspace)
     check_layout(config.dataset, config.layout)  # images only at the top: exit 2 naming --layout flat
     with run_lock(config.out, config.workspace):  # a second run on this output stops with a message
-        return _run_locked(config, rep)
+        return _run_locked(config, rep, keys)
 
 
-def _run_locked(config: RunConfig, rep: Reporter) -> RunResult:
+def _run_locked(config: RunConfig, rep: Reporter, keys: Keys) -> RunResult:
     mark_output(config.out)  # first: a run killed later still leaves a folder it may resume in
     t0 = time.perf_counter()
-    ws = open_workspace(config, rep)
-    files = stage_scan(config, ws, rep)
-    faces, crops, emb_table, vectors = faces_and_vectors(config, ws, files, rep)
-    quality = stage_quality(config, ws, faces, crops, vectors, rep, files)
+    prepared = prepare(config, rep, keys=keys)
+    ws, files = prepared.ws, prepared.files
 
     with rep.stage("decide", None):
-        frame = assemble(files, faces, emb_table, quality)
-        fvec = file_vectors(frame, vectors, config.metric)
-        decided = decide_all(frame, fvec, config, rep)
+        frame = prepared.frame()
+        fvec = file_vectors(frame, prepared.vectors, config.metric)
+        decided = decide_all(frame, fvec, config, rep, prepared=prepared)
         manifest = build_manifest(frame, decided.decisions)
         selection = decided.selection
-        from facesieve.overrides import apply_overrides
-
         if apply_overrides(manifest, ws):  # keep/remove set by hand in `facesieve serve`: reason "manual"
             decided.encodings = mean_encodings(manifest, frame["identity"].to_numpy().astype(str), fvec)
 
@@ -303,19 +100,17 @@ def _run_locked(config: RunConfig, rep: Reporter) -> RunResult:
     ws.write_json("summary.json", summary)
     atomic_write_text(config.out / "summary.json", pd.Series(summary).to_json(indent=2))
     if config.report:
-        write_run_report(config, ws, fvec, rep)
+        write_run_report(config, ws, fvec, rep, keys.faces_stage)
     else:
         remove_report(config.out)
     return RunResult(manifest=manifest, summary=summary, selection=selection)
 
 
-def write_run_report(config: RunConfig, ws: Workspace, fvec: np.ndarray, rep: Reporter) -> None:
+def write_run_report(config: RunConfig, ws: Workspace, fvec: np.ndarray, rep: Reporter, faces_stage: str) -> None:
     """OUT/report.html; a failure here is a warning: the cleaned output is already complete."""
-    from facesieve.report import write_report
-
     with rep.stage("report", None):
         try:
-            write_report(config.out, config.dataset, ws, faces_stage=f"faces-{_slug(faces_key(config))}", embeddings=fvec)
+            write_report(config.out, config.dataset, ws, faces_stage=faces_stage, embeddings=fvec)
         except Exception as e:  # noqa: BLE001 - the report must never cost the user the run
             remove_report(config.out)  # an earlier run's page would show decisions this run changed
             rep.warn(f"report.html not written: {type(e).__name__}: {e}")
@@ -324,31 +119,7 @@ def write_run_report(config: RunConfig, ws: Workspace, fvec: np.ndarray, rep: Re
 def remove_report(out: Path) -> None:
     """Delete an earlier run's report.html (a run without a report). Its thumbnails in
     report_files/ stay: a cache that `facesieve serve` and the next report reuse."""
-    from facesieve.report import REPORT
-
     (out / REPORT).unlink(missing_ok=True)
-
-
-def assemble(files: pd.DataFrame, faces: pd.DataFrame, emb_table: pd.DataFrame, quality: pd.DataFrame) -> pd.DataFrame:
-    """One row per file (scan order) with face status, quality and its embedding row (-1 if none)."""
-    frame = files[["image_id", "path", "identity", "size", "sha256", "format", "status", "reason"]].copy()
-    f = faces.set_index("image_id")
-    frame = frame.join(
-        f[["status", "reason", "det_score", "box_w", "box_h", "fallback", "pixel_hash", "phash", "phash_mirror", "dhash", "n_faces"]].rename(
-            columns={"status": "face_status", "reason": "face_reason"}
-        ),
-        on="image_id",
-    )
-    st = frame["face_status"].fillna("")
-    frame.loc[st != "", "status"] = st[st != ""]
-    has_reason = frame["face_reason"].fillna("") != ""
-    frame.loc[has_reason, "reason"] = frame.loc[has_reason, "face_reason"]
-    pos = pd.Series(np.arange(len(emb_table)), index=emb_table["image_id"].to_numpy())
-    frame["vec_row"] = frame["image_id"].map(pos).fillna(-1).astype(int)
-    frame["norm"] = frame["image_id"].map(emb_table.set_index("image_id")["norm"])
-    qcols = [c for c in quality.columns if c not in ("image_id", "key")]
-    frame = frame.join(quality.set_index("image_id")[qcols], on="image_id")
-    return frame.reset_index(drop=True)
 
 
 def file_vectors(frame: pd.DataFrame, vectors: np.ndarray, metric: str) -> np.ndarray:
@@ -386,10 +157,6 @@ def decide_settings(config: RunConfig) -> DecideSettings:
     config.duplicates: exact (same bytes or pixels only), copies (and the same photo edited),
     shots (and near-identical shots too: the default), off. config.dedup=False turns off the
     cross-identity pass as well."""
-    from facesieve.models.spec import spec_name
-    from facesieve.models.zoo import for_embedder
-    from facesieve.select.thresholds import COARSE_CUT, HASH_BITS, HASH_SCORE_CUT, LONE_CUT, RATIO_CUT, RATIO_SCORE_CUT, SAME_PHOTO_CUT, SHOT_CUT
-
     mode = config.duplicates if config.dedup else "off"
     if mode not in DUPLICATE_MODES:
         raise UsageError(f"unknown --duplicates {mode!r}; choose from {', '.join(DUPLICATE_MODES)}")
@@ -441,37 +208,35 @@ def decide_settings(config: RunConfig) -> DecideSettings:
 def _identity_cuts(config: RunConfig) -> tuple[float, float, float] | None:
     """The identity pass's cuts for this embedder (select/identity.py), None when it is off or the
     embedder has none calibrated (then copies across identities go to review, as before)."""
-    from facesieve.models.spec import spec_name
-    from facesieve.select.identity import CUTS
-
     if not config.identities:
         return None
     return CUTS.get(spec_name(config.embedder))
 
 
 def _pair_cache_name() -> str:
-    from facesieve.select.samephoto import SCORE_VERSION
-
     return f"pair-scores-{SCORE_VERSION}.parquet"
 
 
-def same_photo_check(config: RunConfig, frame: pd.DataFrame, settings: DecideSettings, progress=None):
-    """The face-crop test over the run's aligned crops (read from the faces stage on demand), with
-    the pair scores of earlier runs (workspace pair-scores-*.parquet) as its cache."""
-    from facesieve.select.samephoto import FaceViews, SamePhotoCheck, face_scale
-    from facesieve.stages import LANDMARK_COLUMNS
-
+def same_photo_check(config: RunConfig, frame: pd.DataFrame, settings: DecideSettings, progress=None,
+                     prepared: Prepared | None = None):
+    """The face-crop test over the run's aligned crops (the faces stage's, read on demand), with
+    the pair scores of earlier runs (workspace pair-scores-*.parquet) as its cache. Without
+    `prepared`, the faces stage is read back from the workspace."""
     ws = Workspace(config.workspace)
-    cfg = faces_key(config)
-    files = ws.read_table("scan.parquet")
-    todo = files[files["status"] == "ok"]  # exactly the faces stage's rows, so its stored part is read as it is
-    wanted = pd.DataFrame({"image_id": todo["image_id"].to_numpy(), "key": (todo["sha256"] + "|" + cfg).to_numpy()})
-    table, arrays = ws.stage(f"faces-{_slug(cfg)}").collect(wanted, ["crops"], lazy=["crops"])
+    if prepared is not None:
+        table, crops = prepared.faces, prepared.crops
+    else:
+        cfg = faces_key(config)
+        files = ws.read_table("scan.parquet")
+        todo = files[files["status"] == "ok"]  # exactly the faces stage's rows, so its stored part is read as it is
+        wanted = pd.DataFrame({"image_id": todo["image_id"].to_numpy(), "key": (todo["sha256"] + "|" + cfg).to_numpy()})
+        table, arrays = ws.stage(stage_name("faces", cfg)).collect(wanted, ["crops"], lazy=["crops"])
+        crops = arrays["crops"]
     pos = pd.Series(np.arange(len(table)), index=table["image_id"].to_numpy())
     crop_row = frame["image_id"].map(pos).fillna(-1).astype(np.int64).to_numpy()
     keys = np.where(crop_row >= 0, table["key"].to_numpy()[np.maximum(crop_row, 0)], "").astype(object)
     lm = table[LANDMARK_COLUMNS].to_numpy(np.float64)
-    views = FaceViews(arrays["crops"], face_scale(lm), (lm, table["width"].to_numpy(np.float64), table["height"].to_numpy(np.float64)))
+    views = FaceViews(crops, face_scale(lm), (lm, table["width"].to_numpy(np.float64), table["height"].to_numpy(np.float64)))
     cache = {}
     stored = ws.read_table(_pair_cache_name())
     if stored is not None:
@@ -496,8 +261,6 @@ def same_photo_across(check, unit: np.ndarray, identities: np.ndarray, has_face:
     within-identity definition, same cuts): each face's nearest faces of other identities from
     `min_sim` up are scored, so an edited copy filed under another person is found even when its
     embedding has moved below the cross-identity cosine."""
-    from facesieve.select.crossid import cross_identity_pairs, index_for
-
     rows = np.flatnonzero(has_face & (check.crop_row >= 0))
     none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     if len(rows) < 2 or len(pd.unique(identities[rows])) < 2:
@@ -511,7 +274,8 @@ def same_photo_across(check, unit: np.ndarray, identities: np.ndarray, has_face:
     return a[one], b[one]
 
 
-def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporter: Reporter | None = None) -> Decided:
+def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporter: Reporter | None = None,
+               prepared: Prepared | None = None) -> Decided:
     """All decisions for all files, from the assembled table and per-file vectors. The only I/O
     is the duplicate stage's: it reads the aligned crops of the faces stage and keeps its pair
     scores in the workspace.
@@ -521,8 +285,6 @@ def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporte
     identities); outliers; the guard that no identity is emptied by these (unless asked); then the
     K-subset among the faces kept.
     """
-    from facesieve.select.crossid import identity_overlaps
-
     settings = decide_settings(config)
     decisions = initial_decisions(frame)
     identities = frame["identity"].to_numpy().astype(str)
@@ -543,7 +305,7 @@ def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporte
         if settings.crop_min_sim is None:  # no crop test: the hash rule is the second signal
             phash = np.stack([frame[c].fillna(0).to_numpy(np.int64) for c in ("phash", "phash_mirror")], axis=1).view(np.uint64)
         else:
-            check = same_photo_check(config, frame, settings)
+            check = same_photo_check(config, frame, settings, prepared=prepared)
             if reporter is not None:  # a bar over the faces grouped, moving as identities finish
                 bar = reporter.stage("duplicates", int(np.count_nonzero(decisions["action"].to_numpy() == KEEP)))
         with bar as advance:
@@ -604,8 +366,6 @@ def write_side_tables(out: Path, ws: Workspace, decided: Decided, frame: pd.Data
 
 def write_skipped(out: Path, ws: Workspace) -> None:
     """OUT/skipped.csv: every path under the dataset that has no manifest row, with why."""
-    from facesieve.dataset import SKIPPED_COLUMNS
-
     table = ws.read_table("skipped.parquet")
     if table is None:
         table = pd.DataFrame(columns=SKIPPED_COLUMNS)
@@ -659,45 +419,13 @@ def make_summary(config, files, manifest, selection, rep, seconds, applied) -> d
 
 def model_devices(config) -> dict:
     """Where the detector and embedder ran (device and runtime), e.g. {"detector": "cpu (OpenCV DNN)"}."""
-    from facesieve.models.zoo import runs_on
-
     return {"detector": runs_on(config.detector, "detect"), "embedder": runs_on(config.embedder, "embed")}
 
 
 def skipped_counts(config) -> dict:
     """Paths with no manifest row (OUT/skipped.csv), counted by reason."""
-    from facesieve.dataset import SKIPPED_COLUMNS
-
     path = Path(config.out) / "skipped.csv"
     table = pd.read_csv(path, dtype=str, keep_default_na=False) if path.is_file() else pd.DataFrame(columns=SKIPPED_COLUMNS)
     return {str(k): int(v) for k, v in table["reason"].value_counts().sort_index().items()}
 
 
-class _Rows:
-    """`base[rows[i]]` for an index array i, without copying `base` (crops of the found faces)."""
-
-    def __init__(self, base, rows: np.ndarray):
-        self.base, self.rows = base, rows
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i):
-        return self.base[self.rows[i]]
-
-
-def _chunks(seq: list, size: int):
-    for s in range(0, len(seq), size):
-        yield seq[s : s + size]
-
-
-def _model(text: str, role: str) -> str:
-    """A model's part of a cache key: its name, plus the sha256 of its weights file and its
-    threshold when it has them (facesieve/models/spec.py), so other weights are other results."""
-    from facesieve.models.zoo import model_identity
-
-    return model_identity(text, role)
-
-
-def _slug(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:12]

@@ -168,3 +168,13 @@ def test_a_function_of_the_callers_main_still_runs_on_the_pool(tmp_path):
     done = _python(["bench_like.py"], tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[0, 1, 4, 9, 16, 25]"
+
+
+def test_prepare_stays_the_function_once_the_pipeline_is_imported():
+    """facesieve/preparation.py is not named prepare.py: a submodule `facesieve.prepare` would replace
+    the public function on the package the moment the pipeline imported it."""
+    import facesieve
+    import facesieve.api
+    import facesieve.pipeline  # noqa: F401 - imports the stages module
+
+    assert facesieve.prepare is facesieve.api.prepare

@@ -17,7 +17,7 @@ from test_serve import HOSTILE_FILES, HOSTILE_TARGET, overrides_of, plant_hostil
 
 from facesieve.cli import main
 from facesieve.report import render_page
-from facesieve.report.app import make_server
+from facesieve.serve.app import make_server
 from facesieve.report.data import collect
 from facesieve.workspace import Workspace
 

@@ -16,7 +16,8 @@ import pytest
 
 from facesieve.config import RunConfig
 from facesieve.parallel import ordered_map
-from facesieve.pipeline import run, stage_embed, stage_faces, stage_quality, stage_scan
+from facesieve.pipeline import run
+from facesieve.preparation import stage_embed, stage_faces, stage_quality, stage_scan
 from facesieve.progress import Reporter
 from facesieve.workspace import NpyRows, Workspace
 

@@ -20,7 +20,7 @@ import pytest
 from test_report import build_subset, page_data
 
 from facesieve.cli import main
-from facesieve.report.app import NotFound, make_server, safe_relpath
+from facesieve.serve.app import NotFound, make_server, safe_relpath
 
 
 def run_cli(*args) -> int:
@@ -534,7 +534,7 @@ def test_run_form_takes_no_model_files(served, shared_data, tmp_path, field, val
 
 
 def test_run_form_names_from_the_catalogue_pass(served, tmp_path):
-    from facesieve.report.app import Refused, run_options
+    from facesieve.serve.app import Refused, run_options
 
     opts = run_options({"detector": "YuNet", "embedder": "dlib", "quality": "image+ediffiqa:t", "keep": "3", "jobs": 2,
                         "near_dup_threshold": "0.9", "outliers": False})

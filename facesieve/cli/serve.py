@@ -48,7 +48,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import sys
 
     from facesieve.errors import UsageError
-    from facesieve.report.app import LOOPBACK, make_server
+    from facesieve.serve.app import LOOPBACK, make_server
 
     try:
         server = make_server(args.cleaned, workspace=args.workspace, host=args.host, port=args.port, quiet=not args.verbose)

@@ -93,13 +93,14 @@ def process_chunk(chunk: FacesChunk) -> ChunkResult:
 _scorers: dict[str, object] = {}
 
 
-def quality_scorer(config):
-    """The run's per-face quality scorer, built and bound once per process."""
+def quality_scorer(config, scorer=None):
+    """The run's per-face quality scorer, built and bound once per process (`scorer`: the one the
+    caller built already for this config, so the main process does not build a second)."""
     from facesieve.quality.registry import make_quality
 
     key = repr(sorted(config.to_dict().items()))
     if key not in _scorers:
-        scorer = make_quality(config.quality)
+        scorer = scorer if scorer is not None else make_quality(config.quality)
         if hasattr(scorer, "bind"):
             scorer.bind(config)
         _scorers.clear()

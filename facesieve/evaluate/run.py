@@ -1,9 +1,9 @@
 """Embeddings and quality scores of a dataset for evaluation, through the pipeline's own stages.
 
-Evaluation runs the same stage functions as `facesieve run` (scan -> faces -> embed -> quality)
-over a workspace, so every face is detected, aligned and embedded once: a second evaluation of the
-same dataset, or one pointed at a run's workspace (`--workspace cleaned/.facesieve`), reads the
-stored parts back and calls no model.
+Evaluation runs the same stages as `facesieve run` (facesieve/preparation.py: scan -> faces ->
+embed -> quality) over a workspace, so every face is detected, aligned and embedded once: a second
+evaluation of the same dataset, or one pointed at a run's workspace
+(`--workspace cleaned/.facesieve`), reads the stored parts back and calls no model.
 
 Default workspace: ``$FACESIEVE_HOME/eval/<dataset name>-<hash of its absolute path>``
 (FACESIEVE_HOME defaults to ~/.cache/facesieve), one per dataset, shared by every evaluate
@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -100,9 +100,8 @@ def load_eval_set(
     """Scan, detect, embed (and score with each quality method) every image of `dataset`, reusing
     whatever `workspace` holds already; return one row per image. Needs one folder per identity."""
     from facesieve.config import RunConfig
-    from facesieve.pipeline import assemble, faces_and_vectors, open_workspace, stage_quality, stage_scan, validate
+    from facesieve.preparation import prepare, validate
     from facesieve.progress import Reporter
-    from facesieve.quality.registry import make_quality
 
     rep = reporter or Reporter(quiet=True)
     dataset = Path(dataset)
@@ -113,22 +112,19 @@ def load_eval_set(
     config = RunConfig(dataset=dataset, out=ws_path, workspace=ws_path, detector=detector, embedder=embedder,
                        quality=qualities[0] if qualities else "uniform", face_policy=face_policy, aligned=aligned,
                        jobs=jobs, batch_size=batch_size, report=False)
-    validate(config)
-    for q in qualities:
-        try:
-            make_quality(q)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
+    keys = validate(config)
+    # every method checked (its scorer built, once) before any work
+    methods = {q: keys if q == config.quality else keys.with_quality(q) for q in qualities}
 
-    ws = open_workspace(config, rep)
-    files = stage_scan(config, ws, rep)
-    images = files["status"].to_numpy(str) != "skipped"
-    if not images.any():
-        raise UsageError(f"no images in identity folders under {dataset} (layout: DATASET/<identity>/<image>)")
-    faces, crops, emb_table, vectors = faces_and_vectors(config, ws, files, rep)
-    scored = {q: stage_quality(replace(config, quality=q), ws, faces, crops, vectors, rep, files=files) for q in qualities}
+    def has_images(files: pd.DataFrame) -> None:
+        if not (files["status"].to_numpy(str) != "skipped").any():
+            raise UsageError(f"no images in identity folders under {dataset} (layout: DATASET/<identity>/<image>)")
 
-    frame = assemble(files, faces, emb_table, pd.DataFrame({"image_id": pd.Series([], dtype=str)}))
+    prepared = prepare(config, rep, keys=keys, quality=False, check=has_images)
+    vectors = prepared.vectors
+    scored = {q: prepared.score(k) for q, k in methods.items()}
+
+    frame = prepared.frame()
     frame = frame[frame["status"].to_numpy(str) != "skipped"].reset_index(drop=True)
     rows = frame["vec_row"].to_numpy()
     has = rows >= 0

@@ -1,9 +1,9 @@
 """Score a dataset without selecting anything: the Python API behind `facesieve quality` and
 `facesieve labels sdd-fiqa`.
 
-Both run the pipeline's own scan -> faces -> embed (-> quality) stages on a workspace, so a re-run
-reuses every face, crop and embedding already computed, and `facesieve run` on the same workspace
-reuses them too.
+Both start with the run's own stages (facesieve/preparation.py: scan -> faces -> embed
+(-> quality)) on a workspace, so a re-run reuses every face, crop and embedding already
+computed, and `facesieve run` on the same workspace reuses them too.
 """
 
 from __future__ import annotations
@@ -40,26 +40,15 @@ def check_output(dataset: Path, out: Path) -> None:
         raise UsageError(f"--out must be a file path, and {out} is a folder")
 
 
-def _embedded(config: RunConfig, rep: Reporter):
-    from facesieve.pipeline import faces_and_vectors, open_workspace, stage_scan, validate
-
-    validate(config)
-    ws = open_workspace(config, rep)
-    files = stage_scan(config, ws, rep)
-    faces, crops, emb_table, vectors = faces_and_vectors(config, ws, files, rep)
-    return ws, files, faces, crops, emb_table, vectors
-
-
 def score_dataset(config: RunConfig, reporter: Reporter | None = None) -> Scored:
     """Every file's quality by `config.quality`, with the method's components as columns."""
-    from facesieve.pipeline import assemble, stage_quality
+    from facesieve.preparation import prepare
 
     rep = reporter or Reporter(quiet=True)
     t0 = time.perf_counter()
-    ws, files, faces, crops, emb_table, vectors = _embedded(config, rep)
-    quality = stage_quality(config, ws, faces, crops, vectors, rep, files)
-    frame = assemble(files, faces, emb_table, quality)
-    components = [c for c in quality.columns if c not in ("image_id", "key", "quality")]
+    prepared = prepare(config, rep)
+    frame = prepared.frame()
+    components = [c for c in prepared.quality.columns if c not in ("image_id", "key", "quality")]
     table = frame[LEADING + components + TRAILING].copy()
     no_score = table["status"] != "ok"
     table.loc[no_score, "quality"] = np.nan
@@ -90,11 +79,13 @@ def sdd_fiqa_dataset(
 ) -> Scored:
     """SDD-FIQA pseudo-labels of every found face (columns path, identity, quality; NaN for faces
     of one-image identities) and the labeller's report in `summary`."""
+    from facesieve.preparation import prepare
     from facesieve.quality.sddfiqa import sdd_fiqa_labels
 
     rep = reporter or Reporter(quiet=True)
     t0 = time.perf_counter()
-    _, files, faces, _, emb_table, vectors = _embedded(config, rep)
+    prepared = prepare(config, rep, quality=False)
+    files, faces, emb_table, vectors = prepared.files, prepared.faces, prepared.emb_table, prepared.vectors
     ok = faces["status"].to_numpy() == "ok"
     ids_by_image = files.set_index("image_id")
     image_ids = emb_table["image_id"].to_numpy()

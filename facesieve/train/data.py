@@ -1,9 +1,9 @@
 """Training data for quality distillation, taken from a facesieve workspace.
 
-The run's own stages do the work (scan -> faces -> embed -> quality), so the crops, embeddings and
-teacher scores a student learns from are exactly the ones `facesieve run` would compute, cached in
-the same workspace: a second training run, or one pointed at an existing run's workspace, only
-reads them back. Nothing here needs torch.
+The run's own stages do the work (facesieve/preparation.py: scan -> faces -> embed -> quality), so
+the crops, embeddings and teacher scores a student learns from are exactly the ones
+`facesieve run` would compute, cached in the same workspace: a second training run, or one
+pointed at an existing run's workspace, only reads them back. Nothing here needs torch.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def prepare(
     """Run scan, faces, embed and (for a method teacher) quality into `workspace`; return the faces
     that have a crop, an embedding and a teacher score. Cached stages are read back, not recomputed."""
     from facesieve.config import RunConfig
-    from facesieve.pipeline import faces_and_vectors, open_workspace, stage_quality, stage_scan, validate
+    from facesieve.preparation import prepare as prepare_stages
     from facesieve.progress import Reporter
 
     rep = reporter or Reporter(quiet=True)
@@ -147,12 +147,13 @@ def prepare(
     config = RunConfig(dataset=dataset, out=workspace.parent, workspace=workspace, detector=detector,
                        embedder=embedder, quality="uniform" if csv_teacher else teacher, face_policy=face_policy,
                        aligned=aligned, layout=layout, jobs=jobs, batch_size=batch_size)
-    validate(config)
-    ws = open_workspace(config, rep)
-    files = stage_scan(config, ws, rep)
-    if len(files) == 0 or not (files["status"] == "ok").any():
-        raise UsageError(f"no readable images in {dataset}")
-    faces, crops, _, vectors = faces_and_vectors(config, ws, files, rep)
+
+    def has_images(files: pd.DataFrame) -> None:
+        if len(files) == 0 or not (files["status"] == "ok").any():
+            raise UsageError(f"no readable images in {dataset}")
+
+    prepared = prepare_stages(config, rep, quality=False, check=has_images)
+    files, faces, crops, vectors = prepared.files, prepared.faces, prepared.crops, prepared.vectors
     ok = np.flatnonzero(faces["status"].to_numpy() == "ok")
     meta = files.set_index("image_id")
     image_ids = faces["image_id"].to_numpy()[ok]
@@ -165,7 +166,7 @@ def prepare(
     else:
         before = rep.timings.get("quality", 0.0), rep.counts.get("quality", 0)
         t0 = time.perf_counter()
-        quality = stage_quality(config, ws, faces, crops, vectors, rep, files=files)
+        quality = prepared.score()
         computed = rep.counts.get("quality", 0) - before[1]
         if computed:
             info["teacher_seconds_per_face"] = (time.perf_counter() - t0) / computed

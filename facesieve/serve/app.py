@@ -235,7 +235,7 @@ class ReviewApp:
 
     def start_run(self, params: dict) -> dict:
         from facesieve.config import RunConfig
-        from facesieve.pipeline import validate
+        from facesieve.preparation import validate
 
         with self.lock:
             if self.running():
@@ -250,7 +250,7 @@ class ReviewApp:
             try:
                 from facesieve.apply import check_paths
 
-                validate(config)
+                keys = validate(config)
                 check_paths(config.dataset, config.out)
             except FacesieveError as e:
                 raise Refused(400, str(e)) from None
@@ -258,15 +258,15 @@ class ReviewApp:
             self._reporter = rep
             self.run_state = {"state": "running", "dataset": str(config.dataset), "out": str(config.out),
                               "started": time.time(), "error": ""}
-            self._thread = threading.Thread(target=self._run, args=(config, rep), name="facesieve-run", daemon=True)
+            self._thread = threading.Thread(target=self._run, args=(config, rep, keys), name="facesieve-run", daemon=True)
             self._thread.start()
         return self.run_status()
 
-    def _run(self, config, rep: LiveReporter) -> None:
+    def _run(self, config, rep: LiveReporter, keys) -> None:
         from facesieve.pipeline import run
 
         try:
-            run(config, rep)
+            run(config, rep, keys)
             with self.lock:
                 self.open(config.out, config.workspace)
                 self.run_state["state"] = "done"
