@@ -1,5 +1,5 @@
 """How aligned face crops become a network's input, per model family (the table of sources is in
-models/embedders.py). A leaf module: the catalogue (models/zoo.py) carries these on its rows."""
+models/embedders/). A leaf module: the catalogue (models/zoo.py) carries these on its rows."""
 
 from __future__ import annotations
 
