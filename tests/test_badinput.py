@@ -322,7 +322,7 @@ def test_file_that_fails_while_hashed_gets_its_row(shared_data, tmp_path, monkey
     row says unreadable, the run goes on."""
     import builtins
 
-    from facesieve.engines import local
+    from facesieve import digest  # the scan hashes files through digest.sha256_file
 
     data = small_dataset(shared_data, tmp_path / "data")
     victim = str(data / "s02" / sorted(os.listdir(data / "s02"))[0])
@@ -332,7 +332,7 @@ def test_file_that_fails_while_hashed_gets_its_row(shared_data, tmp_path, monkey
             raise PermissionError(13, "Permission denied", str(path))
         return builtins.open(path, *a, **k)
 
-    monkeypatch.setattr(local, "open", guarded_open, raising=False)
+    monkeypatch.setattr(digest, "open", guarded_open, raising=False)
     before = snapshot(data)
     code = main(["run", str(data), "--out", str(tmp_path / "out"), "--quiet", "--jobs", "1", "--no-report"])
     assert code == 0
