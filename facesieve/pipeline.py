@@ -22,9 +22,9 @@ from facesieve.dataset import SKIPPED_COLUMNS, check_layout
 from facesieve.decide import (
     KEEP,
     DecideSettings,
+    identity_losses,
     initial_decisions,
     mark_cross_identity,
-    identity_losses,
     mark_exact_duplicates,
     mark_identities,
     mark_near_duplicates,
@@ -46,9 +46,18 @@ from facesieve.report import REPORT, write_report
 from facesieve.select.crossid import cross_identity_pairs, identity_overlaps, index_for
 from facesieve.select.identity import CUTS
 from facesieve.select.samephoto import SCORE_VERSION, FaceViews, SamePhotoCheck, face_scale
-from facesieve.select.thresholds import (COARSE_CUT, HASH_BITS, HASH_SCORE_CUT, LONE_CUT, RATIO_CUT, RATIO_SCORE_CUT,
-                                         SAME_PHOTO_CUT, SHOT_CUT)
+from facesieve.select.thresholds import (
+    COARSE_CUT,
+    HASH_BITS,
+    HASH_SCORE_CUT,
+    LONE_CUT,
+    RATIO_CUT,
+    RATIO_SCORE_CUT,
+    SAME_PHOTO_CUT,
+    SHOT_CUT,
+)
 from facesieve.stages import LANDMARK_COLUMNS, chip_worker, embedder, faces_worker  # noqa: F401 - the workers, for tests to patch
+from facesieve.vectors import l2_normalise
 from facesieve.workspace import Workspace, atomic_write_csv, atomic_write_text
 
 
@@ -291,7 +300,7 @@ def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporte
     paths = frame["path"].to_numpy().astype(str)
     quality = frame["quality"].to_numpy(float) if "quality" in frame else np.full(len(frame), np.nan)
     has_face = frame["vec_row"].to_numpy() >= 0
-    unit = fvec / np.maximum(np.linalg.norm(fvec, axis=1), 1e-12)[:, None]
+    unit = l2_normalise(fvec)
     empty = pd.DataFrame()
     near_groups, cross, overlaps, outl, ident = empty, empty, empty, empty, empty
     check = None
