@@ -24,7 +24,8 @@ import pandas as pd
 
 from facesieve import __version__
 from facesieve.config import DETECTORS, EMBEDDERS, ENGINES, FACE_POLICIES, METRICS, RunConfig
-from facesieve.engines import FacesWork, QualityTarget, Target, compute_faces, hash_files
+from facesieve.engines import compute_faces, hash_files
+from facesieve.engines.work import FacesWork, QualityTarget, Target
 from facesieve.errors import UsageError
 from facesieve.models.spec import check_choice
 from facesieve.models.zoo import check_spec, model_identity

@@ -13,46 +13,13 @@ collected tables, decide, the report, apply) cannot tell which engine ran.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:
+    from facesieve.engines.work import FacesWork
 
-from facesieve.workspace import StageStore
 
 ENGINES = ("local", "ray")
-
-
-@dataclass
-class Target:
-    """Where a stage that feeds on faces keeps its results: its store, and the suffix that turns a
-    face's key into this stage's key (so a changed model or setting is a different key)."""
-
-    store: StageStore
-    suffix: str
-
-
-@dataclass
-class QualityTarget(Target):
-    method: str  # the quality method's name, for make_quality
-
-
-@dataclass
-class FacesWork:
-    """The faces stage's job: the wanted images (columns image_id, key, path relative to `dataset`)
-    and the stores for faces and, when the engine may fill them in the same pass, embeddings and
-    quality."""
-
-    dataset: Path
-    wanted: pd.DataFrame
-    store: StageStore
-    embed: Target | None = None
-    quality: QualityTarget | None = None
-
-    def missing(self) -> np.ndarray:
-        """Row numbers of `wanted` with no committed face yet."""
-        return np.flatnonzero(~self.store.done_mask(self.wanted[["image_id", "key"]]))
 
 
 def hash_files(config, paths: list[str], progress=None) -> list[str]:

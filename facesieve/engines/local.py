@@ -26,7 +26,7 @@ import pandas as pd
 from facesieve import stages
 from facesieve.digest import sha256_file
 from facesieve.embed import embed_inputs
-from facesieve.engines import FacesWork
+from facesieve.engines.work import FacesWork
 from facesieve.parallel import default_jobs, one_thread, ordered_map
 from facesieve.stages import ChipTask, FaceTask, detection_from_row
 from facesieve.workspace import StageStore

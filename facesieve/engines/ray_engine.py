@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facesieve.engines import FacesWork
+from facesieve.engines.work import FacesWork
 from facesieve.errors import UsageError
 
 PART_ROWS = 256  # rows per part the driver commits
@@ -107,9 +107,9 @@ def hash_files(config, paths: list[str], progress=None) -> list[str]:
     """sha256 of each file, hashed on the cluster's workers; with a Ray instance of this machine,
     on the local engine's threads (the same cores, without a Ray Data pass to schedule)."""
     if local_instance(config.ray_address):
-        from facesieve.engines import local
+        from facesieve.engines.local import hash_files as local_hash_files
 
-        return local.hash_files(config, paths, progress)
+        return local_hash_files(config, paths, progress)
     ray = require_ray()
     connect(config.ray_address, config.jobs)
     ray.data.DataContext.get_current().enable_progress_bars = False
