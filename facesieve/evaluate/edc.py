@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from facesieve.figures import pyplot, save_figure
+
 DEFAULT_FRACTIONS = np.linspace(0.0, 0.95, 96)
 """Discard fractions 0, 0.01, ..., 0.95."""
 
@@ -144,10 +146,7 @@ def plot_edc(
     title: str | None = None,
 ) -> Path:
     """EDC curves, one line per quality measure; a dotted line marks the pAUC limit."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for i, (name, (f, e)) in enumerate(curves.items()):
@@ -163,8 +162,4 @@ def plot_edc(
         ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

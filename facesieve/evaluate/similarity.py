@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from facesieve.figures import pyplot, save_figure
+
 MAX_IDENTITIES = 20_000
 """A K x K float64 matrix of 20,000 identities is 3.2 GB; more is refused."""
 
@@ -96,10 +98,7 @@ def plot_matrix(
 
     order: a permutation (e.g. from cluster_order); NaN cells (one-face identities) show grey.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     m = np.asarray(m, dtype=np.float64)
     labels = np.asarray(labels).astype(str)
@@ -111,7 +110,7 @@ def plot_matrix(
     side = float(np.clip(2.0 + 0.22 * k, 5.0, 40.0))
     font = float(np.clip(11.0 - k / 12.0, 4.0, 9.0))
     fig, ax = plt.subplots(figsize=(side + 1.2, side), dpi=110)
-    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
+    cmap = plt.colormaps["viridis"].with_extremes(bad="lightgrey")
     im = ax.imshow(np.ma.masked_invalid(m), cmap=cmap, vmin=np.nanmin(m), vmax=np.nanmax(m))
     ticks = np.arange(k)
     if k <= 400:
@@ -123,8 +122,4 @@ def plot_matrix(
     cb = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
     cb.set_label("mean cosine similarity")
     ax.set_title(title or f"identity similarity ({k} identities)")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from facesieve.figures import pyplot, save_figure
+
 _ENUMERATE_LIMIT = 5_000_000
 """Impostor pairs are enumerated (not rejection-sampled) when the dataset has this few pairs."""
 _LIST_LIMIT = 20_000_000
@@ -308,20 +310,11 @@ def verification_report(dist: np.ndarray, is_genuine: np.ndarray, seed: int = 0)
 
 
 # ------------------------------------------------------------------------------------- plotting
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_roc(
     path: str | Path, far: np.ndarray, tar: np.ndarray, *, label: str | None = None
 ) -> Path:
     """ROC with a log FAR axis (the region that matters for face verification)."""
-    plt = _pyplot()
+    plt = pyplot()
     far = np.asarray(far, dtype=float)
     tar = np.asarray(tar, dtype=float)
     pos = far > 0
@@ -334,11 +327,7 @@ def plot_roc(
     ax.grid(True, which="both", alpha=0.3)
     if label:
         ax.legend(loc="lower right")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_distance_hist(
@@ -348,7 +337,7 @@ def plot_distance_hist(
     thresholds: dict[str, float] | None = None,
 ) -> Path:
     """Genuine and impostor distance histograms with named threshold lines."""
-    plt = _pyplot()
+    plt = pyplot()
     d, g = _check(dist, is_genuine)
     bins = np.linspace(d.min(), d.max(), 60) if d.max() > d.min() else 10
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
@@ -359,8 +348,4 @@ def plot_distance_hist(
     ax.set_xlabel("distance")
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

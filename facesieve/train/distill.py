@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from facesieve.errors import FacesieveError, UsageError
+from facesieve.figures import pyplot, save_figure
 from facesieve.train.data import TrainData
 
 BACKBONES = ("mobilefacenet", "iresnet18", "iresnet50", "iresnet100")
@@ -647,10 +648,7 @@ def write_curves(model_dir: Path, history: list[dict], steps: list[dict]) -> Non
         atomic_write_csv(model_dir / "steps.csv", pd.DataFrame(steps))
     if not steps:
         return
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     s = pd.DataFrame(steps)
     per_epoch = s.groupby("epoch")["step"].transform("max")
@@ -668,11 +666,7 @@ def write_curves(model_dir: Path, history: list[dict], steps: list[dict]) -> Non
     ax.set_ylim(0, None)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    tmp = model_dir / ".loss.png.tmp"
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    os.replace(tmp, model_dir / "loss.png")
+    save_figure(fig, model_dir / "loss.png")
 
 
 # ------------------------------------------------------------------------------------- load, export
