@@ -4,7 +4,7 @@ print (run by hand):
     python bench/bench_quality_signals.py                        # every part (about 10 minutes on 2 busy cores)
     python bench/bench_quality_signals.py --part degrade --photos 20
 
-- degrade: real photos degraded at five levels (tests/test_quality.py's levels and code), scored by
+- degrade: real photos degraded at five levels (tests/unit/quality/test_quality.py's levels and code), scored by
   the real scan/detect/align/embed/quality path; per degradation, the mean (and min) over photos of
   Spearman(level, loss) for `offline`, the embedding norm, `offline-full`, robustness and each of
   its terms, the noise and blockiness measures and the image measures; blockiness medians per JPEG

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from requires import require
+from tests.requires import require
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FACESIEVE_SHARED_DATA", REPO.parent / "shared" / "data"))

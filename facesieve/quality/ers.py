@@ -10,7 +10,7 @@ from that cluster's centre f_UI:
 
 Direction matters: a face *near* f_UI is unrecognizable, so it must get a *low* e. (A score taken
 as the similarity to f_UI, or as 1 minus a raw Euclidean distance, ranks faces the wrong way round
-or on a meaningless scale; tests/test_quality.py checks the direction on a deliberately ruined face.)
+or on a meaningless scale; tests/unit/quality/test_quality.py checks the direction on a deliberately ruined face.)
 The paper keeps faces with e above 0.60; `ers_keep` reports that decision (KEEP_THRESHOLD), the
 selection itself uses e as a weight like any other quality.
 

@@ -30,7 +30,7 @@ is fine:
 A product, not a sum: one bad aspect (a face buried in noise) is enough to make the face poor,
 whatever the others say. Missing artefact measures (a faces table from before they existed) count
 as neutral (1). The noise, blockiness and robustness reference points are round values chosen from
-the measures' physical meaning and checked against graded degradations (tests/test_quality.py).
+the measures' physical meaning and checked against graded degradations (tests/unit/quality/test_quality.py).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 models (YuNet + SFace), reproducibility, failed faces, and workspace reuse (no model called twice).
 
 The numerics themselves (hand-made distance lists for accuracy, EER, the 10-fold threshold) are
-tested in tests/test_evaluate.py; here the wiring from dataset to figures is.
+tested in tests/unit/evaluate/test_evaluate.py; here the wiring from dataset to figures is.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from PIL import Image
 
 from facesieve.cli import main
 
-DATA = Path(__file__).parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 ORL = DATA / "orl_att40"
 DEEPFACE = DATA / "deepface13"
 

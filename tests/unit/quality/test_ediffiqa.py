@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from requires import require
+from tests.requires import require
 
 from facesieve.errors import FacesieveError
 from facesieve.quality.ediffiqa import EDifFIQA, preprocess
@@ -245,7 +245,7 @@ def test_onnx_path_works_without_torch(tiny, orl_crops, tmp_path):
         np.testing.assert_allclose(got, np.load({str(tmp_path / 'want.npy')!r}), atol=1e-4)
         print("ok")
     """)
-    repo = Path(__file__).parents[1]
+    repo = Path(__file__).resolve().parents[3]
     res = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(repo)})
     assert res.returncode == 0, res.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from requires import optional
+from tests.requires import optional
 
 from facesieve.errors import FacesieveError, UsageError
 from facesieve.faces.align import align

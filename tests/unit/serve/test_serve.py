@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import pandas as pd
 import pytest
-from test_report import build_subset, page_data
+from tests.unit.report.test_report import build_subset, page_data
 
 from facesieve.cli import main
 from facesieve.serve.app import NotFound, make_server, safe_relpath

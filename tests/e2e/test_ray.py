@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from requires import require
+from tests.requires import require
 
 from facesieve.config import RunConfig
 from facesieve.pipeline import run

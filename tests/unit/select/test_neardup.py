@@ -1,6 +1,6 @@
 """Near-duplicate grouping (select/neardup.py) with a second signal: which pairs it asks about and
 how the nearest-pair bound limits them. The signal is a stand-in function here; the real one is the
-face-crop test (tests/test_samephoto.py)."""
+face-crop test (tests/unit/select/test_samephoto.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from facesieve.select.neardup import near_duplicate_groups, nearest_pairs
-from test_decide import unit
+from tests.unit.test_decide import unit
 
 
 def test_grouping_asks_the_second_signal_only_in_its_band():

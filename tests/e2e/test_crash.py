@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SEED = 7
 KILLS_EARLY = 3  # random moments over a whole run: scan, faces (+embed), ...
 KILLS_LATE = 3  # random moments over a resumed run's tail: collect, quality, decide, apply

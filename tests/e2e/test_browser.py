@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import serve_folder
-from test_report import hostile_data, synthetic_output
-from test_serve import HOSTILE_FILES, HOSTILE_TARGET, overrides_of, plant_hostile_files
+from tests.conftest import serve_folder
+from tests.unit.report.test_report import hostile_data, synthetic_output
+from tests.unit.serve.test_serve import HOSTILE_FILES, HOSTILE_TARGET, overrides_of, plant_hostile_files
 
 from facesieve.cli import main
 from facesieve.report import render_page

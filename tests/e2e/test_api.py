@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "sample" / "faces"
 HEAVY = ("numpy", "pandas", "cv2", "onnxruntime", "torch")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample" / "faces"
+SAMPLE = Path(__file__).resolve().parents[2] / "sample" / "faces"
 
 
 def test_quick_start_finds_the_planted_problems(tmp_path):

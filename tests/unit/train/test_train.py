@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image, ImageFilter
-from requires import require
+from tests.requires import require
 
 torch = require("torch")  # training is torch's: a skip without it, a failure under FACESIEVE_REQUIRE_TORCH=1
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import serve_folder
+from tests.conftest import serve_folder
 
 from facesieve.cli import main
 

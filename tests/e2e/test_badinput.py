@@ -27,7 +27,7 @@ import pytest
 from facesieve.cli import main
 from tests.badset import CASES, HOSTILE, build_hostile_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ERROR_KINDS = {"empty_file", "truncated", "not_an_image"}
 IGNORED_KINDS = {"outside_identity_folder", "not_an_image_extension"}  # set aside by the scan: not errors
 DECIDED = {"selected", "not_selected", "too_few", "near_duplicate", "near_identical_shot", "exact_duplicate", "outlier",

@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import serve_folder
+from tests.conftest import serve_folder
 
 from facesieve.models import fetch as fetch_mod
 from facesieve.models import registry

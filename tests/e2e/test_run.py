@@ -13,7 +13,7 @@ import pytest
 
 from facesieve.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str) -> int:
