@@ -23,8 +23,6 @@ from facesieve.faces.detect import Detection
 from facesieve.models.bundled import dlib_resnet_path, dlib_shape5_path, sface_path
 from facesieve.vectors import l2_normalise
 
-EMBEDDERS = ("sface", "dlib")
-
 
 class Embedder(Protocol):
     name: str
@@ -38,15 +36,6 @@ class Embedder(Protocol):
     def embed_batch(self, crops: list[np.ndarray] | np.ndarray) -> np.ndarray:
         """(n, dim) raw vectors, one per crop."""
         ...
-
-
-def make_embedder(name: str) -> Embedder:
-    """Build an embedder by name: "sface" | "dlib"."""
-    if name == "sface":
-        return SFaceEmbedder()
-    if name == "dlib":
-        return DlibEmbedder()
-    raise ValueError(f"unknown embedder {name!r}; choose one of: {', '.join(EMBEDDERS)}")
 
 
 def embed_inputs(emb, inputs: list[np.ndarray] | np.ndarray, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:

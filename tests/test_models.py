@@ -17,7 +17,7 @@ from requires import optional
 
 from facesieve.errors import FacesieveError, UsageError
 from facesieve.faces.align import align
-from facesieve.faces.detect import make_detector, pick_face
+from facesieve.faces.detect import pick_face
 from facesieve.imaging import load_rgb
 from facesieve.models import embedders as E
 from facesieve.models import zoo
@@ -37,7 +37,7 @@ STRIDE = 4  # the stand-ins read every 4th pixel: 3 x 28 x 28 values, enough to 
 @pytest.fixture(scope="module")
 def faces(shared_data) -> list[np.ndarray]:
     """Real ArcFace-aligned 112x112 RGB faces (YuNet + template), two people of essex_faces94."""
-    det = make_detector("yunet")
+    det = zoo.build_detector("yunet")
     out = []
     for person in ("anpage", "asamma"):
         for p in sorted((shared_data / "essex_faces94_19" / person).glob("*.jpg"))[:2]:
@@ -266,10 +266,8 @@ def retina():
 
 
 def test_retinaface_real_weights_arcface_order(retina, shared_data):
-    from facesieve.embed import make_embedder
-
-    yunet = make_detector("yunet")
-    sface = make_embedder("sface")
+    yunet = zoo.build_detector("yunet")
+    sface = zoo.build_embedder("sface")
     paths = sorted((shared_data / "essex_faces94_19" / "anpage").glob("*.jpg"))[:3] + sorted(
         (shared_data / "deepface13").glob("*/*"))[:3]
     for p in paths:

@@ -26,7 +26,6 @@ import numpy as np
 from facesieve.faces.align import ARCFACE_SIZE, ARCFACE_TEMPLATE, similarity_transform
 from facesieve.models.bundled import dlib_cnn_path, dlib_shape5_path, yunet_path
 
-DETECTORS = ("yunet", "dlib-hog", "dlib-cnn")
 POLICIES = ("central", "first")
 
 
@@ -51,17 +50,6 @@ class Detector(Protocol):
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         """All faces in an HxWx3 uint8 RGB image, in the detector's own order."""
         ...
-
-
-def make_detector(name: str) -> Detector:
-    """Build a detector by name: "yunet" | "dlib-hog" | "dlib-cnn"."""
-    if name == "yunet":
-        return YuNetDetector()
-    if name == "dlib-hog":
-        return DlibDetector(cnn=False)
-    if name == "dlib-cnn":
-        return DlibDetector(cnn=True)
-    raise ValueError(f"unknown detector {name!r}; choose one of: {', '.join(DETECTORS)}")
 
 
 def pick_face(dets: list[Detection], shape: tuple[int, int], policy: str = "central") -> int | None:

@@ -3,7 +3,7 @@ applied after detection, since dlib's own detectors take none."""
 
 from __future__ import annotations
 
-from facesieve.faces import detect
+from facesieve.faces.detect import DlibDetector
 from facesieve.models.spec import ModelSpec
 
 
@@ -19,5 +19,5 @@ class ThresholdedDetector:
 
 
 def build(spec: ModelSpec, weights: None, threshold: float):
-    det = detect.make_detector(spec.name)
+    det = DlibDetector(cnn=spec.name == "dlib-cnn")
     return det if spec.threshold is None else ThresholdedDetector(det, spec.threshold)

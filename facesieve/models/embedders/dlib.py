@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facesieve import embed
+from facesieve.embed import DlibEmbedder
 from facesieve.models.spec import ModelSpec
 
 
-def build(spec: ModelSpec, model, weights: Path | None):
-    return embed.make_embedder(spec.name)
+def build(spec: ModelSpec, model, weights: Path | None) -> DlibEmbedder:
+    return DlibEmbedder()
