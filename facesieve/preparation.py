@@ -26,8 +26,7 @@ from facesieve import __version__
 from facesieve.config import DETECTORS, EMBEDDERS, ENGINES, FACE_POLICIES, METRICS, RunConfig
 from facesieve.engines import FacesWork, QualityTarget, Target, compute_faces, hash_files
 from facesieve.errors import UsageError
-from facesieve.models.spec import check_choice
-from facesieve.models.zoo import check_spec, model_identity
+from facesieve.models.zoo import check_choice, check_spec, model_identity
 from facesieve.progress import Reporter
 from facesieve.stages import CROP, FaceTask, empty_face_row
 from facesieve.workspace import Workspace

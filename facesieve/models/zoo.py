@@ -17,6 +17,7 @@ ignored, and `runs_on` says where each model of a run actually ran (the run's su
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +134,16 @@ def info(spec: ModelSpec | str, role: str) -> ModelInfo:
         kind = "detector" if role == "detect" else "embedder"
         raise UsageError(f"unknown {kind} {spec.name!r}; choose from {', '.join(names)}")
     return m
+
+
+def check_choice(text: str, choices: tuple[str, ...], role: str) -> ModelSpec:
+    """Parse and check the name against the known ones, with the choices in the message."""
+    spec = parse_spec(text)
+    if spec.name not in choices:
+        raise UsageError(f"unknown {role} {spec.name!r}; choose from {', '.join(choices)}")
+    if spec.weights is not None and not os.path.isfile(os.path.expanduser(spec.weights)):
+        raise UsageError(f"{role} weights file not found: {spec.weights}")
+    return spec
 
 
 def check_spec(spec: ModelSpec | str, role: str) -> ModelSpec:
