@@ -27,14 +27,14 @@ from pathlib import Path
 import numpy as np
 
 from facesieve.augment import COPY_KINDS, near_copy
-from facesieve.embed import l2_normalise
 from facesieve.faces.align import align
 from facesieve.faces.detect import pick_face
 from facesieve.imaging import image_hashes, load_rgb
-from facesieve.select.crossid import identity_means
-from facesieve.select.neardup import popcount64
 from facesieve.models import zoo
 from facesieve.models.zoo import for_embedder
+from facesieve.select.crossid import identity_means
+from facesieve.select.neardup import popcount64
+from facesieve.vectors import l2_normalise
 
 SETS = ("orl_att40", "deepface13", "yaleB_cropped10")
 # same-person pairs there are not distinct photos: video frames, crops of one source photo

@@ -9,16 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facesieve.embed import DlibEmbedder, SFaceEmbedder, l2_normalise
 from facesieve.errors import UsageError
 from facesieve.faces.align import ARCFACE_TEMPLATE, align, similarity_transform
-from facesieve.faces.detect import (
-    Detection,
-    dlib5_to_arcface,
-    fallback_detection,
-    pick_face,
-)
+from facesieve.faces.detect import Detection, fallback_detection, pick_face
 from facesieve.models import bundled, zoo
+from facesieve.models.detectors.dlib import dlib5_to_arcface
+from facesieve.models.embedders.dlib import DlibEmbedder
+from facesieve.models.embedders.sface_int8 import SFaceEmbedder
+from facesieve.vectors import l2_normalise
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,9 @@
 weights come from, how it runs, its input preprocessing and (embedders) its calibrated thresholds.
 Every other list of model names (config, the CLI's help, the server's checks) is read from MODELS.
 
-Each row names its loader: a module under models/detectors/ or models/embedders/ whose `build`
-makes the model (the offline YuNet int8, SFace int8 and dlib models from facesieve.faces.detect /
-facesieve.embed; the others from weights the user supplies). Adding a model of a known family is
+Each row names its loader: a module under models/detectors/ or models/embedders/ that holds the
+model's class and whose `build` makes it (the offline YuNet int8, SFace int8 and dlib models ship
+with their packages; the others load weights the user supplies or fetches). Adding a model of a known family is
 one row here (plus its download entry in models/registry.py); a new family is a loader module and
 a row. Weights come from a local file (``--detector-weights`` / ``--embedder-weights`` /
 ``NAME:PATH``, used as given) or are fetched into the cache beforehand (``facesieve models fetch NAME``). Nothing here downloads.
@@ -193,7 +193,7 @@ def runs_on(spec: ModelSpec | str, role: str) -> str:
         return f"{'cuda' if _dlib_cuda() else 'cpu'} (dlib)"
     try:
         if is_torch_weights(spec):
-            from facesieve.models.embedders import torch_device
+            from facesieve.models.embedders.iresnet_torch import torch_device
 
             return f"{torch_device(spec.device).type} (PyTorch)"
         from facesieve.models.onnx import providers_for
@@ -214,7 +214,7 @@ def _dlib_cuda() -> bool:
 
 def _check_cuda(spec: ModelSpec, m: ModelInfo) -> None:
     if is_torch_weights(spec):
-        from facesieve.models.embedders import torch_device
+        from facesieve.models.embedders.iresnet_torch import torch_device
 
         try:
             torch_device("cuda")
