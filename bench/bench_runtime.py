@@ -28,7 +28,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 def crops(n: int) -> np.ndarray:
     """n aligned 112x112 RGB face crops from orl_att40."""
     from facesieve.faces.align import align
-    from facesieve.faces.detect import YuNetDetector, pick_face
+    from facesieve.faces.detect import pick_face
+    from facesieve.models.detectors.yunet import YuNetDetector
     from facesieve.imaging import load_rgb
 
     det, out = YuNetDetector(), []

@@ -81,9 +81,9 @@ def loop_dlib(paths: list[Path], same_fallback: bool = False) -> float:
     import dlib
     from PIL import Image
 
-    from facesieve.embed import dlib_rect_from_landmarks
     from facesieve.faces.detect import fallback_detection
     from facesieve.models.bundled import dlib_resnet_path, dlib_shape5_path
+    from facesieve.models.embedders.dlib import dlib_rect_from_landmarks
     from facesieve.stages import TIGHT_CROP_MAX_SIDE
 
     det = dlib.get_frontal_face_detector()
@@ -103,10 +103,11 @@ def loop_dlib(paths: list[Path], same_fallback: bool = False) -> float:
 
 def loop_sface(paths: list[Path]) -> float:
     """The same loop with YuNet + SFace: decode, detect, pick the face, align, embed one crop."""
-    from facesieve.embed import SFaceEmbedder
     from facesieve.faces.align import align
-    from facesieve.faces.detect import YuNetDetector, pick_face
+    from facesieve.faces.detect import pick_face
     from facesieve.imaging import load_rgb
+    from facesieve.models.detectors.yunet import YuNetDetector
+    from facesieve.models.embedders.sface_int8 import SFaceEmbedder
 
     det, emb = YuNetDetector(), SFaceEmbedder()
     t0 = time.perf_counter()

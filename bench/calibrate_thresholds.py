@@ -27,13 +27,14 @@ from pathlib import Path
 import numpy as np
 
 from facesieve.augment import COPY_KINDS, near_copy
-from facesieve.embed import l2_normalise, make_embedder
 from facesieve.faces.align import align
-from facesieve.faces.detect import make_detector, pick_face
+from facesieve.faces.detect import pick_face
 from facesieve.imaging import image_hashes, load_rgb
+from facesieve.models import zoo
+from facesieve.models.zoo import for_embedder
 from facesieve.select.crossid import identity_means
 from facesieve.select.neardup import popcount64
-from facesieve.models.zoo import for_embedder
+from facesieve.vectors import l2_normalise
 
 SETS = ("orl_att40", "deepface13", "yaleB_cropped10")
 # same-person pairs there are not distinct photos: video frames, crops of one source photo
@@ -77,8 +78,8 @@ class Face:
     """The faces stage in small: the main face, aligned, embedded (unit length)."""
 
     def __init__(self, detector: str, embedder: str):
-        self.det = make_detector(detector)
-        self.emb = make_embedder(embedder)
+        self.det = zoo.build_detector(detector)
+        self.emb = zoo.build_embedder(embedder)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray | None:
         dets = self.det.detect(rgb)

@@ -9,7 +9,6 @@ from facesieve.models.zoo import DETECTOR_NAMES as DETECTORS  # noqa: F401  (the
 from facesieve.models.zoo import EMBEDDER_NAMES as EMBEDDERS
 from facesieve.quality.registry import help_text
 
-DEVICES = ("auto", "cpu", "cuda")
 METRICS = ("cosine", "euclidean")
 MODES = ("copy", "hardlink", "symlink")
 FACE_POLICIES = ("central", "first")

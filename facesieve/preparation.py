@@ -27,8 +27,7 @@ from facesieve.config import DETECTORS, EMBEDDERS, ENGINES, FACE_POLICIES, METRI
 from facesieve.engines import compute_faces, hash_files
 from facesieve.engines.work import FacesWork, QualityTarget, Target
 from facesieve.errors import UsageError
-from facesieve.models.spec import check_choice
-from facesieve.models.zoo import check_spec, model_identity
+from facesieve.models.zoo import check_choice, check_spec, model_identity
 from facesieve.progress import Reporter
 from facesieve.stages import CROP, FaceTask, empty_face_row
 from facesieve.workspace import Workspace

@@ -11,7 +11,7 @@ import sys
 from importlib import import_module
 
 from facesieve import __version__
-from facesieve.cli.options import Parser
+from facesieve.cli.options import Parser, fold_model_args
 from facesieve.errors import FacesieveError
 
 EPILOG_MAIN = """\
@@ -44,8 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from facesieve.models.spec import fold_model_args
-
     try:
         fold_model_args(args)  # --detector-weights/--embedder-weights/--device/--det-threshold into the model strings
     except FacesieveError as e:

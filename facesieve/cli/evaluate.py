@@ -15,7 +15,7 @@ import textwrap
 import uuid
 from pathlib import Path
 
-from facesieve.cli.options import add_option, common_flags, model_flags, usage
+from facesieve.cli.options import add_device_option, add_option, common_flags, model_flags, usage
 from facesieve.errors import UsageError
 
 EPILOG = """\
@@ -152,8 +152,6 @@ def _sub(esub, name: str, help_: str, epilog: str, description: str, *, out_requ
                     help="folder for the tables and plots" + ("" if out_required else " (default: print only)"))
     # compare takes lists of models instead of --detector/--embedder; evaluation caches outside <out>/.facesieve
     model_flags(sp, models=models, workspace_help=WORKSPACE_HELP)
-    from facesieve.models.spec import add_device_option
-
     add_device_option(sp)
     common_flags(sp)
     return sp

@@ -151,8 +151,8 @@ def cmd_verify(args) -> int:
 
 
 def _known_digest(name: str, path: Path, given: str | None) -> bool:
-    from facesieve.models.fetch import _expected
+    from facesieve.models.entry import expected_sha256
     from facesieve.models.registry import REGISTRY
 
     entry = REGISTRY.get(name) or next((e for e in REGISTRY.values() if e.filename == path.name), None)
-    return bool(given or _expected(entry, path))
+    return bool(given or expected_sha256(entry, path))

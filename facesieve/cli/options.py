@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import MISSING, fields
+from pathlib import Path
 
 from facesieve.config import RunConfig
+from facesieve.models.spec import DEVICES, merge_spec
 
 _FIELDS = {f.name: f for f in fields(RunConfig)}
 
@@ -81,12 +83,43 @@ def model_flags(sp: argparse.ArgumentParser, *, models: bool = True, workspace_h
     """How faces are found and embedded: --detector/--embedder (without them with models=False, for a
     command that takes lists of models) and their weights, then the options of the workers."""
     if models:
-        from facesieve.models.spec import add_model_options
-
         add_options(sp, "detector", "embedder")
         add_model_options(sp)
     add_options(sp, "face_policy", "aligned", "jobs", "batch_size")
     add_option(sp, "workspace", **({"help": workspace_help} if workspace_help else {}))
+
+
+def add_model_options(sp: argparse.ArgumentParser, device: bool = False) -> None:
+    """--detector-weights, --embedder-weights, --det-threshold and (with `device`) --device, folded
+    into the model strings by `fold_model_args`. --device is optional because some commands (train)
+    have a --device of their own for something else."""
+    sp.add_argument("--detector-weights", type=Path, default=None, metavar="PATH",
+                    help="local weights file for the detector (used as given, never downloaded)")
+    sp.add_argument("--embedder-weights", type=Path, default=None, metavar="PATH",
+                    help="local weights file for the embedder (.onnx; .pth for IResNets with torch installed)")
+    sp.add_argument("--det-threshold", type=float, default=None, metavar="T",
+                    help="detection score threshold, 0..1 (default: the detector's own, 0.6 for YuNet and RetinaFace)")
+    if device:
+        add_device_option(sp)
+
+
+def add_device_option(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--device", dest="model_device", default="auto", choices=DEVICES,
+                    help="where ONNX Runtime / PyTorch models run: auto = CUDA when available, else CPU "
+                    "(OpenCV-DNN and dlib models always run on the CPU)")
+
+
+def fold_model_args(args: argparse.Namespace) -> None:
+    """Put the weights/device/threshold options into args.detector / args.embedder, so every
+    command that passes those strings on (run, evaluate, train, ...) gets them."""
+    if not any(hasattr(args, a) for a in ("detector_weights", "embedder_weights", "det_threshold", "model_device")):
+        return
+    device = getattr(args, "model_device", None)
+    if getattr(args, "detector", None):
+        args.detector = merge_spec(args.detector, weights=getattr(args, "detector_weights", None), device=device,
+                                   threshold=getattr(args, "det_threshold", None))
+    if getattr(args, "embedder", None):
+        args.embedder = merge_spec(args.embedder, weights=getattr(args, "embedder_weights", None), device=device)
 
 
 def usage(parser: argparse.ArgumentParser, file=None) -> int:

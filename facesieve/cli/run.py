@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from facesieve.cli.options import add_options, common_flags, model_flags
+from facesieve.cli.options import add_device_option, add_options, common_flags, model_flags
 from facesieve.config import RunConfig
 
 EPILOG_RUN = """\
@@ -27,8 +27,6 @@ output:
 
 
 def register(sub) -> None:
-    from facesieve.models.spec import add_device_option
-
     sp = sub.add_parser(
         "run",
         help="scan, detect, embed, score, select and write the cleaned dataset",

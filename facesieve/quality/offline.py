@@ -39,14 +39,16 @@ import numpy as np
 import pandas as pd
 
 from facesieve.embed import embed_inputs
+from facesieve.models import zoo
 from facesieve.parallel import one_thread
 from facesieve.quality.base import QualityInput
 from facesieve.quality.image import measures
 from facesieve.quality.robustness import Robustness, clean_embeddings, model_inputs, require_embedder, robustness
 
 ROBUSTNESS_SCALE = 0.1
-NORM_CENTRE, NORM_WIDTH = 11.0, 1.0  # SFace 2021dec int8's raw embedding norm (clean faces read 10-16)
-NORM_EMBEDDERS = ("SFaceEmbedder",)  # embedders whose norm these two were chosen for
+# SFace 2021dec int8's raw embedding norm (clean faces read 10-16): the embedders whose catalogue row
+# has norm_is_quality (models/zoo.py) are the ones these two were chosen for
+NORM_CENTRE, NORM_WIDTH = 11.0, 1.0
 NOISE_FLOOR, NOISE_REF = 2.0, 8.0  # grey levels
 BLOCK_FLOOR, BLOCK_REF = 1.2, 0.8  # blockiness ratio
 
@@ -103,7 +105,8 @@ def _cheap_parts(data: QualityInput) -> tuple[pd.DataFrame, np.ndarray, np.ndarr
 
 
 def uses_norm(emb) -> bool:
-    return type(emb).__name__ in NORM_EMBEDDERS
+    """The embedder's raw norm is a quality signal here when its catalogue row says so (by its name)."""
+    return zoo.norm_is_quality(getattr(emb, "name", ""))
 
 
 class OfflineFullQuality:

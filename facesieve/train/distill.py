@@ -39,6 +39,7 @@ import pandas as pd
 
 from facesieve.errors import FacesieveError, UsageError
 from facesieve.figures import pyplot, save_figure
+from facesieve.models.spec import DEVICES
 from facesieve.train.data import TrainData
 
 BACKBONES = ("mobilefacenet", "iresnet18", "iresnet50", "iresnet100")
@@ -103,7 +104,7 @@ class DistillConfig:
             raise UsageError("--projection must be auto, linear or none")
         if not 0.0 <= self.theta <= 1.0:
             raise UsageError("theta must be in [0, 1]")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+        if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise UsageError(f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N")
 
 

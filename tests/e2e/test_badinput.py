@@ -486,7 +486,7 @@ def test_rerun_rewrites_or_removes_every_output(shared_data, tmp_path):
 
 
 def test_opencv_prints_nothing_while_models_load():
-    r = subprocess.run([sys.executable, "-c", "from facesieve.faces.detect import YuNetDetector; YuNetDetector()"],
+    r = subprocess.run([sys.executable, "-c", "from facesieve.models.detectors.yunet import YuNetDetector; YuNetDetector()"],
                        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "setPreferableTarget" not in r.stderr and "WARN" not in r.stderr

@@ -108,13 +108,13 @@ def test_repeated_frames_dropped_distinct_kept(extracted, videos):
 def test_faces_are_the_person(extracted, shared_data):
     """The default embedder (SFace) matches every extracted face to the video's person, against the
     person's held-out photos and five other essex identities."""
-    from facesieve.embed import make_embedder
     from facesieve.faces.align import align
-    from facesieve.faces.detect import make_detector, pick_face
+    from facesieve.faces.detect import pick_face
     from facesieve.imaging import load_rgb
+    from facesieve.models import zoo
 
     _, _, out = extracted
-    det, emb = make_detector("yunet"), make_embedder("sface")
+    det, emb = zoo.build_detector("yunet"), zoo.build_embedder("sface")
 
     def vecs(paths):
         crops = []

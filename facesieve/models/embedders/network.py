@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from facesieve.errors import UsageError
-from facesieve.models.embedders import OnnxEmbedder, TorchIResNetEmbedder
+from facesieve.models.embedders.iresnet_torch import TorchIResNetEmbedder
+from facesieve.models.embedders.onnx_network import OnnxEmbedder
 from facesieve.models.spec import ModelSpec
 from facesieve.models.zoo import is_torch_weights
 

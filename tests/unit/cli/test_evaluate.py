@@ -34,8 +34,6 @@ def cli(*args) -> tuple[int, str]:
 
 def no_models(monkeypatch) -> None:
     """Make every way of running a detector or embedder fail loudly (and keep the work in-process)."""
-    import facesieve.embed
-    import facesieve.faces.detect
     from facesieve import pipeline, stages
     from facesieve.engines import local
     from facesieve.models import zoo
@@ -45,8 +43,7 @@ def no_models(monkeypatch) -> None:
 
     for mod, names in ((stages, ("detector", "embedder", "faces_worker", "chip_worker")),
                        (local, ("embedder", "faces_worker", "chip_worker", "face_job", "ordered_map")),
-                       (pipeline, ("embedder",)), (facesieve.embed, ("make_embedder",)),
-                       (facesieve.faces.detect, ("make_detector",)), (zoo, ("build_detector", "build_embedder"))):
+                       (pipeline, ("embedder",)), (zoo, ("build_detector", "build_embedder"))):
         for name in names:
             if hasattr(mod, name):
                 monkeypatch.setattr(mod, name, boom)

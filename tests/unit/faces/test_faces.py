@@ -9,16 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facesieve.embed import DlibEmbedder, SFaceEmbedder, l2_normalise, make_embedder
+from facesieve.errors import UsageError
 from facesieve.faces.align import ARCFACE_TEMPLATE, align, similarity_transform
-from facesieve.faces.detect import (
-    Detection,
-    dlib5_to_arcface,
-    fallback_detection,
-    make_detector,
-    pick_face,
-)
-from facesieve.models import bundled
+from facesieve.faces.detect import Detection, fallback_detection, pick_face
+from facesieve.models import bundled, zoo
+from facesieve.models.detectors.dlib import dlib5_to_arcface
+from facesieve.models.embedders.dlib import DlibEmbedder
+from facesieve.models.embedders.sface_int8 import SFaceEmbedder
+from facesieve.vectors import l2_normalise
 
 
 @pytest.fixture(scope="module")
@@ -38,22 +36,22 @@ def images(folder: Path, step: int = 1) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def yunet():
-    return make_detector("yunet")
+    return zoo.build_detector("yunet")
 
 
 @pytest.fixture(scope="module")
 def hog():
-    return make_detector("dlib-hog")
+    return zoo.build_detector("dlib-hog")
 
 
 @pytest.fixture(scope="module")
 def sface():
-    return make_embedder("sface")
+    return zoo.build_embedder("sface")
 
 
 @pytest.fixture(scope="module")
 def dlib_emb():
-    return make_embedder("dlib")
+    return zoo.build_embedder("dlib")
 
 
 # ---------------------------------------------------------------- bundled models
@@ -133,9 +131,9 @@ def test_align_rejects_bad_landmarks():
 # ---------------------------------------------------------------- detection
 
 
-def test_make_detector_unknown():
-    with pytest.raises(ValueError, match="yunet"):
-        make_detector("retinaface")
+def test_build_detector_unknown():
+    with pytest.raises(UsageError, match="yunet"):
+        zoo.build_detector("nosuch")
 
 
 def _det(x, y, w, h):
@@ -229,7 +227,7 @@ def test_yunet_tight_aligned_crop(data, yunet):
 
 def test_yunet_no_face():
     flat = np.full((200, 200, 3), 128, np.uint8)
-    assert make_detector("yunet").detect(flat) == []
+    assert zoo.build_detector("yunet").detect(flat) == []
 
 
 def test_grey_input_accepted(yunet):
@@ -265,9 +263,9 @@ def test_dlib5_to_arcface_order():
 # ---------------------------------------------------------------- embedders
 
 
-def test_make_embedder_unknown():
-    with pytest.raises(ValueError, match="sface"):
-        make_embedder("arcface")
+def test_build_embedder_unknown():
+    with pytest.raises(UsageError, match="sface"):
+        zoo.build_embedder("nosuch")
 
 
 def test_l2_normalise():

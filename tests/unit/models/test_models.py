@@ -17,10 +17,11 @@ from tests.requires import optional
 
 from facesieve.errors import FacesieveError, UsageError
 from facesieve.faces.align import align
-from facesieve.faces.detect import make_detector, pick_face
+from facesieve.faces.detect import pick_face
 from facesieve.imaging import load_rgb
-from facesieve.models import embedders as E
+from facesieve.models import preprocessing as P
 from facesieve.models import zoo
+from facesieve.models.embedders import iresnet_torch as E
 from facesieve.models.detectors.dlib import ThresholdedDetector
 from facesieve.models.spec import merge_spec, parse_spec
 from facesieve.models.zoo import model_identity
@@ -37,7 +38,7 @@ STRIDE = 4  # the stand-ins read every 4th pixel: 3 x 28 x 28 values, enough to 
 @pytest.fixture(scope="module")
 def faces(shared_data) -> list[np.ndarray]:
     """Real ArcFace-aligned 112x112 RGB faces (YuNet + template), two people of essex_faces94."""
-    det = make_detector("yunet")
+    det = zoo.build_detector("yunet")
     out = []
     for person in ("anpage", "asamma"):
         for p in sorted((shared_data / "essex_faces94_19" / person).glob("*.jpg"))[:2]:
@@ -148,10 +149,10 @@ def test_embedder_feeds_documented_preprocessing(name, family, inp, outs, dim, s
 @needs_torch
 def test_sface_fp32_matches_bundled_int8_preprocessing(standins, faces):
     """The int8 SFace (OpenCV DNN) and the fp32 wrapper see the same crop the same way: RGB 0..255."""
-    from facesieve.embed import SFaceEmbedder
+    from facesieve.models.embedders.sface_int8 import SFaceEmbedder
 
     assert SFaceEmbedder.SWAP_RB is False
-    assert E.SFACE.channels == "RGB" and E.SFACE.mean == 0.0 and E.SFACE.std == 1.0
+    assert P.SFACE.channels == "RGB" and P.SFACE.mean == 0.0 and P.SFACE.std == 1.0
 
 
 @needs_torch
@@ -266,10 +267,8 @@ def retina():
 
 
 def test_retinaface_real_weights_arcface_order(retina, shared_data):
-    from facesieve.embed import make_embedder
-
-    yunet = make_detector("yunet")
-    sface = make_embedder("sface")
+    yunet = zoo.build_detector("yunet")
+    sface = zoo.build_embedder("sface")
     paths = sorted((shared_data / "essex_faces94_19" / "anpage").glob("*.jpg"))[:3] + sorted(
         (shared_data / "deepface13").glob("*/*"))[:3]
     for p in paths:
@@ -304,7 +303,7 @@ def test_retinaface_tight_crop_and_threshold(retina, shared_data):
 
 
 def test_retinaface_anchors_and_nms():
-    from facesieve.faces.retinaface import anchors, decode, nms
+    from facesieve.models.detectors.retinaface import anchors, decode, nms
 
     a = anchors(201, 181)  # odd sizes: ceil(H/stride) x ceil(W/stride) cells, 2 sizes each
     assert len(a) == 2 * (26 * 23 + 13 * 12 + 7 * 6)

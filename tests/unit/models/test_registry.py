@@ -13,9 +13,10 @@ import pytest
 from tests.conftest import serve_folder
 
 from facesieve.models import fetch as fetch_mod
+from facesieve.models import entry as entry_mod
 from facesieve.models import registry
 from facesieve.models.fetch import FetchError, fetch, resolve_weights, verify
-from facesieve.models.registry import ModelEntry, sha256_matches
+from facesieve.models.entry import ModelEntry, sha256_matches
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def test_sha_rules():
     with pytest.raises(ValueError, match="at least 8"):
         sha256_matches(full, full[:6])
     with pytest.raises(ValueError, match="hexadecimal"):
-        registry.check_sha256_text("xyz12345")
+        entry_mod.check_sha256_text("xyz12345")
     assert _entry(None, full[:10]).sha256_status == "prefix only"
     rows = [registry.describe(e) for e in registry.entries()]
     assert {r["sha256_status"] for r in rows} >= {"pinned", "unknown (to be verified)"}
@@ -82,9 +83,9 @@ def test_sha_rules():
 
 def test_cache_dir_env(monkeypatch, tmp_path):
     monkeypatch.setenv("FACESIEVE_HOME", str(tmp_path))
-    assert registry.cache_dir() == tmp_path / "models"
+    assert entry_mod.cache_dir() == tmp_path / "models"
     monkeypatch.delenv("FACESIEVE_HOME")
-    assert registry.cache_dir() == Path.home() / ".cache" / "facesieve" / "models"
+    assert entry_mod.cache_dir() == Path.home() / ".cache" / "facesieve" / "models"
 
 
 def test_fetch_success_then_cached(server, payload, tmp_path):
