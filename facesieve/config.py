@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from facesieve.engines import ENGINES  # noqa: F401  (the engines' own list)
+from facesieve.faces import POLICIES as FACE_POLICIES
 from facesieve.models.zoo import DETECTOR_NAMES as DETECTORS  # noqa: F401  (the catalogue's)
 from facesieve.models.zoo import EMBEDDER_NAMES as EMBEDDERS
 from facesieve.quality.registry import help_text
 
 METRICS = ("cosine", "euclidean")
 MODES = ("copy", "hardlink", "symlink")
-FACE_POLICIES = ("central", "first")
 LAYOUTS = ("folders", "flat")
-ENGINES = ("local", "ray")
 
 
 def option(*flags: str, **argparse_kw) -> dict:

@@ -15,9 +15,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from facesieve.faces import POLICIES
 from facesieve.faces.align import ARCFACE_SIZE, ARCFACE_TEMPLATE
-
-POLICIES = ("central", "first")
 
 
 @dataclass(frozen=True, eq=False)
