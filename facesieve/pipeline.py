@@ -56,7 +56,7 @@ from facesieve.select.thresholds import (
     SAME_PHOTO_CUT,
     SHOT_CUT,
 )
-from facesieve.stages import LANDMARK_COLUMNS, chip_worker, embedder, faces_worker  # noqa: F401 - the workers, for tests to patch
+from facesieve.stages import LANDMARK_COLUMNS
 from facesieve.vectors import l2_normalise
 from facesieve.workspace import Workspace, atomic_write_csv, atomic_write_text
 

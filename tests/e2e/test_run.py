@@ -72,11 +72,6 @@ def test_rerun_recomputes_nothing(golden_run, monkeypatch):
     monkeypatch.setattr(stages, "faces_worker", boom)
     monkeypatch.setattr(stages, "chip_worker", boom)
     monkeypatch.setattr(stages, "embedder", boom)
-    import facesieve.pipeline as pipeline
-
-    monkeypatch.setattr(pipeline, "faces_worker", boom)
-    monkeypatch.setattr(pipeline, "chip_worker", boom)
-    monkeypatch.setattr(pipeline, "embedder", boom)
     before = pd.read_csv(out / "manifest.csv")
     assert run_cli(*args, "--jobs", "1") == 0
     after = pd.read_csv(out / "manifest.csv")
