@@ -161,12 +161,13 @@ class TreeMemory:
         return self.peak
 
 
-def run_measured(cmd: list[str], what: str, cwd: Path | None = None) -> tuple[str, float, int, float]:
+def run_measured(cmd: list[str], what: str, cwd: Path | None = None, every: float = 0.25) -> tuple[str, float, int, float]:
     """Run a child process to the end: (its stdout, wall seconds, peak RSS of its process tree,
-    CPU seconds of its process tree); stops the bench with its stderr when it fails."""
+    CPU seconds of its process tree, sampled every `every` s); stops the bench with its stderr
+    when it fails. bench_ray and bench_throughput time their runs with it too."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    mem = TreeMemory(proc.pid)
+    mem = TreeMemory(proc.pid, every=every)
     stdout, stderr = proc.communicate()
     wall = time.perf_counter() - t0
     tree_peak = mem.stop()

@@ -23,11 +23,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_100k import TreeMemory, make_dataset  # noqa: E402
+from bench_100k import make_dataset, run_measured  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,16 +45,9 @@ def run(data: Path, out: Path, engine: str, jobs: int, extra: list[str]) -> tupl
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "facesieve", "run", str(data), "--out", str(out), "--json", "--no-report", "--engine", engine,
            "--jobs", str(jobs), *extra]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    tree = TreeMemory(proc.pid, every=0.2)
-    stdout, stderr = proc.communicate()
-    wall = time.perf_counter() - t0
-    tree.stop()
-    if proc.returncode:
-        raise SystemExit(f"{engine} run failed:\n{stderr[-3000:]}")
+    stdout, wall, _, cpu = run_measured(cmd, f"{engine} run", cwd=REPO, every=0.2)
     summary = json.loads(stdout[stdout.index("{"):])
-    summary["cpu_seconds"] = tree.cpu_seconds
+    summary["cpu_seconds"] = cpu
     return wall, summary
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_100k import TreeMemory  # noqa: E402
+from bench_100k import run_measured  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -155,16 +155,9 @@ def run_cli(data: Path, out: Path, stack: str, jobs: int, fresh: bool = True) ->
         shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "facesieve", "run", str(data), "--out", str(out), "--json", "--no-report", "--quality", "uniform",
            "--jobs", str(jobs), *STACKS[stack]]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    tree = TreeMemory(proc.pid, every=0.1)
-    stdout, stderr = proc.communicate()
-    wall = time.perf_counter() - t0
-    tree.stop()
-    if proc.returncode:
-        raise SystemExit(stderr[-3000:])
+    stdout, wall, _, cpu = run_measured(cmd, "facesieve run", cwd=REPO, every=0.1)
     summary = json.loads(stdout[stdout.index("{"):])
-    summary["cpu_seconds"] = tree.cpu_seconds  # main, forkserver and workers, sampled from /proc
+    summary["cpu_seconds"] = cpu  # main, forkserver and workers, sampled from /proc
     return wall, summary
 
 
