@@ -50,7 +50,7 @@ def verify(target: str | Path, *, cache_dir: Path | None = None, expected: str |
     """
     if isinstance(target, str) and target.strip().lower() in REGISTRY:
         entry = REGISTRY[target.strip().lower()]
-        p = Path(cache_dir or default_cache_dir()) / entry.filename
+        p = entry.cached_path(cache_dir)
     else:
         p = Path(target)
         entry = next((e for e in REGISTRY.values() if e.filename == p.name), None)
