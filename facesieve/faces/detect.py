@@ -127,6 +127,15 @@ def pad_border(rgb: np.ndarray, frac: float) -> tuple[np.ndarray, int]:
     return cv2.copyMakeBorder(rgb, b, b, b, b, cv2.BORDER_CONSTANT, value=fill), b
 
 
+def to_original(d: Detection, border: int, sx: float, sy: float) -> Detection:
+    """A detection found on a resized (x `sx`, `sy`), bordered (`border` px) view of an image, in the
+    image's own pixels: what every retry of YuNet and RetinaFace hands back."""
+    scale = np.array([sx, sy], np.float64)
+    x, y, w, h = (float(v) for v in d.box)
+    lm = ((np.asarray(d.landmarks, np.float64) - border) / scale).astype(np.float32)
+    return Detection(box=((x - border) / sx, (y - border) / sy, w / sx, h / sy), score=float(d.score), landmarks=lm)
+
+
 def best_of_attempts(attempts: Iterable[list[Detection]], confident: float) -> list[Detection]:
     """The faces of the try whose best face scores highest. `attempts` is consumed lazily (a
     generator runs each try only when asked for it) and stops once a face scores `confident`."""

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facesieve.faces.detect import Detection, as_rgb, best_of_attempts, input_scale, pad_border, resize
+from facesieve.faces.detect import Detection, as_rgb, best_of_attempts, input_scale, pad_border, resize, to_original
 from facesieve.models.onnx import cpu_single_thread_session
 from facesieve.models.spec import ModelSpec
 
@@ -136,12 +136,7 @@ class RetinaFaceDetector:
         border = 0
         if pad:
             img, border = pad_border(img, self.PAD_FRACTION)
-        out = []
-        for d in self.run(np.ascontiguousarray(img)):
-            x, y, bw, bh = d.box
-            lm = ((d.landmarks.astype(np.float64) - border) / [sx, sy]).astype(np.float32)
-            out.append(Detection(box=((x - border) / sx, (y - border) / sy, bw / sx, bh / sy), score=d.score, landmarks=lm))
-        return out
+        return [to_original(d, border, sx, sy) for d in self.run(np.ascontiguousarray(img))]
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         rgb = as_rgb(rgb)

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facesieve.faces.detect import Detection, as_rgb, best_of_attempts, input_scale, pad_border, resize
+from facesieve.faces.detect import Detection, as_rgb, best_of_attempts, input_scale, pad_border, resize, to_original
 from facesieve.models.bundled import yunet_path
 from facesieve.models.spec import ModelSpec
 
@@ -104,7 +104,7 @@ class YuNetDetector:
         border = 0
         if pad:
             img, border = pad_border(img, self.PAD_FRACTION)
-        return [self._to_detection(f, border, sx, sy) for f in self._run(img)]
+        return [to_original(self._to_detection(f), border, sx, sy) for f in self._run(img)]
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         rgb = as_rgb(rgb)
@@ -123,12 +123,9 @@ class YuNetDetector:
         return best_of_attempts(tries(), self.CONFIDENT)
 
     @staticmethod
-    def _to_detection(f: np.ndarray, border: int, sx: float, sy: float) -> Detection:
-        scale = np.array([sx, sy], np.float64)
-        xy = (np.asarray(f[0:2], np.float64) - border) / scale
-        wh = np.asarray(f[2:4], np.float64) / scale
-        lm = ((f[4:14].reshape(5, 2).astype(np.float64) - border) / scale).astype(np.float32)
-        return Detection(box=(float(xy[0]), float(xy[1]), float(wh[0]), float(wh[1])), score=float(f[14]), landmarks=lm)
+    def _to_detection(f: np.ndarray) -> Detection:
+        """One row of YuNet's output (box, 5 landmarks, score) in the pixels of the view it ran on."""
+        return Detection(box=tuple(float(v) for v in f[0:4]), score=float(f[14]), landmarks=f[4:14].reshape(5, 2))
 
 
 def build(spec: ModelSpec, weights: Path | None, threshold: float) -> YuNetDetector:
