@@ -46,7 +46,7 @@ class DecideSettings:
     group_shots: bool = True
     cross_identity: float | None = None  # cosine threshold; None = no cross-identity pass
     identity_overlap: float | None = None
-    identity_cuts: tuple[float, ...] | None = None  # (split, match, even[, norm]) of select/identity.py; None = no identity pass
+    identity_cuts: tuple[float, ...] | None = None  # (split, match, even[, norm, same]) of select/identity.py; None = no identity pass
     empty_identities: bool = False  # True: duplicate / identity decisions may leave an identity with no kept face
     outliers: bool = True
     drop_outliers: bool = False
@@ -253,9 +253,9 @@ def mark_identities(decisions, vectors, identities, paths, byte_hash, pixel_hash
         ok = (a >= 0) & (b >= 0)
         pairs = (a[ok], b[ok])
     copies = copy_groups(byte_hash[cand], pixel_hash[cand], identities[cand], pairs)
-    split, match, even, *norm = settings.identity_cuts  # norm: absent in a 3-tuple (the absolute split alone)
+    split, match, even, *rest = settings.identity_cuts  # norm, same: absent in a 3-tuple (the absolute split alone)
     res = identity_decisions(np.asarray(vectors[cand], np.float32), identities[cand], copies, threshold=split, match=match, even=even,
-                             norm=norm[0] if norm else None)
+                             norm=rest[0] if rest else None, same=rest[1] if len(rest) > 1 else 1.0)
     verdict = res["verdict"].to_numpy()
     belongs = res["belongs_to"].to_numpy()
     kept_copy = {c: r for c, v, r in zip(copies, verdict, cand) if c >= 0 and v == "copy_kept"}

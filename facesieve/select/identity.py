@@ -7,7 +7,8 @@ answer, because the faces filed wrongly there agree with each other:
    clustering on cosine, cut at `threshold`: two groups whose faces are on average less similar
    than that are two people; so are two groups of >= `min_group` faces whose mean faces have
    cosine below `norm` (the same average over the groups' own tightness: people who are close in
-   absolute terms, as under one lighting rig, are still apart on this scale). A group of another
+   absolute terms, as under one lighting rig, are still apart on this scale), unless the groups
+   average at least `same`, the embedder's own verification threshold (two looks of one person). A group of another
    folder whose mean face has cosine >= `match` with a group's mean face is the same person there (the cosine of the means is average linkage over
    the two groups' own tightness, so it reads alike on loose web photos and tight video frames).
    A person belongs to the folder where it makes up the larger share of the faces: a group is
@@ -45,7 +46,7 @@ from scipy.sparse.csgraph import connected_components
 from facesieve.select.exact import _hash_codes
 from facesieve.select.neardup import check_embeddings, identity_codes
 
-__all__ = ["split_folder", "copy_groups", "identity_decisions", "SPLIT", "MATCH", "EVEN", "SHARE_MARGIN", "FIT_MARGIN", "MIN_GROUP", "NORM"]
+__all__ = ["split_folder", "copy_groups", "identity_decisions", "SPLIT", "MATCH", "EVEN", "SHARE_MARGIN", "FIT_MARGIN", "MIN_GROUP", "NORM", "SAME"]
 
 # SPLIT, MATCH, EVEN, NORM: the lowest-cost cuts on all five shared sets of bench/bench_label_noise.py;
 # its leave-one-set-out figures are in docs/thresholds.md ("Identity-level decisions")
@@ -56,7 +57,12 @@ SHARE_MARGIN = 0.2  # a person's share of another folder must exceed its share h
 FIT_MARGIN = 0.1  # average cosine by which the best folder must beat the others for a copy (fixed, not tuned)
 MIN_GROUP = 3  # faces in a separate group matching no identity before it is flagged itself (fixed, not tuned)
 NORM = 0.55  # cosine of two groups' mean faces (each >= MIN_GROUP faces) below which one folder holds two people
-CUTS = {"sface": (SPLIT, MATCH, EVEN, NORM)}  # per embedder (split, match, even, norm); an embedder without them runs without the identity pass
+# SAME: average cosine at or above which two groups are one person whatever NORM says: SFace's own
+# verification threshold (0.363, published with the model in the OpenCV Zoo), not tuned here. Two
+# looks of one person (ORL s31's turned and frontal shots: 0.48) stay one; of 2,980 pairs of
+# different people in the shared sets, 3 average above it (at most 0.39)
+SAME = 0.363
+CUTS = {"sface": (SPLIT, MATCH, EVEN, NORM, SAME)}  # per embedder (split, match, even, norm, same); an embedder without them runs without the identity pass
 MAX_CLUSTER = 3000  # faces clustered at once; larger folders cluster a sample and assign the rest
 
 # verdicts
@@ -65,7 +71,7 @@ IDENTITY, MISLABELED, AMBIGUOUS, UNDECIDED, OUTLIER, COPY_KEPT, COPY_REVIEW = (
 
 
 def split_folder(X: np.ndarray, threshold: float = SPLIT, *, norm: float | None = NORM, min_group: int = MIN_GROUP,
-                 seed: int = 0) -> np.ndarray:
+                 same: float = SAME, seed: int = 0) -> np.ndarray:
     """Group labels (0 = largest group, then by size) of one folder's unit vectors.
 
     Average linkage on cosine, read top down: a merge is undone (two people) when the mean cosine
@@ -73,7 +79,9 @@ def split_folder(X: np.ndarray, threshold: float = SPLIT, *, norm: float | None 
     faces, when the cosine of their mean faces is below `norm`. The second test is the first one
     over the two sides' own tightness, so it reads alike where different people are far apart (web
     photos) and where they are close (one lighting rig, aligned crops: yaleB's people average 0.33
-    to each other, above the absolute cut). `norm` None: the absolute cut alone.
+    to each other, above the absolute cut), unless the two sides average at least `same` (the
+    embedder's own verification threshold: on average it calls them one person, as with two looks
+    of one person, head turned and frontal). `norm` None: the absolute cut alone; `same` 1.0: no ceiling.
     Above MAX_CLUSTER faces a random sample is clustered and every other face joins the group it
     is on average most similar to (or a group of its own when that is below `threshold`).
     """
@@ -88,7 +96,7 @@ def split_folder(X: np.ndarray, threshold: float = SPLIT, *, norm: float | None 
     S = np.clip(Y @ Y.T, -1.0, 1.0)
     iu = np.triu_indices(len(sample), 1)
     Z = linkage(1.0 - S[iu], method="average")
-    raw = _cut_tree(Z, Y, 1.0 - threshold, norm, min_group)
+    raw = _cut_tree(Z, Y, 1.0 - threshold, norm, min_group, 1.0 - same)
     labels = np.full(n, -1, dtype=np.int64)
     labels[sample] = raw
     rest = np.setdiff1d(np.arange(n), sample)
@@ -109,7 +117,8 @@ def split_folder(X: np.ndarray, threshold: float = SPLIT, *, norm: float | None 
     return new[np.searchsorted(uniq, labels)]
 
 
-def _cut_tree(Z: np.ndarray, Y: np.ndarray, max_dist: float, norm: float | None, min_group: int) -> np.ndarray:
+def _cut_tree(Z: np.ndarray, Y: np.ndarray, max_dist: float, norm: float | None, min_group: int,
+              same_dist: float = 0.0) -> np.ndarray:
     """Flat labels of a linkage tree walked from the root (see `split_folder`)."""
     n = Y.shape[0]
     sums = np.zeros((2 * n - 1, Y.shape[1]))
@@ -125,7 +134,7 @@ def _cut_tree(Z: np.ndarray, Y: np.ndarray, max_dist: float, norm: float | None,
         if node >= n:
             a, b = Z[node - n, :2].astype(np.int64)
             two = Z[node - n, 2] > max_dist + 1e-12
-            if not two and norm is not None and min(count[a], count[b]) >= min_group:
+            if not two and norm is not None and min(count[a], count[b]) >= min_group and Z[node - n, 2] > same_dist + 1e-12:
                 na, nb = np.linalg.norm(sums[a]), np.linalg.norm(sums[b])
                 two = na > 1e-12 and nb > 1e-12 and float(sums[a] @ sums[b]) / (na * nb) < norm
             if two:
@@ -191,6 +200,7 @@ def identity_decisions(
     fit_margin: float = FIT_MARGIN,
     min_group: int = MIN_GROUP,
     norm: float | None = NORM,
+    same: float = SAME,
 ) -> pd.DataFrame:
     """Folder splits and copy resolution for N faces (see the module docstring).
 
@@ -220,7 +230,7 @@ def identity_decisions(
     folder_size = np.bincount(codes, minlength=len(labels))
     folder_rows = _members(codes, len(labels))
     for f, rows in enumerate(folder_rows):
-        lab = split_folder(X[rows], threshold, norm=norm, min_group=min_group)
+        lab = split_folder(X[rows], threshold, norm=norm, min_group=min_group, same=same)
         group[rows] = lab
         gid[rows] = len(g_folder) + lab
         sizes = np.bincount(lab) if len(lab) else np.zeros(0, np.int64)

@@ -234,18 +234,52 @@ def test_contaminated_folder_and_copies_by_fit():
 
 
 def test_split_by_mean_faces_reads_each_group_against_its_own_tightness():
-    """Two tight groups whose faces average 0.45 to each other (above the absolute cut 0.30) but
-    whose mean faces are at cosine ~0.5: one group without the mean-face cut, two with it; one
-    loose person (web photos) stays one group with it."""
+    """Two tight groups whose faces average 0.33 to each other (above the absolute cut 0.30, below
+    SFace's verification threshold, like two yaleB people) but whose mean faces are at cosine
+    0.43: one group without the mean-face cut, two with it; one loose person (web photos) stays
+    one group with it."""
     rng = np.random.default_rng(2)
     shared, ea, eb = unit(rng, n=3)
-    X = np.vstack([cluster(rng, (0.67 * shared + 0.74 * e)[None], 15, spread=0.6) for e in (ea, eb)])
-    assert (X[:15] @ X[15:].T).mean() > 0.30
+    X = np.vstack([cluster(rng, (0.55 * shared + 0.835 * e)[None], 15, spread=0.6) for e in (ea, eb)])
+    assert 0.30 < (X[:15] @ X[15:].T).mean() < 0.363
     assert len(np.unique(split_folder(X, 0.30, norm=None))) == 1
     lab = split_folder(X, 0.30, norm=0.55)
     assert len(np.unique(lab)) == 2 and len(np.unique(lab[:15])) == 1 and len(np.unique(lab[15:])) == 1
     loose = cluster(rng, unit(rng), 40, spread=1.0)
     assert (np.bincount(split_folder(loose, 0.30, norm=0.55)) >= 3).sum() == 1
+
+
+def test_two_looks_the_embedder_calls_one_person_are_not_split():
+    """Two tight groups averaging 0.45 to each other (two looks of one person: above SFace's own
+    verification threshold 0.363) with mean faces at cosine ~0.5: the mean-face cut alone would
+    split them; the ceiling `same` keeps them one group."""
+    rng = np.random.default_rng(2)
+    shared, ea, eb = unit(rng, n=3)
+    X = np.vstack([cluster(rng, (0.67 * shared + 0.74 * e)[None], 15, spread=0.6) for e in (ea, eb)])
+    assert (X[:15] @ X[15:].T).mean() > 0.363
+    assert len(np.unique(split_folder(X, 0.30, norm=0.55, same=1.0))) == 2
+    assert len(np.unique(split_folder(X, 0.30, norm=0.55))) == 1
+
+
+def test_one_person_in_two_poses_keeps_the_folder(shared_data, tmp_path, workspace, monkeypatch):
+    """ORL s31: five frontal and five turned shots of one man, 0.48 average cosine between the
+    two sets, mean faces at 0.53 (under the mean-face cut). Without the ceiling the folder split
+    5/5 and all ten went to review (nothing says which half is s31); with it s31 is one person
+    and nothing of it goes to review."""
+    from facesieve.select import identity
+
+    orl = shared_data / "orl_att40"
+    data = tmp_path / "data"
+    for p in ("s31", "s01", "s02", "s03"):
+        fill(data / p, sorted((orl / p).glob("*.pgm")))
+    m, summary = run(data, tmp_path / "out", workspace)
+    s31 = m[m["identity"] == "s31"]
+    assert len(s31) == 10
+    assert (s31["reason"] != "ambiguous_identity").all(), s31[["path", "reason", "detail"]]
+    assert (m["reason"] != "ambiguous_identity").all()
+    monkeypatch.setitem(identity.CUTS, "sface", identity.CUTS["sface"][:4])  # (split, match, even, norm): no ceiling
+    m2, _ = run(data, tmp_path / "out2", workspace)
+    assert (m2.loc[m2["identity"] == "s31", "reason"] == "ambiguous_identity").sum() >= 8
 
 
 def test_outlier_rule_keeps_an_odd_photo_that_still_fits_its_person():
