@@ -1,7 +1,7 @@
 """Label noise benchmark: photos filed under the wrong identity, with and without copies left behind.
 
 Run by hand (the first run embeds the shared sets through the real detect -> align -> embed path
-and caches the vectors under --cache, ~10 minutes on 2 cores; a run then takes ~12 minutes):
+and caches the vectors under --cache, ~10 minutes on 2 cores; a run then takes about 3 minutes on a quiet machine):
 
     python bench/bench_label_noise.py --loso               # the figures in docs/thresholds.md
     python bench/bench_label_noise.py --sets pins_web --no-64   # shipped cuts, one set
