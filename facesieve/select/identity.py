@@ -118,7 +118,7 @@ def split_folder(X: np.ndarray, threshold: float = SPLIT, *, norm: float | None 
 
 
 def _cut_tree(Z: np.ndarray, Y: np.ndarray, max_dist: float, norm: float | None, min_group: int,
-              same_dist: float = 0.0) -> np.ndarray:
+              same_dist: float) -> np.ndarray:
     """Flat labels of a linkage tree walked from the root (see `split_folder`)."""
     n = Y.shape[0]
     sums = np.zeros((2 * n - 1, Y.shape[1]))
@@ -270,9 +270,10 @@ def identity_decisions(
         gverdict = {}
         if len(rivals):
             ident = np.r_[lead, rivals]
+            apart = ", ".join(f"{float(means[lead] @ means[h]):.2f}" for h in rivals)  # average linkage to the largest
             for g in ident:
                 gverdict[g] = (AMBIGUOUS, "", f"folder splits into groups of {', '.join(str(g_size[h]) for h in ident)} faces "
-                               f"(average cosine between them < {threshold:.2f}) and nothing says which is {labels[f]}")
+                               f"(average cosine to the largest {apart}) and nothing says which is {labels[f]}")
         else:
             ident = np.array([lead])
             gverdict[lead] = (IDENTITY, "", "")
