@@ -214,7 +214,7 @@ def decide_settings(config: RunConfig) -> DecideSettings:
     )
 
 
-def _identity_cuts(config: RunConfig) -> tuple[float, float, float] | None:
+def _identity_cuts(config: RunConfig) -> tuple[float, ...] | None:
     """The identity pass's cuts for this embedder (select/identity.py), None when it is off or the
     embedder has none calibrated (then copies across identities go to review, as before)."""
     if not config.identities:
