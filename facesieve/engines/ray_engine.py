@@ -48,23 +48,39 @@ def local_instance(address: str | None) -> bool:
     return address is None and not os.environ.get("RAY_ADDRESS")
 
 
-def connect(address: str | None, jobs: int | None = None) -> None:
+def connect(address: str | None, jobs: int | None = None) -> bool:
     """Join the cluster at `address` ("auto", "ray://host:10001", ...); without one, a running
     cluster named by RAY_ADDRESS, else a new local instance with `jobs` CPUs (default: all).
+    True when this call connected (False: Ray was already initialised, by this run or its caller).
 
-    The job's workers get the local engine's worker settings (parallel.worker_environment: one
-    BLAS thread, malloc keeping image buffers) through its runtime_env, the only way to set them
-    before a Ray worker loads numpy."""
+    The workers get the local engine's worker settings (parallel.worker_environment: one BLAS
+    thread, malloc keeping image buffers), which must be in place before a worker loads numpy. A
+    local instance inherits them from this process's environment while it starts (its raylet
+    starts every worker, the ones it starts ahead included); a cluster gets them through the job's
+    runtime_env, which on a local instance would leave those early workers idle and start others."""
     ray = require_ray()
     if ray.is_initialized():
-        return
+        return False
     from facesieve.parallel import worker_environment
 
-    kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False,
-                    "runtime_env": {"env_vars": worker_environment()}}
-    if local_instance(address) and jobs:
+    kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    env = worker_environment()
+    if not local_instance(address):
+        ray.init(address=address, runtime_env={"env_vars": env}, **kwargs)
+        return True
+    if jobs:
         kwargs["num_cpus"] = jobs
-    ray.init(address=address, **kwargs)
+    before = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        ray.init(address=address, **kwargs)
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return True
 
 
 # ---------------------------------------------------------------- functions run on the workers
@@ -145,7 +161,18 @@ def compute_faces(config, work: FacesWork, reporter) -> None:
         with reporter.stage("faces", 0):
             return
     ray = require_ray()
-    connect(config.ray_address, config.jobs)
+    connected = connect(config.ray_address, config.jobs)
+    try:
+        _stream_faces(ray, config, work, todo, reporter)
+    finally:
+        # nothing after the faces pass uses Ray: an instance this run started would otherwise keep
+        # its daemons, idle workers (models loaded) and Ray Data's actors through decide
+        if connected:
+            ray.shutdown()
+
+
+def _stream_faces(ray, config, work: FacesWork, todo: np.ndarray, reporter) -> None:
+    """The faces pass as one Ray Data pipeline, its results committed as they stream back."""
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # facesieve's own bar counts the committed images
     wanted = work.wanted.iloc[todo]
