@@ -147,6 +147,9 @@ class _OnRows:
     def __call__(self, i: int, j: int):
         return self.check(int(self.rows[i]), int(self.rows[j]))
 
+    def peek(self, i: int, j: int):
+        return getattr(self.check, "peek", self.check)(int(self.rows[i]), int(self.rows[j]))
+
     def prefetch(self, pairs) -> None:
         if hasattr(self.check, "prefetch"):
             self.check.prefetch([(int(self.rows[i]), int(self.rows[j])) for i, j in pairs])

@@ -246,6 +246,37 @@ def _leaders(
     return centre, residual
 
 
+def _join_closest(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[int, int]], pixels) -> None:
+    """Move each face the pixel check grouped into the group of the face it is closest to.
+
+    Leader clustering gives a face to the first centre that takes it: a copy of a video frame can
+    join another frame (consecutive frames score as low as copies) while its own source stays
+    apart. A face with a candidate partner that the check also groups with it, at a lower score
+    than its centre, follows that partner's group (the partner's centre, as it stands when the
+    closest pairs are taken first). Only faces that are not centres move, so who is kept does
+    not change, only which kept face a removed one is attributed to. `pairs`: input rows the
+    check scored (their scores are cached); `pixels.peek(i, j)`, when the check has it, asks
+    without counting the pair as grouped."""
+    if not pairs:
+        return
+    ask = getattr(pixels, "peek", pixels)
+    moves = []
+    for i, j in pairs:
+        for q, o in ((i, j), (j, i)):
+            if centre[q] != q and centre[q] != o and residual[q] == residual[q]:  # q grouped by the check
+                ok, s = ask(int(o), int(q))[:2]
+                if ok and s < residual[q]:
+                    moves.append((s, q, o))
+    moves.sort()
+    best = {}
+    for s, q, o in moves:
+        best.setdefault(q, (s, o))
+    for q, (s, o) in sorted(best.items(), key=lambda kv: kv[1]):
+        if centre[o] != centre[q] and centre[o] != q:
+            centre[q] = centre[o]
+            residual[q] = s
+
+
 _PREFETCH_BATCH = 1024  # pixel pairs gathered (over whole identities) before they are computed together
 
 
@@ -395,10 +426,11 @@ def near_duplicate_groups(
     def flush() -> None:
         """Group the pending identities; their pixel pairs are prefetched together first (on the
         check's worker processes, when it has them)."""
+        band = [_band_pairs(X, ph, idx, pairs, threshold, phash_min_sim, phash_max_bits) for idx, pairs, _ in pending]
         prefetch = getattr(pixels, "prefetch", None)
         if prefetch is not None:
-            prefetch([pair for idx, pairs, _ in pending for pair in _band_pairs(X, ph, idx, pairs, threshold, phash_min_sim, phash_max_bits)])
-        for idx, pairs, low in pending:
+            prefetch([pair for pairs in band for pair in pairs])
+        for (idx, pairs, low), scored in zip(pending, band):
             local, res = _leaders(
                 np.ascontiguousarray(X[idx]),
                 None if ph is None else ph[idx],
@@ -413,6 +445,8 @@ def near_duplicate_groups(
             )
             centre[idx] = idx[local]
             pixel_residual[idx] = res
+            if pixels is not None:
+                _join_closest(centre, pixel_residual, scored, pixels)
             if progress is not None:
                 progress(len(idx))
         pending.clear()

@@ -497,10 +497,15 @@ class SamePhotoCheck:
                                                     self.hash_bits(int(i), int(j)), [self.side(int(i), int(j))])[0])
 
     def __call__(self, i: int, j: int) -> tuple[bool, float]:
+        ok, s = self.peek(i, j)
+        self.grouped += int(ok)
+        return ok, s
+
+    def peek(self, i: int, j: int) -> tuple[bool, float]:
+        """(grouped, score) of a pair, not counted in `grouped`."""
         s = self.score(int(i), int(j))
         ok = s <= self.cut
         if not ok and self.cuts is not None:
             ok = bool(grouped([s], [self.ratio(int(i), int(j))], self.cut, self.cuts, self.hash_bits(int(i), int(j)),
                               [self.side(int(i), int(j))])[0])
-        self.grouped += int(ok)
         return ok, s

@@ -49,3 +49,33 @@ def test_nearest_pairs_bound_the_checks():
         j = int(np.argmax(S[i]))
         assert (min(i, j), max(i, j)) in pairs
     assert nearest_pairs(E, 2, 1.01) == set()
+
+
+def test_a_face_joins_the_group_of_the_face_it_is_closest_to():
+    """Leader clustering gives a face to the first centre that takes it: here the best face (0,
+    another video frame) takes 2 (a copy of 1) at crop score 0.005, but not 1 (0.02). 2 is far
+    closer to 1 (0.001), so it is attributed to 1, which is kept: who is kept does not change."""
+    rng = np.random.default_rng(2)
+    base = unit(rng.standard_normal(32))
+    E = np.stack([unit(base + 0.3 * unit(rng.standard_normal(32))) for _ in range(3)])
+    score = {(0, 1): 0.02, (0, 2): 0.005, (1, 2): 0.001}
+    asked = []
+
+    class Check:
+        def __call__(self, i, j):
+            asked.append((i, j))
+            return self.peek(i, j)
+
+        def peek(self, i, j):
+            s = score[min(i, j), max(i, j)]
+            return s <= 0.01, s
+
+    r = near_duplicate_groups(E, None, [3, 2, 1], list("abc"), 0.999, pixels=Check(), pixel_min_sim=0.5)
+    assert r.is_kept.tolist() == [True, True, False]
+    assert r.kept_index.tolist() == [0, 1, 1] and r.group[2] == r.group[1] >= 0 and r.group[0] == -1
+    assert r.pixel_residual[2] == pytest.approx(0.001) and "crop score 0.001" in r.reason[2]
+    assert (1, 2) not in asked and (2, 1) not in asked  # the join peeks: the check's grouped count stays the grouping's
+    # without the closer partner, the leader's group stands
+    score[1, 2] = 0.008
+    r = near_duplicate_groups(E, None, [3, 2, 1], list("abc"), 0.999, pixels=Check(), pixel_min_sim=0.5)
+    assert r.kept_index.tolist() == [0, 1, 0]
