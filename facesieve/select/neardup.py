@@ -392,7 +392,8 @@ def near_duplicate_groups(
         phash_distance (int64): Hamming distance to the kept face's hash; -1 when not a dropped
             face or no hashes were given.
         group_size (int64): faces in the group (1 for faces with no near-duplicate).
-        pixel_residual (float64): the pixel check's residual for faces it matched, else NaN.
+        pixel_residual (float64): the pixel check's score for faces it grouped (to the face that took
+            them: the centre, or the closer partner whose group they joined), else NaN.
         reason (str): the decision in words.
     """
     X = check_embeddings(E)
