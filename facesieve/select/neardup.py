@@ -260,19 +260,15 @@ def _join_closest(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[in
     if not pairs:
         return
     ask = getattr(pixels, "peek", pixels)
-    moves = []
+    best: dict[int, tuple[float, int]] = {}  # face -> (score, partner) of its closest grouped partner
     for i, j in pairs:
         for q, o in ((i, j), (j, i)):
             if centre[q] != q and centre[q] != o and residual[q] == residual[q]:  # q grouped by the check
                 ok, s = ask(int(o), int(q))[:2]
-                if ok and s < residual[q]:
-                    moves.append((s, q, o))
-    moves.sort()
-    best = {}
-    for s, q, o in moves:
-        best.setdefault(q, (s, o))
+                if ok and s < residual[q] and (s, o) < best.get(q, (np.inf, -1)):
+                    best[q] = (s, o)
     for q, (s, o) in sorted(best.items(), key=lambda kv: kv[1]):
-        if centre[o] != centre[q] and centre[o] != q:
+        if centre[o] != centre[q]:  # a centre never moves, so o's group is o's centre as it stands
             centre[q] = centre[o]
             residual[q] = s
 
