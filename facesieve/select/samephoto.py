@@ -26,6 +26,8 @@ the cross-identity pass can call `pair_scores` on any two crops as well.
 
 from __future__ import annotations
 
+import functools
+
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -146,33 +148,51 @@ def _inside(lm: np.ndarray, w: float, h: float, side: int) -> np.ndarray:
     return (edge >= margin).reshape(side, side).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=None)
 def _grid(side: int):
-    """Inner comparison grid of a level: (margin, x and y offsets from the centre, in pixels)."""
+    """Inner comparison grid of a level: (margin, x and y offsets from the centre, in pixels).
+    Cached: the arrays are shared, never written."""
     m = max(1, round(side * MARGIN))
     ys, xs = np.mgrid[m : side - m, m : side - m].astype(np.float32)
     c = (side - 1) / 2.0
     return m, (xs - c).ravel(), (ys - c).ravel()
 
 
-def _sample(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Bilinear samples of each image (P, L, L) at its points (P, N), edges repeated, with the
-    image's x and y derivatives there (from the same four neighbours)."""
-    P, L, _ = img.shape
+def _corners(x: np.ndarray, y: np.ndarray, P: int, L: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where bilinear samples of P images (L, L) at points (P, N) come from, edges repeated: each
+    point's top-left neighbour in the images' flat array, and its fractions right and down."""
     x = np.clip(x, 0, L - 1.001)
     y = np.clip(y, 0, L - 1.001)
     x0, y0 = x.astype(np.int64), y.astype(np.int64)
     fx, fy = (x - x0).astype(np.float32), (y - y0).astype(np.float32)
-    flat = img.reshape(-1)  # one flat gather per corner: far cheaper than take_along_axis
     base = y0 * L + x0 + (np.arange(P, dtype=np.int64) * (L * L))[:, None]
+    return base, fx, fy
+
+
+def _gather(img: np.ndarray, corners, derivatives: bool = True):
+    """Bilinear samples of each image (P, L, L) at `corners` (_corners), with the image's x and y
+    derivatives there (from the same four neighbours) unless `derivatives` is False."""
+    base, fx, fy = corners
+    L = img.shape[1]
+    flat = img.reshape(-1)  # one flat gather per corner: far cheaper than take_along_axis
     a = flat.take(base)
     b = flat.take(base + 1)
     c = flat.take(base + L)
     d = flat.take(base + L + 1)
     top, bottom = a + fx * (b - a), c + fx * (d - c)
     value = top + fy * (bottom - top)
+    if not derivatives:
+        return value
     dx = (b - a) + fy * ((d - c) - (b - a))
     dy = bottom - top
     return value, dx, dy
+
+
+def _sample(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear samples of each image (P, L, L) at its points (P, N), edges repeated, with the
+    image's x and y derivatives there (from the same four neighbours)."""
+    P, L, _ = img.shape
+    return _gather(img, _corners(x, y, P, L))
 
 
 def _solve(G: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -223,30 +243,73 @@ def _points(p: np.ndarray, X: np.ndarray, Y: np.ndarray, c: float) -> tuple[np.n
     return xs, ys
 
 
+def _moved_corners(p: np.ndarray, L: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """_corners of _points(p) on the grid of side L, computed in place (the same values: each
+    sum is taken in the same order; this is the hot path of every Gauss-Newton step)."""
+    _, X, Y = _grid(L)
+    c, hi = (L - 1) / 2.0, L - 1.001
+    xs = (1 + p[:, :1]) * X
+    xs += c
+    xs += p[:, 1:2] * Y
+    xs += p[:, 2:3]
+    ys = p[:, 3:4] * X
+    ys += c
+    ys += (1 + p[:, 4:5]) * Y
+    ys += p[:, 5:6]
+    np.clip(xs, 0, hi, out=xs)
+    np.clip(ys, 0, hi, out=ys)
+    x0, y0 = xs.astype(np.int64), ys.astype(np.int64)
+    xs -= x0
+    ys -= y0
+    base = y0 * L + x0 + (np.arange(p.shape[0], dtype=np.int64) * (L * L))[:, None]
+    return base, xs.astype(np.float32), ys.astype(np.float32)
+
+
+class _Masks:
+    """Which comparison-grid pixels lie inside both faces' images, for B moved by the affine
+    parameters p: A's mask at its grid, B's at the moved points; all of them where fewer than a
+    third would be left (a face that fills its image loses nothing). Computed once per batch:
+    whether every mask is full, and A's part."""
+
+    def __init__(self, MA: np.ndarray, MB: np.ndarray):
+        P, L, _ = MA.shape
+        m, X, _ = _grid(L)
+        self.MB, self.shape = MB, (P, X.size)
+        self.full = bool(MA.all() and MB.all())
+        self.a = None if self.full else MA[:, m : L - m, m : L - m].reshape(P, -1) > 0.5
+
+    def valid(self, corners) -> np.ndarray:
+        """At B's moved points, given as their `_corners`."""
+        if self.full:
+            return np.ones(self.shape, bool)
+        v = self.a & (_gather(self.MB, corners, derivatives=False) > 0.999)
+        return v | (v.sum(axis=1, keepdims=True) < v.shape[1] / 3)
+
+
 def _valid(MA: np.ndarray, MB: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Grid pixels inside both faces' images: A's mask at its grid, B's at the moved points; all of
-    them where fewer than a third would be left (a face that fills its image loses nothing)."""
-    P, L, _ = MA.shape
-    m, X, Y = _grid(L)
-    if MA.all() and MB.all():
-        return np.ones((P, X.size), bool)
-    a = MA[:, m : L - m, m : L - m].reshape(P, -1) > 0.5
-    b = _sample(MB, *_points(p, X, Y, (L - 1) / 2.0))[0] > 0.999
-    v = a & b
-    return v | (v.sum(axis=1, keepdims=True) < v.shape[1] / 3)
+    """Grid pixels inside both faces' images (_Masks) for B moved by p."""
+    return _Masks(MA, MB).valid(_moved_corners(p, MA.shape[1]))
 
 
-def _refine(A: np.ndarray, B: np.ndarray, MA: np.ndarray, MB: np.ndarray, p: np.ndarray, steps: int) -> np.ndarray:
+def _moved(B: np.ndarray, masks: _Masks, p: np.ndarray):
+    """B sampled at the grid moved by p (values only), and the valid pixels there."""
+    corners = _moved_corners(p, B.shape[1])
+    return _gather(B, corners, derivatives=False), masks.valid(corners)
+
+
+def _refine(A: np.ndarray, B: np.ndarray, MA: np.ndarray, MB: np.ndarray, p: np.ndarray, steps: int,
+            masks: _Masks | None = None) -> np.ndarray:
     """Gauss-Newton steps (forward-additive Lucas-Kanade, with a linear tone term) moving B onto A,
     over the pixels inside both images."""
     P, L, _ = A.shape
     m, X, Y = _grid(L)
-    c = (L - 1) / 2.0
+    masks = masks or _Masks(MA, MB)
     target = A[:, m : L - m, m : L - m].reshape(P, -1)
     ones = np.ones((P, X.size), np.float32)
     for _ in range(steps):
-        w, dx, dy = _sample(B, *_points(p, X, Y, c))
-        wt = _valid(MA, MB, p).astype(np.float32)[..., None]
+        corners = _moved_corners(p, L)
+        w, dx, dy = _gather(B, corners)
+        wt = masks.valid(corners).astype(np.float32)[..., None]
         J = np.stack([dx * X, dx * Y, dx, dy * X, dy * Y, dy, w, ones], axis=2)
         Jt = (J * wt).transpose(0, 2, 1)
         dp = _solve(Jt @ J, (Jt @ (target - w)[..., None])[..., 0])[:, :6]
@@ -268,14 +331,23 @@ def _half(img: np.ndarray) -> np.ndarray:
 
 def _coarse_fit(A, B, MA, MB) -> tuple[np.ndarray, np.ndarray]:
     """Registration at half size (landmark jitter of a few pixels) and its residual, per pair."""
-    A2, B2 = _half(A), _half(B)
-    MA2, MB2 = (_half(MA) > 0.999).astype(np.float32), (_half(MB) > 0.999).astype(np.float32)
+    return _coarse_fit_halves(_half(A), _half(B), _half_mask(MA), _half_mask(MB))
+
+
+def _half_mask(M: np.ndarray) -> np.ndarray:
+    """A mask at half size: a pixel is inside where its four are."""
+    return (_half(M) > 0.999).astype(np.float32)
+
+
+def _coarse_fit_halves(A2, B2, MA2, MB2) -> tuple[np.ndarray, np.ndarray]:
+    """_coarse_fit on images and masks already at half size."""
     P, L, _ = A2.shape
-    p = _refine(A2, B2, MA2, MB2, np.zeros((P, 6), np.float64), COARSE_STEPS)
-    m, X, Y = _grid(L)
+    masks = _Masks(MA2, MB2)
+    p = _refine(A2, B2, MA2, MB2, np.zeros((P, 6), np.float64), COARSE_STEPS, masks)
+    m = _grid(L)[0]
     target = A2[:, m : L - m, m : L - m].reshape(P, -1)
-    valid = _valid(MA2, MB2, p)
-    r = np.abs(_tone_residual(target, _sample(B2, *_points(p, X, Y, (L - 1) / 2.0))[0], valid, rounds=1))
+    moved, valid = _moved(B2, masks, p)
+    r = np.abs(_tone_residual(target, moved, valid, rounds=1))
     p[:, [2, 5]] *= 2.0
     return p, (r * valid).sum(axis=1) / valid.sum(axis=1)
 
@@ -289,15 +361,19 @@ def _scores(A: np.ndarray, B: np.ndarray, MA: np.ndarray | None = None, MB: np.n
     MB = np.ones_like(B) if MB is None else MB
     Bm = np.ascontiguousarray(B[:, :, ::-1])
     MBm = np.ascontiguousarray(MB[:, :, ::-1])
-    p, r = _coarse_fit(np.concatenate([A, A]), np.concatenate([B, Bm]), np.concatenate([MA, MA]), np.concatenate([MB, MBm]))
+    # halving commutes with the mirror on the grids' even sides (the same sums, bit for bit), so
+    # each face is halved once for both views
+    A2, B2, MA2, MB2 = _half(A), _half(B), _half_mask(MA), _half_mask(MB)
+    p, r = _coarse_fit_halves(np.concatenate([A2, A2]), np.concatenate([B2, B2[:, :, ::-1]]), np.concatenate([MA2, MA2]),
+                              np.concatenate([MB2, MB2[:, :, ::-1]]))
     mirror = r[P:] < r[:P]
     B = np.where(mirror[:, None, None], Bm, B)
     MB = np.where(mirror[:, None, None], MBm, MB)
-    p = _refine(A, B, MA, MB, np.where(mirror[:, None], p[P:], p[:P]), STEPS)
-    m, X, Y = _grid(L)
+    masks = _Masks(MA, MB)
+    p = _refine(A, B, MA, MB, np.where(mirror[:, None], p[P:], p[:P]), STEPS, masks)
+    m = _grid(L)[0]
     target = A[:, m : L - m, m : L - m].reshape(P, -1)
-    moved = _sample(B, *_points(p, X, Y, (L - 1) / 2.0))[0]
-    valid = _valid(MA, MB, p)
+    moved, valid = _moved(B, masks, p)
     trimmed = _trimmed_mean(np.abs(_tone_residual(target, moved, valid)), valid, TRIM)
     lo, hi = _contrast(target, valid)
     return trimmed / np.maximum(hi - lo, 8.0)
