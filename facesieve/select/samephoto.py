@@ -176,9 +176,9 @@ def _gather(img: np.ndarray, corners, derivatives: bool = True):
     L = img.shape[1]
     flat = img.reshape(-1)  # one flat gather per corner: far cheaper than take_along_axis
     a = flat.take(base)
-    b = flat.take(base + 1)
-    c = flat.take(base + L)
-    d = flat.take(base + L + 1)
+    b = flat[1:].take(base)  # the neighbours through shifted views: no index array per corner
+    c = flat[L:].take(base)
+    d = flat[L + 1 :].take(base)
     top, bottom = a + fx * (b - a), c + fx * (d - c)
     value = top + fy * (bottom - top)
     if not derivatives:
@@ -261,7 +261,9 @@ def _moved_corners(p: np.ndarray, L: int) -> tuple[np.ndarray, np.ndarray, np.nd
     x0, y0 = xs.astype(np.int64), ys.astype(np.int64)
     xs -= x0
     ys -= y0
-    base = y0 * L + x0 + (np.arange(p.shape[0], dtype=np.int64) * (L * L))[:, None]
+    base = y0 * L
+    base += x0
+    base += (np.arange(p.shape[0], dtype=np.int64) * (L * L))[:, None]
     return base, xs.astype(np.float32), ys.astype(np.float32)
 
 
