@@ -167,15 +167,21 @@ def _grid(side: int):
     return m, (xs - c).ravel(), (ys - c).ravel()
 
 
-def _corners(x: np.ndarray, y: np.ndarray, P: int, L: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _corners(x: np.ndarray, y: np.ndarray, P: int, L: int, in_place: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where bilinear samples of P images (L, L) at points (P, N) come from, edges repeated: each
-    point's top-left neighbour in the images' flat array, and its fractions right and down."""
-    x = np.clip(x, 0, L - 1.001)
-    y = np.clip(y, 0, L - 1.001)
+    point's top-left neighbour in the images' flat array, and its fractions right and down.
+    `in_place`: x and y are the caller's own scratch arrays and are overwritten (the hot path)."""
+    if not in_place:
+        x, y = x.copy(), y.copy()
+    np.clip(x, 0, L - 1.001, out=x)
+    np.clip(y, 0, L - 1.001, out=y)
     x0, y0 = x.astype(np.int64), y.astype(np.int64)
-    fx, fy = (x - x0).astype(np.float32), (y - y0).astype(np.float32)
-    base = y0 * L + x0 + (np.arange(P, dtype=np.int64) * (L * L))[:, None]
-    return base, fx, fy
+    x -= x0
+    y -= y0
+    base = y0 * L
+    base += x0
+    base += (np.arange(P, dtype=np.int64) * (L * L))[:, None]
+    return base, x.astype(np.float32), y.astype(np.float32)
 
 
 def _gather(img: np.ndarray, corners, derivatives: bool = True):
@@ -246,17 +252,8 @@ def _tone_residual(target: np.ndarray, moved: np.ndarray, valid: np.ndarray, rou
 
 
 def _points(p: np.ndarray, X: np.ndarray, Y: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
-    """B's sampling points for the target grid under the affine parameters p (P, 6), centred."""
-    xs = c + (1 + p[:, :1]) * X + p[:, 1:2] * Y + p[:, 2:3]
-    ys = c + p[:, 3:4] * X + (1 + p[:, 4:5]) * Y + p[:, 5:6]
-    return xs, ys
-
-
-def _moved_corners(p: np.ndarray, L: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """_corners of _points(p) on the grid of side L, computed in place (the same values: each
-    sum is taken in the same order; this is the hot path of every Gauss-Newton step)."""
-    _, X, Y = _grid(L)
-    c, hi = (L - 1) / 2.0, L - 1.001
+    """B's sampling points for the target grid under the affine parameters p (P, 6), centred:
+    c + (1 + p0) X + p1 Y + p2 and c + p3 X + (1 + p4) Y + p5, summed in place in that order."""
     xs = (1 + p[:, :1]) * X
     xs += c
     xs += p[:, 1:2] * Y
@@ -265,15 +262,13 @@ def _moved_corners(p: np.ndarray, L: int) -> tuple[np.ndarray, np.ndarray, np.nd
     ys += c
     ys += (1 + p[:, 4:5]) * Y
     ys += p[:, 5:6]
-    np.clip(xs, 0, hi, out=xs)
-    np.clip(ys, 0, hi, out=ys)
-    x0, y0 = xs.astype(np.int64), ys.astype(np.int64)
-    xs -= x0
-    ys -= y0
-    base = y0 * L
-    base += x0
-    base += (np.arange(p.shape[0], dtype=np.int64) * (L * L))[:, None]
-    return base, xs.astype(np.float32), ys.astype(np.float32)
+    return xs, ys
+
+
+def _moved_corners(p: np.ndarray, L: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """_corners of the grid of side L moved by p (the points are this call's own, so in place)."""
+    _, X, Y = _grid(L)
+    return _corners(*_points(p, X, Y, (L - 1) / 2.0), p.shape[0], L, in_place=True)
 
 
 class _Masks:
@@ -295,11 +290,6 @@ class _Masks:
             return np.ones(self.shape, bool)
         v = self.a & (_gather(self.MB, corners, derivatives=False) > 0.999)
         return v | (v.sum(axis=1, keepdims=True) < v.shape[1] / 3)
-
-
-def _valid(MA: np.ndarray, MB: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Grid pixels inside both faces' images (_Masks) for B moved by p."""
-    return _Masks(MA, MB).valid(_moved_corners(p, MA.shape[1]))
 
 
 def _moved(B: np.ndarray, masks: _Masks, p: np.ndarray):
