@@ -50,6 +50,7 @@ SETS = ("pins_web", "celeb5_web", "orl_att40", "yaleB_cropped10", "essex_faces94
 SMALL_SETS = ("pins_web", "orl_att40", "yaleB_cropped10", "essex_faces94_19")  # face crops (celeb5 is uncropped web photos)
 LEVELS = (0.05, 0.20, 0.40, 0.50)
 SMALL = 64
+MATCH_FLOOR = True  # the outlier rule's neighbour floor (decide.DecideSettings.match_floor); --no-match-floor: off
 
 
 def make_small(src: Path, dst: Path, seed: int = 0) -> None:
@@ -152,6 +153,7 @@ def decide_case(t: pd.DataFrame, split: tuple[float, ...] | None) -> pd.DataFram
     from facesieve.decide import (DecideSettings, initial_decisions, mark_cross_identity, mark_exact_duplicates,
                                   mark_identities, mark_outliers, protect_identities)
     from facesieve.models.zoo import for_embedder
+    from facesieve.select.identity import match_floor
 
     frame = pd.DataFrame({"status": "ok", "reason": ""}, index=range(len(t)))
     d = initial_decisions(frame)
@@ -162,7 +164,8 @@ def decide_case(t: pd.DataFrame, split: tuple[float, ...] | None) -> pd.DataFram
     has = t["has_face"].to_numpy(bool)
     extra = {"outlier_max_fit": split[4]} if split is not None and len(split) > 4 else {}
     cuts = (*split[:4], *split[5:6]) if split else None  # (split, match, even, norm[, same]); split[4] is the outlier rule's fit
-    s = DecideSettings(cross_identity=for_embedder("sface").cross_identity, identity_cuts=cuts, extra=extra)
+    s = DecideSettings(cross_identity=for_embedder("sface").cross_identity, identity_cuts=cuts, extra=extra,
+                       match_floor=match_floor("sface") if MATCH_FLOOR else None)
     mark_exact_duplicates(d, sha, sha, np.ones(len(t)), paths, ids)
     cross = mark_cross_identity(d, E, ids, paths, has, s)
     if split is not None:
@@ -391,11 +394,16 @@ def main(argv=None) -> int:
     ap.add_argument("--sames", type=float, nargs="+", default=[SAME],
                     help="average cosines at or above which two groups stay one person whatever --norms says, tried "
                          "(default SFace's published verification threshold; 1: no such ceiling, the rule before it)")
+    ap.add_argument("--no-match-floor", action="store_true",
+                    help="outlier rule: count every nearest face in its neighbour-label test, not only those at or "
+                         "above SFace's verification threshold (the rule before the floor)")
     ap.add_argument("--loso", action="store_true", help="choose the split leave-one-set-out and report on the set left out")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "facesieve-label-noise", help="embeddings and 64 px images")
     ap.add_argument("--peers-python", default="/work/venv-peers/bin/python", help="interpreter with cleanlab for the baseline ('' to skip)")
     ap.add_argument("--csv", type=Path, default=None, help="also write every case's scores here")
     args = ap.parse_args(argv)
+    global MATCH_FLOOR
+    MATCH_FLOOR = not args.no_match_floor
     shipped = (SPLIT, MATCH, EVEN, NORM, DEFAULT_MAX_FIT, SAME)
     grid = {(s, m, e, n, f, q) for s in args.splits for m in args.matches for e in args.evens for n in args.norms
             for f in args.fits for q in args.sames}

@@ -50,6 +50,9 @@ class DecideSettings:
     empty_identities: bool = False  # True: duplicate / identity decisions may leave an identity with no kept face
     outliers: bool = True
     drop_outliers: bool = False
+    # cosine under which a neighbour is nobody's match (the embedder's verification threshold):
+    # the outlier rule's neighbour-label test counts only neighbours at or above it; None: all count
+    match_floor: float | None = None
     extra: dict = field(default_factory=dict)
 
     def cuts(self):
@@ -336,7 +339,8 @@ def mark_outliers(decisions, vectors, identities, has_face, settings: DecideSett
     labels = np.where(decisions["belongs_to"].to_numpy() != "", decisions["belongs_to"].to_numpy(), identities) \
         if "belongs_to" in decisions else identities
     fit = settings.extra.get("outlier_max_fit", DEFAULT_MAX_FIT)  # the bench tries others
-    res = outlier_scores(np.asarray(vectors[cand], np.float32), labels[cand], index=index_for(len(cand)), max_fit=fit)
+    res = outlier_scores(np.asarray(vectors[cand], np.float32), labels[cand], index=index_for(len(cand)), max_fit=fit,
+                         min_neighbour_sim=settings.extra.get("outlier_min_neighbour_sim", settings.match_floor))
     decisions.iloc[cand, decisions.columns.get_loc("outlier_score")] = res["score"].to_numpy()
     flag = res["is_outlier"].to_numpy() & (decisions["action"].to_numpy()[cand] == KEEP)
     rows = cand[flag]

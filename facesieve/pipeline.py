@@ -44,7 +44,7 @@ from facesieve.preparation import Keys, Prepared, faces_key, prepare, stage_name
 from facesieve.progress import Reporter
 from facesieve.report import REPORT, write_report
 from facesieve.select.crossid import cross_identity_pairs, identity_overlaps, index_for
-from facesieve.select.identity import CUTS
+from facesieve.select.identity import CUTS, match_floor
 from facesieve.select.samephoto import SCORE_VERSION, FaceViews, SamePhotoCheck, face_scale
 from facesieve.select.thresholds import (
     COARSE_CUT,
@@ -210,6 +210,7 @@ def decide_settings(config: RunConfig) -> DecideSettings:
         drop_outliers=config.drop_outliers,
         extra={k: v for k, v in extra.items() if k in ("crop_neighbours", "pair_hash_bits")},
         identity_cuts=_identity_cuts(config),
+        match_floor=match_floor(spec_name(config.embedder)),
         empty_identities=config.empty_identities,
     )
 

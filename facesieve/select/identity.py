@@ -46,7 +46,7 @@ from scipy.sparse.csgraph import connected_components
 from facesieve.select.exact import _hash_codes
 from facesieve.select.neardup import check_embeddings, identity_codes
 
-__all__ = ["split_folder", "copy_groups", "identity_decisions", "SPLIT", "MATCH", "EVEN", "SHARE_MARGIN", "FIT_MARGIN", "MIN_GROUP", "NORM", "SAME"]
+__all__ = ["split_folder", "copy_groups", "identity_decisions", "SPLIT", "MATCH", "EVEN", "SHARE_MARGIN", "FIT_MARGIN", "MIN_GROUP", "NORM", "SAME", "match_floor"]
 
 # SPLIT, MATCH, EVEN, NORM: the lowest-cost cuts on all five shared sets of bench/bench_label_noise.py;
 # its leave-one-set-out figures are in docs/thresholds.md ("Identity-level decisions")
@@ -63,6 +63,13 @@ NORM = 0.55  # cosine of two groups' mean faces (each >= MIN_GROUP faces) below 
 # different people in the shared sets, 3 average above it (at most 0.39)
 SAME = 0.363
 CUTS = {"sface": (SPLIT, MATCH, EVEN, NORM, SAME)}  # per embedder (split, match, even, norm, same); an embedder without them runs without the identity pass
+
+
+def match_floor(embedder: str) -> float | None:
+    """The embedder's verification threshold (`same` of its cuts: the cosine under which two faces
+    are not one person), or None where it has no cuts (dlib)."""
+    cuts = CUTS.get(embedder)
+    return float(cuts[4]) if cuts and len(cuts) > 4 else None
 MAX_CLUSTER = 3000  # faces clustered at once; larger folders cluster a sample and assign the rest
 
 # verdicts

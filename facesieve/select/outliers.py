@@ -13,7 +13,11 @@ Two views of the same question, combined:
    This is the modified z-score of Iglewicz and Hoaglin, for which 3.5 is their customary cut.
 2. Across the dataset: `knn_same_share`, the share of the face's nearest faces (FAISS over all
    faces, self excluded) that carry its label. k is capped at (identity size - 1) so a small
-   identity can still reach 1.0; neighbours an IVF search did not return are left out.
+   identity can still reach 1.0; neighbours an IVF search did not return are left out, and so,
+   with `min_neighbour_sim` (the run passes the embedder's verification threshold, SFace's
+   0.363), are neighbours under it: a face of somebody in no folder is far from every face, so its
+   nearest are whoever it is least far from, often its own folder's, and those say nothing about
+   whose face it is. A face with no neighbour left has share 0.
 
 `score = max(robust_z, 0) / z * (1 - knn_same_share)`: zero for faces at or above their
 identity's median or whose neighbours all share their label, 1.0 for a face exactly z spreads out
@@ -92,6 +96,7 @@ def outlier_scores(
     nlist: int | None = None,
     nprobe: int = 16,
     neighbours: tuple[np.ndarray, np.ndarray] | None = None,
+    min_neighbour_sim: float | None = None,
 ) -> pd.DataFrame:
     """Score every face for being filed under the wrong identity.
 
@@ -105,6 +110,8 @@ def outlier_scores(
             (None: not required).
         index, nlist, nprobe: FAISS search (see `crossid.nearest_neighbours`).
         neighbours: reuse a `nearest_neighbours(E, k)` result instead of searching again.
+        min_neighbour_sim: cosine under which a neighbour is nobody's match and does not count in
+            knn_same_share (None: every neighbour counts).
 
     Returns a DataFrame, one row per input row, same order:
         centre_sim (float64): cosine to the identity's robust centre.
@@ -151,12 +158,14 @@ def outlier_scores(
     nearest_other = np.full(n, None, dtype=object)
     if eligible.any():
         if neighbours is None:
-            _, ids = nearest_neighbours(X, k, index=index, nlist=nlist, nprobe=nprobe)
+            sims, ids = nearest_neighbours(X, k, index=index, nlist=nlist, nprobe=nprobe)
         else:
-            _, ids = check_neighbours(neighbours, n)
-            ids = ids[:, :k]
+            sims, ids = check_neighbours(neighbours, n)
+            sims, ids = sims[:, :k], ids[:, :k]
         kk = ids.shape[1]
         valid = ids >= 0
+        if min_neighbour_sim is not None:
+            valid &= sims >= min_neighbour_sim
         nb_code = np.where(valid, codes[np.clip(ids, 0, None)], -1)
         same = valid & (nb_code == codes[:, None])
         k_i = np.minimum(kk, size - 1)
@@ -165,6 +174,8 @@ def outlier_scores(
         n_same = (same & within).sum(axis=1)
         has = eligible & (n_valid > 0)
         share[has] = n_same[has] / n_valid[has]
+        if min_neighbour_sim is not None:
+            share[eligible & (n_valid == 0)] = 0.0  # no face anywhere is a match: none says it is its folder's
         other = valid & ~same
         first_other = np.argmax(other, axis=1)
         found = other[np.arange(n), first_other] if kk else np.zeros(n, dtype=bool)

@@ -188,6 +188,37 @@ def test_guard_gives_back_an_identity_emptied_by_removals():
     assert d["detail"][0].startswith("kept so that x is not emptied; was mislabeled")
 
 
+def test_photos_of_people_in_no_folder_misfiled_into_tight_folders_are_flagged(shared_data, tmp_path, workspace, monkeypatch):
+    """Three yaleB folders (one lighting rig, aligned crops) each get one photo of somebody who is
+    in no folder (two ORL shots, one pins_web photo). Such a face is far from every face here, so
+    its nearest ones are whoever it is least far from, often its own folder's: counted as
+    neighbours, they told the outlier rule it was the folder's person and it was kept. They are
+    under SFace's verification threshold, so they say nothing, and the face is flagged."""
+    data = tmp_path / "data"
+    yale = shared_data / "yaleB_cropped10"
+    for person in ("yaleB01", "yaleB02", "yaleB03"):
+        fill(data / person, sorted((yale / person).glob("*.pgm"))[:20])
+    strangers = {"yaleB01": shared_data / "pins_web" / "Adriana_Lima" / "Adriana Lima103_5.jpg",
+                 "yaleB02": shared_data / "orl_att40" / "s26" / "05.pgm",
+                 "yaleB03": shared_data / "orl_att40" / "s21" / "05.pgm"}
+    for person, f in strangers.items():
+        shutil.copy2(f, data / person / f"stranger_{f.parent.name}_{f.name}")
+
+    def flagged(m: pd.DataFrame) -> tuple[set, int]:
+        out = m[m["reason"] == "outlier"]
+        names = set(out["path"].map(lambda p: Path(p).name))
+        return {n for n in names if n.startswith("stranger_")}, len(names - {n for n in names if n.startswith("stranger_")})
+
+    m, _ = run(data, tmp_path / "out", workspace)
+    found, true_flagged = flagged(m)
+    assert len(found) == 3
+    assert true_flagged <= 1
+    monkeypatch.setattr("facesieve.pipeline.match_floor", lambda embedder: None)
+    m, _ = run(data, tmp_path / "out_before", workspace)
+    found_before, true_before = flagged(m)
+    assert len(found_before) < 3 and true_before == true_flagged
+
+
 # ----------------------------------------------------------------------------- the pure rules
 
 
@@ -301,6 +332,39 @@ def test_outlier_rule_keeps_an_odd_photo_that_still_fits_its_person():
     assert r["fit_ratio"][31] < DEFAULT_MAX_FIT <= r["fit_ratio"][30]
     r = outlier_scores(E, ids)
     assert not r["is_outlier"][30] and r["is_outlier"][31]
+
+
+def test_a_stranger_whose_nearest_faces_are_no_match_is_flagged():
+    """A face of nobody in the dataset whose nearest faces are its own folder's, all at cosines
+    under the embedder's verification threshold: those neighbours do not say it is the folder's
+    person, so with the floor it is an outlier; without it, the neighbour-label test kept it. An
+    odd photo of the person whose neighbours are matches stays kept either way."""
+    from facesieve.select.identity import SAME, match_floor
+    from facesieve.select.outliers import outlier_scores
+
+    rng = np.random.default_rng(5)
+    ca, cb = unit(rng, n=2)
+    cb -= (cb @ ca) * ca
+    cb /= np.linalg.norm(cb)
+    r = unit(rng)[0]
+    r -= (r @ ca) * ca + (r @ cb) * cb
+    r /= np.linalg.norm(r)
+    q = unit(rng)[0]
+    q -= (q @ ca) * ca + (q @ cb) * cb + (q @ r) * r
+    q /= np.linalg.norm(q)
+    stranger = 0.2 * ca + np.sqrt(1 - 0.2**2) * r  # nearer A than B, a match to nobody
+    odd = 0.75 * ca + np.sqrt(1 - 0.75**2) * q  # A's person, far from A's centre
+    A, B = cluster(rng, ca[None], 30, spread=0.4), cluster(rng, cb[None], 30, spread=0.4)
+    E = np.vstack([A, stranger[None], odd[None], B]).astype(np.float32)
+    ids = np.array(["A"] * 32 + ["B"] * 30)
+    assert float((E[:30] @ E[30]).max()) < SAME <= float((E[:30] @ E[31]).max())
+    before = outlier_scores(E, ids)
+    after = outlier_scores(E, ids, min_neighbour_sim=match_floor("sface"))
+    assert before["knn_same_share"][30] == 1.0 and not before["is_outlier"][30]
+    assert after["knn_same_share"][30] == 0.0 and after["is_outlier"][30]
+    assert not before["is_outlier"][31] and not after["is_outlier"][31]
+    assert int(after["is_outlier"].sum()) == 1
+    assert match_floor("sface") == SAME and match_floor("dlib") is None
 
 
 def test_a_face_of_nobody_in_the_dataset_is_not_given_to_a_folder():
