@@ -174,6 +174,13 @@ def pair_table(root: Path, name: str) -> pd.DataFrame:
 
     check = pl.same_photo_check(config, frame, pl.decide_settings(config))  # the faces' scales, as a run sees them
     t["side"] = pair_side(check.views.scales, check.crop_row[ra], check.crop_row[rb])
+    # the face-in-its-background test, on every pair it could be asked about (kept in the workspace)
+    t["motion"], t["n_face"], t["n_back"] = np.nan, 0.0, 0.0
+    ask = np.flatnonzero(t["score"].to_numpy() <= max(ANCHOR_SCORE_GRID))
+    m = [check.motion(int(x), int(y)) for x, y in zip(ra[ask], rb[ask])]
+    if m:
+        t.iloc[ask, [t.columns.get_loc(c) for c in ("motion", "n_face", "n_back")]] = np.array(m, np.float64)
+    pl.save_pair_scores(config, check)
     t["relation"] = [photos.relation(x, y) for x, y in zip(t["a"], t["b"])]
     if name in UNKNOWN_SHOTS:
         t.loc[t["relation"] != "same", "relation"] = "unknown"
@@ -197,14 +204,25 @@ HASH_SCORE_GRID = (0.01, 0.0125, 0.015, 0.0175, 0.02, 0.025, 0.03, 0.04, 0.05)
 # the small-face cut (samephoto.Cuts.coarse, pairs compared on a grid of COARSE_SIDE or fewer)
 COARSE_GRID = np.round(np.arange(0.0075, 0.0301, 0.0005), 4)
 SLACK = 0.01  # share of the training copies a tighter rule may give up (choose_cuts)
+# the face in its background (samephoto.Cuts.anchor_*): crop-score ceiling, motion cut, matches a region
+ANCHOR_SCORE_GRID = (0.03, 0.05, 0.08, 0.15)
+ANCHOR_MOTION_GRID = (0.002, 0.003, 0.005, 0.0075, 0.01)
+ANCHOR_MATCHES_GRID = (4, 6, 8, 12, 16)
 
 
-def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: bool = True, coarse_rule: bool = True) -> tuple:
+def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: bool = True, coarse_rule: bool = True,
+                anchor_rule: bool = True) -> tuple:
     """The cuts that group the most training copies with the distinct pairs grouped within the
     budgets, pooled: (same photo, shot, ratio score, ratio, lone, hash score, hash bits). Without
     `ratio_rule`, the largest plain cuts (the neighbour-ratio rule off); without `hash_rule`, the
     whole-image hash rule off; without `coarse_rule`, the small-face cut off (0). The hash rule,
-    then the small-face cut, are chosen after the others, within the same budget."""
+    then the small-face cut, are chosen after the others, within the same budget. Then the
+    face-in-its-background rule (without `anchor_rule`: off): of the rules that add no training
+    distinct pair to those already grouped, those within SLACK of the most training copies, and of
+    them the lowest score ceiling (the fewest pairs asked: its cost is a keypoint search an image),
+    then the tightest (smallest motion cut, most matches); off when none adds any.
+    Returns (same photo, shot, ratio score, ratio, lone, hash score, hash bits, small-face, anchor
+    score, anchor motion, anchor matches)."""
     from facesieve.select.samephoto import Cuts, grouped
 
     score = np.concatenate([t["score"].to_numpy() for t in tables])
@@ -259,13 +277,33 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
         most = max(n for n, _ in found)
         near = [c for n, c in found if n >= most - SLACK * same.sum() and n > found[0][0]]
         coarse = min(near) if near else 0.0
+    # then the face in its background: no training distinct pair added, the most copies
+    anchor = (0.0, 0.0, ANCHOR_MATCHES_GRID[0])
+    if anchor_rule:
+        motion = tuple(np.concatenate([t[c].to_numpy(np.float64) for t in tables]) for c in ("motion", "n_face", "n_back"))
+        base = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, coarse), bits, sides)
+        n0, bad0 = int((base & same).sum()), int((base & distinct).sum())
+        found = []
+        for a_s in ANCHOR_SCORE_GRID:
+            for a_m in ANCHOR_MOTION_GRID:
+                for a_k in ANCHOR_MATCHES_GRID:
+                    c = Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, a_s, a_m, a_k)
+                    g = grouped(score, ratio, c0, c, bits, sides, motion)
+                    if (g & distinct).sum() <= bad0 and (g & same).sum() > n0:
+                        found.append((int((g & same).sum()), (a_s, a_m, -a_k)))
+        if found:  # within SLACK of the most: the lowest score ceiling (fewest pairs asked: the cost), then the tightest
+            most = max(n for n, _ in found)
+            a_s, a_m, neg_k = min(k for n, k in found if n >= most - SLACK * same.sum())
+            anchor = (a_s, a_m, -neg_k)
     # then the shot cut: the same choice (within the shot budget, the tightest within SLACK of the most)
+    motion = tuple(np.concatenate([t[c].to_numpy(np.float64) for t in tables]) for c in ("motion", "n_face", "n_back")) \
+        if anchor[1] > 0 else None
     shots = [(int((g & same).sum()), float(c)) for c in GRID[GRID >= c0]
-             for g in [grouped(score, ratio, c, Cuts(c0, c, c1, rho, lone, hs, hb, coarse), bits, sides)]
+             for g in [grouped(score, ratio, c, Cuts(c0, c, c1, rho, lone, hs, hb, coarse, *anchor), bits, sides, motion)]
              if (g & distinct).sum() <= SHOT_BUDGET * originals]
     most = max((n for n, _ in shots), default=0)
     shot = min((c for n, c in shots if n >= most - SLACK * same.sum()), default=c0)
-    return c0, shot, c1, rho, lone, hs, hb, coarse
+    return (c0, shot, c1, rho, lone, hs, hb, coarse, *anchor)
 
 
 # ---------------------------------------------------------------- scoring a run
@@ -277,7 +315,8 @@ def run_set(root: Path, name: str, cuts: tuple, mode: str) -> pd.DataFrame:
 
     config = set_config(root, name, duplicates=mode, extra={"same_photo_cut": cuts[0], "shot_cut": cuts[1], "ratio_score_cut": cuts[2], "ratio_cut": cuts[3],
                                                             "lone_cut": cuts[4], "hash_score_cut": cuts[5], "hash_bits": cuts[6],
-                                                            "coarse_cut": cuts[7]})
+                                                            "coarse_cut": cuts[7], "anchor_score_cut": cuts[8],
+                                                            "anchor_motion_cut": cuts[9], "anchor_matches": cuts[10]})
     frame, fvec, _ = faces_pass(config)
     d = pl.decide_all(frame, fvec, config, None)
     return pl.build_manifest(frame, d.decisions)
@@ -338,15 +377,17 @@ def miss_causes(table: pd.DataFrame, missed: list, cuts: tuple) -> pd.DataFrame:
     from facesieve.select.samephoto import Cuts, grouped
 
     look = {}
-    for a, b, sc, r, h, d in zip(table["a"], table["b"], table["score"], table["ratio"], table["hash_bits"], table["side"]):
-        look[(a, b)] = look[(b, a)] = (sc, r, h, d)
+    for a, b, sc, r, h, d, m, f, k in zip(table["a"], table["b"], table["score"], table["ratio"], table["hash_bits"], table["side"],
+                                          table["motion"], table["n_face"], table["n_back"]):
+        look[(a, b)] = look[(b, a)] = (sc, r, h, d, (m, f, k))
     rows = []
     for c, s, kind in missed:
         if (c, s) not in look:
             cause = "never a candidate"
         else:
-            sc, r, h, d = look[(c, s)]
-            cause = "grouped elsewhere" if grouped([sc], [r], cuts[1], Cuts(*cuts), [h], [d])[0] else "scored above the cuts"
+            sc, r, h, d, m = look[(c, s)]
+            cause = "grouped elsewhere" if grouped([sc], [r], cuts[1], Cuts(*cuts), [h], [d], tuple([v] for v in m))[0] \
+                else "scored above the cuts"
         rows.append((kind, cause))
     return pd.DataFrame(rows, columns=["kind", "cause"])
 
@@ -380,8 +421,8 @@ def cost(root: Path, name: str) -> dict:
 
 
 # --rule: (ratio rule, hash rule, small-face cut) of choose_cuts
-RULES = {"all": (True, True, True), "hash": (True, True, False), "ratio": (True, False, False), "plain": (False, False, False),
-         "plain+hash": (False, True, False)}
+RULES = {"all": (True, True, True, True), "no-anchor": (True, True, True, False), "hash": (True, True, False, False),
+         "ratio": (True, False, False, False), "plain": (False, False, False, False), "plain+hash": (False, True, False, False)}
 
 
 def main() -> int:
@@ -392,10 +433,11 @@ def main() -> int:
     ap.add_argument("--share", type=float, default=0.25, help="copies injected per original (at least 40 a set)")
     ap.add_argument("--prepare-only", action="store_true")
     ap.add_argument("--no-cost", action="store_true", help="skip the cold timing of the duplicate stage")
-    ap.add_argument("--rule", choices=("all", "hash", "ratio", "plain", "plain+hash"), default="all",
-                    help="all: plain cuts, the neighbour-ratio rule, the whole-image hash rule and the small-face cut "
-                         "(the shipped rule); hash: without the small-face cut; ratio: without the hash rule and the "
-                         "small-face cut; plain: the plain cuts only; plain+hash: the plain cuts and the hash rule")
+    ap.add_argument("--rule", choices=tuple(RULES), default="all",
+                    help="all: plain cuts, the neighbour-ratio rule, the whole-image hash rule, the small-face cut and "
+                         "the face in its background (the shipped rule); no-anchor: without the last; hash: without the "
+                         "small-face cut either; ratio: without the hash rule too; plain: the plain cuts only; "
+                         "plain+hash: the plain cuts and the hash rule")
     args = ap.parse_args()
     names = args.sets.split(",")
     for name in names:
@@ -412,7 +454,7 @@ def main() -> int:
     # the 64-pixel versions are held out together with their source set (same photos at another size)
     family = {n: SMALL.get(n, n) for n in names}
     print("\nLEAVE-ONE-SET-OUT (cuts chosen on the other sets; figures on the left-out set only)")
-    print("| left out | cuts same/shot/ratio score/ratio/lone/hash score/hash bits/small-face | copies | no face | recall (copies mode) | recall (default) | per kind (default) | "
+    print("| left out | cuts same/shot/ratio score/ratio/lone/hash score/hash bits/small-face/anchor score/motion/matches | copies | no face | recall (copies mode) | recall (default) | per kind (default) | "
           "distinct merged / photos lost (copies) | distinct merged / photos lost (default) | README same | bursts (default / copies) |")
     rows = []
     for n in names:
@@ -444,7 +486,8 @@ def main() -> int:
           f"(copies mode): {sum(r['copies']['recall'] * r['copies']['copies'] for r in rows) / allc:.3f}")
     final = choose_cuts(list(tables.values()), *RULES[args.rule])
     print("\nshipped cuts, chosen on all sets (no left-out figure exists for them): same photo {:.4g}, shot {:.4g}, "
-          "ratio score {:.4g}, ratio {:.4g}, lone {:.4g}, hash score {:.4g}, hash bits {}, small-face {:.4g}".format(*final))
+          "ratio score {:.4g}, ratio {:.4g}, lone {:.4g}, hash score {:.4g}, hash bits {}, small-face {:.4g}, "
+          "anchor score {:.4g}, anchor motion {:.4g}, anchor matches {}".format(*final))
     (args.root / "loso.json").write_text(json.dumps(rows, default=str, indent=1))
     if not args.no_cost:
         print("\ncost (cold pair cache; the faces pass as timed when the set was prepared, same machine):")

@@ -4,7 +4,7 @@
 
 Reads the run bench_duplicates.py leaves under ROOT (the set's workspace and its pair scores) and
 draws every pair of two different original photos (no injected copy) that the shipped rule groups
-by default (the near-identical-shot cut or the neighbour-ratio rule, samephoto.grouped), lowest
+by default (the near-identical-shot cut, the neighbour-ratio, hash, small-face or face-in-background rule, samephoto.grouped), lowest
 score first, with the score under each pair.
 """
 
@@ -21,7 +21,8 @@ from bench_duplicates import labels, pair_table  # noqa: E402
 
 from facesieve.imaging import load_rgb  # noqa: E402
 from facesieve.select.samephoto import Cuts, grouped  # noqa: E402
-from facesieve.select.thresholds import COARSE_CUT, HASH_BITS, HASH_SCORE_CUT, LONE_CUT, RATIO_CUT, RATIO_SCORE_CUT, SAME_PHOTO_CUT, SHOT_CUT  # noqa: E402
+from facesieve.select.thresholds import (ANCHOR_MATCHES, ANCHOR_MOTION_CUT, ANCHOR_SCORE_CUT, COARSE_CUT, HASH_BITS,  # noqa: E402
+                                         HASH_SCORE_CUT, LONE_CUT, RATIO_CUT, RATIO_SCORE_CUT, SAME_PHOTO_CUT, SHOT_CUT)
 
 
 def sheet(pairs: list[tuple[Path, Path, str]], cell: int = 96, cols: int = 4) -> Image.Image:
@@ -47,15 +48,18 @@ def main() -> int:
     args = ap.parse_args()
     t = pair_table(args.root, args.set)
     copies, photos = labels(args.root, args.set)
-    cuts = Cuts(SAME_PHOTO_CUT, args.cut, RATIO_SCORE_CUT, RATIO_CUT, LONE_CUT, HASH_SCORE_CUT, HASH_BITS, COARSE_CUT)
-    t = t[(t["relation"] != "same") & grouped(t["score"], t["ratio"], args.cut, cuts, t["hash_bits"], t["side"])]
+    cuts = Cuts(SAME_PHOTO_CUT, args.cut, RATIO_SCORE_CUT, RATIO_CUT, LONE_CUT, HASH_SCORE_CUT, HASH_BITS, COARSE_CUT,
+                ANCHOR_SCORE_CUT, ANCHOR_MOTION_CUT, ANCHOR_MATCHES)
+    motion = (t["motion"], t["n_face"], t["n_back"])
+    t = t[(t["relation"] != "same") & grouped(t["score"], t["ratio"], args.cut, cuts, t["hash_bits"], t["side"], motion)]
     t = t[~t["a"].isin(photos.copy_paths) & ~t["b"].isin(photos.copy_paths)].sort_values("score")
     data = args.root / "data" / args.set
     pairs = [(data / a, data / b, f"{Path(a).parent.name} {Path(a).stem}~{Path(b).stem} {s:.4f}")
              for a, b, s in zip(t["a"], t["b"], t["score"])]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     sheet(pairs).convert("L").save(args.out, optimize=True)
-    print(f"{len(pairs)} pairs grouped (shot cut {args.cut}, ratio rule {RATIO_SCORE_CUT}/{RATIO_CUT}/{LONE_CUT}, hash rule {HASH_SCORE_CUT} at {HASH_BITS} bits, small-face cut {COARSE_CUT}) -> {args.out}")
+    print(f"{len(pairs)} pairs grouped (shot cut {args.cut}, ratio rule {RATIO_SCORE_CUT}/{RATIO_CUT}/{LONE_CUT}, hash rule {HASH_SCORE_CUT} at {HASH_BITS} bits, small-face cut {COARSE_CUT}, "
+          f"face in its background {ANCHOR_SCORE_CUT}/{ANCHOR_MOTION_CUT}/{ANCHOR_MATCHES}) -> {args.out}")
     return 0
 
 

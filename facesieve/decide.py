@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from facesieve.select.subset import select_subset
-from facesieve.select.thresholds import (COARSE_CUT, HASH_BITS, HASH_SCORE_CUT, LONE_CUT, PAIR_HASH_BITS, RATIO_CUT, RATIO_SCORE_CUT,
+from facesieve.select.thresholds import (ANCHOR_MATCHES, ANCHOR_MOTION_CUT, ANCHOR_SCORE_CUT, COARSE_CUT, HASH_BITS, HASH_SCORE_CUT, LONE_CUT, PAIR_HASH_BITS, RATIO_CUT, RATIO_SCORE_CUT,
                                          SAME_PHOTO_CUT, SHOT_CUT)
 from facesieve.vectors import l2_normalise
 
@@ -43,6 +43,9 @@ class DecideSettings:
     hash_score_cut: float = HASH_SCORE_CUT  # the whole-image hash rule (samephoto.Cuts); hash_bits -1: off
     hash_bits: int = HASH_BITS
     coarse_cut: float = COARSE_CUT  # the small-face cut (samephoto.Cuts.coarse); 0: off
+    anchor_score: float = ANCHOR_SCORE_CUT  # the face in its background (samephoto.Cuts.anchor_*); motion 0: off
+    anchor_motion: float = ANCHOR_MOTION_CUT
+    anchor_matches: int = ANCHOR_MATCHES
     group_shots: bool = True
     cross_identity: float | None = None  # cosine threshold; None = no cross-identity pass
     identity_overlap: float | None = None
@@ -59,7 +62,8 @@ class DecideSettings:
         from facesieve.select.samephoto import Cuts
 
         return Cuts(self.same_photo_cut, self.shot_cut, self.ratio_score_cut, self.ratio_cut, self.lone_cut,
-                    self.hash_score_cut, self.hash_bits, self.coarse_cut)
+                    self.hash_score_cut, self.hash_bits, self.coarse_cut, self.anchor_score, self.anchor_motion,
+                    self.anchor_matches)
 
 
 def quality_weights(quality: np.ndarray) -> np.ndarray:

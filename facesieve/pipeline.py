@@ -45,8 +45,12 @@ from facesieve.progress import Reporter
 from facesieve.report import REPORT, write_report
 from facesieve.select.crossid import cross_identity_pairs, identity_overlaps, index_for
 from facesieve.select.identity import CUTS, match_floor
+from facesieve.select.anchor import ImageKeypoints
 from facesieve.select.samephoto import SCORE_VERSION, FaceViews, SamePhotoCheck, face_scale
 from facesieve.select.thresholds import (
+    ANCHOR_MATCHES,
+    ANCHOR_MOTION_CUT,
+    ANCHOR_SCORE_CUT,
     COARSE_CUT,
     HASH_BITS,
     HASH_SCORE_CUT,
@@ -104,7 +108,8 @@ def _run_locked(config: RunConfig, rep: Reporter, keys: Keys) -> RunResult:
         write_side_tables(config.out, ws, decided, frame)
 
     summary = make_summary(config, files, manifest, selection, rep, time.perf_counter() - t0, applied)
-    summary["duplicate_check"] = {"pairs": decided.pixel_pairs, "copies": decided.pixel_copies}
+    summary["duplicate_check"] = {"pairs": decided.pixel_pairs, "copies": decided.pixel_copies,
+                                  "background_checks": decided.background_checks}
     summary["identities_kept_from_emptying"] = decided.restored
     ws.write_json("summary.json", summary)
     atomic_write_text(config.out / "summary.json", pd.Series(summary).to_json(indent=2))
@@ -152,6 +157,7 @@ class Decided:
     overlaps: pd.DataFrame
     outliers: pd.DataFrame
     pixel_pairs: int = 0  # pairs the face-crop test scored in this run (none on a re-run: cached)
+    background_checks: int = 0  # pairs whose face-in-its-background test ran in this run (cached too)
     pixel_copies: int = 0  # pairs it grouped (same photo or near-identical shot)
     identity: pd.DataFrame = field(default_factory=pd.DataFrame)  # select/identity.py's verdicts (row = file row)
     restored: list = field(default_factory=list)  # identities whose last faces were given back
@@ -203,6 +209,9 @@ def decide_settings(config: RunConfig) -> DecideSettings:
         hash_score_cut=float(extra.get("hash_score_cut", HASH_SCORE_CUT)),
         hash_bits=int(extra.get("hash_bits", HASH_BITS)),
         coarse_cut=float(extra.get("coarse_cut", COARSE_CUT)),
+        anchor_score=float(extra.get("anchor_score_cut", ANCHOR_SCORE_CUT)),
+        anchor_motion=float(extra.get("anchor_motion_cut", ANCHOR_MOTION_CUT)),
+        anchor_matches=int(extra.get("anchor_matches", ANCHOR_MATCHES)),
         group_shots=mode == "shots",
         cross_identity=pick(config.cross_id_threshold, t and t.cross_identity) if config.dedup else None,
         identity_overlap=pick(config.overlap_threshold, t and t.identity_overlap) if config.dedup else None,
@@ -247,23 +256,44 @@ def same_photo_check(config: RunConfig, frame: pd.DataFrame, settings: DecideSet
     keys = np.where(crop_row >= 0, table["key"].to_numpy()[np.maximum(crop_row, 0)], "").astype(object)
     lm = table[LANDMARK_COLUMNS].to_numpy(np.float64)
     views = FaceViews(crops, face_scale(lm), (lm, table["width"].to_numpy(np.float64), table["height"].to_numpy(np.float64)))
-    cache = {}
+    cache, motions = {}, {}
     stored = ws.read_table(_pair_cache_name())
     if stored is not None:
-        cache = dict(zip(zip(stored["key_a"], stored["key_b"]), stored["score"].astype(float)))
+        pairs = list(zip(stored["key_a"], stored["key_b"]))
+        cache = dict(zip(pairs, stored["score"].astype(float)))
+        if "n_face" in stored:  # the face-in-background test, where it ran
+            ran = stored["n_face"].notna().to_numpy()
+            motions = {k: (float(m), int(f), int(b)) for k, m, f, b, r in zip(
+                pairs, stored["motion"], stored["n_face"].fillna(0), stored["n_back"].fillna(0), ran) if r}
     cut = settings.shot_cut if settings.group_shots else settings.same_photo_cut
     hashes = np.stack([frame[c].fillna(0).to_numpy(np.int64) for c in ("phash", "phash_mirror")], axis=1).view(np.uint64)
     return SamePhotoCheck(views, crop_row, keys, cut, cache, cuts=settings.cuts(), hashes=hashes,
-                          threads=config.jobs or default_jobs())
+                          threads=config.jobs or default_jobs(), anchor=image_keypoints(config, frame, table, crop_row),
+                          motions=motions)
+
+
+def image_keypoints(config: RunConfig, frame: pd.DataFrame, table: pd.DataFrame, crop_row: np.ndarray) -> ImageKeypoints:
+    """The face-in-its-background test's view of each file row: its image (read again, on demand)
+    and its face's detector box from the faces stage."""
+    ok = crop_row >= 0
+    at = np.maximum(crop_row, 0)
+    boxes = np.stack([table[c].to_numpy(np.float64)[at] for c in ("box_x", "box_y", "box_w", "box_h")], axis=1) \
+        if len(table) else np.full((len(frame), 4), np.nan)
+    boxes[~ok] = np.nan
+    paths = [config.dataset / p if k else None for p, k in zip(frame["path"].astype(str), ok)]
+    return ImageKeypoints(paths, boxes)
 
 
 def save_pair_scores(config: RunConfig, check) -> None:
     """Store the crop-test scores (old and new), so that a re-run scores no pair again."""
-    if not check.scored:
+    if not check.scored and not check.anchored:
         return
     keys = list(check.cache)
+    none = (np.nan, np.nan, np.nan)
+    motion = [check.motions.get(k, none) for k in keys]
     Workspace(config.workspace).write_table(_pair_cache_name(), pd.DataFrame({
-        "key_a": [k[0] for k in keys], "key_b": [k[1] for k in keys], "score": list(check.cache.values())}))
+        "key_a": [k[0] for k in keys], "key_b": [k[1] for k in keys], "score": list(check.cache.values()),
+        "motion": [m[0] for m in motion], "n_face": [m[1] for m in motion], "n_back": [m[2] for m in motion]}))
 
 
 def same_photo_across(check, unit: np.ndarray, identities: np.ndarray, has_face: np.ndarray, min_sim: float) -> tuple[np.ndarray, np.ndarray]:
@@ -346,6 +376,7 @@ def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporte
     decided = Decided(decisions, selection, encodings, near_groups, cross, overlaps, outl, identity=ident, restored=restored)
     if check is not None:  # reported as summary["duplicate_check"]: pairs scored this run, pairs grouped
         decided.pixel_pairs, decided.pixel_copies = check.scored, check.grouped
+        decided.background_checks = check.anchored
     return decided
 
 

@@ -433,7 +433,12 @@ class Cuts:
     Small faces: a pair compared on a coarse grid (COARSE_SIDE pixels or fewer: the poorer face's
     eyes under about 13 pixels apart in its image) is one photo up to `coarse` (0: no other cut
     than `same_photo`). A face that small is mostly blur and resampling, so a copy of it scores
-    higher than a copy of a large face, and other photos of the person stay far (docs/thresholds.md)."""
+    higher than a copy of a large face, and other photos of the person stay far (docs/thresholds.md).
+
+    The face in its background (select/anchor.py): a pair up to `anchor_score` whose face moves
+    with its background, `anchor.face_motion` at most `anchor_motion` of the face's width with at
+    least `anchor_matches` keypoint matches kept on the face and as many on the background, is one
+    photo (a recoloured, retouched or re-cropped re-publication). 0: off."""
 
     same_photo: float
     shot: float
@@ -443,6 +448,9 @@ class Cuts:
     hash_score: float = 0.0
     hash_bits: int = -1
     coarse: float = 0.0
+    anchor_score: float = 0.0
+    anchor_motion: float = 0.0
+    anchor_matches: int = 8
 
 
 def neighbour_ratio(a, b, scores) -> np.ndarray:
@@ -460,11 +468,13 @@ def neighbour_ratio(a, b, scores) -> np.ndarray:
     return out
 
 
-def grouped(scores, ratios, cut: float, cuts: Cuts, hash_bits=None, sides=None) -> np.ndarray:
+def grouped(scores, ratios, cut: float, cuts: Cuts, hash_bits=None, sides=None, motion=None) -> np.ndarray:
     """Whether each pair is grouped: at or below `cut` (cuts.same_photo or cuts.shot), or one photo
     by the neighbour ratio (ratios from neighbour_ratio; NaN: a lone pair), by the whole-image
-    hash (hash_bits: the pairs' hash distances; None: unknown, the hash rule is off) or by the
-    small-face cut (sides: each pair's comparison grid, pair_side; None: unknown, off)."""
+    hash (hash_bits: the pairs' hash distances; None: unknown, the hash rule is off), by the
+    small-face cut (sides: each pair's comparison grid, pair_side; None: unknown, off) or by the
+    face in its background (motion: (motion, face matches, background matches) arrays, as
+    anchor.face_motion gives them; None: unknown, off)."""
     s = np.asarray(scores, np.float64)
     r = np.asarray(ratios, np.float64)
     lone = np.isnan(r)
@@ -474,13 +484,23 @@ def grouped(scores, ratios, cut: float, cuts: Cuts, hash_bits=None, sides=None) 
         out |= (np.asarray(hash_bits) <= cuts.hash_bits) & (s <= cuts.hash_score)
     if sides is not None and cuts.coarse > 0:
         out |= (np.asarray(sides) <= COARSE_SIDE) & (s <= cuts.coarse)
+    if motion is not None and cuts.anchor_motion > 0:
+        out |= anchored(s, motion, cuts)
     return out
 
 
-def classify(scores: np.ndarray, cuts: Cuts, ratios=None, hash_bits=None, sides=None) -> np.ndarray:
+def anchored(scores, motion, cuts: Cuts) -> np.ndarray:
+    """Pairs one photo by the face in its background (Cuts.anchor_*); motion as in `grouped`."""
+    move, n_face, n_back = (np.asarray(m, np.float64) for m in motion)
+    with np.errstate(invalid="ignore"):
+        return ((np.asarray(scores, np.float64) <= cuts.anchor_score) & (move <= cuts.anchor_motion)
+                & (n_face >= cuts.anchor_matches) & (n_back >= cuts.anchor_matches))
+
+
+def classify(scores: np.ndarray, cuts: Cuts, ratios=None, hash_bits=None, sides=None, motion=None) -> np.ndarray:
     s = np.asarray(scores, np.float64)
     r = np.full(s.shape, np.nan) if ratios is None else np.asarray(ratios, np.float64)
-    by_ratio = grouped(s, r, -1.0, cuts, hash_bits, sides)
+    by_ratio = grouped(s, r, -1.0, cuts, hash_bits, sides, motion)
     return np.where((s <= cuts.same_photo) | by_ratio, SAME_PHOTO, np.where(s <= cuts.shot, SHOT, DISTINCT))
 
 
@@ -495,10 +515,14 @@ class SamePhotoCheck:
     neighbour-ratio rule (Cuts), over the pairs prefetched for the faces (the grouping prefetches
     each identity's candidate pairs before it asks about any). `hashes`: (n, 2) uint64 per file
     row, each image's pHash and its mirror image's (the whole-image signal of Cuts); the grouping
-    also pairs faces whose hashes are close (neardup.hash_pairs), whatever their cosine."""
+    also pairs faces whose hashes are close (neardup.hash_pairs), whatever their cosine.
+    `anchor` (anchor.ImageKeypoints over the file rows): the face-in-its-background test of Cuts,
+    asked only about a pair nothing else groups and whose score is within Cuts.anchor_score; its
+    answers are kept in `motions` (same keys as `cache`)."""
 
     def __init__(self, views: FaceViews, crop_row: np.ndarray, keys: np.ndarray, cut: float, cache: dict | None = None,
-                 progress=None, cuts: Cuts | None = None, hashes: np.ndarray | None = None, threads: int = 1):
+                 progress=None, cuts: Cuts | None = None, hashes: np.ndarray | None = None, threads: int = 1,
+                 anchor=None, motions: dict | None = None):
         self.views, self.crop_row, self.keys, self.cut = views, np.asarray(crop_row), np.asarray(keys, dtype=object), float(cut)
         self.hashes = None if hashes is None else np.asarray(hashes, np.uint64).reshape(-1, 2)
         self.cache = {} if cache is None else cache
@@ -507,7 +531,10 @@ class SamePhotoCheck:
         self.batch = 512  # pairs per batch
         self.cuts = cuts
         self.neighbours: dict[str, set] = {}  # face key -> keys of its candidate neighbours seen by prefetch
+        self.anchor = anchor
+        self.motions = {} if motions is None else motions
         self.scored = 0  # pairs scored by this check (not found in the cache)
+        self.anchored = 0  # pairs whose face-in-background test this check ran (not found in `motions`)
         self.grouped = 0  # pairs it grouped
 
     def _key(self, i: int, j: int) -> tuple[str, str, bool]:
@@ -565,13 +592,35 @@ class SamePhotoCheck:
         """The pair's comparison grid (pair_side)."""
         return int(pair_side(self.views.scales, [self.crop_row[i]], [self.crop_row[j]])[0])
 
+    def motion(self, i: int, j: int) -> tuple[float, int, int]:
+        """anchor.face_motion of the pair (the face of the row with the smaller key against its
+        background), from `motions` or run now."""
+        a, b, swap = self._key(i, j)
+        m = self.motions.get((a, b))
+        if m is None:
+            from facesieve.select.anchor import NO_EVIDENCE
+
+            m = NO_EVIDENCE if self.anchor is None else self.anchor.motion(*((j, i) if swap else (i, j)))
+            self.motions[(a, b)] = m
+            self.anchored += 1
+        return m
+
+    def _anchored(self, i: int, j: int, s: float) -> bool:
+        """The face-in-its-background rule, asked only where it could decide."""
+        cuts = self.cuts
+        if cuts is None or cuts.anchor_motion <= 0 or s > cuts.anchor_score or self.anchor is None:
+            return False
+        m = self.motion(i, j)
+        return bool(anchored([s], ([m[0]], [m[1]], [m[2]]), cuts)[0])
+
     def same_photo(self, i: int, j: int) -> bool:
         """Whether a grouped pair is one photo (rather than a near-identical shot): at or below the
-        same-photo cut, or by the neighbour-ratio or the whole-image hash rule."""
+        same-photo cut, or by the neighbour-ratio, the whole-image hash or the face-in-background rule."""
         s = self.score(int(i), int(j))
         cuts = self.cuts or Cuts(self.cut, self.cut)
         return bool(s <= cuts.same_photo or grouped([s], [self.ratio(int(i), int(j))], cuts.same_photo, cuts,
-                                                    self.hash_bits(int(i), int(j)), [self.side(int(i), int(j))])[0])
+                                                    self.hash_bits(int(i), int(j)), [self.side(int(i), int(j))])[0]
+                    or self._anchored(int(i), int(j), s))
 
     def __call__(self, i: int, j: int) -> tuple[bool, float]:
         ok, s = self.peek(i, j)
@@ -584,5 +633,5 @@ class SamePhotoCheck:
         ok = s <= self.cut
         if not ok and self.cuts is not None:
             ok = bool(grouped([s], [self.ratio(int(i), int(j))], self.cut, self.cuts, self.hash_bits(int(i), int(j)),
-                              [self.side(int(i), int(j))])[0])
+                              [self.side(int(i), int(j))])[0]) or self._anchored(int(i), int(j), s)
         return ok, s

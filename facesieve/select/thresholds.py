@@ -26,6 +26,13 @@ HASH_BITS = 2
 # Small faces (samephoto.Cuts.coarse): a pair compared on a grid of 40 pixels or fewer is one photo
 # up to COARSE_CUT (0: off). Chosen with the cuts above (bench/bench_duplicates.py).
 COARSE_CUT = 0.011
+# The face in its background (samephoto.Cuts.anchor_*, select/anchor.py): one photo also at a crop
+# score up to ANCHOR_SCORE_CUT when the face moves with its background by at most ANCHOR_MOTION_CUT
+# of its width, with at least ANCHOR_MATCHES keypoint matches kept on the face and on the background
+# (motion 0: off). Chosen with the cuts above (bench/bench_duplicates.py).
+ANCHOR_SCORE_CUT = 0.03
+ANCHOR_MOTION_CUT = 0.003
+ANCHOR_MATCHES = 8
 # Candidate pairs: besides each face's nearest faces by cosine, faces whose whole-image hashes are
 # within this many bits (neardup.hash_pairs), whatever their cosine. Not a decision (the crop test
 # decides): a wider net for copies whose face the embedder misreads.

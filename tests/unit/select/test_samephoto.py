@@ -314,6 +314,9 @@ def test_copies_found_and_a_rerun_scores_no_pair(small_set, tmp_path):
     assert not orl["reason"].isin(["near_duplicate", "near_identical_shot"]).any()
     second = run(RunConfig(**cfg))
     assert second.summary["duplicate_check"]["pairs"] == 0  # every pair score came from the workspace
+    # and so did every face-in-its-background answer (deepface13's uncropped photos have backgrounds)
+    assert first.summary["duplicate_check"]["background_checks"] > 0
+    assert second.summary["duplicate_check"]["background_checks"] == 0
     assert (second.manifest["reason"].to_numpy() == first.manifest["reason"].to_numpy()).all()
     exact = run(RunConfig(**{**cfg, "out": tmp_path / "exact"}, workspace=tmp_path / "out" / ".facesieve", duplicates="exact"))
     assert not exact.manifest["reason"].isin(["near_duplicate", "near_identical_shot"]).any()

@@ -1,0 +1,164 @@
+"""Does a face keep its place in its background? The second opinion on a pair of faces that the
+face-crop test (samephoto.py) finds too far apart to be one photo.
+
+A re-published photo may be recoloured, retouched, sharpened or re-cropped: its aligned face crop
+then differs from the source's by as much as another photo of the person does. But every point of
+it, face and background alike, sits where the source has it, up to one similarity transform.
+Another photo of the person does not: a web photo from elsewhere shares no background, and another
+shot from a fixed camera (a video, a sitting) has the head moved against the background by more
+than a re-publication's jitter.
+
+So: SIFT keypoints of both whole images (longest side at most SIDE pixels), matched (Lowe's ratio
+test), one similarity fitted (RANSAC) to the matches inside the first face's detector box and one
+to the matches outside it. `motion` is how far apart the two transforms put the face's box (its
+corners and centre), over the face's width: a re-publication moves its face with its background
+(near 0); another shot does not. The counts of matches each fit keeps say how much evidence there
+is: a face crop without background, or a flat studio backdrop, has none, and then the test says
+nothing (NaN). The cut on `motion` and on the counts are samephoto.Cuts.anchor_*.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+__all__ = ["SIDE", "ImageKeypoints", "face_motion", "NO_EVIDENCE"]
+
+SIDE = 256  # keypoints are found on the image reduced to this longest side
+FEATURES = 500  # SIFT keypoints kept an image
+LOWE = 0.8  # a match counts when it is this much closer than the second-best
+REPROJECTION = 0.01  # RANSAC inlier distance, of the face's width (at least one pixel)
+MIN_MATCHES = 4  # matches a region needs before a transform is fitted to it
+CACHE_IMAGES = 2048  # images whose keypoints are kept for the next pairs
+NO_EVIDENCE = (float("nan"), 0, 0)
+
+
+class ImageKeypoints:
+    """SIFT keypoints of each file row's whole image, plain or mirrored, made on first use and
+    kept for the most recent CACHE_IMAGES images (the grouping works one identity at a time).
+    Coordinates are in the original image's pixels. `paths[row]`: the image (None: none);
+    `boxes[row]`: the face's detector box (x, y, w, h) in the same image."""
+
+    def __init__(self, paths, boxes: np.ndarray):
+        self.paths = list(paths)
+        self.boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        self._sift = None
+        self._cache: OrderedDict = OrderedDict()
+
+    def _grey(self, row: int):
+        from facesieve.imaging import load_rgb
+
+        path = self.paths[row]
+        if path is None:
+            return None, 1.0
+        try:
+            rgb = load_rgb(Path(path))
+        except Exception:  # noqa: BLE001 - an image that cannot be read again gives no evidence
+            return None, 1.0
+        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        scale = min(1.0, SIDE / max(grey.shape))
+        if scale < 1.0:
+            grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        return grey, scale
+
+    def get(self, row: int, mirrored: bool = False):
+        """(points (k, 2) float32, descriptors (k, 128) float32) or None (no image, no keypoints)."""
+        key = (row, mirrored)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        grey, scale = self._grey(row)
+        out = None
+        if grey is not None:
+            if self._sift is None:
+                self._sift = cv2.SIFT_create(nfeatures=FEATURES)
+            img = np.ascontiguousarray(grey[:, ::-1]) if mirrored else grey
+            kp, desc = self._sift.detectAndCompute(img, None)
+            if desc is not None and len(kp) >= MIN_MATCHES:
+                pts = np.float32([k.pt for k in kp])
+                if mirrored:
+                    pts[:, 0] = img.shape[1] - 1 - pts[:, 0]  # back to the unmirrored image's x
+                out = (pts / scale, desc)
+        self._cache[key] = out
+        if len(self._cache) > CACHE_IMAGES:
+            self._cache.popitem(last=False)
+        return out
+
+    def motion(self, i: int, j: int) -> tuple[float, int, int]:
+        """face_motion of rows i and j (i's face box): (motion, face matches, background matches).
+        The mirrored view of j is tried only when the plain one hardly matches at all (a mirrored
+        copy); an image with no keypoints outside its face box (a tight crop) has no background
+        to tell with, and j is not looked at."""
+        a = self.get(i)
+        box = self.boxes[i]
+        if a is None or not np.isfinite(box).all() or int((~_inside(a[0], box)).sum()) < MIN_MATCHES:
+            return NO_EVIDENCE
+        best = NO_EVIDENCE
+        for mirrored in (False, True):
+            b = self.get(j, mirrored)
+            m = NO_EVIDENCE if b is None else face_motion(a, b, box, mirrored_b=mirrored)
+            if np.isfinite(m[0]) and m[1] + m[2] > best[1] + best[2]:
+                best = m
+            if m[1] + m[2] >= 2 * MIN_MATCHES:  # the plain view matched: no mirror to look for
+                break
+        return best
+
+
+def _inside(points: np.ndarray, box) -> np.ndarray:
+    x, y, w, h = (float(v) for v in box)
+    return (points[:, 0] >= x) & (points[:, 0] <= x + w) & (points[:, 1] >= y) & (points[:, 1] <= y + h)
+
+
+def _similarity(src: np.ndarray, dst: np.ndarray, threshold: float):
+    """A similarity transform (2x3) taking src onto dst by RANSAC, and its inlier count."""
+    if len(src) < MIN_MATCHES:
+        return None, 0
+    M, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold,
+                                             maxIters=2000, confidence=0.999, refineIters=10)
+    if M is None or inliers is None:
+        return None, 0
+    return M, int(inliers.sum())
+
+
+def face_motion(a, b, box_a, mirrored_b: bool = False) -> tuple[float, int, int]:
+    """How far the face of image a moves against its background in image b, over its width.
+
+    a, b: (points, descriptors) of the two images (ImageKeypoints.get); box_a: a's face box (x, y,
+    w, h). Returns (motion, matches kept by the face's fit, matches kept by the background's fit);
+    motion is NaN where either region has fewer than MIN_MATCHES matches or no fit. `mirrored_b`:
+    b's keypoints come from its mirrored view (they are given in b's own frame); they are fitted
+    in the mirrored frame, where a mirrored copy is a plain similarity."""
+    pa, da = a
+    pb, db = b
+    if len(da) < 2 or len(db) < 2:
+        return NO_EVIDENCE
+    if mirrored_b:  # fit in the mirrored view's frame, where the copy is a plain similarity
+        pb = pb.copy()
+        pb[:, 0] = -pb[:, 0]
+    matcher = cv2.BFMatcher(cv2.NORM_L2)
+    pairs = matcher.knnMatch(da, db, k=2)
+    good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < LOWE * m[1].distance]
+    if len(good) < 2 * MIN_MATCHES:
+        return NO_EVIDENCE
+    A = pa[[g.queryIdx for g in good]].astype(np.float64)
+    B = pb[[g.trainIdx for g in good]].astype(np.float64)
+    x, y, w, h = (float(v) for v in box_a)
+    if not w > 0:
+        return NO_EVIDENCE
+    inside = _inside(A, box_a)
+    threshold = max(1.0, REPROJECTION * w)
+    face, n_face = _similarity(B[inside], A[inside], threshold)
+    back, n_back = _similarity(B[~inside], A[~inside], threshold)
+    if face is None or back is None or n_face < MIN_MATCHES or n_back < MIN_MATCHES:
+        return float("nan"), n_face, n_back
+    # the face box's corners and centre, taken into b by the face's fit, then back by each fit
+    corners = np.array([[x, y], [x + w, y], [x, y + h], [x + w, y + h], [x + w / 2, y + h / 2]])
+    lin = face[:, :2]
+    if abs(np.linalg.det(lin)) < 1e-9:
+        return float("nan"), n_face, n_back
+    in_b = (corners - face[:, 2]) @ np.linalg.inv(lin).T
+    by_back = in_b @ back[:, :2].T + back[:, 2]
+    return float(np.linalg.norm(by_back - corners, axis=1).max() / w), n_face, n_back

@@ -1,0 +1,98 @@
+"""The face-in-its-background test (select/anchor.py) on real photos: re-edited re-publications
+that pins_web's README lists move their face with their background; another shot of an ORL
+sitting moves the head against it; a tight face crop has no background to say anything with.
+The cuts are the shipped ones (select/thresholds.py, chosen by bench/bench_duplicates.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facesieve.imaging import load_rgb
+from facesieve.select.anchor import ImageKeypoints
+from facesieve.select.samephoto import Cuts, anchored
+from facesieve.select.thresholds import ANCHOR_MATCHES, ANCHOR_MOTION_CUT, ANCHOR_SCORE_CUT
+from facesieve.stages import FaceTask, faces_worker
+
+CUTS = Cuts(0.0, 0.0, anchor_score=ANCHOR_SCORE_CUT, anchor_motion=ANCHOR_MOTION_CUT, anchor_matches=ANCHOR_MATCHES)
+
+# README same-photo pairs (recoloured, retouched, re-cropped, re-scaled); measured motion 0.0009-0.0019
+# of the face's width with 12-56 background matches (the cut: ANCHOR_MOTION_CUT, 0.003)
+REPUBLISHED = [("Gwyneth_Paltrow", "Gwyneth Paltrow103_2062.jpg", "Gwyneth Paltrow119_2076.jpg"),
+               ("Emma_Watson", "Emma Watson13_1866.jpg", "Emma Watson150_1880.jpg"),
+               ("Chris_Hemsworth", "Chris Hemsworth138_403.jpg", "Chris Hemsworth142_406.jpg"),
+               ("Danielle_Panabaker", "Danielle Panabaker12_1393.jpg", "Danielle Panabaker135_1408.jpg"),
+               ("Dominic_Purcell", "Dominic Purcell139_922.jpg", "Dominic Purcell182_940.jpg")]
+
+
+def keypoints(paths) -> ImageKeypoints:
+    """ImageKeypoints over the files, with each face's box from the real faces stage."""
+    boxes = []
+    for n, p in enumerate(paths):
+        row, _ = faces_worker(FaceTask(str(n), "k", str(p), "yunet", "central", False, True))
+        assert row["status"] == "ok", p
+        boxes.append([row["box_x"], row["box_y"], row["box_w"], row["box_h"]])
+    return ImageKeypoints(paths, np.array(boxes))
+
+
+def grouped(kp: ImageKeypoints, i: int, j: int, score: float = 0.02) -> bool:
+    m = kp.motion(i, j)
+    return bool(anchored([score], ([m[0]], [m[1]], [m[2]]), CUTS)[0])
+
+
+def test_reedited_republications_move_with_their_background(shared_data, tmp_path):
+    paths = [shared_data / "pins_web" / d / f for d, a, b in REPUBLISHED for f in (a, b)]
+    # and the second of the first pair mirrored and re-saved as JPEG: the mirrored view is tried
+    mirrored = tmp_path / "mirrored.jpg"
+    Image.fromarray(np.ascontiguousarray(load_rgb(paths[1])[:, ::-1])).save(mirrored, quality=80)
+    kp = keypoints(paths + [mirrored])
+    motions = [kp.motion(2 * k, 2 * k + 1) for k in range(len(REPUBLISHED))]
+    print("re-publications (motion, face matches, background matches):", [(round(m, 4), f, b) for m, f, b in motions])
+    found = [grouped(kp, 2 * k, 2 * k + 1) for k in range(len(REPUBLISHED))]
+    assert all(found), motions
+    m = kp.motion(0, len(paths))
+    print("mirrored re-save:", m)
+    assert m[0] <= ANCHOR_MOTION_CUT and grouped(kp, 0, len(paths))
+    # the crop score bounds the test: far-apart faces are never asked
+    assert not grouped(kp, 0, 1, score=ANCHOR_SCORE_CUT + 0.01)
+
+
+def test_shots_of_one_sitting_move_against_the_background(shared_data):
+    """ORL: ten shots of one sitting against one backdrop. None of s01-s03's 135 pairs is one
+    photo by this test (the head moves between shots, or the flat backdrop gives no evidence)."""
+    paths = [p for ident in ("s01", "s02", "s03") for p in sorted((shared_data / "orl_att40" / ident).glob("*.pgm"))]
+    kp = keypoints(paths)
+    pairs = [(a, b) for a in range(len(paths)) for b in range(a + 1, len(paths)) if paths[a].parent == paths[b].parent]
+    motions = np.array([kp.motion(a, b) for a, b in pairs], np.float64)
+    with_evidence = np.isfinite(motions[:, 0]) & (motions[:, 1:] >= ANCHOR_MATCHES).all(axis=1)
+    print("ORL pairs", len(pairs), "with evidence", int(with_evidence.sum()), "lowest motions", np.sort(motions[with_evidence, 0])[:5].round(4))
+    assert not any(grouped(kp, a, b) for a, b in pairs)
+
+
+def test_a_tight_crop_has_no_background_to_tell(shared_data):
+    """yaleB's crops are the face alone: no background match, no evidence, never grouped."""
+    paths = sorted((shared_data / "yaleB_cropped10" / "yaleB01").glob("*.pgm"))[:8]
+    kp = keypoints(paths)
+    for a in range(len(paths)):
+        for b in range(a + 1, len(paths)):
+            m = kp.motion(a, b)
+            assert not (np.isfinite(m[0]) and m[2] >= ANCHOR_MATCHES), (paths[a].name, paths[b].name, m)
+
+
+def test_unreadable_image_gives_no_evidence(tmp_path):
+    bad = tmp_path / "gone.jpg"
+    kp = ImageKeypoints([bad, None], np.array([[0, 0, 10, 10], [0, 0, 10, 10]], np.float64))
+    m = kp.motion(0, 1)
+    assert np.isnan(m[0]) and m[1:] == (0, 0)
+
+
+@pytest.mark.parametrize("score", [0.0, ANCHOR_SCORE_CUT])
+def test_anchored_needs_every_part(score):
+    ok = ([0.001], [ANCHOR_MATCHES], [ANCHOR_MATCHES])
+    assert anchored([score], ok, CUTS)[0]
+    assert not anchored([score], ([np.nan], [50], [50]), CUTS)[0]
+    assert not anchored([score], ([0.001], [ANCHOR_MATCHES - 1], [50]), CUTS)[0]
+    assert not anchored([score], ([0.001], [50], [ANCHOR_MATCHES - 1]), CUTS)[0]
+    assert not anchored([score], ([ANCHOR_MOTION_CUT * 1.01], [50], [50]), CUTS)[0]
+    assert not anchored([score], ok, Cuts(0.0, 0.0))[0]  # off by default
