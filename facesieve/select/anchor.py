@@ -89,9 +89,10 @@ class ImageKeypoints:
 
     def motion(self, i: int, j: int) -> tuple[float, int, int]:
         """face_motion of rows i and j (i's face box): (motion, face matches, background matches).
-        The mirrored view of j is tried only when the plain one hardly matches at all (a mirrored
-        copy); an image with no keypoints outside its face box (a tight crop) has no background
-        to tell with, and j is not looked at."""
+        The mirrored view of j is tried only when the plain one leaves the motion unknown (a
+        mirrored copy matches its face plainly, a symmetric thing, but not its background); an
+        image with no keypoints outside its face box (a tight crop) has no background to tell
+        with, and j is not looked at."""
         a = self.get(i)
         box = self.boxes[i]
         if a is None or not np.isfinite(box).all() or int((~_inside(a[0], box)).sum()) < MIN_MATCHES:
@@ -102,7 +103,7 @@ class ImageKeypoints:
             m = NO_EVIDENCE if b is None else face_motion(a, b, box, mirrored_b=mirrored)
             if np.isfinite(m[0]) and m[1] + m[2] > best[1] + best[2]:
                 best = m
-            if m[1] + m[2] >= 2 * MIN_MATCHES:  # the plain view matched: no mirror to look for
+            if np.isfinite(m[0]):  # the plain view tells: no mirror to look for
                 break
         return best
 
