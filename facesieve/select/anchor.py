@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["SIDE", "ImageKeypoints", "face_motion", "NO_EVIDENCE"]
+__all__ = ["SIDE", "ImageKeypoints", "face_motion", "reduced_grey", "NO_EVIDENCE"]
 
 SIDE = 256  # keypoints are found on the image reduced to this longest side
 FEATURES = 500  # SIFT keypoints kept an image
@@ -49,20 +49,14 @@ class ImageKeypoints:
         self._cache: OrderedDict = OrderedDict()
 
     def _grey(self, row: int):
-        from facesieve.imaging import load_rgb
-
+        """The image, grey, longest side at most SIDE, and its scale against the upright original."""
         path = self.paths[row]
         if path is None:
             return None, 1.0
         try:
-            rgb = load_rgb(Path(path))
+            return reduced_grey(Path(path), SIDE)
         except Exception:  # noqa: BLE001 - an image that cannot be read again gives no evidence
             return None, 1.0
-        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        scale = min(1.0, SIDE / max(grey.shape))
-        if scale < 1.0:
-            grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        return grey, scale
 
     def get(self, row: int, mirrored: bool = False):
         """(points (k, 2) float32, descriptors (k, 128) float32) or None (no image, no keypoints)."""
@@ -111,6 +105,29 @@ class ImageKeypoints:
 def _inside(points: np.ndarray, box) -> np.ndarray:
     x, y, w, h = (float(v) for v in box)
     return (points[:, 0] >= x) & (points[:, 0] <= x + w) & (points[:, 1] >= y) & (points[:, 1] <= y + h)
+
+
+def reduced_grey(path: Path, side: int) -> tuple[np.ndarray, float]:
+    """The upright image, grey, reduced so its longest side is at most `side`, and the scale
+    (reduced pixels per original pixel). A JPEG is decoded at the smallest of its built-in
+    reductions that still covers `side` (a large photo decodes several times faster)."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        if im.width * im.height > (Image.MAX_IMAGE_PIXELS or float("inf")):
+            raise ValueError("too large")
+        full = max(im.width, im.height)
+        want = side / full
+        if want < 1.0:
+            im.draft("L", (max(1, int(np.ceil(im.width * want))), max(1, int(np.ceil(im.height * want)))))
+        decoded = max(im.width, im.height)  # after draft: the reduced decode's size
+        im = ImageOps.exif_transpose(im) or im
+        grey = np.asarray(im.convert("L"))
+    scale = decoded / full
+    shrink = min(1.0, side / max(grey.shape))
+    if shrink < 1.0:
+        grey = cv2.resize(grey, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(grey), scale * shrink
 
 
 def _similarity(src: np.ndarray, dst: np.ndarray, threshold: float):

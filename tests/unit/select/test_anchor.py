@@ -58,6 +58,29 @@ def test_reedited_republications_move_with_their_background(shared_data, tmp_pat
     assert not grouped(kp, 0, 1, score=ANCHOR_SCORE_CUT + 0.01)
 
 
+def test_large_and_exif_rotated_copies_keep_their_coordinates(shared_data, tmp_path):
+    """The keypoints are taken from a reduced decode (a JPEG's built-in reduction for a large
+    photo) of the upright image: their coordinates must still be the faces stage's. One
+    re-publication enlarged to 1,600 pixels, and one stored sideways with an EXIF orientation,
+    still move with their background."""
+    a, b = (shared_data / "pins_web" / REPUBLISHED[0][0] / f for f in REPUBLISHED[0][1:])
+    rgb = load_rgb(b)
+    big = tmp_path / "big.jpg"
+    Image.fromarray(rgb).resize((1600, round(1600 * rgb.shape[0] / rgb.shape[1])), Image.LANCZOS).save(big, quality=90)
+    sideways = tmp_path / "sideways.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: the viewer turns it 90 degrees clockwise
+    Image.fromarray(np.ascontiguousarray(np.rot90(rgb, 1))).save(sideways, quality=90, exif=exif)
+    assert load_rgb(sideways).shape == rgb.shape  # upright once read
+    kp = keypoints([a, big, sideways])
+    for j in (1, 2):
+        m = kp.motion(0, j)
+        print(j, m)
+        assert grouped(kp, 0, j), m
+        m = kp.motion(j, 0)
+        assert grouped(kp, j, 0), m
+
+
 def test_shots_of_one_sitting_move_against_the_background(shared_data):
     """ORL: ten shots of one sitting against one backdrop. None of s01-s03's 135 pairs is one
     photo by this test (the head moves between shots, or the flat backdrop gives no evidence)."""
