@@ -84,7 +84,8 @@ class RunConfig:
         "--duplicates", choices=("exact", "copies", "shots", "off"), group="duplicates",
         help="what is grouped within an identity, keeping the best face of each group: exact = same bytes or "
         "pixels only; copies = also the same photo edited (re-encoded, resized, cropped, flipped, re-toned, "
-        "grey, rotated, framed, captioned, stretched); shots = also near-identical shots of one moment "
+        "grey, rotated, framed, captioned, stretched, recoloured or retouched where its face keeps its place in "
+        "its background); shots = also near-identical shots of one moment "
         "(video frames, bursts: reason near_identical_shot); off = none (docs/thresholds.md)"))
     cross_id_threshold: float | None = field(default=None, metadata=option(
         "--cross-id-threshold", type=float, metavar="T", group="duplicates",
