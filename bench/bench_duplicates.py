@@ -229,6 +229,7 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
     ratio = np.concatenate([t["ratio"].to_numpy() for t in tables])
     bits = np.concatenate([t["hash_bits"].to_numpy() for t in tables])
     sides = np.concatenate([t["side"].to_numpy() for t in tables])
+    motion = tuple(np.concatenate([t[c].to_numpy(np.float64) for t in tables]) for c in ("motion", "n_face", "n_back"))
     rel = np.concatenate([t["relation"].to_numpy() for t in tables])
     originals = sum(t.attrs["originals"] for t in tables)
     distinct, same = rel == "distinct", rel == "same"
@@ -280,7 +281,6 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
     # then the face in its background: no training distinct pair added, the most copies
     anchor = (0.0, 0.0, ANCHOR_MATCHES_GRID[0])
     if anchor_rule:
-        motion = tuple(np.concatenate([t[c].to_numpy(np.float64) for t in tables]) for c in ("motion", "n_face", "n_back"))
         base = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, coarse), bits, sides)
         n0, bad0 = int((base & same).sum()), int((base & distinct).sum())
         found = []
@@ -296,8 +296,6 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
             a_s, a_m, neg_k = min(k for n, k in found if n >= most - SLACK * same.sum())
             anchor = (a_s, a_m, -neg_k)
     # then the shot cut: the same choice (within the shot budget, the tightest within SLACK of the most)
-    motion = tuple(np.concatenate([t[c].to_numpy(np.float64) for t in tables]) for c in ("motion", "n_face", "n_back")) \
-        if anchor[1] > 0 else None
     shots = [(int((g & same).sum()), float(c)) for c in GRID[GRID >= c0]
              for g in [grouped(score, ratio, c, Cuts(c0, c, c1, rho, lone, hs, hb, coarse, *anchor), bits, sides, motion)]
              if (g & distinct).sum() <= SHOT_BUDGET * originals]
