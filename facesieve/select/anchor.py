@@ -91,15 +91,12 @@ class ImageKeypoints:
         box = self.boxes[i]
         if a is None or not np.isfinite(box).all() or int((~_inside(a[0], box)).sum()) < MIN_MATCHES:
             return NO_EVIDENCE
-        best = NO_EVIDENCE
         for mirrored in (False, True):
             b = self.get(j, mirrored)
             m = NO_EVIDENCE if b is None else face_motion(a, b, box, mirrored_b=mirrored)
-            if np.isfinite(m[0]) and m[1] + m[2] > best[1] + best[2]:
-                best = m
             if np.isfinite(m[0]):  # the plain view tells: no mirror to look for
-                break
-        return best
+                return m
+        return NO_EVIDENCE
 
 
 def _inside(points: np.ndarray, box) -> np.ndarray:

@@ -64,18 +64,19 @@ NORM = 0.55  # cosine of two groups' mean faces (each >= MIN_GROUP faces) below 
 SAME = 0.363
 CUTS = {"sface": (SPLIT, MATCH, EVEN, NORM, SAME)}  # per embedder (split, match, even, norm, same); an embedder without them runs without the identity pass
 
-
-def match_floor(embedder: str) -> float | None:
-    """The embedder's verification threshold (`same` of its cuts: the cosine under which two faces
-    are not one person), or None where it has no cuts (dlib)."""
-    cuts = CUTS.get(embedder)
-    return float(cuts[4]) if cuts and len(cuts) > 4 else None
 MAX_CLUSTER = 3000  # faces clustered at once; larger folders cluster a sample and assign the rest
 
 # verdicts
 IDENTITY, MISLABELED, AMBIGUOUS, UNDECIDED, OUTLIER, COPY_KEPT, COPY_REVIEW = (
     "identity", "mislabeled", "ambiguous", "undecided", "outlier", "copy_kept", "copy_review")
 
+
+
+def match_floor(embedder: str) -> float | None:
+    """The embedder's verification threshold (`same` of its cuts: the cosine under which two faces
+    are not one person), or None where it has no cuts (dlib)."""
+    cuts = CUTS.get(embedder)
+    return float(cuts[4]) if cuts and len(cuts) > 4 else None
 
 def split_folder(X: np.ndarray, threshold: float = SPLIT, *, norm: float | None = NORM, min_group: int = MIN_GROUP,
                  same: float = SAME, seed: int = 0) -> np.ndarray:
