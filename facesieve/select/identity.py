@@ -71,7 +71,6 @@ IDENTITY, MISLABELED, AMBIGUOUS, UNDECIDED, OUTLIER, COPY_KEPT, COPY_REVIEW = (
     "identity", "mislabeled", "ambiguous", "undecided", "outlier", "copy_kept", "copy_review")
 
 
-
 def match_floor(embedder: str) -> float | None:
     """The embedder's verification threshold (`same` of its cuts: the cosine under which two faces
     are not one person), or None where it has no cuts (dlib)."""
