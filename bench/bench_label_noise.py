@@ -29,6 +29,9 @@ Thresholds: `--loso` chooses the (split, match, even, norm, fit, same) cuts on e
 reports on the one left out (leave-one-set-out); without it the shipped defaults
 (facesieve/select/identity.py) are used. `false_outlier_rule` is the part of the true faces flagged
 that the older per-face outlier rule (select/outliers.py) flagged, not the identity pass.
+`false_new` and `wrong_new` count only the true faces that the same cuts leave alone in the
+uncontaminated set: what the contamination caused, apart from the odd true photos (a mask, a
+drawing, a face lit from behind) that every run sends to review.
 """
 
 from __future__ import annotations
@@ -294,6 +297,9 @@ def run_set(name: str, small: bool, cache: Path, splits: list[float], pairs: int
     foreign = pd.concat(others, ignore_index=True)
     foreign = foreign[foreign["has_face"]]
     cases = build_cases(t, foreign, pairs, seed)
+    clean = t.assign(truth=t["identity"], intruder=False, copy_of=-1)
+    flagged_clean = {split: dict(zip(clean["path"], decide_case(clean, split)["action"].to_numpy() != "keep"))
+                     for split in splits}
     rows = []
     for cname, (case, pair, kind) in cases.items():
         for split in splits:
@@ -301,9 +307,13 @@ def run_set(name: str, small: bool, cache: Path, splits: list[float], pairs: int
             flagged = d["action"].to_numpy() != "keep"
             sc = score_case(case, flagged, d["belongs_to"].to_numpy(), pair)
             by_outlier = flagged & (d["reason"].to_numpy() == "outlier")
+            # a true face the same run flags in the uncontaminated set too: not the contamination's doing
+            before = np.array([flagged_clean[split].get(p, False) for p in case["path"]])
             sc.update(wrong=_wrong(case, d, pair), emptied=emptied(case, d), review=float(
                 (d["action"].to_numpy()[case["intruder"].to_numpy()] == "review").mean()),
-                false_outlier_rule=score_case(case, by_outlier, None, pair)["false"])
+                false_outlier_rule=score_case(case, by_outlier, None, pair)["false"],
+                false_new=score_case(case, flagged & ~before, None, pair)["false"],
+                wrong_new=_wrong(case, d, pair, ~before))
             rows.append({"set": name, "px": SMALL if small else "full", "case": cname, "kind": kind,
                          "method": method_name(split), **sc})
     if peers:
@@ -316,14 +326,16 @@ def run_set(name: str, small: bool, cache: Path, splits: list[float], pairs: int
     return pd.DataFrame(rows)
 
 
-def _wrong(t: pd.DataFrame, d: pd.DataFrame, pair) -> float:
+def _wrong(t: pd.DataFrame, d: pd.DataFrame, pair, counted: np.ndarray | None = None) -> float:
     """Share of the faces in scope decided wrongly: an intruder kept, or a true face flagged as not
     belonging (mislabeled / outlier / removed). Review on an even split or of undecided copies is
-    not wrong."""
+    not wrong. `counted`: the true faces whose flags count (default all)."""
     intr = t["intruder"].to_numpy()
     scope = np.isin(t["identity"].to_numpy(), pair) if pair else np.ones(len(t), bool)
     action, reason = d["action"].to_numpy(), d["reason"].to_numpy()
     bad_true = ~intr & (action != "keep") & ~np.isin(reason, ("ambiguous_identity", "cross_identity_duplicate"))
+    if counted is not None:
+        bad_true &= counted
     bad = (intr & (action == "keep")) | bad_true
     return float(bad[scope].mean())
 
@@ -367,11 +379,13 @@ def report(df: pd.DataFrame, loso: bool, default: float) -> pd.DataFrame:
     sel["split"] = sel["split"].fillna("")
     sel["who"] = np.where(sel["method"] == "cleanlab", "cleanlab", "facesieve")
     agg = {"flagged": "mean", "false": "mean", "copies_right": "mean"}
-    extra = {"false_outlier_rule": "mean", "belongs_right": "mean", "wrong": "mean", "review": "mean", "emptied": "max",
+    extra = {"false_outlier_rule": "mean", "false_new": "mean", "belongs_right": "mean", "wrong": "mean", "wrong_new": "mean",
+             "review": "mean", "emptied": "max",
              "split": lambda v: ",".join(sorted({x for x in v if x}))}
     a = sel.groupby(["px", "kind", "who"]).agg({**agg, **{k: v for k, v in extra.items() if k in sel}}).reset_index()
     mine = sel[sel["who"] == "facesieve"]
-    by_set = mine.groupby(["px", "kind", "set"]).agg({**agg, "false_outlier_rule": "mean", "wrong": "mean", "split": "first"}).reset_index()
+    by_set = mine.groupby(["px", "kind", "set"]).agg({**agg, "false_outlier_rule": "mean", "false_new": "mean", "wrong": "mean",
+                                                      "wrong_new": "mean", "split": "first"}).reset_index()
     return a, by_set
 
 
