@@ -567,6 +567,23 @@ class SamePhotoCheck:
                 self.scored += b - a
                 if self.progress is not None:
                     self.progress(b - a)
+        self._prefetch_motions(keys, ij)
+
+    def _prefetch_motions(self, keys: list, ij: np.ndarray) -> None:
+        """The face-in-background test of the newly scored pairs that it may be asked about (score
+        above the grouping cut, within Cuts.anchor_score), run by the threads side by side instead of
+        one pair at a time when asked. A pair another rule groups is looked at too: a few more
+        tests (about 1% on the 10k bench) for a stage that then runs on every core."""
+        cuts = self.cuts
+        if self.anchor is None or cuts is None or cuts.anchor_motion <= 0:
+            return
+        want = [n for n, k in enumerate(keys) if self.cut < self.cache[k] <= cuts.anchor_score and k not in self.motions]
+        if not want:
+            return
+        found = self.anchor.motions([ij[n] for n in want], self.threads)
+        for n, m in zip(want, found):
+            self.motions[keys[n]] = m
+        self.anchored += len(want)
 
     def score(self, i: int, j: int) -> float:
         a, b, _ = self._key(i, j)

@@ -32,7 +32,7 @@ COARSE_CUT = 0.011
 # (motion 0: off). Chosen with the cuts above (bench/bench_duplicates.py).
 ANCHOR_SCORE_CUT = 0.03
 ANCHOR_MOTION_CUT = 0.003
-ANCHOR_MATCHES = 8
+ANCHOR_MATCHES = 6
 # Candidate pairs: besides each face's nearest faces by cosine, faces whose whole-image hashes are
 # within this many bits (neardup.hash_pairs), whatever their cosine. Not a decision (the crop test
 # decides): a wider net for copies whose face the embedder misreads.

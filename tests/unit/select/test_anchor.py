@@ -119,3 +119,38 @@ def test_anchored_needs_every_part(score):
     assert not anchored([score], ([0.001], [50], [ANCHOR_MATCHES - 1]), CUTS)[0]
     assert not anchored([score], ([ANCHOR_MOTION_CUT * 1.01], [50], [50]), CUTS)[0]
     assert not anchored([score], ok, Cuts(0.0, 0.0))[0]  # off by default
+
+
+def test_mirrored_view_is_the_mirrored_images_own_descriptors(shared_data):
+    """MIRROR_ORDER: SIFT on the mirrored photo gives, at the points both views find, the plain
+    descriptors reordered (so the mirrored view needs no second keypoint search)."""
+    import cv2
+
+    from facesieve.select.anchor import FEATURES, MIRROR_ORDER, SIDE, reduced_grey
+
+    grey, _ = reduced_grey(shared_data / "pins_web" / REPUBLISHED[0][0] / REPUBLISHED[0][1], SIDE)
+    sift = cv2.SIFT_create(nfeatures=FEATURES)
+    kp, desc = sift.detectAndCompute(grey, None)
+    kp_m, desc_m = sift.detectAndCompute(np.ascontiguousarray(grey[:, ::-1]), None)
+    at = np.float32([k.pt for k in kp])
+    at_m = np.float32([k.pt for k in kp_m])
+    at_m[:, 0] = grey.shape[1] - 0.5 - at_m[:, 0]  # the mirrored view's points in the plain image (to half a pixel)
+    errors = []
+    for n, p in enumerate(at_m):
+        d = np.hypot(*(at - p).T)
+        if d.min() < 0.75:
+            plain = desc[int(d.argmin())][MIRROR_ORDER]
+            errors.append(np.linalg.norm(plain - desc_m[n]) / np.linalg.norm(desc_m[n]))
+    assert len(errors) >= 0.8 * len(kp_m)  # nearly every point is found by both views
+    assert np.median(errors) < 0.05  # and described alike once reordered
+    assert np.median([np.linalg.norm(desc[i] - desc_m[i]) for i in range(10)]) > 0.1 * np.linalg.norm(desc_m[0])
+
+
+def test_threads_give_the_answers_of_one_pair_at_a_time(shared_data):
+    paths = [shared_data / "pins_web" / d / f for d, a, b in REPUBLISHED[:3] for f in (a, b)]
+    pairs = [(0, 1), (2, 3), (4, 5), (0, 3), (1, 4)]
+    together = keypoints(paths).motions(pairs, threads=2)
+    alone = keypoints(paths)
+    one_by_one = [alone.motion(i, j) for i, j in pairs]
+    np.testing.assert_array_equal(np.array(together, float), np.array(one_by_one, float))
+    assert sum(np.isfinite(m[0]) for m in together) >= 3  # the three re-publications tell
