@@ -87,11 +87,10 @@ class ImageKeypoints:
         if mirrored:
             plain = self.get(row)
             return None if plain is None else (plain[0], plain[1][:, MIRROR_ORDER])
-        key = (row, mirrored)
         with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
+            if row in self._cache:
+                self._cache.move_to_end(row)
+                return self._cache[row]
         grey, scale = self._grey(row)
         out = None
         if grey is not None:
@@ -102,7 +101,7 @@ class ImageKeypoints:
             if desc is not None and len(kp) >= MIN_MATCHES:
                 out = (np.float32([k.pt for k in kp]) / scale, desc)
         with self._lock:
-            self._cache[key] = out
+            self._cache[row] = out
             if len(self._cache) > CACHE_IMAGES:
                 self._cache.popitem(last=False)
         return out
