@@ -109,15 +109,23 @@ class ImageKeypoints:
     def motions(self, pairs, threads: int = 1) -> list[tuple[float, int, int]]:
         """`motion` of each (i, j) in `pairs`, worked out by `threads` threads side by side (OpenCV
         lets go of the GIL in the keypoint search and the matching). The images of a slice of pairs
-        are read first, each once, so that no two threads search the same image."""
+        are read first, each once, so that no two threads search the same image: the first of each
+        pair, then the second only where the first has a background to tell with."""
         pairs = [(int(i), int(j)) for i, j in pairs]
         out: list = []
         with ThreadPoolExecutor(max_workers=max(1, int(threads))) as pool:
             for part in _slices(pairs, CACHE_IMAGES // 2):
-                rows = list(dict.fromkeys(r for pair in part for r in pair))
-                list(pool.map(self.get, rows))
+                list(pool.map(self.get, dict.fromkeys(i for i, _ in part)))
+                told = {i for i in dict.fromkeys(i for i, _ in part) if self._background(i)}
+                list(pool.map(self.get, dict.fromkeys(j for i, j in part if i in told)))
                 out.extend(pool.map(lambda ij: self.motion(*ij), part))
         return out
+
+    def _background(self, row: int) -> bool:
+        """Whether the row's image has keypoints outside its face box to tell with."""
+        a = self.get(row)
+        box = self.boxes[row]
+        return a is not None and bool(np.isfinite(box).all()) and int((~_inside(a[0], box)).sum()) >= MIN_MATCHES
 
     def motion(self, i: int, j: int) -> tuple[float, int, int]:
         """face_motion of rows i and j (i's face box): (motion, face matches, background matches).
@@ -125,10 +133,9 @@ class ImageKeypoints:
         mirrored copy matches its face plainly, a symmetric thing, but not its background); an
         image with no keypoints outside its face box (a tight crop) has no background to tell
         with, and j is not looked at."""
-        a = self.get(i)
-        box = self.boxes[i]
-        if a is None or not np.isfinite(box).all() or int((~_inside(a[0], box)).sum()) < MIN_MATCHES:
+        if not self._background(i):
             return NO_EVIDENCE
+        a, box = self.get(i), self.boxes[i]
         for mirrored in (False, True):
             b = self.get(j, mirrored)
             m = NO_EVIDENCE if b is None else face_motion(a, b, box, mirrored_b=mirrored)
