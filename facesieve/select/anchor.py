@@ -115,8 +115,9 @@ class ImageKeypoints:
         out: list = []
         with ThreadPoolExecutor(max_workers=max(1, int(threads))) as pool:
             for part in _slices(pairs, CACHE_IMAGES // 2):
-                list(pool.map(self.get, dict.fromkeys(i for i, _ in part)))
-                told = {i for i in dict.fromkeys(i for i, _ in part) if self._background(i)}
+                firsts = list(dict.fromkeys(i for i, _ in part))
+                list(pool.map(self.get, firsts))
+                told = {i for i in firsts if self._background(i)}
                 list(pool.map(self.get, dict.fromkeys(j for i, j in part if i in told)))
                 out.extend(pool.map(lambda ij: self.motion(*ij), part))
         return out
@@ -149,7 +150,7 @@ def _slices(pairs: list, most_images: int):
     pair may name two), so the cache holds a run's images while its pairs are worked out."""
     part, seen = [], set()
     for pair in pairs:
-        if part and len(seen | set(pair)) > most_images:
+        if part and len(seen) + sum(r not in seen for r in set(pair)) > most_images:
             yield part
             part, seen = [], set()
         part.append(pair)

@@ -154,3 +154,14 @@ def test_threads_give_the_answers_of_one_pair_at_a_time(shared_data):
     one_by_one = [alone.motion(i, j) for i, j in pairs]
     np.testing.assert_array_equal(np.array(together, float), np.array(one_by_one, float))
     assert sum(np.isfinite(m[0]) for m in together) >= 3  # the three re-publications tell
+
+
+def test_slices_keep_every_pair_in_order_and_bound_the_images():
+    from facesieve.select.anchor import _slices
+
+    rng = np.random.default_rng(0)
+    pairs = [tuple(int(x) for x in rng.integers(0, 300, 2)) for _ in range(2000)]
+    parts = list(_slices(pairs, 64))
+    assert [p for part in parts for p in part] == pairs
+    assert max(len({r for p in part for r in p}) for part in parts) <= 64
+    assert list(_slices([(1, 2), (2, 3), (4, 5)], 3)) == [[(1, 2), (2, 3)], [(4, 5)]]
