@@ -542,13 +542,19 @@ class SamePhotoCheck:
         return (a, b, False) if a <= b else (b, a, True)
 
     def prefetch(self, pairs) -> None:
-        todo = {}
+        every = {}
         for i, j in pairs:
             a, b, swap = self._key(int(i), int(j))
             self.neighbours.setdefault(a, set()).add(b)
             self.neighbours.setdefault(b, set()).add(a)
-            if (a, b) not in self.cache:
-                todo[(a, b)] = (j, i) if swap else (i, j)
+            every[(a, b)] = (j, i) if swap else (i, j)
+        self._prefetch_scores({k: v for k, v in every.items() if k not in self.cache})
+        # every pair's background test, not only the newly scored ones': a workspace whose scores
+        # were kept without those answers gets them side by side too
+        self._prefetch_motions(list(every), list(every.values()))
+
+    def _prefetch_scores(self, todo: dict) -> None:
+        """Score the pairs (key -> rows, the smaller key's row first) in batches on the threads."""
         if not todo:
             return
         keys = list(todo)
@@ -567,10 +573,9 @@ class SamePhotoCheck:
                 self.scored += b - a
                 if self.progress is not None:
                     self.progress(b - a)
-        self._prefetch_motions(keys, ij)
 
-    def _prefetch_motions(self, keys: list, ij: np.ndarray) -> None:
-        """The face-in-background test of the newly scored pairs that it may be asked about (score
+    def _prefetch_motions(self, keys: list, ij: list) -> None:
+        """The face-in-background test of the pairs, not yet answered, that it may be asked about (score
         above the grouping cut, within Cuts.anchor_score), run by the threads side by side instead of
         one pair at a time when asked. A pair another rule groups is looked at too: a few more
         tests (about 1% on the 10k bench) for a stage that then runs on every core."""
