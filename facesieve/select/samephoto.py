@@ -34,6 +34,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from facesieve.select.thresholds import ANCHOR_MATCHES
+
 __all__ = ["FaceViews", "pair_scores", "face_scale", "pair_side", "Cuts", "classify", "grouped", "neighbour_ratio", "DISTINCT", "SHOT", "SAME_PHOTO", "SCORE_VERSION"]
 
 DISTINCT, SHOT, SAME_PHOTO = 0, 1, 2
@@ -450,7 +452,7 @@ class Cuts:
     coarse: float = 0.0
     anchor_score: float = 0.0
     anchor_motion: float = 0.0
-    anchor_matches: int = 8
+    anchor_matches: int = ANCHOR_MATCHES
 
 
 def neighbour_ratio(a, b, scores) -> np.ndarray:
@@ -579,10 +581,7 @@ class SamePhotoCheck:
         above the grouping cut, within Cuts.anchor_score), run by the threads side by side instead of
         one pair at a time when asked. A pair another rule groups is looked at too: a few more
         tests (about 1% on the 10k bench) for a stage that then runs on every core."""
-        cuts = self.cuts
-        if self.anchor is None or cuts is None or cuts.anchor_motion <= 0:
-            return
-        want = [n for n, k in enumerate(keys) if self.cut < self.cache[k] <= cuts.anchor_score and k not in self.motions]
+        want = [n for n, k in enumerate(keys) if self.cut < self.cache[k] and self._may_anchor(self.cache[k]) and k not in self.motions]
         if not want:
             return
         found = self.anchor.motions([ij[n] for n in want], self.threads)
@@ -627,13 +626,17 @@ class SamePhotoCheck:
             self.anchored += 1
         return m
 
+    def _may_anchor(self, s: float) -> bool:
+        """Whether the face-in-its-background rule is on and could decide a pair of score s."""
+        cuts = self.cuts
+        return self.anchor is not None and cuts is not None and cuts.anchor_motion > 0 and s <= cuts.anchor_score
+
     def _anchored(self, i: int, j: int, s: float) -> bool:
         """The face-in-its-background rule, asked only where it could decide."""
-        cuts = self.cuts
-        if cuts is None or cuts.anchor_motion <= 0 or s > cuts.anchor_score or self.anchor is None:
+        if not self._may_anchor(s):
             return False
         m = self.motion(i, j)
-        return bool(anchored([s], ([m[0]], [m[1]], [m[2]]), cuts)[0])
+        return bool(anchored([s], ([m[0]], [m[1]], [m[2]]), self.cuts)[0])
 
     def same_photo(self, i: int, j: int) -> bool:
         """Whether a grouped pair is one photo (rather than a near-identical shot): at or below the
