@@ -175,11 +175,18 @@ def pair_table(root: Path, name: str) -> pd.DataFrame:
     check = pl.same_photo_check(config, frame, pl.decide_settings(config))  # the faces' scales, as a run sees them
     t["side"] = pair_side(check.views.scales, check.crop_row[ra], check.crop_row[rb])
     # the face-in-its-background test, on every pair it could be asked about (kept in the workspace)
-    t["motion"], t["n_face"], t["n_back"] = np.nan, 0.0, 0.0
-    ask = np.flatnonzero(t["score"].to_numpy() <= max(ANCHOR_SCORE_GRID))
+    t["motion"], t["n_face"], t["n_back"], t["face_err"] = np.nan, 0.0, 0.0, np.nan
+    ask = np.flatnonzero(t["score"].to_numpy() <= max(ANCHOR_SCORE_GRID + FACE_SCORE_GRID))
+    todo = {}  # the pairs without an answer kept in the workspace, each the way SamePhotoCheck.motion asks it
+    for x, y in zip(ra[ask].tolist(), rb[ask].tolist()):
+        k0, k1, swap = check._key(x, y)
+        if (k0, k1) not in check.motions:
+            todo[(k0, k1)] = (y, x) if swap else (x, y)
+    check.motions.update(zip(todo, check.anchor.motions(list(todo.values()), check.threads)))
+    check.anchored += len(todo)
     m = [check.motion(int(x), int(y)) for x, y in zip(ra[ask], rb[ask])]
     if m:
-        t.iloc[ask, [t.columns.get_loc(c) for c in ("motion", "n_face", "n_back")]] = np.array(m, np.float64)
+        t.iloc[ask, [t.columns.get_loc(c) for c in MOTION]] = np.array(m, np.float64)
     pl.save_pair_scores(config, check)
     t["relation"] = [photos.relation(x, y) for x, y in zip(t["a"], t["b"])]
     if name in UNKNOWN_SHOTS:
@@ -208,10 +215,15 @@ SLACK = 0.01  # share of the training copies a tighter rule may give up (choose_
 ANCHOR_SCORE_GRID = (0.03, 0.05, 0.08, 0.15)
 ANCHOR_MOTION_GRID = (0.002, 0.003, 0.005, 0.0075, 0.01)
 ANCHOR_MATCHES_GRID = (4, 6, 8, 12, 16)
+# the face's own keypoint fit (samephoto.Cuts.face_*): crop-score ceiling, fit error cut, matches
+FACE_SCORE_GRID = (0.02, 0.03, 0.05)
+FACE_FIT_GRID = (0.001, 0.0015, 0.002, 0.0025, 0.003)
+FACE_MATCHES_GRID = (8, 12, 16, 24)
+MOTION = ("motion", "n_face", "n_back", "face_err")  # the keypoint test's answer, as anchor.face_motion gives it
 
 
 def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: bool = True, coarse_rule: bool = True,
-                anchor_rule: bool = True) -> tuple:
+                anchor_rule: bool = True, face_rule: bool = True) -> tuple:
     """The cuts that group the most training copies with the distinct pairs grouped within the
     budgets, pooled: (same photo, shot, ratio score, ratio, lone, hash score, hash bits). Without
     `ratio_rule`, the largest plain cuts (the neighbour-ratio rule off); without `hash_rule`, the
@@ -220,16 +232,18 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
     face-in-its-background rule (without `anchor_rule`: off): of the rules that add no training
     distinct pair to those already grouped, those within SLACK of the most training copies, and of
     them the lowest score ceiling (the fewest pairs asked: its cost is a keypoint search an image),
-    then the tightest (smallest motion cut, most matches); off when none adds any.
+    then the tightest (smallest motion cut, most matches); off when none adds any. Then the face's
+    own fit (without `face_rule`: off), chosen the same way (lowest ceiling, then the smallest fit
+    error, then the most matches).
     Returns (same photo, shot, ratio score, ratio, lone, hash score, hash bits, small-face, anchor
-    score, anchor motion, anchor matches)."""
+    score, anchor motion, anchor matches, face score, face fit, face matches)."""
     from facesieve.select.samephoto import Cuts, grouped
 
     score = np.concatenate([t["score"].to_numpy() for t in tables])
     ratio = np.concatenate([t["ratio"].to_numpy() for t in tables])
     bits = np.concatenate([t["hash_bits"].to_numpy() for t in tables])
     sides = np.concatenate([t["side"].to_numpy() for t in tables])
-    motion = tuple(np.concatenate([t[c].to_numpy(np.float64) for t in tables]) for c in ("motion", "n_face", "n_back"))
+    motion = tuple(np.concatenate([t[c].to_numpy(np.float64) for t in tables]) for c in MOTION)
     rel = np.concatenate([t["relation"].to_numpy() for t in tables])
     originals = sum(t.attrs["originals"] for t in tables)
     distinct, same = rel == "distinct", rel == "same"
@@ -237,7 +251,7 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
     if not ratio_rule and not hash_rule:
         same_cut = GRID[below <= SAME_BUDGET].max(initial=GRID[0])
         shot = GRID[below <= SHOT_BUDGET].max(initial=same_cut)
-        return float(same_cut), float(max(shot, same_cut)), 0.0, 0.0, 0.0, 0.0, -1, 0.0
+        return float(same_cut), float(max(shot, same_cut)), 0.0, 0.0, 0.0, 0.0, -1, 0.0, 0.0, 0.0, ANCHOR_MATCHES_GRID[0], 0.0, 0.0, FACE_MATCHES_GRID[0]
     found = []  # the same-photo rules within the tighter budget, with the training copies each finds
     for c0 in GRID[below <= SAME_BUDGET]:
         for c1 in (RATIO_SCORE_GRID if ratio_rule else (0.0,)):
@@ -295,13 +309,29 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
             most = max(n for n, _ in found)
             a_s, a_m, neg_k = min(k for n, k in found if n >= most - SLACK * same.sum())
             anchor = (a_s, a_m, -neg_k)
+    # then the face's own fit, the same way
+    face = (0.0, 0.0, FACE_MATCHES_GRID[0])
+    if face_rule:
+        base = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor), bits, sides, motion)
+        n0, bad0 = int((base & same).sum()), int((base & distinct).sum())
+        found = []
+        for f_s in FACE_SCORE_GRID:
+            for f_e in FACE_FIT_GRID:
+                for f_k in FACE_MATCHES_GRID:
+                    g = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor, f_s, f_e, f_k), bits, sides, motion)
+                    if (g & distinct).sum() <= bad0 and (g & same).sum() > n0:
+                        found.append((int((g & same).sum()), (f_s, f_e, -f_k)))
+        if found:
+            most = max(n for n, _ in found)
+            f_s, f_e, neg_k = min(k for n, k in found if n >= most - SLACK * same.sum())
+            face = (f_s, f_e, -neg_k)
     # then the shot cut: the same choice (within the shot budget, the tightest within SLACK of the most)
     shots = [(int((g & same).sum()), float(c)) for c in GRID[GRID >= c0]
-             for g in [grouped(score, ratio, c, Cuts(c0, c, c1, rho, lone, hs, hb, coarse, *anchor), bits, sides, motion)]
+             for g in [grouped(score, ratio, c, Cuts(c0, c, c1, rho, lone, hs, hb, coarse, *anchor, *face), bits, sides, motion)]
              if (g & distinct).sum() <= SHOT_BUDGET * originals]
     most = max((n for n, _ in shots), default=0)
     shot = min((c for n, c in shots if n >= most - SLACK * same.sum()), default=c0)
-    return (c0, shot, c1, rho, lone, hs, hb, coarse, *anchor)
+    return (c0, shot, c1, rho, lone, hs, hb, coarse, *anchor, *face)
 
 
 # ---------------------------------------------------------------- scoring a run
@@ -314,7 +344,8 @@ def run_set(root: Path, name: str, cuts: tuple, mode: str) -> pd.DataFrame:
     config = set_config(root, name, duplicates=mode, extra={"same_photo_cut": cuts[0], "shot_cut": cuts[1], "ratio_score_cut": cuts[2], "ratio_cut": cuts[3],
                                                             "lone_cut": cuts[4], "hash_score_cut": cuts[5], "hash_bits": cuts[6],
                                                             "coarse_cut": cuts[7], "anchor_score_cut": cuts[8],
-                                                            "anchor_motion_cut": cuts[9], "anchor_matches": cuts[10]})
+                                                            "anchor_motion_cut": cuts[9], "anchor_matches": cuts[10],
+                                                            "face_score_cut": cuts[11], "face_fit_cut": cuts[12], "face_matches": cuts[13]})
     frame, fvec, _ = faces_pass(config)
     d = pl.decide_all(frame, fvec, config, None)
     return pl.build_manifest(frame, d.decisions)
@@ -375,9 +406,9 @@ def miss_causes(table: pd.DataFrame, missed: list, cuts: tuple) -> pd.DataFrame:
     from facesieve.select.samephoto import Cuts, grouped
 
     look = {}
-    for a, b, sc, r, h, d, m, f, k in zip(table["a"], table["b"], table["score"], table["ratio"], table["hash_bits"], table["side"],
-                                          table["motion"], table["n_face"], table["n_back"]):
-        look[(a, b)] = look[(b, a)] = (sc, r, h, d, (m, f, k))
+    for a, b, sc, r, h, d, *m in zip(table["a"], table["b"], table["score"], table["ratio"], table["hash_bits"], table["side"],
+                                     *(table[c] for c in MOTION)):
+        look[(a, b)] = look[(b, a)] = (sc, r, h, d, tuple(m))
     rows = []
     for c, s, kind in missed:
         if (c, s) not in look:
@@ -396,13 +427,13 @@ def fmt_kinds(by_kind: dict) -> str:
 
 def cost(root: Path, name: str, repeat: int = 2) -> dict:
     """Duplicate stage from a cold pair cache, beside the faces pass of the same set; the shipped
-    rule against the same without the face-in-background test (`anchor_motion_cut` 0), alternating,
+    rule against the same without the keypoint tests (`anchor_motion_cut` and `face_fit_cut` 0), alternating,
     `repeat` times each, best of each."""
     from facesieve import pipeline as pl
 
     runs: dict[str, list] = {"on": [], "off": []}
     for _ in range(repeat):
-        for label, extra in (("off", {"anchor_motion_cut": 0.0}), ("on", {})):
+        for label, extra in (("off", {"anchor_motion_cut": 0.0, "face_fit_cut": 0.0}), ("on", {})):
             config = set_config(root, name, extra=extra)
             frame, fvec, _ = faces_pass(config)
             cache = config.workspace / pl._pair_cache_name()
@@ -425,8 +456,9 @@ def cost(root: Path, name: str, repeat: int = 2) -> dict:
 
 
 # --rule: (ratio rule, hash rule, small-face cut) of choose_cuts
-RULES = {"all": (True, True, True, True), "no-anchor": (True, True, True, False), "hash": (True, True, False, False),
-         "ratio": (True, False, False, False), "plain": (False, False, False, False), "plain+hash": (False, True, False, False)}
+RULES = {"all": (True, True, True, True, True), "no-face": (True, True, True, True, False), "no-anchor": (True, True, True, False, False),
+         "hash": (True, True, False, False, False), "ratio": (True, False, False, False, False), "plain": (False, False, False, False, False),
+         "plain+hash": (False, True, False, False, False)}
 
 
 def main() -> int:
@@ -438,8 +470,9 @@ def main() -> int:
     ap.add_argument("--prepare-only", action="store_true")
     ap.add_argument("--no-cost", action="store_true", help="skip the cold timing of the duplicate stage")
     ap.add_argument("--rule", choices=tuple(RULES), default="all",
-                    help="all: plain cuts, the neighbour-ratio rule, the whole-image hash rule, the small-face cut and "
-                         "the face in its background (the shipped rule); no-anchor: without the last; hash: without the "
+                    help="all: plain cuts, the neighbour-ratio rule, the whole-image hash rule, the small-face cut, "
+                         "the face in its background and the face's own keypoint fit (the shipped rule); no-face: without "
+                         "the last; no-anchor: without the last two; hash: without the "
                          "small-face cut either; ratio: without the hash rule too; plain: the plain cuts only; "
                          "plain+hash: the plain cuts and the hash rule")
     args = ap.parse_args()
@@ -458,7 +491,7 @@ def main() -> int:
     # the 64-pixel versions are held out together with their source set (same photos at another size)
     family = {n: SMALL.get(n, n) for n in names}
     print("\nLEAVE-ONE-SET-OUT (cuts chosen on the other sets; figures on the left-out set only)")
-    print("| left out | cuts same/shot/ratio score/ratio/lone/hash score/hash bits/small-face/anchor score/motion/matches | copies | no face | recall (copies mode) | recall (default) | per kind (default) | "
+    print("| left out | cuts same/shot/ratio score/ratio/lone/hash score/hash bits/small-face/anchor score/motion/matches/face score/fit/matches | copies | no face | recall (copies mode) | recall (default) | per kind (default) | "
           "distinct merged / photos lost (copies) | distinct merged / photos lost (default) | README same | bursts (default / copies) |")
     rows = []
     for n in names:
@@ -491,7 +524,7 @@ def main() -> int:
     final = choose_cuts(list(tables.values()), *RULES[args.rule])
     print("\nshipped cuts, chosen on all sets (no left-out figure exists for them): same photo {:.4g}, shot {:.4g}, "
           "ratio score {:.4g}, ratio {:.4g}, lone {:.4g}, hash score {:.4g}, hash bits {}, small-face {:.4g}, "
-          "anchor score {:.4g}, anchor motion {:.4g}, anchor matches {}".format(*final))
+          "anchor score {:.4g}, anchor motion {:.4g}, anchor matches {}, face score {:.4g}, face fit {:.4g}, face matches {}".format(*final))
     (args.root / "loso.json").write_text(json.dumps(rows, default=str, indent=1))
     if not args.no_cost:
         print("\ncost (cold pair cache; the faces pass as timed when the set was prepared, same machine):")

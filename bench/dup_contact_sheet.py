@@ -21,7 +21,8 @@ from bench_duplicates import labels, pair_table  # noqa: E402
 
 from facesieve.imaging import load_rgb  # noqa: E402
 from facesieve.select.samephoto import Cuts, grouped  # noqa: E402
-from facesieve.select.thresholds import (ANCHOR_MATCHES, ANCHOR_MOTION_CUT, ANCHOR_SCORE_CUT, COARSE_CUT, HASH_BITS,  # noqa: E402
+from facesieve.select.thresholds import (ANCHOR_MATCHES, ANCHOR_MOTION_CUT, ANCHOR_SCORE_CUT, COARSE_CUT, FACE_FIT_CUT,  # noqa: E402
+                                         FACE_MATCHES, FACE_SCORE_CUT, HASH_BITS,
                                          HASH_SCORE_CUT, LONE_CUT, RATIO_CUT, RATIO_SCORE_CUT, SAME_PHOTO_CUT, SHOT_CUT)
 
 
@@ -49,8 +50,8 @@ def main() -> int:
     t = pair_table(args.root, args.set)
     copies, photos = labels(args.root, args.set)
     cuts = Cuts(SAME_PHOTO_CUT, args.cut, RATIO_SCORE_CUT, RATIO_CUT, LONE_CUT, HASH_SCORE_CUT, HASH_BITS, COARSE_CUT,
-                ANCHOR_SCORE_CUT, ANCHOR_MOTION_CUT, ANCHOR_MATCHES)
-    motion = (t["motion"], t["n_face"], t["n_back"])
+                ANCHOR_SCORE_CUT, ANCHOR_MOTION_CUT, ANCHOR_MATCHES, FACE_SCORE_CUT, FACE_FIT_CUT, FACE_MATCHES)
+    motion = (t["motion"], t["n_face"], t["n_back"], t["face_err"])
     t = t[(t["relation"] != "same") & grouped(t["score"], t["ratio"], args.cut, cuts, t["hash_bits"], t["side"], motion)]
     t = t[~t["a"].isin(photos.copy_paths) & ~t["b"].isin(photos.copy_paths)].sort_values("score")
     data = args.root / "data" / args.set

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from facesieve.select.subset import select_subset
-from facesieve.select.thresholds import (ANCHOR_MATCHES, ANCHOR_MOTION_CUT, ANCHOR_SCORE_CUT, COARSE_CUT, HASH_BITS, HASH_SCORE_CUT, LONE_CUT, PAIR_HASH_BITS, RATIO_CUT, RATIO_SCORE_CUT,
+from facesieve.select.thresholds import (ANCHOR_MATCHES, ANCHOR_MOTION_CUT, ANCHOR_SCORE_CUT, COARSE_CUT, FACE_FIT_CUT, FACE_MATCHES, FACE_SCORE_CUT, HASH_BITS, HASH_SCORE_CUT, LONE_CUT, PAIR_HASH_BITS, RATIO_CUT, RATIO_SCORE_CUT,
                                          SAME_PHOTO_CUT, SHOT_CUT)
 from facesieve.vectors import l2_normalise
 
@@ -46,6 +46,9 @@ class DecideSettings:
     anchor_score: float = ANCHOR_SCORE_CUT  # the face in its background (samephoto.Cuts.anchor_*); motion 0: off
     anchor_motion: float = ANCHOR_MOTION_CUT
     anchor_matches: int = ANCHOR_MATCHES
+    face_score: float = FACE_SCORE_CUT  # the face's own keypoint fit (samephoto.Cuts.face_*); fit 0: off
+    face_fit: float = FACE_FIT_CUT
+    face_matches: int = FACE_MATCHES
     group_shots: bool = True
     cross_identity: float | None = None  # cosine threshold; None = no cross-identity pass
     identity_overlap: float | None = None
@@ -63,7 +66,7 @@ class DecideSettings:
 
         return Cuts(self.same_photo_cut, self.shot_cut, self.ratio_score_cut, self.ratio_cut, self.lone_cut,
                     self.hash_score_cut, self.hash_bits, self.coarse_cut, self.anchor_score, self.anchor_motion,
-                    self.anchor_matches)
+                    self.anchor_matches, self.face_score, self.face_fit, self.face_matches)
 
 
 def quality_weights(quality: np.ndarray) -> np.ndarray:

@@ -49,6 +49,9 @@ from facesieve.select.anchor import ImageKeypoints
 from facesieve.select.samephoto import SCORE_VERSION, FaceViews, SamePhotoCheck, face_scale
 from facesieve.select.thresholds import (
     ANCHOR_MATCHES,
+    FACE_FIT_CUT,
+    FACE_MATCHES,
+    FACE_SCORE_CUT,
     ANCHOR_MOTION_CUT,
     ANCHOR_SCORE_CUT,
     COARSE_CUT,
@@ -212,6 +215,9 @@ def decide_settings(config: RunConfig) -> DecideSettings:
         anchor_score=float(extra.get("anchor_score_cut", ANCHOR_SCORE_CUT)),
         anchor_motion=float(extra.get("anchor_motion_cut", ANCHOR_MOTION_CUT)),
         anchor_matches=int(extra.get("anchor_matches", ANCHOR_MATCHES)),
+        face_score=float(extra.get("face_score_cut", FACE_SCORE_CUT)),
+        face_fit=float(extra.get("face_fit_cut", FACE_FIT_CUT)),
+        face_matches=int(extra.get("face_matches", FACE_MATCHES)),
         group_shots=mode == "shots",
         cross_identity=pick(config.cross_id_threshold, t and t.cross_identity) if config.dedup else None,
         identity_overlap=pick(config.overlap_threshold, t and t.identity_overlap) if config.dedup else None,
@@ -261,10 +267,10 @@ def same_photo_check(config: RunConfig, frame: pd.DataFrame, settings: DecideSet
     if stored is not None:
         pairs = list(zip(stored["key_a"], stored["key_b"]))
         cache = dict(zip(pairs, stored["score"].astype(float)))
-        if "n_face" in stored:  # the face-in-background test, where it ran
+        if "face_err" in stored:  # the keypoint test, where it ran (kept before its face fit was: asked again)
             ran = stored["n_face"].notna().to_numpy()
-            motions = {k: (float(m), int(f), int(b)) for k, m, f, b, r in zip(
-                pairs, stored["motion"], stored["n_face"].fillna(0), stored["n_back"].fillna(0), ran) if r}
+            motions = {k: (float(m), int(f), int(b), float(e)) for k, m, f, b, e, r in zip(
+                pairs, stored["motion"], stored["n_face"].fillna(0), stored["n_back"].fillna(0), stored["face_err"], ran) if r}
     cut = settings.shot_cut if settings.group_shots else settings.same_photo_cut
     hashes = np.stack([frame[c].fillna(0).to_numpy(np.int64) for c in ("phash", "phash_mirror")], axis=1).view(np.uint64)
     return SamePhotoCheck(views, crop_row, keys, cut, cache, cuts=settings.cuts(), hashes=hashes,
@@ -289,11 +295,12 @@ def save_pair_scores(config: RunConfig, check) -> None:
     if not check.scored and not check.anchored:
         return
     keys = list(check.cache)
-    none = (np.nan, np.nan, np.nan)
+    none = (np.nan, np.nan, np.nan, np.nan)
     motion = [check.motions.get(k, none) for k in keys]
     Workspace(config.workspace).write_table(_pair_cache_name(), pd.DataFrame({
         "key_a": [k[0] for k in keys], "key_b": [k[1] for k in keys], "score": list(check.cache.values()),
-        "motion": [m[0] for m in motion], "n_face": [m[1] for m in motion], "n_back": [m[2] for m in motion]}))
+        "motion": [m[0] for m in motion], "n_face": [m[1] for m in motion], "n_back": [m[2] for m in motion],
+        "face_err": [m[3] for m in motion]}))
 
 
 def same_photo_across(check, unit: np.ndarray, identities: np.ndarray, has_face: np.ndarray, min_sim: float) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,12 @@ corners and centre), over the face's width: a re-publication moves its face with
 (near 0); another shot does not. The counts of matches each fit keeps say how much evidence there
 is: a face crop without background, or a flat studio backdrop, has none, and then the test says
 nothing (NaN). The cut on `motion` and on the counts are samephoto.Cuts.anchor_*.
+
+The face's own fit says something even without a background: a copy's face keypoints sit where
+the source's are up to one similarity, to within resampling and JPEG noise (about a thousandth of
+the face's width on the shared sets), while another shot's move with the expression and the pose.
+`face_err` is the median distance of the face fit's matches from it, over the face's width; it is
+samephoto.Cuts.face_* that decides with it (a tight crop's overlay, border or tone edit leaves it).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ LOWE = 0.8  # a match counts when it is this much closer than the second-best
 REPROJECTION = 0.01  # RANSAC inlier distance, of the face's width (at least one pixel)
 MIN_MATCHES = 4  # matches a region needs before a transform is fitted to it
 CACHE_IMAGES = 2048  # images whose keypoints are kept for the next pairs
-NO_EVIDENCE = (float("nan"), 0, 0)
+NO_EVIDENCE = (float("nan"), 0, 0, float("nan"))  # (motion, face matches, background matches, face fit error)
 
 
 def _mirror_order() -> np.ndarray:
@@ -106,43 +112,47 @@ class ImageKeypoints:
                 self._cache.popitem(last=False)
         return out
 
-    def motions(self, pairs, threads: int = 1) -> list[tuple[float, int, int]]:
+    def motions(self, pairs, threads: int = 1) -> list[tuple[float, int, int, float]]:
         """`motion` of each (i, j) in `pairs`, worked out by `threads` threads side by side (OpenCV
         lets go of the GIL in the keypoint search and the matching). The images of a slice of pairs
         are read first, each once, so that no two threads search the same image: the first of each
-        pair, then the second only where the first has a background to tell with."""
+        pair, then the second only where the first has face keypoints to tell with."""
         pairs = [(int(i), int(j)) for i, j in pairs]
         out: list = []
         with ThreadPoolExecutor(max_workers=max(1, int(threads))) as pool:
             for part in _slices(pairs, CACHE_IMAGES // 2):
                 firsts = list(dict.fromkeys(i for i, _ in part))
                 list(pool.map(self.get, firsts))
-                told = {i for i in firsts if self._background(i)}
+                told = {i for i in firsts if self._face_points(i)}
                 list(pool.map(self.get, dict.fromkeys(j for i, j in part if i in told)))
                 out.extend(pool.map(lambda ij: self.motion(*ij), part))
         return out
 
-    def _background(self, row: int) -> bool:
-        """Whether the row's image has keypoints outside its face box to tell with."""
+    def _face_points(self, row: int) -> bool:
+        """Whether the row's image has keypoints inside its face box to tell with."""
         a = self.get(row)
         box = self.boxes[row]
-        return a is not None and bool(np.isfinite(box).all()) and int((~_inside(a[0], box)).sum()) >= MIN_MATCHES
+        return a is not None and bool(np.isfinite(box).all()) and int(_inside(a[0], box).sum()) >= MIN_MATCHES
 
-    def motion(self, i: int, j: int) -> tuple[float, int, int]:
-        """face_motion of rows i and j (i's face box): (motion, face matches, background matches).
-        The mirrored view of j is tried only when the plain one leaves the motion unknown (a
-        mirrored copy matches its face plainly, a symmetric thing, but not its background); an
-        image with no keypoints outside its face box (a tight crop) has no background to tell
-        with, and j is not looked at."""
-        if not self._background(i):
+    def motion(self, i: int, j: int) -> tuple[float, int, int, float]:
+        """face_motion of rows i and j (i's face box): (motion, face matches, background matches,
+        face fit error). The mirrored view of j is tried when the plain one leaves the motion
+        unknown (a mirrored copy matches its face plainly, a symmetric thing, but not its
+        background); without a motion, the view whose face fit keeps more matches answers (a tight
+        crop has no background: its face fit is all there is). An image with no keypoints on its
+        face has nothing to tell with, and j is not looked at."""
+        if not self._face_points(i):
             return NO_EVIDENCE
         a, box = self.get(i), self.boxes[i]
+        best = NO_EVIDENCE
         for mirrored in (False, True):
             b = self.get(j, mirrored)
             m = NO_EVIDENCE if b is None else face_motion(a, b, box, mirrored_b=mirrored)
             if np.isfinite(m[0]):  # the plain view tells: no mirror to look for
                 return m
-        return NO_EVIDENCE
+            if m[1] > best[1]:
+                best = m
+        return best
 
 
 def _slices(pairs: list, most_images: int):
@@ -188,22 +198,25 @@ def reduced_grey(path: Path, side: int) -> tuple[np.ndarray, float]:
 
 
 def _similarity(src: np.ndarray, dst: np.ndarray, threshold: float):
-    """A similarity transform (2x3) taking src onto dst by RANSAC, and its inlier count."""
+    """A similarity transform (2x3) taking src onto dst by RANSAC, and its inliers (a mask)."""
+    none = np.zeros(len(src), bool)
     if len(src) < MIN_MATCHES:
-        return None, 0
+        return None, none
     M, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold,
                                              maxIters=2000, confidence=0.999, refineIters=10)
     if M is None or inliers is None:
-        return None, 0
-    return M, int(inliers.sum())
+        return None, none
+    return M, inliers.ravel() > 0
 
 
-def face_motion(a, b, box_a, mirrored_b: bool = False) -> tuple[float, int, int]:
+def face_motion(a, b, box_a, mirrored_b: bool = False) -> tuple[float, int, int, float]:
     """How far the face of image a moves against its background in image b, over its width.
 
     a, b: (points, descriptors) of the two images (ImageKeypoints.get); box_a: a's face box (x, y,
-    w, h). Returns (motion, matches kept by the face's fit, matches kept by the background's fit);
-    motion is NaN where either region has fewer than MIN_MATCHES matches or no fit. `mirrored_b`:
+    w, h). Returns (motion, matches kept by the face's fit, matches kept by the background's fit,
+    the face fit's error: the median distance of its kept matches from it, over the face's width);
+    motion is NaN where either region has fewer than MIN_MATCHES matches or no fit, the error NaN
+    where the face has none. `mirrored_b`:
     b's keypoints come from its mirrored view (they are given in b's own frame); they are fitted
     in the mirrored frame, where a mirrored copy is a plain similarity."""
     pa, da = a
@@ -225,15 +238,20 @@ def face_motion(a, b, box_a, mirrored_b: bool = False) -> tuple[float, int, int]
         return NO_EVIDENCE
     inside = _inside(A, box_a)
     threshold = max(1.0, REPROJECTION * w)
-    face, n_face = _similarity(B[inside], A[inside], threshold)
-    back, n_back = _similarity(B[~inside], A[~inside], threshold)
+    face, kept = _similarity(B[inside], A[inside], threshold)
+    back, kept_back = _similarity(B[~inside], A[~inside], threshold)
+    n_face, n_back = int(kept.sum()), int(kept_back.sum())
+    err = float("nan")
+    if face is not None and n_face >= MIN_MATCHES:
+        src, dst = B[inside][kept], A[inside][kept]
+        err = float(np.median(np.linalg.norm(src @ face[:, :2].T + face[:, 2] - dst, axis=1)) / w)
     if face is None or back is None or n_face < MIN_MATCHES or n_back < MIN_MATCHES:
-        return float("nan"), n_face, n_back
+        return float("nan"), n_face, n_back, err
     # the face box's corners and centre, taken into b by the face's fit, then back by each fit
     corners = np.array([[x, y], [x + w, y], [x, y + h], [x + w, y + h], [x + w / 2, y + h / 2]])
     lin = face[:, :2]
     if abs(np.linalg.det(lin)) < 1e-9:
-        return float("nan"), n_face, n_back
+        return float("nan"), n_face, n_back, err
     in_b = (corners - face[:, 2]) @ np.linalg.inv(lin).T
     by_back = in_b @ back[:, :2].T + back[:, 2]
-    return float(np.linalg.norm(by_back - corners, axis=1).max() / w), n_face, n_back
+    return float(np.linalg.norm(by_back - corners, axis=1).max() / w), n_face, n_back, err

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facesieve.select.thresholds import ANCHOR_MATCHES
+from facesieve.select.thresholds import ANCHOR_MATCHES, FACE_MATCHES
 
 __all__ = ["FaceViews", "pair_scores", "face_scale", "pair_side", "Cuts", "classify", "grouped", "neighbour_ratio", "DISTINCT", "SHOT", "SAME_PHOTO", "SCORE_VERSION"]
 
@@ -440,7 +440,14 @@ class Cuts:
     The face in its background (select/anchor.py): a pair up to `anchor_score` whose face moves
     with its background, `anchor.face_motion` at most `anchor_motion` of the face's width with at
     least `anchor_matches` keypoint matches kept on the face and as many on the background, is one
-    photo (a recoloured, retouched or re-cropped re-publication). 0: off."""
+    photo (a recoloured, retouched or re-cropped re-publication). 0: off.
+
+    The face's own keypoints (the same test's face fit, anchor.face_motion): a pair up to
+    `face_score` whose face keypoints fit one similarity to within `face_fit` of the face's width
+    (the median over at least `face_matches` kept matches) is one photo: a copy's face is the
+    source's up to resampling, another shot's moves with its expression and pose. It needs no
+    background, so it speaks for tight crops. The crop score's ceiling is what keeps another
+    exposure of one still pose (yaleB's lighting) out. 0: off."""
 
     same_photo: float
     shot: float
@@ -453,6 +460,9 @@ class Cuts:
     anchor_score: float = 0.0
     anchor_motion: float = 0.0
     anchor_matches: int = ANCHOR_MATCHES
+    face_score: float = 0.0
+    face_fit: float = 0.0
+    face_matches: int = FACE_MATCHES
 
 
 def neighbour_ratio(a, b, scores) -> np.ndarray:
@@ -475,8 +485,8 @@ def grouped(scores, ratios, cut: float, cuts: Cuts, hash_bits=None, sides=None, 
     by the neighbour ratio (ratios from neighbour_ratio; NaN: a lone pair), by the whole-image
     hash (hash_bits: the pairs' hash distances; None: unknown, the hash rule is off), by the
     small-face cut (sides: each pair's comparison grid, pair_side; None: unknown, off) or by the
-    face in its background (motion: (motion, face matches, background matches) arrays, as
-    anchor.face_motion gives them; None: unknown, off)."""
+    face in its background or its face's own fit (motion: (motion, face matches, background
+    matches, face fit error) arrays, as anchor.face_motion gives them; None: unknown, off)."""
     s = np.asarray(scores, np.float64)
     r = np.asarray(ratios, np.float64)
     lone = np.isnan(r)
@@ -486,17 +496,20 @@ def grouped(scores, ratios, cut: float, cuts: Cuts, hash_bits=None, sides=None, 
         out |= (np.asarray(hash_bits) <= cuts.hash_bits) & (s <= cuts.hash_score)
     if sides is not None and cuts.coarse > 0:
         out |= (np.asarray(sides) <= COARSE_SIDE) & (s <= cuts.coarse)
-    if motion is not None and cuts.anchor_motion > 0:
+    if motion is not None:
         out |= anchored(s, motion, cuts)
     return out
 
 
 def anchored(scores, motion, cuts: Cuts) -> np.ndarray:
-    """Pairs one photo by the face in its background (Cuts.anchor_*); motion as in `grouped`."""
-    move, n_face, n_back = (np.asarray(m, np.float64) for m in motion)
+    """Pairs one photo by the face in its background (Cuts.anchor_*) or by their face's own fit
+    (Cuts.face_*); motion as in `grouped`. A rule whose cut is 0 is off."""
+    move, n_face, n_back, err = (np.asarray(m, np.float64) for m in motion)
+    s = np.asarray(scores, np.float64)
     with np.errstate(invalid="ignore"):
-        return ((np.asarray(scores, np.float64) <= cuts.anchor_score) & (move <= cuts.anchor_motion)
-                & (n_face >= cuts.anchor_matches) & (n_back >= cuts.anchor_matches))
+        back = (s <= cuts.anchor_score) & (move <= cuts.anchor_motion) & (n_face >= cuts.anchor_matches) & (n_back >= cuts.anchor_matches)
+        face = (s <= cuts.face_score) & (err <= cuts.face_fit) & (n_face >= cuts.face_matches)
+    return (back & (cuts.anchor_motion > 0)) | (face & (cuts.face_fit > 0))
 
 
 def classify(scores: np.ndarray, cuts: Cuts, ratios=None, hash_bits=None, sides=None, motion=None) -> np.ndarray:
@@ -613,7 +626,7 @@ class SamePhotoCheck:
         """The pair's comparison grid (pair_side)."""
         return int(pair_side(self.views.scales, [self.crop_row[i]], [self.crop_row[j]])[0])
 
-    def motion(self, i: int, j: int) -> tuple[float, int, int]:
+    def motion(self, i: int, j: int) -> tuple[float, int, int, float]:
         """anchor.face_motion of the pair (the face of the row with the smaller key against its
         background), from `motions` or run now."""
         a, b, swap = self._key(i, j)
@@ -627,16 +640,18 @@ class SamePhotoCheck:
         return m
 
     def _may_anchor(self, s: float) -> bool:
-        """Whether the face-in-its-background rule is on and could decide a pair of score s."""
+        """Whether the keypoint rules (the face in its background, its face's own fit) are on and
+        one could decide a pair of score s."""
         cuts = self.cuts
-        return self.anchor is not None and cuts is not None and cuts.anchor_motion > 0 and s <= cuts.anchor_score
+        return self.anchor is not None and cuts is not None and (
+            (cuts.anchor_motion > 0 and s <= cuts.anchor_score) or (cuts.face_fit > 0 and s <= cuts.face_score))
 
     def _anchored(self, i: int, j: int, s: float) -> bool:
-        """The face-in-its-background rule, asked only where it could decide."""
+        """The keypoint rules, asked only where one could decide."""
         if not self._may_anchor(s):
             return False
         m = self.motion(i, j)
-        return bool(anchored([s], ([m[0]], [m[1]], [m[2]]), self.cuts)[0])
+        return bool(anchored([s], tuple([v] for v in m), self.cuts)[0])
 
     def same_photo(self, i: int, j: int) -> bool:
         """Whether a grouped pair is one photo (rather than a near-identical shot): at or below the

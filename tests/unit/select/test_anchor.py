@@ -12,7 +12,7 @@ from PIL import Image
 from facesieve.imaging import load_rgb
 from facesieve.select.anchor import ImageKeypoints
 from facesieve.select.samephoto import Cuts, anchored
-from facesieve.select.thresholds import ANCHOR_MATCHES, ANCHOR_MOTION_CUT, ANCHOR_SCORE_CUT
+from facesieve.select.thresholds import ANCHOR_MATCHES, ANCHOR_MOTION_CUT, ANCHOR_SCORE_CUT, FACE_FIT_CUT, FACE_MATCHES, FACE_SCORE_CUT
 from facesieve.stages import FaceTask, faces_worker
 
 CUTS = Cuts(0.0, 0.0, anchor_score=ANCHOR_SCORE_CUT, anchor_motion=ANCHOR_MOTION_CUT, anchor_matches=ANCHOR_MATCHES)
@@ -38,7 +38,7 @@ def keypoints(paths) -> ImageKeypoints:
 
 def grouped(kp: ImageKeypoints, i: int, j: int, score: float = 0.02) -> bool:
     m = kp.motion(i, j)
-    return bool(anchored([score], ([m[0]], [m[1]], [m[2]]), CUTS)[0])
+    return bool(anchored([score], tuple([v] for v in m), CUTS)[0])
 
 
 def test_reedited_republications_move_with_their_background(shared_data, tmp_path):
@@ -48,7 +48,7 @@ def test_reedited_republications_move_with_their_background(shared_data, tmp_pat
     Image.fromarray(np.ascontiguousarray(load_rgb(paths[1])[:, ::-1])).save(mirrored, quality=80)
     kp = keypoints(paths + [mirrored])
     motions = [kp.motion(2 * k, 2 * k + 1) for k in range(len(REPUBLISHED))]
-    print("re-publications (motion, face matches, background matches):", [(round(m, 4), f, b) for m, f, b in motions])
+    print("re-publications (motion, face matches, background matches):", [(round(m, 4), f, b) for m, f, b, _ in motions])
     found = [grouped(kp, 2 * k, 2 * k + 1) for k in range(len(REPUBLISHED))]
     assert all(found), motions
     m = kp.motion(0, len(paths))
@@ -88,7 +88,7 @@ def test_shots_of_one_sitting_move_against_the_background(shared_data):
     kp = keypoints(paths)
     pairs = [(a, b) for a in range(len(paths)) for b in range(a + 1, len(paths)) if paths[a].parent == paths[b].parent]
     motions = np.array([kp.motion(a, b) for a, b in pairs], np.float64)
-    with_evidence = np.isfinite(motions[:, 0]) & (motions[:, 1:] >= ANCHOR_MATCHES).all(axis=1)
+    with_evidence = np.isfinite(motions[:, 0]) & (motions[:, 1:3] >= ANCHOR_MATCHES).all(axis=1)
     print("ORL pairs", len(pairs), "with evidence", int(with_evidence.sum()), "lowest motions", np.sort(motions[with_evidence, 0])[:5].round(4))
     assert not any(grouped(kp, a, b) for a, b in pairs)
 
@@ -107,17 +107,17 @@ def test_unreadable_image_gives_no_evidence(tmp_path):
     bad = tmp_path / "gone.jpg"
     kp = ImageKeypoints([bad, None], np.array([[0, 0, 10, 10], [0, 0, 10, 10]], np.float64))
     m = kp.motion(0, 1)
-    assert np.isnan(m[0]) and m[1:] == (0, 0)
+    assert np.isnan(m[0]) and m[1:3] == (0, 0) and np.isnan(m[3])
 
 
 @pytest.mark.parametrize("score", [0.0, ANCHOR_SCORE_CUT])
 def test_anchored_needs_every_part(score):
-    ok = ([0.001], [ANCHOR_MATCHES], [ANCHOR_MATCHES])
+    ok = ([0.001], [ANCHOR_MATCHES], [ANCHOR_MATCHES], [0.0])
     assert anchored([score], ok, CUTS)[0]
-    assert not anchored([score], ([np.nan], [50], [50]), CUTS)[0]
-    assert not anchored([score], ([0.001], [ANCHOR_MATCHES - 1], [50]), CUTS)[0]
-    assert not anchored([score], ([0.001], [50], [ANCHOR_MATCHES - 1]), CUTS)[0]
-    assert not anchored([score], ([ANCHOR_MOTION_CUT * 1.01], [50], [50]), CUTS)[0]
+    assert not anchored([score], ([np.nan], [50], [50], [0.0]), CUTS)[0]
+    assert not anchored([score], ([0.001], [ANCHOR_MATCHES - 1], [50], [0.0]), CUTS)[0]
+    assert not anchored([score], ([0.001], [50], [ANCHOR_MATCHES - 1], [0.0]), CUTS)[0]
+    assert not anchored([score], ([ANCHOR_MOTION_CUT * 1.01], [50], [50], [0.0]), CUTS)[0]
     assert not anchored([score], ok, Cuts(0.0, 0.0))[0]  # off by default
 
 
@@ -165,3 +165,45 @@ def test_slices_keep_every_pair_in_order_and_bound_the_images():
     assert [p for part in parts for p in part] == pairs
     assert max(len({r for p in part for r in p}) for part in parts) <= 64
     assert list(_slices([(1, 2), (2, 3), (4, 5)], 3)) == [[(1, 2), (2, 3)], [(4, 5)]]
+
+
+# ---------------------------------------------------------------- the face's own fit (Cuts.face_*)
+
+FACE_CUTS = Cuts(0.0, 0.0, face_score=FACE_SCORE_CUT, face_fit=FACE_FIT_CUT, face_matches=FACE_MATCHES)
+
+
+def face_fitted(m, score: float = FACE_SCORE_CUT) -> bool:
+    return bool(anchored([score], tuple([v] for v in m), FACE_CUTS)[0])
+
+
+@pytest.mark.parametrize("kind", ["overlay", "border", "rotate", "tone", "crop"])
+def test_tight_crop_copies_keep_their_face_fit(shared_data, tmp_path, kind):
+    """yaleB's crops are the face alone: no background, but a web copy's face keypoints still sit
+    where the source's are, up to one similarity (re-saved as JPEG the way the web saves it)."""
+    from facesieve.augment import web_bytes, web_copy
+
+    rng = np.random.default_rng(5)
+    paths = sorted((shared_data / "yaleB_cropped10" / "yaleB02").glob("*.pgm"))[:3]
+    copies = []
+    for n, p in enumerate(paths):
+        data, suffix = web_bytes(web_copy(load_rgb(p), kind, rng)[0], kind, rng)
+        copies.append(tmp_path / f"{kind}{n}{suffix}")
+        copies[-1].write_bytes(data)
+    kp = keypoints(paths + copies)
+    fits = [kp.motion(n, len(paths) + n) for n in range(len(paths))]
+    print(kind, "(face matches, fit error):", [(f, round(e, 5)) for _, f, _, e in fits])
+    assert all(np.isnan(m[0]) for m in fits)  # no background: the motion says nothing
+    assert sum(face_fitted(m) for m in fits) >= 2, fits
+    assert not any(face_fitted(m, score=FACE_SCORE_CUT + 0.001) for m in fits)  # the crop score bounds it
+
+
+def test_shots_of_one_sitting_do_not_fit_as_one_face(shared_data):
+    """ORL: another shot of the sitting moves the face's own points (expression, pose) more than
+    a copy's resampling does: few of s01-s04's 180 pairs fit as one face, measured here."""
+    paths = [p for ident in ("s01", "s02", "s03", "s04") for p in sorted((shared_data / "orl_att40" / ident).glob("*.pgm"))]
+    kp = keypoints(paths)
+    pairs = [(a, b) for a in range(len(paths)) for b in range(a + 1, len(paths)) if paths[a].parent == paths[b].parent]
+    fits = np.array([kp.motion(a, b) for a, b in pairs], np.float64)
+    fitted = (fits[:, 3] <= FACE_FIT_CUT) & (fits[:, 1] >= FACE_MATCHES)
+    print("ORL s01-s04 pairs", len(pairs), "fit as one face", int(fitted.sum()), "lowest errors", np.sort(fits[:, 3])[:5].round(5))
+    assert fitted.sum() <= 0.02 * len(pairs)

@@ -318,6 +318,17 @@ def test_copies_found_and_a_rerun_scores_no_pair(small_set, tmp_path):
     assert first.summary["duplicate_check"]["background_checks"] > 0
     assert second.summary["duplicate_check"]["background_checks"] == 0
     assert (second.manifest["reason"].to_numpy() == first.manifest["reason"].to_numpy()).all()
+    # a workspace kept before the keypoint answers held the face's own fit: those are asked again
+    import pandas as pd
+
+    from facesieve.pipeline import _pair_cache_name
+
+    kept = tmp_path / "out" / ".facesieve" / _pair_cache_name()
+    pd.read_parquet(kept).drop(columns="face_err").to_parquet(kept)
+    third = run(RunConfig(**cfg))
+    assert third.summary["duplicate_check"]["pairs"] == 0
+    assert third.summary["duplicate_check"]["background_checks"] == first.summary["duplicate_check"]["background_checks"]
+    assert (third.manifest["reason"].to_numpy() == first.manifest["reason"].to_numpy()).all()
     exact = run(RunConfig(**{**cfg, "out": tmp_path / "exact"}, workspace=tmp_path / "out" / ".facesieve", duplicates="exact"))
     assert not exact.manifest["reason"].isin(["near_duplicate", "near_identical_shot"]).any()
 
