@@ -175,7 +175,7 @@ def pair_table(root: Path, name: str) -> pd.DataFrame:
     check = pl.same_photo_check(config, frame, pl.decide_settings(config))  # the faces' scales, as a run sees them
     t["side"] = pair_side(check.views.scales, check.crop_row[ra], check.crop_row[rb])
     # the face-in-its-background test, on every pair it could be asked about (kept in the workspace)
-    t["motion"], t["n_face"], t["n_back"], t["face_err"] = np.nan, 0.0, 0.0, np.nan
+    t["motion"], t["n_face"], t["n_back"], t["face_fit"] = np.nan, 0.0, 0.0, np.nan
     ask = np.flatnonzero(t["score"].to_numpy() <= max(ANCHOR_SCORE_GRID + FACE_SCORE_GRID))
     todo = {}  # the pairs without an answer kept in the workspace, each the way SamePhotoCheck.motion asks it
     for x, y in zip(ra[ask].tolist(), rb[ask].tolist()):
@@ -217,9 +217,9 @@ ANCHOR_MOTION_GRID = (0.002, 0.003, 0.005, 0.0075, 0.01)
 ANCHOR_MATCHES_GRID = (4, 6, 8, 12, 16)
 # the face's own keypoint fit (samephoto.Cuts.face_*): crop-score ceiling, fit error cut, matches
 FACE_SCORE_GRID = (0.02, 0.03, 0.05)
-FACE_FIT_GRID = (0.001, 0.0015, 0.002, 0.0025, 0.003)
+FACE_FIT_GRID = (0.02, 0.025, 0.03, 0.035, 0.04, 0.05)
 FACE_MATCHES_GRID = (8, 12, 16, 24)
-MOTION = ("motion", "n_face", "n_back", "face_err")  # the keypoint test's answer, as anchor.face_motion gives it
+MOTION = ("motion", "n_face", "n_back", "face_fit")  # the keypoint test's answer, as anchor.face_motion gives it
 
 
 def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: bool = True, coarse_rule: bool = True,

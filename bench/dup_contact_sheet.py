@@ -51,7 +51,7 @@ def main() -> int:
     copies, photos = labels(args.root, args.set)
     cuts = Cuts(SAME_PHOTO_CUT, args.cut, RATIO_SCORE_CUT, RATIO_CUT, LONE_CUT, HASH_SCORE_CUT, HASH_BITS, COARSE_CUT,
                 ANCHOR_SCORE_CUT, ANCHOR_MOTION_CUT, ANCHOR_MATCHES, FACE_SCORE_CUT, FACE_FIT_CUT, FACE_MATCHES)
-    motion = (t["motion"], t["n_face"], t["n_back"], t["face_err"])
+    motion = (t["motion"], t["n_face"], t["n_back"], t["face_fit"])
     t = t[(t["relation"] != "same") & grouped(t["score"], t["ratio"], args.cut, cuts, t["hash_bits"], t["side"], motion)]
     t = t[~t["a"].isin(photos.copy_paths) & ~t["b"].isin(photos.copy_paths)].sort_values("score")
     data = args.root / "data" / args.set

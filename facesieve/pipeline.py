@@ -267,10 +267,10 @@ def same_photo_check(config: RunConfig, frame: pd.DataFrame, settings: DecideSet
     if stored is not None:
         pairs = list(zip(stored["key_a"], stored["key_b"]))
         cache = dict(zip(pairs, stored["score"].astype(float)))
-        if "face_err" in stored:  # the keypoint test, where it ran (kept before its face fit was: asked again)
+        if "face_fit" in stored:  # the keypoint test, where it ran (kept before its face fit was: asked again)
             ran = stored["n_face"].notna().to_numpy()
             motions = {k: (float(m), int(f), int(b), float(e)) for k, m, f, b, e, r in zip(
-                pairs, stored["motion"], stored["n_face"].fillna(0), stored["n_back"].fillna(0), stored["face_err"], ran) if r}
+                pairs, stored["motion"], stored["n_face"].fillna(0), stored["n_back"].fillna(0), stored["face_fit"], ran) if r}
     cut = settings.shot_cut if settings.group_shots else settings.same_photo_cut
     hashes = np.stack([frame[c].fillna(0).to_numpy(np.int64) for c in ("phash", "phash_mirror")], axis=1).view(np.uint64)
     return SamePhotoCheck(views, crop_row, keys, cut, cache, cuts=settings.cuts(), hashes=hashes,
@@ -300,7 +300,7 @@ def save_pair_scores(config: RunConfig, check) -> None:
     Workspace(config.workspace).write_table(_pair_cache_name(), pd.DataFrame({
         "key_a": [k[0] for k in keys], "key_b": [k[1] for k in keys], "score": list(check.cache.values()),
         "motion": [m[0] for m in motion], "n_face": [m[1] for m in motion], "n_back": [m[2] for m in motion],
-        "face_err": [m[3] for m in motion]}))
+        "face_fit": [m[3] for m in motion]}))
 
 
 def same_photo_across(check, unit: np.ndarray, identities: np.ndarray, has_face: np.ndarray, min_sim: float) -> tuple[np.ndarray, np.ndarray]:

@@ -17,10 +17,13 @@ is: a face crop without background, or a flat studio backdrop, has none, and the
 nothing (NaN). The cut on `motion` and on the counts are samephoto.Cuts.anchor_*.
 
 The face's own fit says something even without a background: a copy's face keypoints sit where
-the source's are up to one similarity, to within resampling and JPEG noise (about a thousandth of
-the face's width on the shared sets), while another shot's move with the expression and the pose.
-`face_err` is the median distance of the face fit's matches from it, over the face's width; it is
-samephoto.Cuts.face_* that decides with it (a tight crop's overlay, border or tone edit leaves it).
+the source's are up to one similarity, to within resampling and JPEG noise, while another shot's
+move with the expression and the pose. A keypoint is found only to a share of its own size (its
+scale), on a small face as on a large one, so each match's distance from the fit is taken over
+its keypoint's size: the face fit error is the median of that over the fit's matches (on the shared
+sets a copy's is about 0.02-0.035, another photo's from about 0.07; a 64-pixel face's copies
+like a large face's). samephoto.Cuts.face_* decides with it (a tight crop's overlay, border or
+tone edit leaves it).
 """
 
 from __future__ import annotations
@@ -87,12 +90,12 @@ class ImageKeypoints:
             return None, 1.0
 
     def get(self, row: int, mirrored: bool = False):
-        """(points (k, 2) float32, descriptors (k, 128) float32) or None (no image, no keypoints).
-        The mirrored view is the plain one's keypoints with their descriptors reordered
-        (MIRROR_ORDER): no second search."""
+        """(points (k, 2), descriptors (k, 128), sizes (k,)), float32, or None (no image, no
+        keypoints). The mirrored view is the plain one's keypoints with their descriptors
+        reordered (MIRROR_ORDER): no second search."""
         if mirrored:
             plain = self.get(row)
-            return None if plain is None else (plain[0], plain[1][:, MIRROR_ORDER])
+            return None if plain is None else (plain[0], plain[1][:, MIRROR_ORDER], plain[2])
         with self._lock:
             if row in self._cache:
                 self._cache.move_to_end(row)
@@ -105,7 +108,7 @@ class ImageKeypoints:
                 sift = self._local.sift = cv2.SIFT_create(nfeatures=FEATURES)
             kp, desc = sift.detectAndCompute(grey, None)
             if desc is not None and len(kp) >= MIN_MATCHES:
-                out = (np.float32([k.pt for k in kp]) / scale, desc)
+                out = (np.float32([k.pt for k in kp]) / scale, desc, np.float32([k.size for k in kp]) / scale)
         with self._lock:
             self._cache[row] = out
             if len(self._cache) > CACHE_IMAGES:
@@ -212,15 +215,16 @@ def _similarity(src: np.ndarray, dst: np.ndarray, threshold: float):
 def face_motion(a, b, box_a, mirrored_b: bool = False) -> tuple[float, int, int, float]:
     """How far the face of image a moves against its background in image b, over its width.
 
-    a, b: (points, descriptors) of the two images (ImageKeypoints.get); box_a: a's face box (x, y,
-    w, h). Returns (motion, matches kept by the face's fit, matches kept by the background's fit,
-    the face fit's error: the median distance of its kept matches from it, over the face's width);
+    a, b: (points, descriptors, sizes) of the two images (ImageKeypoints.get); box_a: a's face box
+    (x, y, w, h). Returns (motion, matches kept by the face's fit, matches kept by the background's
+    fit, the face fit's error: the median distance of its kept matches from it, each over its
+    keypoint's size in a);
     motion is NaN where either region has fewer than MIN_MATCHES matches or no fit, the error NaN
     where the face has none. `mirrored_b`:
     b's keypoints come from its mirrored view (they are given in b's own frame); they are fitted
     in the mirrored frame, where a mirrored copy is a plain similarity."""
-    pa, da = a
-    pb, db = b
+    pa, da, sa = a
+    pb, db = b[:2]
     if len(da) < 2 or len(db) < 2:
         return NO_EVIDENCE
     if mirrored_b:  # fit in the mirrored view's frame, where the copy is a plain similarity
@@ -232,6 +236,7 @@ def face_motion(a, b, box_a, mirrored_b: bool = False) -> tuple[float, int, int,
     if len(good) < 2 * MIN_MATCHES:
         return NO_EVIDENCE
     A = pa[[g.queryIdx for g in good]].astype(np.float64)
+    S = sa[[g.queryIdx for g in good]].astype(np.float64)
     B = pb[[g.trainIdx for g in good]].astype(np.float64)
     x, y, w, h = (float(v) for v in box_a)
     if not w > 0:
@@ -244,7 +249,7 @@ def face_motion(a, b, box_a, mirrored_b: bool = False) -> tuple[float, int, int,
     err = float("nan")
     if face is not None and n_face >= MIN_MATCHES:
         src, dst = B[inside][kept], A[inside][kept]
-        err = float(np.median(np.linalg.norm(src @ face[:, :2].T + face[:, 2] - dst, axis=1)) / w)
+        err = float(np.median(np.linalg.norm(src @ face[:, :2].T + face[:, 2] - dst, axis=1) / S[inside][kept]))
     if face is None or back is None or n_face < MIN_MATCHES or n_back < MIN_MATCHES:
         return float("nan"), n_face, n_back, err
     # the face box's corners and centre, taken into b by the face's fit, then back by each fit

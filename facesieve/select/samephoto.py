@@ -443,8 +443,8 @@ class Cuts:
     photo (a recoloured, retouched or re-cropped re-publication). 0: off.
 
     The face's own keypoints (the same test's face fit, anchor.face_motion): a pair up to
-    `face_score` whose face keypoints fit one similarity to within `face_fit` of the face's width
-    (the median over at least `face_matches` kept matches) is one photo: a copy's face is the
+    `face_score` whose face keypoints fit one similarity to within `face_fit` of each keypoint's
+    size (the median over at least `face_matches` kept matches) is one photo: a copy's face is the
     source's up to resampling, another shot's moves with its expression and pose. It needs no
     background, so it speaks for tight crops. The crop score's ceiling is what keeps another
     exposure of one still pose (yaleB's lighting) out. 0: off."""

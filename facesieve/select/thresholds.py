@@ -35,11 +35,11 @@ ANCHOR_MOTION_CUT = 0.003
 ANCHOR_MATCHES = 6
 # The face's own keypoints (samephoto.Cuts.face_*, select/anchor.py): one photo also at a crop score
 # up to FACE_SCORE_CUT when the face's keypoint matches fit one similarity to within FACE_FIT_CUT of
-# its width (median), over at least FACE_MATCHES matches (fit 0: off). Chosen with the cuts above
+# each keypoint's size (median), over at least FACE_MATCHES matches (fit 0: off). Chosen with the cuts above
 # (bench/bench_duplicates.py).
 FACE_SCORE_CUT = 0.02
-FACE_FIT_CUT = 0.002
-FACE_MATCHES = 16
+FACE_FIT_CUT = 0.04
+FACE_MATCHES = 12
 # Candidate pairs: besides each face's nearest faces by cosine, faces whose whole-image hashes are
 # within this many bits (neardup.hash_pairs), whatever their cosine. Not a decision (the crop test
 # decides): a wider net for copies whose face the embedder misreads.

@@ -324,7 +324,7 @@ def test_copies_found_and_a_rerun_scores_no_pair(small_set, tmp_path):
     from facesieve.pipeline import _pair_cache_name
 
     kept = tmp_path / "out" / ".facesieve" / _pair_cache_name()
-    pd.read_parquet(kept).drop(columns="face_err").to_parquet(kept)
+    pd.read_parquet(kept).drop(columns="face_fit").to_parquet(kept)
     third = run(RunConfig(**cfg))
     assert third.summary["duplicate_check"]["pairs"] == 0
     assert third.summary["duplicate_check"]["background_checks"] == first.summary["duplicate_check"]["background_checks"]
