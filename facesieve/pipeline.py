@@ -49,12 +49,12 @@ from facesieve.select.anchor import ImageKeypoints
 from facesieve.select.samephoto import SCORE_VERSION, FaceViews, SamePhotoCheck, face_scale
 from facesieve.select.thresholds import (
     ANCHOR_MATCHES,
-    FACE_FIT_CUT,
-    FACE_MATCHES,
-    FACE_SCORE_CUT,
     ANCHOR_MOTION_CUT,
     ANCHOR_SCORE_CUT,
     COARSE_CUT,
+    FACE_FIT_CUT,
+    FACE_MATCHES,
+    FACE_SCORE_CUT,
     HASH_BITS,
     HASH_SCORE_CUT,
     LONE_CUT,

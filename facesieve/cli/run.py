@@ -81,7 +81,7 @@ def print_summary(summary: dict, as_json: bool) -> None:
     pix = s.get("duplicate_check") or {}
     if pix.get("pairs"):
         lines.append(f"  duplicate check: {pix['pairs']} face pairs scored, {pix['copies']} grouped"
-                     + (f", {pix['background_checks']} checked against their background" if pix.get("background_checks") else ""))
+                     + (f", {pix['background_checks']} checked by keypoints (background, face fit)" if pix.get("background_checks") else ""))
     lost = s.get("identities_lost_over_half") or []
     if lost or s.get("identities_emptied"):
         names = ", ".join(f"{x['identity']} ({x['not_kept']}/{x['files']})" for x in lost[:5]) + (" ..." if len(lost) > 5 else "")

@@ -218,11 +218,10 @@ def face_motion(a, b, box_a, mirrored_b: bool = False) -> tuple[float, int, int,
     a, b: (points, descriptors, sizes) of the two images (ImageKeypoints.get); box_a: a's face box
     (x, y, w, h). Returns (motion, matches kept by the face's fit, matches kept by the background's
     fit, the face fit's error: the median distance of its kept matches from it, each over its
-    keypoint's size in a);
-    motion is NaN where either region has fewer than MIN_MATCHES matches or no fit, the error NaN
-    where the face has none. `mirrored_b`:
-    b's keypoints come from its mirrored view (they are given in b's own frame); they are fitted
-    in the mirrored frame, where a mirrored copy is a plain similarity."""
+    keypoint's size in a). The motion is NaN where either region has fewer than MIN_MATCHES
+    matches or no fit, the error NaN where the face has none. `mirrored_b`: b's keypoints come
+    from its mirrored view (they are given in b's own frame); they are fitted in the mirrored
+    frame, where a mirrored copy is a plain similarity."""
     pa, da, sa = a
     pb, db = b[:2]
     if len(da) < 2 or len(db) < 2:
