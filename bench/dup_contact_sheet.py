@@ -4,7 +4,7 @@
 
 Reads the run bench_duplicates.py leaves under ROOT (the set's workspace and its pair scores) and
 draws every pair of two different original photos (no injected copy) that the shipped rule groups
-by default (the near-identical-shot cut, the neighbour-ratio, hash, small-face or face-in-background rule, samephoto.grouped), lowest
+by default (the near-identical-shot cut, the neighbour-ratio, hash, small-face, face-in-background or face-fit rule, samephoto.grouped), lowest
 score first, with the score under each pair.
 """
 
@@ -60,7 +60,8 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     sheet(pairs).convert("L").save(args.out, optimize=True)
     print(f"{len(pairs)} pairs grouped (shot cut {args.cut}, ratio rule {RATIO_SCORE_CUT}/{RATIO_CUT}/{LONE_CUT}, hash rule {HASH_SCORE_CUT} at {HASH_BITS} bits, small-face cut {COARSE_CUT}, "
-          f"face in its background {ANCHOR_SCORE_CUT}/{ANCHOR_MOTION_CUT}/{ANCHOR_MATCHES}) -> {args.out}")
+          f"face in its background {ANCHOR_SCORE_CUT}/{ANCHOR_MOTION_CUT}/{ANCHOR_MATCHES}, "
+          f"face fit {FACE_SCORE_CUT}/{FACE_FIT_CUT}/{FACE_MATCHES}) -> {args.out}")
     return 0
 
 
