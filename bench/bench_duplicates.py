@@ -162,7 +162,8 @@ def pair_table(root: Path, name: str) -> pd.DataFrame:
     from facesieve.select.samephoto import neighbour_ratio
 
     t = pd.DataFrame({"a": a, "b": b, "score": stored["score"],
-                      "ratio": neighbour_ratio(stored["key_a"], stored["key_b"], stored["score"].to_numpy())})
+                      "ratio": neighbour_ratio(stored["key_a"], stored["key_b"], stored["score"].to_numpy(),
+                                               stored["reference"] if "reference" in stored else None)})
     from facesieve.select.neardup import hash_distance
 
     ph = np.stack([frame[c].fillna(0).to_numpy(np.int64) for c in ("phash", "phash_mirror")], axis=1).view(np.uint64)
@@ -187,6 +188,10 @@ def pair_table(root: Path, name: str) -> pd.DataFrame:
     m = [check.motion(int(x), int(y)) for x, y in zip(ra[ask], rb[ask])]
     if m:
         t.iloc[ask, [t.columns.get_loc(c) for c in MOTION]] = np.array(m, np.float64)
+    if "reference" in stored:  # this check prefetched nothing: keep the run's neighbour-ratio references as stored
+        for ka, kb in zip(stored.loc[stored["reference"], "key_a"], stored.loc[stored["reference"], "key_b"]):
+            check.neighbours.setdefault(ka, set()).add(kb)
+            check.neighbours.setdefault(kb, set()).add(ka)
     pl.save_pair_scores(config, check)
     t["relation"] = [photos.relation(x, y) for x, y in zip(t["a"], t["b"])]
     if name in UNKNOWN_SHOTS:

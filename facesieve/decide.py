@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from facesieve.select.subset import select_subset
-from facesieve.select.thresholds import (ANCHOR_MATCHES, ANCHOR_MOTION_CUT, ANCHOR_SCORE_CUT, COARSE_CUT, FACE_FIT_CUT, FACE_MATCHES, FACE_SCORE_CUT, HASH_BITS, HASH_SCORE_CUT, LONE_CUT, PAIR_HASH_BITS, RATIO_CUT, RATIO_SCORE_CUT,
+from facesieve.select.thresholds import (ANCHOR_MATCHES, ANCHOR_MOTION_CUT, ANCHOR_SCORE_CUT, COARSE_CUT, FACE_FIT_CUT, FACE_MATCHES, FACE_SCORE_CUT, HASH_BITS, HASH_SCORE_CUT, LONE_CUT, PAIR_HASH_BITS, PAIR_NEAREST, RATIO_CUT, RATIO_SCORE_CUT,
                                          SAME_PHOTO_CUT, SHOT_CUT)
 from facesieve.vectors import l2_normalise
 
@@ -160,9 +160,13 @@ class _OnRows:
     def peek(self, i: int, j: int):
         return getattr(self.check, "peek", self.check)(int(self.rows[i]), int(self.rows[j]))
 
-    def prefetch(self, pairs) -> None:
+    def prefetch(self, pairs, companions=()) -> None:
         if hasattr(self.check, "prefetch"):
-            self.check.prefetch([(int(self.rows[i]), int(self.rows[j])) for i, j in pairs])
+            rows = [(int(self.rows[i]), int(self.rows[j])) for i, j in pairs]
+            if companions:
+                self.check.prefetch(rows, {(int(self.rows[i]), int(self.rows[j])) for i, j in companions})
+            else:
+                self.check.prefetch(rows)
 
 
 SAME_PHOTO, SHOT = "near_duplicate", "near_identical_shot"  # the two reasons of a grouped face
@@ -189,6 +193,7 @@ def mark_near_duplicates(decisions, vectors, identities, quality, paths, phash, 
         pixel_neighbours=settings.extra.get("crop_neighbours", 6),
         pixel_hashes=None if getattr(pixels, "hashes", None) is None else pixels.hashes[cand],
         pixel_hash_bits=int(settings.extra.get("pair_hash_bits", PAIR_HASH_BITS)) if use_pixels else -1,
+        pixel_nearest=int(settings.extra.get("pair_nearest", PAIR_NEAREST)) if use_pixels else 0,
         progress=progress,
     )
     drop = np.flatnonzero((res["group"].to_numpy() >= 0) & ~res["is_kept"].to_numpy())

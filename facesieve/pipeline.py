@@ -223,7 +223,7 @@ def decide_settings(config: RunConfig) -> DecideSettings:
         identity_overlap=pick(config.overlap_threshold, t and t.identity_overlap) if config.dedup else None,
         outliers=config.outliers,
         drop_outliers=config.drop_outliers,
-        extra={k: v for k, v in extra.items() if k in ("crop_neighbours", "pair_hash_bits")},
+        extra={k: v for k, v in extra.items() if k in ("crop_neighbours", "pair_hash_bits", "pair_nearest")},
         identity_cuts=_identity_cuts(config),
         match_floor=match_floor(spec_name(config.embedder)),
         empty_identities=config.empty_identities,
@@ -300,7 +300,8 @@ def save_pair_scores(config: RunConfig, check) -> None:
     Workspace(config.workspace).write_table(_pair_cache_name(), pd.DataFrame({
         "key_a": [k[0] for k in keys], "key_b": [k[1] for k in keys], "score": list(check.cache.values()),
         "motion": [m[0] for m in motion], "n_face": [m[1] for m in motion], "n_back": [m[2] for m in motion],
-        "face_fit": [m[3] for m in motion]}))
+        "face_fit": [m[3] for m in motion],
+        "reference": [k[1] in check.neighbours.get(k[0], ()) for k in keys]}))
 
 
 def same_photo_across(check, unit: np.ndarray, identities: np.ndarray, has_face: np.ndarray, min_sim: float) -> tuple[np.ndarray, np.ndarray]:

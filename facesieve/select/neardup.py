@@ -350,6 +350,7 @@ def near_duplicate_groups(
     pixel_neighbours: int = 4,
     pixel_hashes: ArrayLike | None = None,
     pixel_hash_bits: int = -1,
+    pixel_nearest: int = 0,
     progress=None,
 ) -> pd.DataFrame:
     """Group near-duplicate faces within each identity and keep the best of each group.
@@ -375,6 +376,9 @@ def near_duplicate_groups(
         pixel_hashes, pixel_hash_bits: optional (N, 2) whole-image hashes (hash, mirrored hash);
             pairs within pixel_hash_bits of each other (each face's pixel_neighbours closest) also
             go to the pixel check, whatever their cosine (hash_pairs).
+        pixel_nearest: each face's this many nearest faces also go to the pixel check, whatever
+            their cosine; given to its prefetch as `companions` (pairs that are not the
+            neighbour-ratio rule's references: a far face would move every ratio it joins).
         progress: optional callable, given the number of faces grouped as identities finish.
 
     Returns a DataFrame, one row per input row, same order:
@@ -417,17 +421,22 @@ def near_duplicate_groups(
     bounds = np.flatnonzero(np.r_[True, codes[order][1:] != codes[order][:-1], True])
     centre = np.arange(n, dtype=np.int64)
     pixel_residual = np.full(n, np.nan)
-    pending: list[tuple[np.ndarray, set | None, set | None]] = []
+    pending: list[tuple[np.ndarray, set | None, set | None, set | None]] = []
     queued = 0
 
     def flush() -> None:
         """Group the pending identities; their pixel pairs are prefetched together first (on the
         check's worker processes, when it has them)."""
-        band = [_band_pairs(X, ph, idx, pairs, threshold, phash_min_sim, phash_max_bits) for idx, pairs, _ in pending]
+        band = [_band_pairs(X, ph, idx, pairs, threshold, phash_min_sim, phash_max_bits) for idx, pairs, _, _ in pending]
         prefetch = getattr(pixels, "prefetch", None)
         if prefetch is not None:
-            prefetch([pair for pairs in band for pair in pairs])
-        for (idx, pairs, low), scored in zip(pending, band):
+            companions = {(int(idx[i]), int(idx[j])) for idx, _, _, extra in pending for i, j in (extra or ())}
+            every = [pair for pairs in band for pair in pairs]
+            if companions:
+                prefetch(every, {p for p in every if p in companions or p[::-1] in companions})
+            else:
+                prefetch(every)
+        for (idx, pairs, low, _), scored in zip(pending, band):
             local, res = _leaders(
                 np.ascontiguousarray(X[idx]),
                 None if ph is None else ph[idx],
@@ -455,11 +464,15 @@ def near_duplicate_groups(
             continue
         idx = order[a:b]
         pairs = None if pixels is None else nearest_pairs(X[idx], int(pixel_neighbours), float(pixel_min_sim), int(block_size))
-        low = None
+        low = extra = None
         if pairs is not None and hp is not None:
             low = hash_pairs(hp[idx], int(pixel_hash_bits), int(pixel_neighbours), int(block_size)) - pairs
             pairs |= low
-        pending.append((idx, pairs, low))
+        if pairs is not None and pixel_nearest > 0:
+            extra = nearest_pairs(X[idx], int(pixel_nearest), -1.0, int(block_size)) - pairs
+            pairs |= extra
+            low = (low or set()) | extra
+        pending.append((idx, pairs, low, extra))
         queued += len(pairs or ()) + 1
         if queued >= _PREFETCH_BATCH:
             flush()

@@ -465,13 +465,20 @@ class Cuts:
     face_matches: int = FACE_MATCHES
 
 
-def neighbour_ratio(a, b, scores) -> np.ndarray:
+def neighbour_ratio(a, b, scores, reference=None) -> np.ndarray:
     """Each candidate pair's score over the median score of its two faces to their other candidate
-    neighbours (a, b: the faces' keys, one entry per pair); NaN where neither face has another."""
+    neighbours (a, b: the faces' keys, one entry per pair); NaN where neither face has another.
+    `reference` (bool per pair; None: all): which pairs count as a neighbour (SamePhotoCheck's
+    companions do not)."""
     others: dict = {}
-    for x, y, s in zip(a, b, scores):
-        others.setdefault(x, []).append((y, s))
-        others.setdefault(y, []).append((x, s))
+    counts = np.ones(len(scores), bool) if reference is None else np.asarray(reference, bool)
+    for x, y, s, r in zip(a, b, scores, counts):
+        if r:
+            others.setdefault(x, []).append((y, s))
+            others.setdefault(y, []).append((x, s))
+    for x, y in zip(a, b):
+        others.setdefault(x, [])
+        others.setdefault(y, [])
     out = np.full(len(scores), np.nan)
     for t, (x, y, s) in enumerate(zip(a, b, scores)):
         ref = [v for o, v in others[x] if o != y] + [v for o, v in others[y] if o != x]
@@ -556,12 +563,15 @@ class SamePhotoCheck:
         a, b = self.keys[i], self.keys[j]
         return (a, b, False) if a <= b else (b, a, True)
 
-    def prefetch(self, pairs) -> None:
+    def prefetch(self, pairs, companions=()) -> None:
+        """Score `pairs` (file rows) in batches; each becomes its faces' neighbour (the
+        neighbour-ratio rule's references) unless it is among `companions`."""
         every = {}
         for i, j in pairs:
             a, b, swap = self._key(int(i), int(j))
-            self.neighbours.setdefault(a, set()).add(b)
-            self.neighbours.setdefault(b, set()).add(a)
+            if (i, j) not in companions:
+                self.neighbours.setdefault(a, set()).add(b)
+                self.neighbours.setdefault(b, set()).add(a)
             every[(a, b)] = (j, i) if swap else (i, j)
         self._prefetch_scores({k: v for k, v in every.items() if k not in self.cache})
         # every pair's background test, not only the newly scored ones': a workspace whose scores

@@ -44,3 +44,7 @@ FACE_MATCHES = 12
 # within this many bits (neardup.hash_pairs), whatever their cosine. Not a decision (the crop test
 # decides): a wider net for copies whose face the embedder misreads.
 PAIR_HASH_BITS = 4
+# ... and each face's PAIR_NEAREST nearest faces by cosine whatever it is (a tight, dark or covered
+# copy's face can be misread down to cosine 0.3 while its source stays its nearest face). Not a
+# decision either, and not a reference of the neighbour-ratio rule (samephoto.SamePhotoCheck).
+PAIR_NEAREST = 1

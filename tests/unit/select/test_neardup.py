@@ -79,3 +79,33 @@ def test_a_face_joins_the_group_of_the_face_it_is_closest_to():
     score[1, 2] = 0.008
     r = near_duplicate_groups(E, None, [3, 2, 1], list("abc"), 0.999, pixels=Check(), pixel_min_sim=0.5)
     assert r.kept_index.tolist() == [0, 1, 0]
+
+
+def test_each_face_meets_its_nearest_face_whatever_the_cosine():
+    """A misread copy (cosine 0.5 to its source, under the check's floor) is still its source's
+    nearest face: with pixel_nearest the pair goes to the check, and to its prefetch as a companion
+    (not a reference of the neighbour-ratio rule); without it, it is never asked."""
+    rng = np.random.default_rng(3)
+    base = unit(rng.standard_normal(32))
+    far = [unit(rng.standard_normal(32)) for _ in range(2)]
+    g = rng.standard_normal(32)
+    copy = unit(0.5 * base + np.sqrt(1 - 0.25) * unit(g - (g @ base) * base))
+    E = np.stack([base, copy] + far)
+    asked, fetched = [], {}
+
+    class Check:
+        def __call__(self, i, j):
+            asked.append((min(i, j), max(i, j)))
+            return self.peek(i, j)
+
+        def peek(self, i, j):
+            return {i, j} == {0, 1}, 0.001 if {i, j} == {0, 1} else 0.5
+
+        def prefetch(self, pairs, companions=()):
+            fetched.update({(min(i, j), max(i, j)): (i, j) in companions for i, j in pairs})
+
+    r = near_duplicate_groups(E, None, [4, 3, 2, 1], list("abcd"), 0.999, pixels=Check(), pixel_min_sim=0.7)
+    assert (0, 1) not in asked and r.kept_index[1] == 1
+    r = near_duplicate_groups(E, None, [4, 3, 2, 1], list("abcd"), 0.999, pixels=Check(), pixel_min_sim=0.7, pixel_nearest=1)
+    assert (0, 1) in asked and r.kept_index[1] == 0 and r.signal[1] == "pixels"
+    assert fetched[0, 1] is True  # a companion

@@ -339,3 +339,22 @@ def test_removed_pixel_flags_exit_2_with_what_replaced_them(small_set, tmp_path,
     assert main(["run", str(small_set), "--out", str(tmp_path / "o"), "--no-pixel-check"]) == 2
     assert "--duplicates" in capsys.readouterr().err
     assert main(["run", str(small_set), "--out", str(tmp_path / "o"), "--pixel-residual", "2"]) == 2
+
+
+def test_companion_pairs_are_scored_but_not_references():
+    """A pair given to prefetch as a companion (a face's nearest face below the cosine floor) is
+    scored like any other, but is no neighbour of its faces: the neighbour-ratio rule's
+    references are the run's candidate pairs only, as neighbour_ratio's `reference` says."""
+    from facesieve.select.samephoto import SamePhotoCheck, neighbour_ratio
+
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 255, (4, 112, 112, 3), dtype=np.uint8)
+    check = SamePhotoCheck(FaceViews(crops, np.ones(4)), np.arange(4), np.array(list("abcd"), dtype=object), 0.0065)
+    check.prefetch([(0, 1), (0, 2), (0, 3)], companions={(0, 3)})
+    assert len(check.cache) == 3 and check.scored == 3
+    assert check.neighbours["a"] == {"b", "c"} and "d" not in check.neighbours
+    s = np.array([0.01, 0.1, 1.0])
+    a, b = ["a", "a", "a"], ["b", "c", "d"]
+    assert neighbour_ratio(a, b, s, [True, True, False])[0] == pytest.approx(0.01 / 0.1)
+    assert neighbour_ratio(a, b, s)[0] == pytest.approx(0.01 / 0.55)
+    assert neighbour_ratio(a, b, s, [True, True, False])[2] == pytest.approx(1.0 / 0.055)  # a companion has its own ratio
