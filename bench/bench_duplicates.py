@@ -178,13 +178,7 @@ def pair_table(root: Path, name: str) -> pd.DataFrame:
     # the face-in-its-background test, on every pair it could be asked about (kept in the workspace)
     t["motion"], t["n_face"], t["n_back"], t["face_fit"] = np.nan, 0.0, 0.0, np.nan
     ask = np.flatnonzero(t["score"].to_numpy() <= max(ANCHOR_SCORE_GRID + FACE_SCORE_GRID))
-    todo = {}  # the pairs without an answer kept in the workspace, each the way SamePhotoCheck.motion asks it
-    for x, y in zip(ra[ask].tolist(), rb[ask].tolist()):
-        k0, k1, swap = check._key(x, y)
-        if (k0, k1) not in check.motions:
-            todo[(k0, k1)] = (y, x) if swap else (x, y)
-    check.motions.update(zip(todo, check.anchor.motions(list(todo.values()), check.threads)))
-    check.anchored += len(todo)
+    check.answer_motions(zip(ra[ask], rb[ask]))  # those not kept in the workspace, on the threads
     m = [check.motion(int(x), int(y)) for x, y in zip(ra[ask], rb[ask])]
     if m:
         t.iloc[ask, [t.columns.get_loc(c) for c in MOTION]] = np.array(m, np.float64)

@@ -600,17 +600,28 @@ class SamePhotoCheck:
                     self.progress(b - a)
 
     def _prefetch_motions(self, keys: list, ij: list) -> None:
-        """The face-in-background test of the pairs, not yet answered, that it may be asked about (score
-        above the grouping cut, within Cuts.anchor_score), run by the threads side by side instead of
-        one pair at a time when asked. A pair another rule groups is looked at too: a few more
-        tests (about 1% on the 10k bench) for a stage that then runs on every core."""
-        want = [n for n, k in enumerate(keys) if self.cut < self.cache[k] and self._may_anchor(self.cache[k]) and k not in self.motions]
-        if not want:
+        """The keypoint test of the pairs, not yet answered, that it may be asked about (score above
+        the grouping cut, within Cuts.anchor_score or face_score), run by the threads side by side
+        instead of one pair at a time when asked. A pair another rule groups is looked at too: a
+        few more tests (about 1% on the 10k bench) for a stage that then runs on every core."""
+        self._answer({k: rows for k, rows in zip(keys, ij) if self.cut < self.cache[k] and self._may_anchor(self.cache[k])})
+
+    def answer_motions(self, pairs) -> None:
+        """The keypoint test of every (i, j) in `pairs` (file rows) not answered yet, on the threads,
+        whatever its score (the benchmark asks more pairs than a run does)."""
+        todo = {}
+        for i, j in pairs:
+            a, b, swap = self._key(int(i), int(j))
+            todo[(a, b)] = (int(j), int(i)) if swap else (int(i), int(j))
+        self._answer(todo)
+
+    def _answer(self, todo: dict) -> None:
+        """Run the keypoint test for the pairs (key -> rows, the smaller key's row first) without an answer."""
+        todo = {k: rows for k, rows in todo.items() if k not in self.motions}
+        if not todo:
             return
-        found = self.anchor.motions([ij[n] for n in want], self.threads)
-        for n, m in zip(want, found):
-            self.motions[keys[n]] = m
-        self.anchored += len(want)
+        self.motions.update(zip(todo, self.anchor.motions(list(todo.values()), self.threads)))
+        self.anchored += len(todo)
 
     def score(self, i: int, j: int) -> float:
         a, b, _ = self._key(i, j)
