@@ -242,12 +242,13 @@ def face_motion(a, b, box_a, mirrored_b: bool = False) -> tuple[float, int, int,
         return NO_EVIDENCE
     inside = _inside(A, box_a)
     threshold = max(1.0, REPROJECTION * w)
-    face, kept = _similarity(B[inside], A[inside], threshold)
+    b_face, a_face = B[inside], A[inside]
+    face, kept = _similarity(b_face, a_face, threshold)
     back, kept_back = _similarity(B[~inside], A[~inside], threshold)
     n_face, n_back = int(kept.sum()), int(kept_back.sum())
     err = float("nan")
     if face is not None and n_face >= MIN_MATCHES:
-        src, dst = B[inside][kept], A[inside][kept]
+        src, dst = b_face[kept], a_face[kept]
         err = float(np.median(np.linalg.norm(src @ face[:, :2].T + face[:, 2] - dst, axis=1) / S[inside][kept]))
     if face is None or back is None or n_face < MIN_MATCHES or n_back < MIN_MATCHES:
         return float("nan"), n_face, n_back, err

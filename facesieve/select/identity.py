@@ -77,6 +77,7 @@ def match_floor(embedder: str) -> float | None:
     cuts = CUTS.get(embedder)
     return float(cuts[4]) if cuts and len(cuts) > 4 else None
 
+
 def split_folder(X: np.ndarray, threshold: float = SPLIT, *, norm: float | None = NORM, min_group: int = MIN_GROUP,
                  same: float = SAME, seed: int = 0) -> np.ndarray:
     """Group labels (0 = largest group, then by size) of one folder's unit vectors.
