@@ -109,7 +109,7 @@ def faces_seconds(root: Path, name: str) -> float:
     config = set_config(root, name)
     if config.workspace.exists():  # the bench's own workspace keeps its cache; time a fresh one
         scratch = Path(tempfile.mkdtemp(dir=root))
-        config = RunConfig(dataset=config.dataset, out=scratch / "out", workspace=scratch / "ws", report=False, jobs=2)
+        config = RunConfig(dataset=config.dataset, out=scratch / "out", workspace=scratch / "ws", report=False, jobs=config.jobs)
     else:
         scratch = None
     t0 = time.perf_counter()
