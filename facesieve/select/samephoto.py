@@ -27,7 +27,6 @@ the cross-identity pass can call `pair_scores` on any two crops as well.
 from __future__ import annotations
 
 import functools
-import statistics
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -636,22 +635,19 @@ class SamePhotoCheck:
         """The pair's score over the median score of its faces to their other neighbours (NaN: none)."""
         a, b, _ = self._key(i, j)
         ref = [self.cache[min(x, o), max(x, o)] for x, y in ((a, b), (b, a)) for o in self.neighbours.get(x, ()) if o != y]
-        # statistics.median: np.median's value (the middle one, or the mean of the two middle ones)
-        # without its array overhead, which this call pays for every pair the grouping asks about
-        return self.cache[(a, b)] / max(float(statistics.median(ref)), 1e-9) if ref else float("nan")
+        return self.cache[(a, b)] / max(float(np.median(ref)), 1e-9) if ref else float("nan")
 
     def hash_bits(self, i: int, j: int):
         """Bits between the two images' whole-image hashes, mirror-aware (None: no hashes)."""
         if self.hashes is None:
             return None
-        # neardup.hash_distance for one pair, on Python ints (min over the plain and mirrored hash of i)
-        h = self.hashes
-        other = int(h[j, 0])
-        return min((int(h[i, 0]) ^ other).bit_count(), (int(h[i, 1]) ^ other).bit_count())
+        from facesieve.select.neardup import hash_distance
+
+        return int(hash_distance(self.hashes, np.array([i]), np.array([j]))[0])
 
     def side(self, i: int, j: int) -> int:
         """The pair's comparison grid (pair_side)."""
-        return level_for(min(float(self.views.scales[self.crop_row[i]]), float(self.views.scales[self.crop_row[j]])))
+        return int(pair_side(self.views.scales, [self.crop_row[i]], [self.crop_row[j]])[0])
 
     def motion(self, i: int, j: int) -> tuple[float, int, int, float]:
         """anchor.face_motion of the pair (the face of the row with the smaller key against its
