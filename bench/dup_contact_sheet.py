@@ -6,6 +6,12 @@ Reads the run bench_duplicates.py leaves under ROOT (the set's workspace and its
 draws every pair of two different original photos (no injected copy) that the shipped rule groups
 by default (the near-identical-shot cut, the neighbour-ratio, hash, small-face, face-in-background or face-fit rule, samephoto.grouped), lowest
 score first, with the score under each pair.
+
+    python bench/dup_contact_sheet.py --bursts --out docs/img/bursts_vs_orl.png
+
+instead draws each candidate pair of pins_web's README bursts (consecutive frames, to be grouped
+as near-identical shots) beside the ORL pair of distinct photos (to be kept apart) whose crop score
+is nearest, so a person can judge whether any score separates the two.
 """
 
 from __future__ import annotations
@@ -40,13 +46,40 @@ def sheet(pairs: list[tuple[Path, Path, str]], cell: int = 96, cols: int = 4) ->
     return out
 
 
+def bursts_sheet(root: Path, out: Path) -> int:
+    """pins_web's README burst pairs that are candidates, each beside ORL's distinct pair whose
+    score is nearest."""
+    import numpy as np
+
+    bursts = pair_table(root, "pins_web")
+    bursts = bursts[bursts["relation"] == "burst"].sort_values("score")
+    orl = pair_table(root, "orl_att40")
+    orl = orl[orl["relation"] == "distinct"].sort_values("score")
+    at = np.clip(np.searchsorted(orl["score"].to_numpy(), bursts["score"].to_numpy()), 0, len(orl) - 1)
+    pairs = []
+    for (a, b, s), k in zip(zip(bursts["a"], bursts["b"], bursts["score"]), at):
+        o = orl.iloc[k]
+        pairs.append((root / "data" / "pins_web" / a, root / "data" / "pins_web" / b, f"burst {Path(a).stem[-7:]}~{Path(b).stem[-3:]} {s:.4f}"))
+        pairs.append((root / "data" / "orl_att40" / o["a"], root / "data" / "orl_att40" / o["b"],
+                      f"ORL distinct {Path(o['a']).parent.name} {o['score']:.4f}"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet(pairs, cols=2).convert("L").save(out, optimize=True)
+    below = [int((orl["score"] <= s).sum()) for s in bursts["score"]]
+    print(f"{len(bursts)} burst pairs (scores {bursts['score'].min():.4f}-{bursts['score'].max():.4f}); ORL distinct pairs "
+          f"at or under each: {below} of {len(orl)} -> {out}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", type=Path, default=Path("/tmp/bench15"))
     ap.add_argument("--set", default="orl_att40")
     ap.add_argument("--cut", type=float, default=SHOT_CUT)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--bursts", action="store_true", help="README burst pairs beside ORL's distinct pairs of the nearest score")
     args = ap.parse_args()
+    if args.bursts:
+        return bursts_sheet(args.root, args.out)
     t = pair_table(args.root, args.set)
     copies, photos = labels(args.root, args.set)
     cuts = Cuts(SAME_PHOTO_CUT, args.cut, RATIO_SCORE_CUT, RATIO_CUT, LONE_CUT, HASH_SCORE_CUT, HASH_BITS, COARSE_CUT,
