@@ -47,12 +47,13 @@ def sheet(pairs: list[tuple[Path, Path, str]], cell: int = 96, cols: int = 4) ->
 
 
 def bursts_sheet(root: Path, out: Path) -> int:
-    """pins_web's README burst pairs that are candidates, each beside ORL's distinct pair whose
-    score is nearest."""
+    """pins_web's README burst pairs that are candidates (its photos only, not the bench's copies of
+    them), each beside ORL's distinct pair whose score is nearest."""
     import numpy as np
 
     bursts = pair_table(root, "pins_web")
-    bursts = bursts[bursts["relation"] == "burst"].sort_values("score")
+    copies = labels(root, "pins_web")[1].copy_paths  # a copy of a burst photo is one of the burst too: left out
+    bursts = bursts[(bursts["relation"] == "burst") & ~bursts["a"].isin(copies) & ~bursts["b"].isin(copies)].sort_values("score")
     orl = pair_table(root, "orl_att40")
     orl = orl[orl["relation"] == "distinct"].sort_values("score")
     at = np.clip(np.searchsorted(orl["score"].to_numpy(), bursts["score"].to_numpy()), 0, len(orl) - 1)
