@@ -213,7 +213,8 @@ def pair_table(root: Path, name: str) -> pd.DataFrame:
     t["side"] = pair_side(check.views.scales, check.crop_row[ra], check.crop_row[rb])
     # the face-in-its-background test, on every pair it could be asked about (kept in the workspace)
     t["motion"], t["n_face"], t["n_back"], t["face_fit"] = np.nan, 0.0, 0.0, np.nan
-    ask = np.flatnonzero(t["score"].to_numpy() <= max(ANCHOR_SCORE_GRID + FACE_SCORE_GRID))
+    # (and any score within the hash grid's bits: the face fit needs no ceiling there, samephoto.anchored)
+    ask = np.flatnonzero((t["score"].to_numpy() <= max(ANCHOR_SCORE_GRID + FACE_SCORE_GRID)) | (t["hash_bits"].to_numpy() <= max(HASH_BITS_GRID)))
     check.answer_motions(zip(ra[ask], rb[ask]))  # those not kept in the workspace, on the threads
     m = [check.motion(int(x), int(y)) for x, y in zip(ra[ask], rb[ask])]
     if m:

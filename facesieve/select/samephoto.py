@@ -449,7 +449,10 @@ class Cuts:
     size (the median over at least `face_matches` kept matches) is one photo: a copy's face is the
     source's up to resampling, another shot's moves with its expression and pose. It needs no
     background, so it speaks for tight crops. The crop score's ceiling is what keeps another
-    exposure of one still pose (yaleB's lighting) out. 0: off."""
+    exposure of one still pose (yaleB's lighting) out. A pair within the whole-image hash bits
+    (`hash_bits`) needs no ceiling: the whole image and the face's keypoints both say one photo,
+    and a crop score above it then comes from the face's landmarks, found differently on the two
+    (sunglasses, a hand, a face the detector boxes another way), not from the photo. 0: off."""
 
     same_photo: float
     shot: float
@@ -506,19 +509,28 @@ def grouped(scores, ratios, cut: float, cuts: Cuts, hash_bits=None, sides=None, 
     if sides is not None and cuts.coarse > 0:
         out |= (np.asarray(sides) <= COARSE_SIDE) & (s <= cuts.coarse)
     if motion is not None:
-        out |= anchored(s, motion, cuts)
+        out |= anchored(s, motion, cuts, hash_bits)
     return out
 
 
-def anchored(scores, motion, cuts: Cuts) -> np.ndarray:
+def anchored(scores, motion, cuts: Cuts, hash_bits=None) -> np.ndarray:
     """Pairs one photo by the face in its background (Cuts.anchor_*) or by their face's own fit
-    (Cuts.face_*); motion as in `grouped`. A rule whose cut is 0 is off."""
+    (Cuts.face_*: up to the face score cut, or at any score within the hash bits); motion and
+    hash_bits as in `grouped`. A rule whose cut is 0 is off."""
     move, n_face, n_back, err = (np.asarray(m, np.float64) for m in motion)
     s = np.asarray(scores, np.float64)
     with np.errstate(invalid="ignore"):
         back = (s <= cuts.anchor_score) & (move <= cuts.anchor_motion) & (n_face >= cuts.anchor_matches) & (n_back >= cuts.anchor_matches)
-        face = (s <= cuts.face_score) & (err <= cuts.face_fit) & (n_face >= cuts.face_matches)
+        face = ((s <= cuts.face_score) | _hash_close(hash_bits, cuts)) & (err <= cuts.face_fit) & (n_face >= cuts.face_matches)
     return (back & (cuts.anchor_motion > 0)) | (face & (cuts.face_fit > 0))
+
+
+def _hash_close(hash_bits, cuts: Cuts):
+    """Whether each pair is within the hash rule's bits (False where the bits are unknown or the
+    rule is off)."""
+    if hash_bits is None or cuts.hash_bits < 0:
+        return False
+    return np.asarray(hash_bits) <= cuts.hash_bits
 
 
 def classify(scores: np.ndarray, cuts: Cuts, ratios=None, hash_bits=None, sides=None, motion=None) -> np.ndarray:
@@ -603,10 +615,17 @@ class SamePhotoCheck:
 
     def _prefetch_motions(self, keys: list, ij: list) -> None:
         """The keypoint test of the pairs, not yet answered, that it may be asked about (score above
-        the grouping cut, within Cuts.anchor_score or face_score), run by the threads side by side
+        the grouping cut, within Cuts.anchor_score or face_score, or any score where the images'
+        hashes are within Cuts.hash_bits and the face fit is on), run by the threads side by side
         instead of one pair at a time when asked. A pair another rule groups is looked at too: a
         few more tests (about 1% on the 10k bench) for a stage that then runs on every core."""
-        self._answer({k: rows for k, rows in zip(keys, ij) if self.cut < self.cache[k] and self._may_anchor(self.cache[k])})
+        bits = [None] * len(ij)
+        if self.hashes is not None and len(ij):
+            from facesieve.select.neardup import hash_distance
+
+            rows = np.asarray(ij, np.int64).reshape(-1, 2)
+            bits = hash_distance(self.hashes, rows[:, 0], rows[:, 1]).tolist()
+        self._answer({k: rows for k, rows, b in zip(keys, ij, bits) if self.cut < self.cache[k] and self._may_anchor(self.cache[k], b)})
 
     def answer_motions(self, pairs) -> None:
         """The keypoint test of every (i, j) in `pairs` (file rows) not answered yet, on the threads,
@@ -662,19 +681,21 @@ class SamePhotoCheck:
             self.anchored += 1
         return m
 
-    def _may_anchor(self, s: float) -> bool:
+    def _may_anchor(self, s: float, bits=None) -> bool:
         """Whether the keypoint rules (the face in its background, its face's own fit) are on and
-        one could decide a pair of score s."""
+        one could decide a pair of score s whose images' hashes are `bits` apart (None: unknown)."""
         cuts = self.cuts
         return self.anchor is not None and cuts is not None and (
-            (cuts.anchor_motion > 0 and s <= cuts.anchor_score) or (cuts.face_fit > 0 and s <= cuts.face_score))
+            (cuts.anchor_motion > 0 and s <= cuts.anchor_score)
+            or (cuts.face_fit > 0 and (s <= cuts.face_score or bool(_hash_close(bits, cuts)))))
 
     def _anchored(self, i: int, j: int, s: float) -> bool:
         """The keypoint rules, asked only where one could decide."""
-        if not self._may_anchor(s):
+        bits = self.hash_bits(i, j)
+        if not self._may_anchor(s, bits):
             return False
         m = self.motion(i, j)
-        return bool(anchored([s], tuple([v] for v in m), self.cuts)[0])
+        return bool(anchored([s], tuple([v] for v in m), self.cuts, None if bits is None else [bits])[0])
 
     def same_photo(self, i: int, j: int) -> bool:
         """Whether a grouped pair is one photo (rather than a near-identical shot): at or below the

@@ -358,3 +358,31 @@ def test_companion_pairs_are_scored_but_not_references():
     assert neighbour_ratio(a, b, s, [True, True, False])[0] == pytest.approx(0.01 / 0.1)
     assert neighbour_ratio(a, b, s)[0] == pytest.approx(0.01 / 0.55)
     assert neighbour_ratio(a, b, s, [True, True, False])[2] == pytest.approx(1.0 / 0.055)  # a companion has its own ratio
+
+
+def test_hash_close_pairs_are_asked_the_keypoint_test_at_any_score():
+    """The face fit needs no crop-score ceiling within the hash bits (samephoto.anchored), so the
+    prefetch asks the keypoint test about a pair above every ceiling when its images' hashes are
+    that close, and only then; with the face fit off it asks neither."""
+    from facesieve.select.samephoto import Cuts, SamePhotoCheck
+
+    class Asked:
+        def __init__(self):
+            self.pairs = []
+
+        def motions(self, pairs, threads):
+            self.pairs += [tuple(p) for p in pairs]
+            return [(float("nan"), 0, 0, float("nan"))] * len(pairs)
+
+    rng = np.random.default_rng(1)
+    crops = rng.integers(0, 255, (3, 112, 112, 3), dtype=np.uint8)  # unrelated noise: every score is high
+    hashes = np.array([[0, 0], [0b11, 0b11], [0xFFFF, 0xFFFF]], np.uint64)  # a-b 2 bits apart, a-c 16
+    for face_fit, expected in ((0.04, [(0, 1)]), (0.0, [])):
+        cuts = Cuts(0.0065, 0.0065, hash_score=0.01, hash_bits=2, anchor_score=0.03, anchor_motion=0.003,
+                    face_score=0.02, face_fit=face_fit, face_matches=12)
+        asked = Asked()
+        check = SamePhotoCheck(FaceViews(crops, np.ones(3)), np.arange(3), np.array(list("abc"), dtype=object), 0.0065,
+                               cuts=cuts, hashes=hashes, anchor=asked)
+        check.prefetch([(0, 1), (0, 2)])
+        assert min(check.cache.values()) > cuts.anchor_score
+        assert asked.pairs == expected
