@@ -623,8 +623,8 @@ class SamePhotoCheck:
         if self.hashes is not None and len(ij):
             from facesieve.select.neardup import hash_distance
 
-            rows = np.asarray(ij, np.int64).reshape(-1, 2)
-            bits = hash_distance(self.hashes, rows[:, 0], rows[:, 1]).tolist()
+            pairs = np.asarray(ij, np.int64).reshape(-1, 2)
+            bits = hash_distance(self.hashes, pairs[:, 0], pairs[:, 1]).tolist()
         self._answer({k: rows for k, rows, b in zip(keys, ij, bits) if self.cut < self.cache[k] and self._may_anchor(self.cache[k], b)})
 
     def answer_motions(self, pairs) -> None:
