@@ -689,9 +689,8 @@ class SamePhotoCheck:
             (cuts.anchor_motion > 0 and s <= cuts.anchor_score)
             or (cuts.face_fit > 0 and (s <= cuts.face_score or bool(_hash_close(bits, cuts)))))
 
-    def _anchored(self, i: int, j: int, s: float) -> bool:
-        """The keypoint rules, asked only where one could decide."""
-        bits = self.hash_bits(i, j)
+    def _anchored(self, i: int, j: int, s: float, bits) -> bool:
+        """The keypoint rules, asked only where one could decide (bits: the pair's hash_bits)."""
         if not self._may_anchor(s, bits):
             return False
         m = self.motion(i, j)
@@ -702,9 +701,10 @@ class SamePhotoCheck:
         same-photo cut, or by the neighbour-ratio, the whole-image hash or the face-in-background rule."""
         s = self.score(int(i), int(j))
         cuts = self.cuts or Cuts(self.cut, self.cut)
+        bits = self.hash_bits(int(i), int(j))
         return bool(s <= cuts.same_photo or grouped([s], [self.ratio(int(i), int(j))], cuts.same_photo, cuts,
-                                                    self.hash_bits(int(i), int(j)), [self.side(int(i), int(j))])[0]
-                    or self._anchored(int(i), int(j), s))
+                                                    bits, [self.side(int(i), int(j))])[0]
+                    or self._anchored(int(i), int(j), s, bits))
 
     def __call__(self, i: int, j: int) -> tuple[bool, float]:
         ok, s = self.peek(i, j)
@@ -716,6 +716,7 @@ class SamePhotoCheck:
         s = self.score(int(i), int(j))
         ok = s <= self.cut
         if not ok and self.cuts is not None:
-            ok = bool(grouped([s], [self.ratio(int(i), int(j))], self.cut, self.cuts, self.hash_bits(int(i), int(j)),
-                              [self.side(int(i), int(j))])[0]) or self._anchored(int(i), int(j), s)
+            bits = self.hash_bits(int(i), int(j))
+            ok = bool(grouped([s], [self.ratio(int(i), int(j))], self.cut, self.cuts, bits,
+                              [self.side(int(i), int(j))])[0]) or self._anchored(int(i), int(j), s, bits)
         return ok, s

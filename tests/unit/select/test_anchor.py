@@ -216,6 +216,13 @@ def test_shots_of_one_sitting_do_not_fit_as_one_face(shared_data):
 HASH_FACE_CUTS = Cuts(0.0, 0.0, hash_bits=HASH_BITS, face_score=FACE_SCORE_CUT, face_fit=FACE_FIT_CUT, face_matches=FACE_MATCHES)
 
 
+def image_hash_pairs(paths) -> np.ndarray:
+    """(n, 2) uint64: each image's pHash and its mirror image's, as the faces stage stores them."""
+    from facesieve.imaging import image_hashes
+
+    return np.array([[h & (2**64 - 1) for h in image_hashes(load_rgb(p))[::2]] for p in paths], np.uint64)
+
+
 def hash_face_fitted(m, bits: int, score: float) -> bool:
     return bool(anchored([score], tuple([v] for v in m), HASH_FACE_CUTS, [bits])[0])
 
@@ -226,7 +233,6 @@ def test_a_copy_within_the_hash_bits_needs_no_crop_score_ceiling(shared_data, tm
     sunglasses or a mask and on a twice-upscaled group photo, scores 0.10-0.13) is still one photo by its face's own fit; the
     same answer beyond the hash bits, or with the hash rule off, is not."""
     from facesieve.augment import web_bytes, web_copy
-    from facesieve.imaging import image_hashes
     from facesieve.select.neardup import hash_distance
 
     rng = np.random.default_rng(11)
@@ -237,7 +243,7 @@ def test_a_copy_within_the_hash_bits_needs_no_crop_score_ceiling(shared_data, tm
         copies.append(tmp_path / f"{kind}{n}{suffix}")
         copies[-1].write_bytes(data)
     kp = keypoints(paths + copies)
-    hashes = np.array([[h & (2**64 - 1) for h in image_hashes(load_rgb(p))[::2]] for p in paths + copies], np.uint64)
+    hashes = image_hash_pairs(paths + copies)
     high = 0.12  # far above FACE_SCORE_CUT and ANCHOR_SCORE_CUT
     for n in range(len(paths)):
         m = kp.motion(n, len(paths) + n)
@@ -252,11 +258,10 @@ def test_lighting_pairs_within_the_hash_bits_do_not_fit_as_one_face(shared_data)
     """yaleB: one still pose under other lights. Some of those pairs keep the whole image's hash
     within HASH_BITS, but the shadows move the face's keypoints: none fits as one face, so the face
     fit within the hash bits, which has no crop-score ceiling, does not merge them."""
-    from facesieve.imaging import image_hashes
     from facesieve.select.neardup import hash_distance
 
     paths = [p for ident in ("yaleB02", "yaleB05") for p in sorted((shared_data / "yaleB_cropped10" / ident).glob("*.pgm"))]
-    hashes = np.array([[h & (2**64 - 1) for h in image_hashes(load_rgb(p))[::2]] for p in paths], np.uint64)
+    hashes = image_hash_pairs(paths)
     a, b = np.triu_indices(len(paths), 1)
     same_person = np.array([paths[x].parent == paths[y].parent for x, y in zip(a, b)])
     close = same_person & (hash_distance(hashes, a, b) <= HASH_BITS)
