@@ -207,6 +207,14 @@ def pair_table(root: Path, name: str) -> pd.DataFrame:
     t = t.dropna(subset=["a", "b", "score"])
     ra, rb = t["a"].map(row).to_numpy(np.int64), t["b"].map(row).to_numpy(np.int64)
     t["hash_bits"] = hash_distance(ph, ra, rb)
+    # each face's hash floor over its identity's faces (neardup.hash_floors), the lower of the pair's
+    # two; a run takes it over the faces left after the exact-duplicate pass (here: every face)
+    from facesieve.select.neardup import hash_floors
+
+    faces = np.flatnonzero(frame["vec_row"].to_numpy() >= 0)
+    floors = np.full(len(frame), np.nan)
+    floors[faces] = hash_floors(ph[faces], frame["identity"].to_numpy()[faces])
+    t["floor"] = np.fmin(floors[ra], floors[rb]) if len(t) else np.nan
     from facesieve.select.samephoto import pair_side
 
     check = pl.same_photo_check(config, frame, pl.decide_settings(config))  # the faces' scales, as a run sees them
@@ -255,11 +263,15 @@ ANCHOR_MATCHES_GRID = (4, 6, 8, 12, 16)
 FACE_SCORE_GRID = (0.02, 0.03, 0.05)
 FACE_FIT_GRID = (0.02, 0.025, 0.03, 0.035, 0.04, 0.05)
 FACE_MATCHES_GRID = (8, 12, 16, 24)
+# rare hashes (samephoto.Cuts.rare_*): crop-score ceiling, bits, the faces' hash floor
+RARE_SCORE_GRID = (0.02, 0.03, 0.05, 0.08, 0.15, 1.0)
+RARE_BITS_GRID = (0, 2, 4, 6)
+RARE_FLOOR_GRID = (10, 12, 14, 16, 18, 20, 24)
 MOTION = ("motion", "n_face", "n_back", "face_fit")  # the keypoint test's answer, as anchor.face_motion gives it
 
 
 def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: bool = True, coarse_rule: bool = True,
-                anchor_rule: bool = True, face_rule: bool = True) -> tuple:
+                anchor_rule: bool = True, face_rule: bool = True, rare_rule: bool = True) -> tuple:
     """The cuts that group the most training copies with the distinct pairs grouped within the
     budgets, pooled: (same photo, shot, ratio score, ratio, lone, hash score, hash bits). Without
     `ratio_rule`, the largest plain cuts (the neighbour-ratio rule off); without `hash_rule`, the
@@ -270,9 +282,11 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
     them the lowest score ceiling (the fewest pairs asked: its cost is a keypoint search an image),
     then the tightest (smallest motion cut, most matches); off when none adds any. Then the face's
     own fit (without `face_rule`: off), chosen the same way (lowest ceiling, then the smallest fit
-    error, then the most matches).
+    error, then the most matches). Then rare hashes (without `rare_rule`: off), the same way (lowest
+    ceiling, then the fewest bits, then the highest floor).
     Returns (same photo, shot, ratio score, ratio, lone, hash score, hash bits, small-face, anchor
-    score, anchor motion, anchor matches, face score, face fit, face matches)."""
+    score, anchor motion, anchor matches, face score, face fit, face matches, rare score, rare bits,
+    rare floor)."""
     from facesieve.select.samephoto import Cuts, grouped
 
     score = np.concatenate([t["score"].to_numpy() for t in tables])
@@ -280,6 +294,7 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
     bits = np.concatenate([t["hash_bits"].to_numpy() for t in tables])
     sides = np.concatenate([t["side"].to_numpy() for t in tables])
     motion = tuple(np.concatenate([t[c].to_numpy(np.float64) for t in tables]) for c in MOTION)
+    floors = np.concatenate([t["floor"].to_numpy(np.float64) if "floor" in t else np.full(len(t), np.nan) for t in tables])
     rel = np.concatenate([t["relation"].to_numpy() for t in tables])
     originals = sum(t.attrs["originals"] for t in tables)
     distinct, same = rel == "distinct", rel == "same"
@@ -287,7 +302,8 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
     if not ratio_rule and not hash_rule:
         same_cut = GRID[below <= SAME_BUDGET].max(initial=GRID[0])
         shot = GRID[below <= SHOT_BUDGET].max(initial=same_cut)
-        return float(same_cut), float(max(shot, same_cut)), 0.0, 0.0, 0.0, 0.0, -1, 0.0, 0.0, 0.0, ANCHOR_MATCHES_GRID[0], 0.0, 0.0, FACE_MATCHES_GRID[0]
+        return (float(same_cut), float(max(shot, same_cut)), 0.0, 0.0, 0.0, 0.0, -1, 0.0, 0.0, 0.0, ANCHOR_MATCHES_GRID[0], 0.0, 0.0,
+                FACE_MATCHES_GRID[0], 0.0, -1, 64.0)
     found = []  # the same-photo rules within the tighter budget, with the training copies each finds
     for c0 in GRID[below <= SAME_BUDGET]:
         for c1 in (RATIO_SCORE_GRID if ratio_rule else (0.0,)):
@@ -361,13 +377,30 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
             most = max(n for n, _ in found)
             f_s, f_e, neg_k = min(k for n, k in found if n >= most - SLACK * same.sum())
             face = (f_s, f_e, -neg_k)
+    # then rare hashes, the same way
+    rare = (0.0, -1, 64.0)
+    if rare_rule:
+        base = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor, *face), bits, sides, motion)
+        n0, bad0 = int((base & same).sum()), int((base & distinct).sum())
+        found = []
+        for r_s in RARE_SCORE_GRID:
+            for r_b in RARE_BITS_GRID:
+                for r_f in RARE_FLOOR_GRID:
+                    g = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor, *face, r_s, r_b, float(r_f)),
+                                bits, sides, motion, floors)
+                    if (g & distinct).sum() <= bad0 and (g & same).sum() > n0:
+                        found.append((int((g & same).sum()), (r_s, r_b, -r_f)))
+        if found:
+            most = max(n for n, _ in found)
+            r_s, r_b, neg_f = min(k for n, k in found if n >= most - SLACK * same.sum())
+            rare = (r_s, r_b, float(-neg_f))
     # then the shot cut: the same choice (within the shot budget, the tightest within SLACK of the most)
     shots = [(int((g & same).sum()), float(c)) for c in GRID[GRID >= c0]
-             for g in [grouped(score, ratio, c, Cuts(c0, c, c1, rho, lone, hs, hb, coarse, *anchor, *face), bits, sides, motion)]
+             for g in [grouped(score, ratio, c, Cuts(c0, c, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare), bits, sides, motion, floors)]
              if (g & distinct).sum() <= SHOT_BUDGET * originals]
     most = max((n for n, _ in shots), default=0)
     shot = min((c for n, c in shots if n >= most - SLACK * same.sum()), default=c0)
-    return (c0, shot, c1, rho, lone, hs, hb, coarse, *anchor, *face)
+    return (c0, shot, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare)
 
 
 # ---------------------------------------------------------------- scoring a run
@@ -381,7 +414,8 @@ def run_set(root: Path, name: str, cuts: tuple, mode: str) -> pd.DataFrame:
                                                             "lone_cut": cuts[4], "hash_score_cut": cuts[5], "hash_bits": cuts[6],
                                                             "coarse_cut": cuts[7], "anchor_score_cut": cuts[8],
                                                             "anchor_motion_cut": cuts[9], "anchor_matches": cuts[10],
-                                                            "face_score_cut": cuts[11], "face_fit_cut": cuts[12], "face_matches": cuts[13]})
+                                                            "face_score_cut": cuts[11], "face_fit_cut": cuts[12], "face_matches": cuts[13],
+                                                            "rare_score_cut": cuts[14], "rare_bits": cuts[15], "rare_floor": cuts[16]})
     frame, fvec, _ = faces_pass(config)
     d = pl.decide_all(frame, fvec, config, None)
     return pl.build_manifest(frame, d.decisions)
@@ -442,16 +476,16 @@ def miss_causes(table: pd.DataFrame, missed: list, cuts: tuple) -> pd.DataFrame:
     from facesieve.select.samephoto import Cuts, grouped
 
     look = {}
-    for a, b, sc, r, h, d, *m in zip(table["a"], table["b"], table["score"], table["ratio"], table["hash_bits"], table["side"],
-                                     *(table[c] for c in MOTION)):
-        look[(a, b)] = look[(b, a)] = (sc, r, h, d, tuple(m))
+    for a, b, sc, r, h, d, f, *m in zip(table["a"], table["b"], table["score"], table["ratio"], table["hash_bits"], table["side"],
+                                        table["floor"], *(table[c] for c in MOTION)):
+        look[(a, b)] = look[(b, a)] = (sc, r, h, d, f, tuple(m))
     rows = []
     for c, s, kind in missed:
         if (c, s) not in look:
             cause = "never a candidate"
         else:
-            sc, r, h, d, m = look[(c, s)]
-            cause = "grouped elsewhere" if grouped([sc], [r], cuts[1], Cuts(*cuts), [h], [d], tuple([v] for v in m))[0] \
+            sc, r, h, d, f, m = look[(c, s)]
+            cause = "grouped elsewhere" if grouped([sc], [r], cuts[1], Cuts(*cuts), [h], [d], tuple([v] for v in m), [f])[0] \
                 else "scored above the cuts"
         rows.append((kind, cause))
     return pd.DataFrame(rows, columns=["kind", "cause"])
@@ -492,9 +526,10 @@ def cost(root: Path, name: str, repeat: int = 2) -> dict:
 
 
 # --rule: (ratio rule, hash rule, small-face cut) of choose_cuts
-RULES = {"all": (True, True, True, True, True), "no-face": (True, True, True, True, False), "no-anchor": (True, True, True, False, False),
-         "hash": (True, True, False, False, False), "ratio": (True, False, False, False, False), "plain": (False, False, False, False, False),
-         "plain+hash": (False, True, False, False, False)}
+RULES = {"all": (True, True, True, True, True, True), "no-rare": (True, True, True, True, True, False),
+         "no-face": (True, True, True, True, False, False), "no-anchor": (True, True, True, False, False, False),
+         "hash": (True, True, False, False, False, False), "ratio": (True, False, False, False, False, False),
+         "plain": (False, False, False, False, False, False), "plain+hash": (False, True, False, False, False, False)}
 
 
 def main() -> int:
@@ -507,8 +542,8 @@ def main() -> int:
     ap.add_argument("--no-cost", action="store_true", help="skip the cold timing of the duplicate stage")
     ap.add_argument("--rule", choices=tuple(RULES), default="all",
                     help="all: plain cuts, the neighbour-ratio rule, the whole-image hash rule, the small-face cut, "
-                         "the face in its background and the face's own keypoint fit (the shipped rule); no-face: without "
-                         "the last; no-anchor: without the last two; hash: without the "
+                         "the face in its background, the face's own keypoint fit and rare hashes (the shipped rule); no-rare: "
+                         "without the last; no-face: without the last two; no-anchor: without the last three; hash: without the "
                          "small-face cut either; ratio: without the hash rule too; plain: the plain cuts only; "
                          "plain+hash: the plain cuts and the hash rule")
     args = ap.parse_args()
@@ -527,7 +562,7 @@ def main() -> int:
     # the 64-pixel versions are held out together with their source set (same photos at another size)
     family = {n: SMALL.get(n, n) for n in names}
     print("\nLEAVE-ONE-SET-OUT (cuts chosen on the other sets; figures on the left-out set only)")
-    print("| left out | cuts same/shot/ratio score/ratio/lone/hash score/hash bits/small-face/anchor score/motion/matches/face score/fit/matches | copies | no face | recall (copies mode) | recall (default) | per kind (default) | "
+    print("| left out | cuts same/shot/ratio score/ratio/lone/hash score/hash bits/small-face/anchor score/motion/matches/face score/fit/matches/rare score/bits/floor | copies | no face | recall (copies mode) | recall (default) | per kind (default) | "
           "distinct merged / photos lost (copies) | distinct merged / photos lost (default) | README same | bursts (default / copies) |")
     rows = []
     for n in names:
@@ -560,7 +595,8 @@ def main() -> int:
     final = choose_cuts(list(tables.values()), *RULES[args.rule])
     print("\nshipped cuts, chosen on all sets (no left-out figure exists for them): same photo {:.4g}, shot {:.4g}, "
           "ratio score {:.4g}, ratio {:.4g}, lone {:.4g}, hash score {:.4g}, hash bits {}, small-face {:.4g}, "
-          "anchor score {:.4g}, anchor motion {:.4g}, anchor matches {}, face score {:.4g}, face fit {:.4g}, face matches {}".format(*final))
+          "anchor score {:.4g}, anchor motion {:.4g}, anchor matches {}, face score {:.4g}, face fit {:.4g}, face matches {}, "
+          "rare score {:.4g}, rare bits {}, rare floor {:.4g}".format(*final))
     (args.root / "loso.json").write_text(json.dumps(rows, default=str, indent=1))
     if not args.no_cost:
         print("\ncost (cold pair cache; the faces pass as timed when the set was prepared, same machine):")

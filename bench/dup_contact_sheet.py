@@ -29,7 +29,8 @@ from facesieve.imaging import load_rgb  # noqa: E402
 from facesieve.select.samephoto import Cuts, grouped  # noqa: E402
 from facesieve.select.thresholds import (ANCHOR_MATCHES, ANCHOR_MOTION_CUT, ANCHOR_SCORE_CUT, COARSE_CUT, FACE_FIT_CUT,  # noqa: E402
                                          FACE_MATCHES, FACE_SCORE_CUT, HASH_BITS,
-                                         HASH_SCORE_CUT, LONE_CUT, RATIO_CUT, RATIO_SCORE_CUT, SAME_PHOTO_CUT, SHOT_CUT)
+                                         HASH_SCORE_CUT, LONE_CUT, RARE_BITS, RARE_FLOOR, RARE_SCORE_CUT, RATIO_CUT, RATIO_SCORE_CUT,
+                                         SAME_PHOTO_CUT, SHOT_CUT)
 
 
 def sheet(pairs: list[tuple[Path, Path, str]], cell: int = 96, cols: int = 4) -> Image.Image:
@@ -84,9 +85,10 @@ def main() -> int:
     t = pair_table(args.root, args.set)
     copies, photos = labels(args.root, args.set)
     cuts = Cuts(SAME_PHOTO_CUT, args.cut, RATIO_SCORE_CUT, RATIO_CUT, LONE_CUT, HASH_SCORE_CUT, HASH_BITS, COARSE_CUT,
-                ANCHOR_SCORE_CUT, ANCHOR_MOTION_CUT, ANCHOR_MATCHES, FACE_SCORE_CUT, FACE_FIT_CUT, FACE_MATCHES)
+                ANCHOR_SCORE_CUT, ANCHOR_MOTION_CUT, ANCHOR_MATCHES, FACE_SCORE_CUT, FACE_FIT_CUT, FACE_MATCHES,
+                RARE_SCORE_CUT, RARE_BITS, RARE_FLOOR)
     motion = (t["motion"], t["n_face"], t["n_back"], t["face_fit"])
-    t = t[(t["relation"] != "same") & grouped(t["score"], t["ratio"], args.cut, cuts, t["hash_bits"], t["side"], motion)]
+    t = t[(t["relation"] != "same") & grouped(t["score"], t["ratio"], args.cut, cuts, t["hash_bits"], t["side"], motion, t["floor"])]
     t = t[~t["a"].isin(photos.copy_paths) & ~t["b"].isin(photos.copy_paths)].sort_values("score")
     data = args.root / "data" / args.set
     pairs = [(data / a, data / b, f"{Path(a).parent.name} {Path(a).stem}~{Path(b).stem} {s:.4f}")

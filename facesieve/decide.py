@@ -14,7 +14,7 @@ import pandas as pd
 
 from facesieve.select.subset import select_subset
 from facesieve.select.thresholds import (ANCHOR_MATCHES, ANCHOR_MOTION_CUT, ANCHOR_SCORE_CUT, COARSE_CUT, FACE_FIT_CUT, FACE_MATCHES, FACE_SCORE_CUT, HASH_BITS, HASH_SCORE_CUT, LONE_CUT, PAIR_HASH_BITS, PAIR_NEAREST, RATIO_CUT, RATIO_SCORE_CUT,
-                                         SAME_PHOTO_CUT, SHOT_CUT)
+                                         RARE_BITS, RARE_FLOOR, RARE_SCORE_CUT, SAME_PHOTO_CUT, SHOT_CUT)
 from facesieve.vectors import l2_normalise
 
 KEEP, REMOVE, REVIEW, ERROR = "keep", "remove", "review", "error"
@@ -49,6 +49,9 @@ class DecideSettings:
     face_score: float = FACE_SCORE_CUT  # the face's own keypoint fit (samephoto.Cuts.face_*); fit 0: off
     face_fit: float = FACE_FIT_CUT
     face_matches: int = FACE_MATCHES
+    rare_score: float = RARE_SCORE_CUT  # rare hashes (samephoto.Cuts.rare_*); bits -1: off
+    rare_bits: int = RARE_BITS
+    rare_floor: float = RARE_FLOOR
     group_shots: bool = True
     cross_identity: float | None = None  # cosine threshold; None = no cross-identity pass
     identity_overlap: float | None = None
@@ -66,7 +69,8 @@ class DecideSettings:
 
         return Cuts(self.same_photo_cut, self.shot_cut, self.ratio_score_cut, self.ratio_cut, self.lone_cut,
                     self.hash_score_cut, self.hash_bits, self.coarse_cut, self.anchor_score, self.anchor_motion,
-                    self.anchor_matches, self.face_score, self.face_fit, self.face_matches)
+                    self.anchor_matches, self.face_score, self.face_fit, self.face_matches, self.rare_score,
+                    self.rare_bits, self.rare_floor)
 
 
 def quality_weights(quality: np.ndarray) -> np.ndarray:
@@ -185,6 +189,8 @@ def mark_near_duplicates(decisions, vectors, identities, quality, paths, phash, 
     if len(cand) < 2:
         return pd.DataFrame()
     use_pixels = pixels is not None and settings.crop_min_sim is not None
+    if use_pixels and hasattr(pixels, "set_floors"):  # the rare-hash rule: how spread each identity's hashes are
+        pixels.set_floors(cand, identities[cand])
     res = near_duplicate_groups(
         np.asarray(vectors[cand], np.float32), identities[cand], quality[cand], paths[cand], settings.near_duplicate,
         phash=None if phash is None else phash[cand], phash_max_bits=settings.phash_max_bits, phash_min_sim=settings.phash_min_sim,

@@ -313,6 +313,41 @@ def hash_pairs(ph: np.ndarray, bits: int, k: int, block_size: int = DEFAULT_BLOC
     return out
 
 
+FLOOR_SHARE = 0.1  # hash_floors: the low quantile of a face's hash distances to its identity's other faces
+FLOOR_LEAST = 4  # ... taken over at least this many other faces (fewer: no floor)
+FLOOR_MOST = 512  # ... and at most this many (an even spread of the identity's faces)
+
+
+def hash_floors(ph: np.ndarray, labels: ArrayLike) -> np.ndarray:
+    """Each face's hash floor: the FLOOR_SHARE quantile of the Hamming distances (mirror-aware)
+    from its image's hash to the hashes of its identity's other faces; NaN where the identity has
+    fewer than FLOOR_LEAST others.
+
+    Why: how much two close hashes say depends on how spread the identity's photos are. Web photos
+    of a person from many sources sit 20-30 bits apart, so a pair within a few bits is one photo;
+    a studio series (one backdrop, one framing: ORL, yaleB, a video's frames) keeps most of its
+    photos within a few bits of each other, and there a close hash says nothing. The low quantile
+    (not the median) is what a distinct photo can come down to; a face's own few copies are under
+    it only where they are more than FLOOR_SHARE of the identity. Large identities are compared
+    with an even spread of FLOOR_MOST of their faces (deterministic)."""
+    ph = np.asarray(ph, np.uint64).reshape(len(ph), -1)
+    codes, _ = identity_codes(labels, len(ph))
+    out = np.full(len(ph), np.nan)
+    for code in np.unique(codes):
+        idx = np.flatnonzero(codes == code)
+        if len(idx) <= FLOOR_LEAST:
+            continue
+        ref = idx if len(idx) <= FLOOR_MOST + 1 else idx[np.linspace(0, len(idx) - 1, FLOOR_MOST + 1).astype(np.int64)]
+        for s in range(0, len(idx), 256):
+            rows = idx[s : s + 256]
+            D = popcount64(ph[rows, 0][:, None] ^ ph[None, ref, 0]).astype(np.float64)
+            if ph.shape[1] > 1:
+                D = np.minimum(D, popcount64(ph[rows, 1][:, None] ^ ph[None, ref, 0]))
+            D[rows[:, None] == ref[None, :]] = np.nan  # not the face itself
+            out[rows] = np.nanquantile(D, FLOOR_SHARE, axis=1)
+    return out
+
+
 def nearest_pairs(X: np.ndarray, k: int, floor: float, block_size: int = DEFAULT_BLOCK_SIZE) -> set:
     """Pairs (i, j), i < j, where j is among i's k most similar rows or i among j's, with cosine
     >= floor. Bounds the pixel checks to at most 2k per face: a copy's source is among its nearest

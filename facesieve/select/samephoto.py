@@ -452,7 +452,14 @@ class Cuts:
     exposure of one still pose (yaleB's lighting) out. A pair within the whole-image hash bits
     (`hash_bits`) needs no ceiling: the whole image and the face's keypoints both say one photo,
     and a crop score above it then comes from the face's landmarks, found differently on the two
-    (sunglasses, a hand, a face the detector boxes another way), not from the photo. 0: off."""
+    (sunglasses, a hand, a face the detector boxes another way), not from the photo. 0: off.
+
+    Rare hashes: a pair whose images' hashes differ in at most `rare_bits` bits, where both faces'
+    identities otherwise spread their photos at least `rare_floor` bits apart (each face's hash
+    floor, neardup.hash_floors), is one photo up to `rare_score`. Among web photos of a person,
+    which sit 20-30 bits apart, a hash that close is a copy's, whatever its face crop (a face too
+    small for the crop test, an overlay across it); in a studio series it is not, and the floor
+    keeps the rule off there. -1 bits: off."""
 
     same_photo: float
     shot: float
@@ -468,6 +475,9 @@ class Cuts:
     face_score: float = 0.0
     face_fit: float = 0.0
     face_matches: int = FACE_MATCHES
+    rare_score: float = 0.0
+    rare_bits: int = -1
+    rare_floor: float = 64.0
 
 
 def neighbour_ratio(a, b, scores, reference=None) -> np.ndarray:
@@ -492,13 +502,15 @@ def neighbour_ratio(a, b, scores, reference=None) -> np.ndarray:
     return out
 
 
-def grouped(scores, ratios, cut: float, cuts: Cuts, hash_bits=None, sides=None, motion=None) -> np.ndarray:
+def grouped(scores, ratios, cut: float, cuts: Cuts, hash_bits=None, sides=None, motion=None, floors=None) -> np.ndarray:
     """Whether each pair is grouped: at or below `cut` (cuts.same_photo or cuts.shot), or one photo
     by the neighbour ratio (ratios from neighbour_ratio; NaN: a lone pair), by the whole-image
     hash (hash_bits: the pairs' hash distances; None: unknown, the hash rule is off), by the
-    small-face cut (sides: each pair's comparison grid, pair_side; None: unknown, off) or by the
+    small-face cut (sides: each pair's comparison grid, pair_side; None: unknown, off), by the
     face in its background or its face's own fit (motion: (motion, face matches, background
-    matches, face fit error) arrays, as anchor.face_motion gives them; None: unknown, off)."""
+    matches, face fit error) arrays, as anchor.face_motion gives them; None: unknown, off) or by
+    a rare hash (floors: the lower of each pair's two hash floors, neardup.hash_floors; None or
+    NaN: unknown, off)."""
     s = np.asarray(scores, np.float64)
     r = np.asarray(ratios, np.float64)
     lone = np.isnan(r)
@@ -510,6 +522,9 @@ def grouped(scores, ratios, cut: float, cuts: Cuts, hash_bits=None, sides=None, 
         out |= (np.asarray(sides) <= COARSE_SIDE) & (s <= cuts.coarse)
     if motion is not None:
         out |= anchored(s, motion, cuts, hash_bits)
+    if hash_bits is not None and floors is not None and cuts.rare_bits >= 0:
+        with np.errstate(invalid="ignore"):
+            out |= (np.asarray(hash_bits) <= cuts.rare_bits) & (np.asarray(floors, np.float64) >= cuts.rare_floor) & (s <= cuts.rare_score)
     return out
 
 
@@ -569,6 +584,7 @@ class SamePhotoCheck:
         self.neighbours: dict[str, set] = {}  # face key -> keys of its candidate neighbours seen by prefetch
         self.anchor = anchor
         self.motions = {} if motions is None else motions
+        self.floors = None  # each file row's hash floor (neardup.hash_floors), set by set_floors; None: the rare-hash rule is off
         self.scored = 0  # pairs scored by this check (not found in the cache)
         self.anchored = 0  # pairs whose face-in-background test this check ran (not found in `motions`)
         self.grouped = 0  # pairs it grouped
@@ -664,6 +680,21 @@ class SamePhotoCheck:
 
         return int(hash_distance(self.hashes, np.array([i]), np.array([j]))[0])
 
+    def set_floors(self, rows, labels) -> None:
+        """The hash floors of file rows `rows` (the faces the grouping sees), over their identity
+        `labels` (neardup.hash_floors); the rare-hash rule of Cuts asks them."""
+        from facesieve.select.neardup import hash_floors
+
+        if self.hashes is None:
+            return
+        rows = np.asarray(rows, np.int64)
+        self.floors = np.full(len(self.hashes), np.nan)
+        self.floors[rows] = hash_floors(self.hashes[rows], labels)
+
+    def floor(self, i: int, j: int) -> float:
+        """The lower of the two faces' hash floors (NaN: unknown)."""
+        return float("nan") if self.floors is None else float(min(self.floors[i], self.floors[j]))
+
     def side(self, i: int, j: int) -> int:
         """The pair's comparison grid (pair_side)."""
         return int(pair_side(self.views.scales, [self.crop_row[i]], [self.crop_row[j]])[0])
@@ -703,7 +734,7 @@ class SamePhotoCheck:
         cuts = self.cuts or Cuts(self.cut, self.cut)
         bits = self.hash_bits(int(i), int(j))
         return bool(s <= cuts.same_photo or grouped([s], [self.ratio(int(i), int(j))], cuts.same_photo, cuts,
-                                                    bits, [self.side(int(i), int(j))])[0]
+                                                    bits, [self.side(int(i), int(j))], floors=[self.floor(int(i), int(j))])[0]
                     or self._anchored(int(i), int(j), s, bits))
 
     def __call__(self, i: int, j: int) -> tuple[bool, float]:
@@ -718,5 +749,5 @@ class SamePhotoCheck:
         if not ok and self.cuts is not None:
             bits = self.hash_bits(int(i), int(j))
             ok = bool(grouped([s], [self.ratio(int(i), int(j))], self.cut, self.cuts, bits,
-                              [self.side(int(i), int(j))])[0]) or self._anchored(int(i), int(j), s, bits)
+                              [self.side(int(i), int(j))], floors=[self.floor(int(i), int(j))])[0]) or self._anchored(int(i), int(j), s, bits)
         return ok, s

@@ -40,6 +40,13 @@ ANCHOR_MATCHES = 6
 FACE_SCORE_CUT = 0.02
 FACE_FIT_CUT = 0.04
 FACE_MATCHES = 12
+# Rare hashes (samephoto.Cuts.rare_*, neardup.hash_floors): one photo also at a crop score up to
+# RARE_SCORE_CUT when the two images' pHashes differ in at most RARE_BITS bits and both faces'
+# identities otherwise keep their photos at least RARE_FLOOR bits apart (each face's hash floor)
+# (bits -1: off). Chosen with the cuts above (bench/bench_duplicates.py).
+RARE_SCORE_CUT = 0.02
+RARE_BITS = 2
+RARE_FLOOR = 18.0
 # Candidate pairs: besides each face's nearest faces by cosine, faces whose whole-image hashes are
 # within this many bits (neardup.hash_pairs), whatever their cosine. Not a decision (the crop test
 # decides): a wider net for copies whose face the embedder misreads.

@@ -109,3 +109,26 @@ def test_each_face_meets_its_nearest_face_whatever_the_cosine():
     r = near_duplicate_groups(E, None, [4, 3, 2, 1], list("abcd"), 0.999, pixels=Check(), pixel_min_sim=0.7, pixel_nearest=1)
     assert (0, 1) in asked and r.kept_index[1] == 0 and r.signal[1] == "pixels"
     assert fetched[0, 1] is True  # a companion
+
+
+
+def test_hash_floors_are_a_low_quantile_of_each_identity_s_own_distances():
+    """neardup.hash_floors: per identity, each face's FLOOR_SHARE quantile of its hash distances to
+    the identity's other faces (mirror-aware); none for an identity with too few others; a large
+    identity is compared with an even spread of FLOOR_MOST faces."""
+    from facesieve.select.neardup import FLOOR_LEAST, FLOOR_SHARE, hash_distance, hash_floors
+
+    rng = np.random.default_rng(3)
+    ph = rng.integers(0, 2**63, size=(40, 2), dtype=np.int64).view(np.uint64)
+    labels = np.array(["a"] * 30 + ["small"] * FLOOR_LEAST + ["b"] * (10 - FLOOR_LEAST))
+    f = hash_floors(ph, labels)
+    assert np.isnan(f[labels == "small"]).all()  # FLOOR_LEAST - 1 others each: no floor
+    assert np.isfinite(f[labels != "small"]).all()
+    a = np.flatnonzero(labels == "a")
+    for k in a:  # the same distances as hash_distance (the mirrored hash of the face asked about counts)
+        others = a[a != k]
+        assert f[k] == pytest.approx(np.quantile(hash_distance(ph, np.full(len(others), k), others), FLOOR_SHARE))
+    # a large identity: floors from an even spread of FLOOR_MOST faces
+    big = rng.integers(0, 2**63, size=(700, 2), dtype=np.int64).view(np.uint64)
+    full = hash_floors(big, np.zeros(700, int))
+    assert np.isfinite(full).all() and 24 <= np.median(full) <= 30, np.median(full)  # random hashes: 32 bits apart on average
