@@ -333,18 +333,25 @@ def hash_floors(ph: np.ndarray, labels: ArrayLike) -> np.ndarray:
     ph = np.asarray(ph, np.uint64).reshape(len(ph), -1)
     codes, _ = identity_codes(labels, len(ph))
     out = np.full(len(ph), np.nan)
-    for code in np.unique(codes):
-        idx = np.flatnonzero(codes == code)
+    order = np.argsort(codes, kind="stable")
+    for idx in np.split(order, np.flatnonzero(np.diff(codes[order])) + 1):
         if len(idx) <= FLOOR_LEAST:
             continue
         ref = idx if len(idx) <= FLOOR_MOST + 1 else idx[np.linspace(0, len(idx) - 1, FLOOR_MOST + 1).astype(np.int64)]
         for s in range(0, len(idx), 256):
             rows = idx[s : s + 256]
-            D = popcount64(ph[rows, 0][:, None] ^ ph[None, ref, 0]).astype(np.float64)
+            D = popcount64(ph[rows, 0][:, None] ^ ph[None, ref, 0])
             if ph.shape[1] > 1:
                 D = np.minimum(D, popcount64(ph[rows, 1][:, None] ^ ph[None, ref, 0]))
-            D[rows[:, None] == ref[None, :]] = np.nan  # not the face itself
-            out[rows] = np.nanquantile(D, FLOOR_SHARE, axis=1)
+            itself = rows[:, None] == ref[None, :]
+            D[itself] = 65  # not the face itself: sorted last, past the others
+            D.sort(axis=1)
+            # the quantile of each row's others (linear between order statistics, as np.quantile)
+            at = FLOOR_SHARE * (len(ref) - itself.sum(axis=1) - 1)
+            lo = np.floor(at).astype(np.int64)
+            hi = np.minimum(lo + 1, D.shape[1] - 1)
+            below, above = (np.take_along_axis(D, x[:, None], axis=1)[:, 0] for x in (lo, hi))
+            out[rows] = below + (at - lo) * (above - below)
     return out
 
 
