@@ -569,7 +569,8 @@ class SamePhotoCheck:
     also pairs faces whose hashes are close (neardup.hash_pairs), whatever their cosine.
     `anchor` (anchor.ImageKeypoints over the file rows): the face-in-its-background test of Cuts,
     asked only about a pair nothing else groups and whose score is within Cuts.anchor_score; its
-    answers are kept in `motions` (same keys as `cache`)."""
+    answers are kept in `motions` (same keys as `cache`). `set_floors` gives it each face's hash
+    floor over its identity (the rare-hash rule of Cuts; the grouping sets them before it asks)."""
 
     def __init__(self, views: FaceViews, crop_row: np.ndarray, keys: np.ndarray, cut: float, cache: dict | None = None,
                  progress=None, cuts: Cuts | None = None, hashes: np.ndarray | None = None, threads: int = 1,
@@ -729,7 +730,8 @@ class SamePhotoCheck:
 
     def same_photo(self, i: int, j: int) -> bool:
         """Whether a grouped pair is one photo (rather than a near-identical shot): at or below the
-        same-photo cut, or by the neighbour-ratio, the whole-image hash or the face-in-background rule."""
+        same-photo cut, or by the neighbour-ratio, the whole-image hash, the small-face, the rare-hash
+        or a keypoint rule."""
         s = self.score(int(i), int(j))
         cuts = self.cuts or Cuts(self.cut, self.cut)
         bits = self.hash_bits(int(i), int(j))
