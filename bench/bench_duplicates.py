@@ -525,7 +525,7 @@ def cost(root: Path, name: str, repeat: int = 2) -> dict:
             "ratio": dup / faces, "ms_per_pair": 1000 * dup / max(d.pixel_pairs, 1), "cpu_ms_per_pair": 1000 * cpu / max(d.pixel_pairs, 1)}
 
 
-# --rule: (ratio rule, hash rule, small-face cut) of choose_cuts
+# --rule: which rules choose_cuts may use (ratio, hash, small-face, background, face fit, rare hash)
 RULES = {"all": (True, True, True, True, True, True), "no-rare": (True, True, True, True, True, False),
          "no-face": (True, True, True, True, False, False), "no-anchor": (True, True, True, False, False, False),
          "hash": (True, True, False, False, False, False), "ratio": (True, False, False, False, False, False),
