@@ -214,7 +214,7 @@ def pair_table(root: Path, name: str) -> pd.DataFrame:
     faces = np.flatnonzero(frame["vec_row"].to_numpy() >= 0)
     floors = np.full(len(frame), np.nan)
     floors[faces] = hash_floors(ph[faces], frame["identity"].to_numpy()[faces])
-    t["floor"] = np.fmin(floors[ra], floors[rb]) if len(t) else np.nan
+    t["floor"] = np.minimum(floors[ra], floors[rb]) if len(t) else np.nan  # NaN where either is unknown, as a run
     from facesieve.select.samephoto import pair_side
 
     check = pl.same_photo_check(config, frame, pl.decide_settings(config))  # the faces' scales, as a run sees them

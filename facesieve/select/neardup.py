@@ -154,6 +154,15 @@ def hash_distance(ph: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.minimum(popcount64(ph[a, 0] ^ ph[b, 0]), popcount64(ph[a, 1] ^ ph[b, 0]))
 
 
+def hash_block(ph: np.ndarray, rows, cols) -> np.ndarray:
+    """Hamming distances between the hashes of `rows` and of `cols` (indices or a slice of ph's
+    rows), a rows x cols block, mirror-aware as hash_distance where ph has a second column."""
+    D = popcount64(ph[rows, 0][:, None] ^ ph[None, cols, 0])
+    if ph.ndim > 1 and ph.shape[1] > 1:
+        D = np.minimum(D, popcount64(ph[rows, 1][:, None] ^ ph[None, cols, 0]))
+    return D
+
+
 def _as_phash(phash: ArrayLike, n: int) -> np.ndarray:
     arr = np.asarray(phash)
     if arr.ndim not in (1, 2) or arr.shape[0] != n or (arr.ndim == 2 and arr.shape[1] != 2):
@@ -302,7 +311,7 @@ def hash_pairs(ph: np.ndarray, bits: int, k: int, block_size: int = DEFAULT_BLOC
     b = max(1, min(block_size, _MAX_BLOCK_ELEMENTS // n))
     for s in range(0, n, b):
         rows = np.arange(s, min(n, s + b))
-        D = np.minimum(popcount64(ph[rows, 0][:, None] ^ ph[None, :, 0]), popcount64(ph[rows, 1][:, None] ^ ph[None, :, 0]))
+        D = hash_block(ph, rows, slice(None))
         D[np.arange(rows.size), rows] = 65
         kk = min(k, n - 1)
         top = np.argpartition(D, kk - 1, axis=1)[:, :kk]
@@ -340,9 +349,7 @@ def hash_floors(ph: np.ndarray, labels: ArrayLike) -> np.ndarray:
         ref = idx if len(idx) <= FLOOR_MOST + 1 else idx[np.linspace(0, len(idx) - 1, FLOOR_MOST + 1).astype(np.int64)]
         for s in range(0, len(idx), 256):
             rows = idx[s : s + 256]
-            D = popcount64(ph[rows, 0][:, None] ^ ph[None, ref, 0])
-            if ph.shape[1] > 1:
-                D = np.minimum(D, popcount64(ph[rows, 1][:, None] ^ ph[None, ref, 0]))
+            D = hash_block(ph, rows, ref)
             itself = rows[:, None] == ref[None, :]
             D[itself] = 65  # not the face itself: sorted last, past the others
             D.sort(axis=1)

@@ -693,8 +693,8 @@ class SamePhotoCheck:
         self.floors[rows] = hash_floors(self.hashes[rows], labels)
 
     def floor(self, i: int, j: int) -> float:
-        """The lower of the two faces' hash floors (NaN: unknown)."""
-        return float("nan") if self.floors is None else float(min(self.floors[i], self.floors[j]))
+        """The lower of the two faces' hash floors (NaN where either is unknown)."""
+        return float("nan") if self.floors is None else float(np.minimum(self.floors[i], self.floors[j]))
 
     def side(self, i: int, j: int) -> int:
         """The pair's comparison grid (pair_side)."""
