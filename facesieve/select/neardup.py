@@ -155,10 +155,11 @@ def hash_distance(ph: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def hash_block(ph: np.ndarray, rows, cols) -> np.ndarray:
-    """Hamming distances between the hashes of `rows` and of `cols` (indices or a slice of ph's
-    rows), a rows x cols block, mirror-aware as hash_distance where ph has a second column."""
+    """Hamming distances between the hashes of `rows` and of `cols` (indices or a slice of the rows
+    of ph, (n, 1) or (n, 2)), a rows x cols block, mirror-aware as hash_distance where ph has the
+    mirrored image's hash as a second column."""
     D = popcount64(ph[rows, 0][:, None] ^ ph[None, cols, 0])
-    if ph.ndim > 1 and ph.shape[1] > 1:
+    if ph.shape[1] > 1:
         D = np.minimum(D, popcount64(ph[rows, 1][:, None] ^ ph[None, cols, 0]))
     return D
 
