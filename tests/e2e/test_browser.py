@@ -296,10 +296,14 @@ fetch(APP).then((r) => r.text()).then((t) => log("stole " + t.length), () => log
 </script>
 <form id="f" method="POST" enctype="text/plain" action="%(app)sapi/override" target="sink">
 <input name='{"path": "%(target)s", "action": "remove", "x": "' value='"}'></form>
-<iframe name="sink"></iframe><iframe id="framed" src="%(app)s"></iframe>
-<script>document.getElementById("f").submit();
-setTimeout(() => { try { log("framed " + document.getElementById("framed").contentDocument.body.innerHTML.length); }
-                   catch (e) { log("frame blocked"); } }, 500);</script>
+<script>
+// looked at once the frame has loaded (the app's page, or the error page of a refused frame): a
+// fixed delay could look while it still held its first, empty, same-origin document ("framed 0")
+const probe = () => { try { log("framed " + document.getElementById("framed").contentDocument.body.innerHTML.length); }
+                      catch (e) { log("frame blocked"); } };
+</script>
+<iframe name="sink"></iframe><iframe id="framed" src="%(app)s" onload="probe()"></iframe>
+<script>document.getElementById("f").submit();</script>
 """
 
 
