@@ -260,13 +260,14 @@ ANCHOR_SCORE_GRID = (0.03, 0.05, 0.08, 0.15)
 ANCHOR_MOTION_GRID = (0.002, 0.003, 0.005, 0.0075, 0.01)
 ANCHOR_MATCHES_GRID = (4, 6, 8, 12, 16)
 # the face's own keypoint fit (samephoto.Cuts.face_*): crop-score ceiling, fit error cut, matches
-FACE_SCORE_GRID = (0.02, 0.03, 0.05)
+FACE_SCORE_GRID = (0.02, 0.03)  # up to the anchor grid's lowest ceiling: pairs it asks anyway (cost)
 FACE_FIT_GRID = (0.02, 0.025, 0.03, 0.035, 0.04, 0.05)
 FACE_MATCHES_GRID = (8, 12, 16, 24)
 # rare hashes (samephoto.Cuts.rare_*): crop-score ceiling, bits, the faces' hash floor
 RARE_SCORE_GRID = (0.02, 0.03, 0.05, 0.08, 0.15, 1.0)
 RARE_BITS_GRID = (0, 2, 4, 6)
 RARE_FLOOR_GRID = (10, 12, 14, 16, 18, 20, 24)
+FACE_OFF = (0.0, 0.0, FACE_MATCHES_GRID[0])  # the face fit's cuts when it is off
 MOTION = ("motion", "n_face", "n_back", "face_fit")  # the keypoint test's answer, as anchor.face_motion gives it
 
 
@@ -280,10 +281,11 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
     face-in-its-background rule (without `anchor_rule`: off): of the rules that add no training
     distinct pair to those already grouped, those within SLACK of the most training copies, and of
     them the lowest score ceiling (the fewest pairs asked: its cost is a keypoint search an image),
-    then the tightest (smallest motion cut, most matches); off when none adds any. Then the face's
-    own fit (without `face_rule`: off), chosen the same way (lowest ceiling, then the smallest fit
-    error, then the most matches). Then rare hashes (without `rare_rule`: off), the same way (lowest
-    ceiling, then the fewest bits, then the highest floor).
+    then the tightest (smallest motion cut, most matches); off when none adds any. Then rare hashes
+    (without `rare_rule`: off), the same way (lowest ceiling, then the fewest bits, then the
+    highest floor). Last the face's own fit (without `face_rule`: off): of the rules adding no
+    training distinct pair, those with the most training copies (no SLACK), then the lowest
+    ceiling, the smallest fit error, the most matches.
     Returns (same photo, shot, ratio score, ratio, lone, hash score, hash bits, small-face, anchor
     score, anchor motion, anchor matches, face score, face fit, face matches, rare score, rare bits,
     rare floor)."""
@@ -361,32 +363,18 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
             most = max(n for n, _ in found)
             a_s, a_m, neg_k = min(k for n, k in found if n >= most - SLACK * same.sum())
             anchor = (a_s, a_m, -neg_k)
-    # then the face's own fit, the same way
-    face = (0.0, 0.0, FACE_MATCHES_GRID[0])
-    if face_rule:
-        base = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor), bits, sides, motion)
-        n0, bad0 = int((base & same).sum()), int((base & distinct).sum())
-        found = []
-        for f_s in FACE_SCORE_GRID:
-            for f_e in FACE_FIT_GRID:
-                for f_k in FACE_MATCHES_GRID:
-                    g = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor, f_s, f_e, f_k), bits, sides, motion)
-                    if (g & distinct).sum() <= bad0 and (g & same).sum() > n0:
-                        found.append((int((g & same).sum()), (f_s, f_e, -f_k)))
-        if found:
-            most = max(n for n, _ in found)
-            f_s, f_e, neg_k = min(k for n, k in found if n >= most - SLACK * same.sum())
-            face = (f_s, f_e, -neg_k)
-    # then rare hashes, the same way
+    # then rare hashes, the same way (before the face fit: what the face fit takes must not move which
+    # rare-hash rule is the tightest within SLACK; the rare-hash rule is the one that can merge a
+    # studio series' distinct photos)
     rare = (0.0, -1, 64.0)
     if rare_rule:
-        base = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor, *face), bits, sides, motion)
+        base = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor), bits, sides, motion)
         n0, bad0 = int((base & same).sum()), int((base & distinct).sum())
         found = []
         for r_s in RARE_SCORE_GRID:
             for r_b in RARE_BITS_GRID:
                 for r_f in RARE_FLOOR_GRID:
-                    g = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor, *face, r_s, r_b, float(r_f)),
+                    g = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor, *FACE_OFF, r_s, r_b, float(r_f)),
                                 bits, sides, motion, floors)
                     if (g & distinct).sum() <= bad0 and (g & same).sum() > n0:
                         found.append((int((g & same).sum()), (r_s, r_b, -r_f)))
@@ -394,6 +382,25 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
             most = max(n for n, _ in found)
             r_s, r_b, neg_f = min(k for n, k in found if n >= most - SLACK * same.sum())
             rare = (r_s, r_b, float(-neg_f))
+    # last the face's own fit: of the rules that add no training distinct pair, the one with the most
+    # training copies (no SLACK: on every shared set no distinct pair fits as one face at any of the
+    # grid's ceilings), then the lowest ceiling, the smallest fit error, the most matches
+    face = FACE_OFF
+    if face_rule:
+        base = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor, *FACE_OFF, *rare), bits, sides, motion, floors)
+        n0, bad0 = int((base & same).sum()), int((base & distinct).sum())
+        found = []
+        for f_s in FACE_SCORE_GRID:
+            for f_e in FACE_FIT_GRID:
+                for f_k in FACE_MATCHES_GRID:
+                    g = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor, f_s, f_e, f_k, *rare),
+                                bits, sides, motion, floors)
+                    if (g & distinct).sum() <= bad0 and (g & same).sum() > n0:
+                        found.append((int((g & same).sum()), (f_s, f_e, -f_k)))
+        if found:
+            most = max(n for n, _ in found)
+            f_s, f_e, neg_k = min(k for n, k in found if n == most)
+            face = (f_s, f_e, -neg_k)
     # then the shot cut: the same choice (within the shot budget, the tightest within SLACK of the most)
     shots = [(int((g & same).sum()), float(c)) for c in GRID[GRID >= c0]
              for g in [grouped(score, ratio, c, Cuts(c0, c, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare), bits, sides, motion, floors)]
@@ -542,8 +549,9 @@ def main() -> int:
     ap.add_argument("--no-cost", action="store_true", help="skip the cold timing of the duplicate stage")
     ap.add_argument("--rule", choices=tuple(RULES), default="all",
                     help="all: plain cuts, the neighbour-ratio rule, the whole-image hash rule, the small-face cut, "
-                         "the face in its background, the face's own keypoint fit and rare hashes (the shipped rule); no-rare: "
-                         "without the last; no-face: without the last two; no-anchor: without the last three; hash: without the "
+                         "the face in its background, rare hashes and the face's own keypoint fit (the shipped rule); no-rare: "
+                         "without rare hashes; no-face: without the face fit either; no-anchor: without the face in its "
+                         "background either; hash: without the "
                          "small-face cut either; ratio: without the hash rule too; plain: the plain cuts only; "
                          "plain+hash: the plain cuts and the hash rule")
     args = ap.parse_args()

@@ -37,15 +37,15 @@ ANCHOR_MATCHES = 6
 # up to FACE_SCORE_CUT when the face's keypoint matches fit one similarity to within FACE_FIT_CUT of
 # each keypoint's size (median), over at least FACE_MATCHES matches (fit 0: off). Chosen with the cuts above
 # (bench/bench_duplicates.py).
-FACE_SCORE_CUT = 0.02
+FACE_SCORE_CUT = 0.03
 FACE_FIT_CUT = 0.04
-FACE_MATCHES = 12
+FACE_MATCHES = 8
 # Rare hashes (samephoto.Cuts.rare_*, neardup.hash_floors): one photo also at a crop score up to
 # RARE_SCORE_CUT when the two images' pHashes differ in at most RARE_BITS bits and both faces'
 # identities otherwise keep their photos at least RARE_FLOOR bits apart (each face's hash floor)
 # (bits -1: off). Chosen with the cuts above (bench/bench_duplicates.py).
 RARE_SCORE_CUT = 0.02
-RARE_BITS = 2
+RARE_BITS = 4
 RARE_FLOOR = 18.0
 # Candidate pairs: besides each face's nearest faces by cosine, faces whose whole-image hashes are
 # within this many bits (neardup.hash_pairs), whatever their cosine. Not a decision (the crop test
