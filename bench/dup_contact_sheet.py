@@ -97,7 +97,7 @@ def main() -> int:
     sheet(pairs).convert("L").save(args.out, optimize=True)
     print(f"{len(pairs)} pairs grouped (shot cut {args.cut}, ratio rule {RATIO_SCORE_CUT}/{RATIO_CUT}/{LONE_CUT}, hash rule {HASH_SCORE_CUT} at {HASH_BITS} bits, small-face cut {COARSE_CUT}, "
           f"face in its background {ANCHOR_SCORE_CUT}/{ANCHOR_MOTION_CUT}/{ANCHOR_MATCHES}, "
-          f"face fit {FACE_SCORE_CUT}/{FACE_FIT_CUT}/{FACE_MATCHES}) -> {args.out}")
+          f"face fit {FACE_SCORE_CUT}/{FACE_FIT_CUT}/{FACE_MATCHES}, rare hashes {RARE_SCORE_CUT} at {RARE_BITS} bits, floor {RARE_FLOOR}) -> {args.out}")
     return 0
 
 
