@@ -1,0 +1,71 @@
+"""How bench/bench_duplicates.py chooses the duplicate cuts from training pair tables (the
+leave-one-set-out procedure of docs/thresholds.md), on small pair tables built here: each rule's
+choice is what its docstring says."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import bench_duplicates as bench  # noqa: E402
+
+
+def pair_table(rows: list[dict], originals: int) -> pd.DataFrame:
+    """A candidate-pair table as bench_duplicates.pair_table gives it; unset answers say nothing
+    (no motion, no hash closeness, full-size grid, no hash floor)."""
+    base = {"ratio": 1.0, "hash_bits": 30, "side": 80, "motion": np.nan, "n_face": 0.0, "n_back": 0.0,
+            "face_fit": np.nan, "floor": np.nan}
+    t = pd.DataFrame([{**base, **r} for r in rows])
+    t.attrs["originals"] = originals
+    return t
+
+
+def copies(n: int, **kw) -> list[dict]:
+    return [{"relation": "same", **kw} for _ in range(n)]
+
+
+def training_table(fit_at_015: int, fit_at_025: int) -> pd.DataFrame:
+    """200 copies under the plain cut, 100 distinct pairs above it (three of them at 0.008: the
+    plain cut stays under that), and copies that only the face's own fit finds: `fit_at_015` at a
+    crop score of 0.015 (under the face fit's lower ceiling, 0.02), `fit_at_025` at 0.025 (under
+    its higher one only)."""
+    rng = np.random.default_rng(0)
+    rows = copies(200, score=0.003)
+    rows += [{"relation": "distinct", "score": 0.008, "n_face": 20.0, "face_fit": 0.1} for _ in range(3)]
+    rows += [{"relation": "distinct", "score": float(s), "n_face": 20.0, "face_fit": 0.1} for s in rng.uniform(0.05, 0.2, 100)]
+    rows += copies(fit_at_015, score=0.015, n_face=30.0, face_fit=0.02)
+    rows += copies(fit_at_025, score=0.025, n_face=30.0, face_fit=0.02)
+    return pair_table(rows, originals=300)
+
+
+def test_the_face_fit_takes_the_most_training_copies_not_the_lowest_ceiling_within_slack():
+    """Two copies more at the higher ceiling are within SLACK of the most (1% of 204 copies), so a
+    SLACK choice would keep the lower ceiling; the face fit is chosen on the most copies."""
+    cuts = bench.choose_cuts([training_table(fit_at_015=2, fit_at_025=2)])
+    face_score, face_fit, face_matches = cuts[11:14]
+    assert face_score == max(bench.FACE_SCORE_GRID) == 0.03
+    assert face_fit == min(f for f in bench.FACE_FIT_GRID if f >= 0.02)  # the smallest fit cut that finds them
+    assert face_matches == max(k for k in bench.FACE_MATCHES_GRID if k <= 30)  # the most matches that still do
+
+
+def test_the_face_fit_keeps_the_lowest_ceiling_when_the_higher_one_finds_nothing_more():
+    cuts = bench.choose_cuts([training_table(fit_at_015=2, fit_at_025=0)])
+    assert cuts[11] == min(bench.FACE_SCORE_GRID) == 0.02
+
+
+def test_the_face_fit_adds_no_training_distinct_pair():
+    """A distinct pair that fits as one face at 0.025 keeps the ceiling at 0.02, whatever the copies
+    above it."""
+    t = training_table(fit_at_015=2, fit_at_025=5)
+    t = pd.concat([t, pair_table([{"relation": "distinct", "score": 0.025, "n_face": 30.0, "face_fit": 0.02}], 0)], ignore_index=True)
+    t.attrs["originals"] = 300
+    assert bench.choose_cuts([t])[11] == 0.02
+
+
+def test_without_the_face_rule_the_face_fit_is_off():
+    cuts = bench.choose_cuts([training_table(fit_at_015=2, fit_at_025=2)], face_rule=False)
+    assert cuts[11:14] == bench.FACE_OFF and cuts[12] == 0.0
