@@ -182,10 +182,25 @@ def pair_table(root: Path, name: str) -> pd.DataFrame:
     """The set's candidate pairs as the run forms them, with their crop scores and true relation."""
     from facesieve import pipeline as pl
 
+    from facesieve.select.samephoto import SamePhotoCheck
+
     config = set_config(root, name)
     frame, fvec, _ = faces_pass(config)
-    pl.decide_all(frame, fvec, config, None)  # scores every candidate pair once, into the workspace cache
+    formed: set = set()  # the pairs this run forms (the workspace cache also keeps those of runs with other settings)
+    prefetch = SamePhotoCheck.prefetch
+
+    def recording(check, pairs, companions=()):
+        pairs = list(pairs)
+        formed.update(check._key(int(i), int(j))[:2] for i, j in pairs)
+        return prefetch(check, pairs, companions)
+
+    SamePhotoCheck.prefetch = recording
+    try:
+        pl.decide_all(frame, fvec, config, None)  # scores every candidate pair once, into the workspace cache
+    finally:
+        SamePhotoCheck.prefetch = prefetch
     stored = pd.read_parquet(config.workspace / pl._pair_cache_name())
+    stored = stored[[k in formed for k in zip(stored["key_a"], stored["key_b"])]].reset_index(drop=True)
     key_path = {}
     files = pd.read_parquet(config.workspace / "scan.parquet")
     cfg = pl.faces_key(config)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from facesieve.select.subset import select_subset
-from facesieve.select.thresholds import (ANCHOR_MATCHES, ANCHOR_MOTION_CUT, ANCHOR_SCORE_CUT, COARSE_CUT, FACE_FIT_CUT, FACE_MATCHES, FACE_SCORE_CUT, HASH_BITS, HASH_SCORE_CUT, LONE_CUT, PAIR_HASH_BITS, PAIR_NEAREST, RATIO_CUT, RATIO_SCORE_CUT,
+from facesieve.select.thresholds import (ANCHOR_MATCHES, ANCHOR_MOTION_CUT, ANCHOR_SCORE_CUT, COARSE_CUT, FACE_FIT_CUT, FACE_MATCHES, FACE_SCORE_CUT, HASH_BITS, HASH_SCORE_CUT, LONE_CUT, PAIR_HASH_BITS, PAIR_NEAREST, PAIR_VIEW_NEAREST, RATIO_CUT, RATIO_SCORE_CUT,
                                          RARE_BITS, RARE_FLOOR, RARE_SCORE_CUT, SAME_PHOTO_CUT, SHOT_CUT)
 from facesieve.vectors import l2_normalise
 
@@ -164,6 +164,12 @@ class _OnRows:
     def peek(self, i: int, j: int):
         return getattr(self.check, "peek", self.check)(int(self.rows[i]), int(self.rows[j]))
 
+    def tight(self, idx) -> np.ndarray:
+        return self.check.tight(self.rows[np.asarray(idx)])
+
+    def spectra(self, idx) -> np.ndarray:
+        return self.check.spectra(self.rows[np.asarray(idx)])
+
     def prefetch(self, pairs, companions=()) -> None:
         if hasattr(self.check, "prefetch"):
             rows = [(int(self.rows[i]), int(self.rows[j])) for i, j in pairs]
@@ -200,6 +206,7 @@ def mark_near_duplicates(decisions, vectors, identities, quality, paths, phash, 
         pixel_hashes=None if getattr(pixels, "hashes", None) is None else pixels.hashes[cand],
         pixel_hash_bits=int(settings.extra.get("pair_hash_bits", PAIR_HASH_BITS)) if use_pixels else -1,
         pixel_nearest=int(settings.extra.get("pair_nearest", PAIR_NEAREST)) if use_pixels else 0,
+        pixel_view_nearest=int(settings.extra.get("pair_view_nearest", PAIR_VIEW_NEAREST)) if use_pixels and hasattr(pixels, "spectra") else 0,
         progress=progress,
     )
     drop = np.flatnonzero((res["group"].to_numpy() >= 0) & ~res["is_kept"].to_numpy())

@@ -229,7 +229,7 @@ def decide_settings(config: RunConfig) -> DecideSettings:
         identity_overlap=pick(config.overlap_threshold, t and t.identity_overlap) if config.dedup else None,
         outliers=config.outliers,
         drop_outliers=config.drop_outliers,
-        extra={k: v for k, v in extra.items() if k in ("crop_neighbours", "pair_hash_bits", "pair_nearest")},
+        extra={k: v for k, v in extra.items() if k in ("crop_neighbours", "pair_hash_bits", "pair_nearest", "pair_view_nearest")},
         identity_cuts=_identity_cuts(config),
         match_floor=match_floor(spec_name(config.embedder)),
         empty_identities=config.empty_identities,

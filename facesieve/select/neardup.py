@@ -384,6 +384,22 @@ def nearest_pairs(X: np.ndarray, k: int, floor: float, block_size: int = DEFAULT
     return out
 
 
+def nearest_of(X: np.ndarray, queries: np.ndarray, k: int) -> set:
+    """Pairs (i, j), i < j, where j is among query row i's k most similar rows of X (whatever the
+    similarity)."""
+    out: set = set()
+    n = X.shape[0]
+    if n < 2 or k < 1 or not len(queries):
+        return out
+    k = min(k, n - 1)
+    S = X[queries] @ X.T
+    S[np.arange(len(queries)), queries] = -np.inf
+    top = np.argpartition(-S, k - 1, axis=1)[:, :k]
+    for i, row in zip(queries.tolist(), top.tolist()):
+        out.update((min(i, j), max(i, j)) for j in row)
+    return out
+
+
 def near_duplicate_groups(
     E: ArrayLike,
     identities: ArrayLike | None,
@@ -401,6 +417,7 @@ def near_duplicate_groups(
     pixel_hashes: ArrayLike | None = None,
     pixel_hash_bits: int = -1,
     pixel_nearest: int = 0,
+    pixel_view_nearest: int = 0,
     progress=None,
 ) -> pd.DataFrame:
     """Group near-duplicate faces within each identity and keep the best of each group.
@@ -429,6 +446,11 @@ def near_duplicate_groups(
         pixel_nearest: each face's this many nearest faces also go to the pixel check, whatever
             their cosine; given to its prefetch as `companions` (pairs that are not the
             neighbour-ratio rule's references: a far face would move every ratio it joins).
+        pixel_view_nearest: each tight face (its crop reaches outside its image: `pixels.tight(rows)`)
+            also meets this many nearest faces of its identity by its crop's spectrum
+            (`pixels.spectra(rows)`, samephoto.crop_spectrum), as companions: what lies outside
+            the image (its repeated edge, a copy's frame) moves a tight face's embedding, not its
+            crop. Only identities holding a tight face are looked at.
         progress: optional callable, given the number of faces grouped as identities finish.
 
     Returns a DataFrame, one row per input row, same order:
@@ -522,6 +544,13 @@ def near_duplicate_groups(
             extra = nearest_pairs(X[idx], int(pixel_nearest), -1.0, int(block_size)) - pairs
             pairs |= extra
             low = (low or set()) | extra
+        if pairs is not None and pixel_view_nearest > 0:
+            tight = np.flatnonzero(pixels.tight(idx))
+            if len(tight):
+                by_view = nearest_of(pixels.spectra(idx), tight, int(pixel_view_nearest)) - pairs
+                pairs |= by_view
+                low = (low or set()) | by_view
+                extra = (extra or set()) | by_view
         pending.append((idx, pairs, low, extra))
         queued += len(pairs or ()) + 1
         if queued >= _PREFETCH_BATCH:

@@ -52,6 +52,9 @@ COARSE_STEPS = 4  # Gauss-Newton steps at half size ...
 STEPS = 2  # ... then at full size
 CACHE_BYTES = 256 << 20  # views and masks kept for reuse (FaceViews)
 MARGIN = 0.2  # border of the comparison grid left out (the aligned crop's edge repeats the image border)
+SPECTRUM_SIDE = 32  # crop_spectrum: the crop's centre reduced to this many pixels a side ...
+SPECTRUM_BAND = 8  # ... and this many of its lowest frequencies kept along each axis
+TIGHT_SHARE = 0.5  # FaceViews.tight: this share of the aligned crop outside the face's image
 
 
 def face_scale(landmarks: np.ndarray) -> np.ndarray:
@@ -95,6 +98,7 @@ class FaceViews:
         self._cache: dict[tuple[int, int], np.ndarray] = {}
         self._masks: dict[tuple[int, int], np.ndarray] = {}
         self._bytes = 0
+        self._outside = None  # outside_share of every face, made on first use
 
     def _keep(self, cache: dict, key, value: np.ndarray) -> None:
         """Keep a view or mask for the next pairs; both caches are emptied past CACHE_BYTES (the
@@ -130,6 +134,58 @@ class FaceViews:
                     m = _inside(lm.reshape(5, 2), float(w), float(h), side)
             self._keep(self._masks, key, m)
         return m
+
+    def tight(self, faces) -> np.ndarray:
+        """Whether at least TIGHT_SHARE of each face's aligned crop lies outside its own image (a
+        face crop that is the face alone): what lies there, the image's repeated edge or a copy's
+        frame, moves the face's embedding, not its crop test. False without geometry."""
+        if self.geometry is None:
+            return np.zeros(len(faces), bool)
+        if self._outside is None:
+            self._outside = outside_share(*self.geometry)
+        return self._outside[np.asarray(faces, np.int64)] >= TIGHT_SHARE
+
+    def spectrum(self, i: int) -> np.ndarray:
+        """crop_spectrum of the face's aligned crop."""
+        return crop_spectrum(np.asarray(self.crops[i]))
+
+
+def outside_share(landmarks: np.ndarray, widths: np.ndarray, heights: np.ndarray) -> np.ndarray:
+    """Each face's share of its aligned crop that lies outside its image, from its five landmarks
+    (n, 10) and its image's size; the crop taken upright (its roll left out), all faces at once.
+    NaN landmarks: 0."""
+    from facesieve.faces.align import ARCFACE_SIZE, template
+
+    lm = np.asarray(landmarks, np.float64).reshape(-1, 5, 2)
+    t = template(ARCFACE_SIZE)
+    eyes = np.hypot(*(lm[:, 1] - lm[:, 0]).T)
+    scale = eyes / np.hypot(*(t[1] - t[0]))  # image pixels per crop pixel
+    half = scale * ARCFACE_SIZE / 2.0
+    centre = lm.mean(axis=1) + ((ARCFACE_SIZE - 1) / 2.0 - t.mean(axis=0)) * scale[:, None]
+    lo, hi = centre - half[:, None], centre + half[:, None]
+    size = np.stack([np.asarray(widths, np.float64), np.asarray(heights, np.float64)], axis=1)
+    inside = np.prod(np.clip(np.minimum(hi, size) - np.maximum(lo, 0.0), 0.0, None), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = 1.0 - inside / (2.0 * half) ** 2
+    return np.where(np.isfinite(share), np.clip(share, 0.0, 1.0), 0.0)
+
+
+@functools.lru_cache(maxsize=None)
+def _hann(side: int) -> np.ndarray:
+    return np.outer(np.hanning(side), np.hanning(side)).astype(np.float32)
+
+
+def crop_spectrum(crop: np.ndarray) -> np.ndarray:
+    """The low-frequency Fourier magnitudes of an aligned crop's centre (its inner 80 of 112
+    pixels, reduced, windowed), log-scaled, mean removed, unit length. A shift of a few pixels
+    (one face detected another way in a framed, cropped or captioned copy) leaves the magnitudes
+    where they were; another shot's expression, pose or light does not. Float32, (2 BAND**2,)."""
+    grey = crop.astype(np.float32) @ _LUMA if crop.ndim == 3 else crop.astype(np.float32)
+    v = cv2.resize(np.ascontiguousarray(grey[16:96, 16:96]), (SPECTRUM_SIDE, SPECTRUM_SIDE), interpolation=cv2.INTER_AREA)
+    f = np.abs(np.fft.rfft2((v - v.mean()) * _hann(SPECTRUM_SIDE)))
+    d = np.log1p(np.concatenate([f[:SPECTRUM_BAND, :SPECTRUM_BAND].ravel(), f[-SPECTRUM_BAND:, :SPECTRUM_BAND].ravel()]))
+    d -= d.mean()
+    return (d / max(float(np.linalg.norm(d)), 1e-9)).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=None)
@@ -691,6 +747,19 @@ class SamePhotoCheck:
         rows = np.asarray(rows, np.int64)
         self.floors = np.full(len(self.hashes), np.nan)
         self.floors[rows] = hash_floors(self.hashes[rows], labels)
+
+    def tight(self, rows) -> np.ndarray:
+        """FaceViews.tight of file rows (False where a row has no crop)."""
+        at = self.crop_row[np.asarray(rows, np.int64)]
+        return (at >= 0) & self.views.tight(np.maximum(at, 0))
+
+    def spectra(self, rows) -> np.ndarray:
+        """FaceViews.spectrum of file rows, (n, d) float32 (zeros where a row has no crop)."""
+        out = np.zeros((len(rows), 2 * SPECTRUM_BAND**2), np.float32)
+        for k, r in enumerate(rows):
+            if int(self.crop_row[r]) >= 0:
+                out[k] = self.views.spectrum(int(self.crop_row[r]))
+        return out
 
     def floor(self, i: int, j: int) -> float:
         """The lower of the two faces' hash floors (NaN where either is unknown)."""
