@@ -97,8 +97,8 @@ def _machine() -> str:
 
 def faces_seconds(root: Path, name: str, fresh: bool = False) -> float:
     """The set's faces pass, in seconds, timed on this machine (ROOT/<set>.faces.json). A timing
-    kept from another machine, or any kept timing when `fresh` (the cost table: one machine type
-    ran 1.2-3x slower on one day than on another, docs/thresholds.md), is timed again, on a
+    kept from another machine, or any kept timing when `fresh` (the cost table: a machine of one
+    name runs faster on one day than on another, docs/thresholds.md), is timed again, on a
     scratch workspace, so that the cost table's ratios never divide by a stale figure."""
     import shutil
     import tempfile
