@@ -446,8 +446,8 @@ def near_duplicate_groups(
         pixel_nearest: each face's this many nearest faces also go to the pixel check, whatever
             their cosine; given to its prefetch as `companions` (pairs that are not the
             neighbour-ratio rule's references: a far face would move every ratio it joins).
-        pixel_view_nearest: each tight face (its crop reaches outside its image: `pixels.tight(rows)`)
-            also meets this many nearest faces of its identity by its crop's spectrum
+        pixel_view_nearest: each tight face (its aligned crop mostly outside its image:
+            `pixels.tight(rows)`) also meets this many nearest faces of its identity by its crop's spectrum
             (`pixels.spectra(rows)`, samephoto.crop_spectrum), as companions: what lies outside
             the image (its repeated edge, a copy's frame) moves a tight face's embedding, not its
             crop. Only identities holding a tight face are looked at.

@@ -55,9 +55,9 @@ PAIR_HASH_BITS = 4
 # copy's face can be misread down to cosine 0.3 while its source stays its nearest face). Not a
 # decision either, and not a reference of the neighbour-ratio rule (samephoto.SamePhotoCheck).
 PAIR_NEAREST = 1
-# ... and each tight face's (its aligned crop reaches outside its image) PAIR_VIEW_NEAREST nearest
-# faces of its identity by its crop's spectrum (samephoto.crop_spectrum), whatever their cosine:
-# what lies outside the image (its repeated edge, a copy's frame) moves such a face's embedding
-# down to cosine 0.6 while its crop test still finds the copy (yaleB's framed copies). Not a
-# decision either; companions too.
+# ... and each tight face's (at least samephoto.TIGHT_SHARE of its aligned crop outside its image)
+# PAIR_VIEW_NEAREST nearest faces of its identity by its crop's spectrum (samephoto.crop_spectrum),
+# whatever their cosine: what lies outside the image (its repeated edge, a copy's frame) moves such
+# a face's embedding (yaleB's framed copies: cosine 0.3-0.76 to their source) while its crop test
+# still finds the copy. Not a decision either; companions too.
 PAIR_VIEW_NEAREST = 1
