@@ -386,17 +386,21 @@ def nearest_pairs(X: np.ndarray, k: int, floor: float, block_size: int = DEFAULT
 
 def nearest_of(X: np.ndarray, queries: np.ndarray, k: int) -> set:
     """Pairs (i, j), i < j, where j is among query row i's k most similar rows of X (whatever the
-    similarity)."""
+    similarity); queries taken in blocks, as nearest_pairs does."""
     out: set = set()
     n = X.shape[0]
+    queries = np.asarray(queries, np.int64)
     if n < 2 or k < 1 or not len(queries):
         return out
     k = min(k, n - 1)
-    S = X[queries] @ X.T
-    S[np.arange(len(queries)), queries] = -np.inf
-    top = np.argpartition(-S, k - 1, axis=1)[:, :k]
-    for i, row in zip(queries.tolist(), top.tolist()):
-        out.update((min(i, j), max(i, j)) for j in row)
+    b = max(1, _MAX_BLOCK_ELEMENTS // n)
+    for s in range(0, len(queries), b):
+        q = queries[s : s + b]
+        S = X[q] @ X.T
+        S[np.arange(len(q)), q] = -np.inf
+        top = np.argpartition(-S, k - 1, axis=1)[:, :k]
+        for i, row in zip(q.tolist(), top.tolist()):
+            out.update((min(i, j), max(i, j)) for j in row)
     return out
 
 

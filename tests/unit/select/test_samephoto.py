@@ -544,7 +544,8 @@ def test_outside_share_follows_the_masks(shared_data, web_people):
         assert (views.tight(np.arange(len(share))) == (share >= TIGHT_SHARE)).all()
 
 
-def test_nearest_of_is_each_query_s_nearest_rows():
+def test_nearest_of_is_each_query_s_nearest_rows(monkeypatch):
+    from facesieve.select import neardup
     from facesieve.select.neardup import nearest_of
 
     rng = np.random.default_rng(1)
@@ -556,6 +557,9 @@ def test_nearest_of_is_each_query_s_nearest_rows():
     for k in (1, 3):
         expected = {(min(q, int(j)), max(q, int(j))) for q in queries for j in np.argsort(-S[q])[:k]}
         assert nearest_of(X, queries, k) == expected
+        monkeypatch.setattr(neardup, "_MAX_BLOCK_ELEMENTS", 100)  # two queries a block: the same pairs
+        assert nearest_of(X, queries, k) == expected
+        monkeypatch.undo()
     assert nearest_of(X, np.array([], np.int64), 2) == set() and nearest_of(X[:1], np.array([0]), 1) == set()
 
 
