@@ -182,7 +182,6 @@ UNKNOWN_SHOTS = ("essex_faces94_19", "seed_vggface")
 def pair_table(root: Path, name: str) -> pd.DataFrame:
     """The set's candidate pairs as the run forms them, with their crop scores and true relation."""
     from facesieve import pipeline as pl
-
     from facesieve.select.samephoto import SamePhotoCheck
 
     config = set_config(root, name)

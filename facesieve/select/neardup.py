@@ -367,40 +367,27 @@ def nearest_pairs(X: np.ndarray, k: int, floor: float, block_size: int = DEFAULT
     """Pairs (i, j), i < j, where j is among i's k most similar rows or i among j's, with cosine
     >= floor. Bounds the pixel checks to at most 2k per face: a copy's source is among its nearest
     faces (copies' cosine to their source: p5 0.915; distinct photos: median 0.786, SFace)."""
-    n = X.shape[0]
-    out: set = set()
-    if n < 2 or k < 1:
-        return out
-    k = min(k, n - 1)
-    b = max(1, min(block_size, _MAX_BLOCK_ELEMENTS // n))
-    for s in range(0, n, b):
-        S = X[s : s + b] @ X.T
-        S[np.arange(S.shape[0]), np.arange(s, s + S.shape[0])] = -np.inf
-        top = np.argpartition(-S, k - 1, axis=1)[:, :k]
-        for r, row in enumerate(top):
-            i = s + r
-            for j in row[S[r, row] >= floor]:
-                out.add((min(i, int(j)), max(i, int(j))))
-    return out
+    return nearest_of(X, np.arange(X.shape[0]), k, floor, block_size)
 
 
-def nearest_of(X: np.ndarray, queries: np.ndarray, k: int) -> set:
-    """Pairs (i, j), i < j, where j is among query row i's k most similar rows of X (whatever the
-    similarity); queries taken in blocks, as nearest_pairs does."""
+def nearest_of(X: np.ndarray, queries: np.ndarray, k: int, floor: float = -np.inf, block_size: int = DEFAULT_BLOCK_SIZE) -> set:
+    """Pairs (i, j), i < j, where j is among query row i's k most similar rows of X, with
+    similarity >= floor; the queries taken in blocks (the answer does not depend on them)."""
     out: set = set()
     n = X.shape[0]
     queries = np.asarray(queries, np.int64)
     if n < 2 or k < 1 or not len(queries):
         return out
     k = min(k, n - 1)
-    b = max(1, _MAX_BLOCK_ELEMENTS // n)
+    b = max(1, min(block_size, _MAX_BLOCK_ELEMENTS // n))
     for s in range(0, len(queries), b):
         q = queries[s : s + b]
         S = X[q] @ X.T
         S[np.arange(len(q)), q] = -np.inf
         top = np.argpartition(-S, k - 1, axis=1)[:, :k]
-        for i, row in zip(q.tolist(), top.tolist()):
-            out.update((min(i, j), max(i, j)) for j in row)
+        for r, (i, row) in enumerate(zip(q.tolist(), top)):
+            for j in row[S[r, row] >= floor].tolist():
+                out.add((min(i, j), max(i, j)))
     return out
 
 
