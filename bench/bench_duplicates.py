@@ -270,6 +270,10 @@ HASH_SCORE_GRID = (0.01, 0.0125, 0.015, 0.0175, 0.02, 0.025, 0.03, 0.04, 0.05)
 # the small-face cut (samephoto.Cuts.coarse, pairs compared on a grid of COARSE_SIDE or fewer)
 COARSE_GRID = np.round(np.arange(0.0075, 0.0301, 0.0005), 4)
 SLACK = 0.01  # share of the training copies a tighter rule may give up (choose_cuts)
+# ... for rare hashes, a share of the copies the rule itself adds: it adds a handful (5 with the pins
+# sets left out), fewer than SLACK of all training copies, so under SLACK alone any rule finding one
+# copy was "near" the most and the tightest of them left the rule all but off
+RARE_SLACK = 0.25
 # the face in its background (samephoto.Cuts.anchor_*): crop-score ceiling, motion cut, matches a region
 ANCHOR_SCORE_GRID = (0.03, 0.05, 0.08, 0.15)
 ANCHOR_MOTION_GRID = (0.002, 0.003, 0.005, 0.0075, 0.01)
@@ -297,8 +301,8 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
     distinct pair to those already grouped, those within SLACK of the most training copies, and of
     them the lowest score ceiling (the fewest pairs asked: its cost is a keypoint search an image),
     then the tightest (smallest motion cut, most matches); off when none adds any. Then rare hashes
-    (without `rare_rule`: off), the same way (lowest ceiling, then the fewest bits, then the
-    highest floor). Last the face's own fit (without `face_rule`: off): of the rules adding no
+    (without `rare_rule`: off), the same way but within RARE_SLACK of the copies the rule adds
+    (lowest ceiling, then the fewest bits, then the highest floor). Last the face's own fit (without `face_rule`: off): of the rules adding no
     training distinct pair, those with the most training copies (no SLACK), then the lowest
     ceiling, the smallest fit error, the most matches.
     Returns (same photo, shot, ratio score, ratio, lone, hash score, hash bits, small-face, anchor
@@ -395,7 +399,7 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
                         found.append((int((g & same).sum()), (r_s, r_b, -r_f)))
         if found:
             most = max(n for n, _ in found)
-            r_s, r_b, neg_f = min(k for n, k in found if n >= most - SLACK * same.sum())
+            r_s, r_b, neg_f = min(k for n, k in found if n >= most - RARE_SLACK * (most - n0))
             rare = (r_s, r_b, float(-neg_f))
     # last the face's own fit: of the rules that add no training distinct pair, the one with the most
     # training copies (no SLACK: on every shared set no distinct pair fits as one face at any of the

@@ -44,7 +44,7 @@ FACE_MATCHES = 8
 # RARE_SCORE_CUT when the two images' pHashes differ in at most RARE_BITS bits and both faces'
 # identities otherwise keep their photos at least RARE_FLOOR bits apart (each face's hash floor)
 # (bits -1: off). Chosen with the cuts above (bench/bench_duplicates.py).
-RARE_SCORE_CUT = 0.02
+RARE_SCORE_CUT = 0.03
 RARE_BITS = 4
 RARE_FLOOR = 18.0
 # Candidate pairs: besides each face's nearest faces by cosine, faces whose whole-image hashes are
