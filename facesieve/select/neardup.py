@@ -281,6 +281,38 @@ def _join_closest(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[in
         if centre[o] != centre[q]:  # a centre never moves, so o's group is o's centre as it stands
             centre[q] = centre[o]
             residual[q] = s
+    _join_copies(centre, residual, pairs, pixels)
+
+
+def _join_copies(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[int, int]], pixels) -> None:
+    """Move each lone kept face that is the same photo as a grouped face into that face's group.
+
+    Leader clustering can leave a copy on its own: its source was taken, as a near-identical shot,
+    by another face visited earlier (a video frame), and once taken the source takes no one, so
+    the copy, which that face does not group, is kept beside it. One photo is one photo whatever
+    group it is in, so the copy follows its source (the closest such partner first). Only the
+    check's same-photo decision moves a face (`pixels.same_photo`, where the check has it; a
+    near-identical shot of a shot would drift), and only a face that no other face has joined, so
+    every group still has its centre. Two faces left alone stay so: the grouping asked about them."""
+    same = getattr(pixels, "same_photo", None)
+    if same is None or not pairs:
+        return
+    ask = getattr(pixels, "peek", pixels)
+    members = np.bincount(centre, minlength=centre.shape[0])
+    best: dict[int, tuple[float, int]] = {}
+    for i, j in pairs:
+        for q, o in ((i, j), (j, i)):
+            if centre[q] == q and members[q] == 1 and members[centre[o]] > 1:  # q alone, o grouped (the cheap test first)
+                ok, s = ask(int(o), int(q))[:2]
+                if ok and (s, o) < best.get(q, (np.inf, -1)) and same(int(o), int(q)):
+                    best[q] = (s, o)
+    for q, (s, o) in sorted(best.items(), key=lambda kv: kv[1]):
+        target = centre[o]
+        if members[q] == 1 and centre[q] == q and target != q:  # still alone (no face has joined it since)
+            centre[q] = target
+            residual[q] = s
+            members[q] -= 1
+            members[target] += 1
 
 
 _PREFETCH_BATCH = 1024  # pixel pairs gathered (over whole identities) before they are computed together

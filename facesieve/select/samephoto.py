@@ -813,12 +813,25 @@ class SamePhotoCheck:
         self.grouped += int(ok)
         return ok, s
 
+    def _ceiling(self) -> float:
+        """The highest crop score any rule of the cuts may group at (the face fit within the hash
+        bits aside: it has no ceiling)."""
+        c = self.cuts
+        keypoints = self.anchor is not None
+        return max(self.cut, c.ratio_score, c.lone, c.hash_score if c.hash_bits >= 0 else 0.0, c.coarse,
+                   c.anchor_score if keypoints and c.anchor_motion > 0 else 0.0, c.face_score if keypoints and c.face_fit > 0 else 0.0,
+                   c.rare_score if c.rare_bits >= 0 else 0.0)
+
     def peek(self, i: int, j: int) -> tuple[bool, float]:
-        """(grouped, score) of a pair, not counted in `grouped`."""
+        """(grouped, score) of a pair, not counted in `grouped`. A pair above every rule's ceiling
+        and outside the hash bits is answered without the rules (most pairs: the cheap way out)."""
         s = self.score(int(i), int(j))
         ok = s <= self.cut
         if not ok and self.cuts is not None:
             bits = self.hash_bits(int(i), int(j))
+            no_ceiling = self.anchor is not None and self.cuts.face_fit > 0 and bits is not None and 0 <= bits <= self.cuts.hash_bits
+            if s > self._ceiling() and not no_ceiling:
+                return False, s
             ok = bool(grouped([s], [self.ratio(int(i), int(j))], self.cut, self.cuts, bits,
                               [self.side(int(i), int(j))], floors=[self.floor(int(i), int(j))])[0]) or self._anchored(int(i), int(j), s, bits)
         return ok, s

@@ -81,6 +81,47 @@ def test_a_face_joins_the_group_of_the_face_it_is_closest_to():
     assert r.kept_index.tolist() == [0, 1, 0]
 
 
+def test_a_lone_copy_follows_its_source_into_its_group():
+    """The best face (0, a video frame) takes 2 at crop score 0.004 but not 1 (0.02); 1 is a copy of
+    2 (0.006), visited before it, and left on its own once 2 is taken. One photo is one photo: 1
+    follows 2 into 0's group. It does not where the check calls 1 and 2 near-identical shots only
+    (a chain of shots drifts), nor where a check cannot tell, nor once another face has joined 1."""
+    rng = np.random.default_rng(4)
+    base = unit(rng.standard_normal(32))
+    E = np.stack([unit(base + 0.3 * unit(rng.standard_normal(32))) for _ in range(4)])
+    score = {(0, 1): 0.02, (0, 2): 0.004, (1, 2): 0.006, (0, 3): 0.03, (1, 3): 0.03, (2, 3): 0.03}
+
+    class Check:
+        same = True
+
+        def __call__(self, i, j):
+            return self.peek(i, j)
+
+        def peek(self, i, j):
+            s = score[min(i, j), max(i, j)]
+            return s <= 0.01, s
+
+        def same_photo(self, i, j):
+            return self.same
+
+    def run(check, quality=(4, 3, 2, 1)):
+        return near_duplicate_groups(E, None, list(quality), list("abcd"), 0.999, pixels=check, pixel_min_sim=0.5)
+
+    r = run(Check())
+    assert r.kept_index.tolist() == [0, 0, 0, 3] and r.group[1] == r.group[2] == r.group[0] >= 0
+    assert r.pixel_residual[1] == pytest.approx(0.006) and not r.is_kept[1]
+    shots = Check()
+    shots.same = False
+    assert run(shots).kept_index.tolist() == [0, 1, 0, 3]
+
+    class Plain(Check):
+        same_photo = None
+
+    assert run(Plain()).kept_index.tolist() == [0, 1, 0, 3]
+    score[1, 3] = 0.003  # 3 joins 1: 1 is a centre with a member now and stays
+    assert run(Check()).kept_index.tolist() == [0, 1, 0, 1]
+
+
 def test_each_face_meets_its_nearest_face_whatever_the_cosine():
     """A misread copy (cosine 0.5 to its source, under the check's floor) is still its source's
     nearest face: with pixel_nearest the pair goes to the check, and to its prefetch as a companion

@@ -455,6 +455,41 @@ def test_hash_close_pairs_are_asked_the_keypoint_test_at_any_score():
         assert asked.pairs == expected
 
 
+def test_the_quick_answer_above_every_ceiling_is_the_rules_answer(monkeypatch):
+    """peek answers a pair above every rule's crop-score ceiling, outside the hash bits, without
+    the rules; over scores spanning every ceiling and hashes 0-16 bits apart, with keypoint
+    answers that group whatever may ask them, its answers are the rules' own."""
+    from facesieve.select.samephoto import Cuts, SamePhotoCheck
+
+    class Groups:
+        def motions(self, pairs, threads):
+            return [(0.0, 50, 50, 0.0)] * len(pairs)
+
+        def motion(self, i, j):
+            return (0.0, 50, 50, 0.0)
+
+    n = 40
+    rng = np.random.default_rng(2)
+    crops = rng.integers(0, 255, (n, 112, 112, 3), dtype=np.uint8)
+    hashes = np.zeros((n, 2), np.uint64)
+    for r in range(n):  # face r is (r % 9) bits from face 0
+        hashes[r] = (1 << (r % 9)) - 1
+    keys = np.array([f"k{r:02d}" for r in range(n)], dtype=object)
+    scores = np.linspace(0.0, 0.2, n - 1)
+    for face_fit, anchor in ((0.04, Groups()), (0.0, Groups()), (0.04, None)):
+        cuts = Cuts(0.0065, 0.0065, 0.01, 0.075, 0.02, 0.01, 2, 0.011, 0.03, 0.003, 6, 0.03, face_fit, 8, 0.05, 4, 0.0)
+        check = SamePhotoCheck(FaceViews(crops, np.ones(n)), np.arange(n), keys, 0.0065, cuts=cuts, hashes=hashes, anchor=anchor)
+        check.floors = np.full(n, 20.0)
+        for r, sc in zip(range(1, n), scores):
+            check.cache[("k00", keys[r])] = float(sc)
+        quick = [check.peek(0, r) for r in range(1, n)]
+        monkeypatch.setattr(SamePhotoCheck, "_ceiling", lambda self: float("inf"))
+        full = [check.peek(0, r) for r in range(1, n)]
+        monkeypatch.undo()
+        assert quick == full
+        assert any(ok for ok, s in full if s > 0.05) == (face_fit > 0 and anchor is not None)  # the hash bits' face fit: no ceiling
+
+
 # ---------------------------------------------------------------- tight crops: the spectrum net
 
 
