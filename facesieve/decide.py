@@ -219,17 +219,20 @@ def mark_near_duplicates(decisions, vectors, identities, quality, paths, phash, 
         score = res["pixel_residual"].to_numpy()[drop]
         # a near-identical shot: between the two cuts (above the shot cut only the same-photo ratio
         # rules group a pair); NaN (grouped by embedding or hash) stays a same-photo decision
+        via = res["partner_index"].to_numpy()[drop]  # where the score is to a closer face of the group than its kept one
+        scored_to = np.where(via >= 0, cand[np.maximum(via, 0)], kept)
         shot = settings.group_shots & (score > settings.same_photo_cut) & (score <= settings.shot_cut)
         if hasattr(pixels, "same_photo"):  # the check knows which rule grouped the pair
-            shot &= np.array([not (s == s and pixels.same_photo(int(r), int(k))) for r, k, s in zip(rows, kept, score)], bool)
+            shot &= np.array([not (s == s and pixels.same_photo(int(r), int(k))) for r, k, s in zip(rows, scored_to, score)], bool)
         _set(decisions, rows, action=REMOVE, reason=SAME_PHOTO)
         _set(decisions, rows[shot], reason=SHOT)
         decisions.iloc[rows, decisions.columns.get_loc("duplicate_of")] = paths[kept]
         decisions.iloc[rows, decisions.columns.get_loc("similarity")] = res["similarity"].to_numpy()[drop]
         decisions.iloc[rows, decisions.columns.get_loc("detail")] = [
-            (f"near-identical shot (crop score {r:.3f})" if is_shot else f"same photo (crop score {r:.3f})")
+            ((f"near-identical shot (crop score {r:.3f}" if is_shot else f"same photo (crop score {r:.3f}")
+             + (f" to {paths[cand[v]]})" if v >= 0 else ")"))
             if s == "pixels" else "matched by " + s
-            for s, r, is_shot in zip(res["signal"].to_numpy()[drop], score, shot)
+            for s, r, is_shot, v in zip(res["signal"].to_numpy()[drop], score, shot, via)
         ]
     groups = res.assign(row=cand)
     return groups[groups["group"] >= 0]

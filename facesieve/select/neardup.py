@@ -256,7 +256,7 @@ def _leaders(
     return centre, residual
 
 
-def _join_closest(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[int, int]], pixels) -> None:
+def _join_closest(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[int, int]], pixels, partner: np.ndarray) -> None:
     """Move each face the pixel check grouped into the group of the face it is closest to.
 
     Leader clustering gives a face to the first centre that takes it: a copy of a video frame can
@@ -266,7 +266,7 @@ def _join_closest(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[in
     closest pairs are taken first). Only faces that are not centres move, so who is kept does
     not change, only which kept face a removed one is attributed to. `pairs`: input rows the
     check scored (their scores are cached); `pixels.peek(i, j)`, when the check has it, asks
-    without counting the pair as grouped."""
+    without counting the pair as grouped. `partner[q]`: the face q's score is now to."""
     if not pairs:
         return
     ask = getattr(pixels, "peek", pixels)
@@ -281,10 +281,11 @@ def _join_closest(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[in
         if centre[o] != centre[q]:  # a centre never moves, so o's group is o's centre as it stands
             centre[q] = centre[o]
             residual[q] = s
-    _join_copies(centre, residual, pairs, pixels)
+            partner[q] = o
+    _join_copies(centre, residual, pairs, pixels, partner)
 
 
-def _join_copies(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[int, int]], pixels) -> None:
+def _join_copies(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[int, int]], pixels, partner: np.ndarray) -> None:
     """Move each lone kept face that is the same photo as a grouped face into that face's group.
 
     Leader clustering can leave a copy on its own: its source was taken, as a near-identical shot,
@@ -311,6 +312,7 @@ def _join_copies(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[int
         if members[q] == 1 and centre[q] == q and target != q:  # still alone (no face has joined it since)
             centre[q] = target
             residual[q] = s
+            partner[q] = o
             members[q] -= 1
             members[target] += 1
 
@@ -489,6 +491,8 @@ def near_duplicate_groups(
         group_size (int64): faces in the group (1 for faces with no near-duplicate).
         pixel_residual (float64): the pixel check's score for faces it grouped (to the face that took
             them: the centre, or the closer partner whose group they joined), else NaN.
+        partner_index (int64): that closer partner's row, for a dropped face whose score is to it
+            rather than to its kept face; else -1.
         reason (str): the decision in words.
     """
     X = check_embeddings(E)
@@ -516,6 +520,7 @@ def near_duplicate_groups(
     bounds = np.flatnonzero(np.r_[True, codes[order][1:] != codes[order][:-1], True])
     centre = np.arange(n, dtype=np.int64)
     pixel_residual = np.full(n, np.nan)
+    partner = np.full(n, -1, dtype=np.int64)  # the face a grouped face's crop score is to, where not its kept face
     pending: list[tuple[np.ndarray, set | None, set | None, set | None]] = []
     queued = 0
 
@@ -547,7 +552,7 @@ def near_duplicate_groups(
             centre[idx] = idx[local]
             pixel_residual[idx] = res
             if pixels is not None:
-                _join_closest(centre, pixel_residual, scored, pixels)
+                _join_closest(centre, pixel_residual, scored, pixels, partner)
             if progress is not None:
                 progress(len(idx))
         pending.clear()
@@ -618,7 +623,7 @@ def near_duplicate_groups(
         if phash_distance[r] >= 0:
             text += f", phash {phash_distance[r]} bits"
         if not np.isnan(pixel_residual[r]):
-            text += f", crop score {pixel_residual[r]:.3f}"
+            text += f", crop score {pixel_residual[r]:.3f}" + (f" to row {partner[r]}" if 0 <= partner[r] != centre[r] else "")
         reason[r] = text + f"; signal {signal[r]})"
 
     return pd.DataFrame(
@@ -631,6 +636,7 @@ def near_duplicate_groups(
             "phash_distance": phash_distance,
             "group_size": group_size.astype(np.int64),
             "pixel_residual": pixel_residual,
+            "partner_index": np.where(dropped & (partner != centre), partner, -1),
             "reason": pd.Series(reason, dtype=object),
         }
     )

@@ -73,6 +73,7 @@ def test_a_face_joins_the_group_of_the_face_it_is_closest_to():
     r = near_duplicate_groups(E, None, [3, 2, 1], list("abc"), 0.999, pixels=Check(), pixel_min_sim=0.5)
     assert r.is_kept.tolist() == [True, True, False]
     assert r.kept_index.tolist() == [0, 1, 1] and r.group[2] == r.group[1] >= 0 and r.group[0] == -1
+    assert r.partner_index.tolist() == [-1, -1, -1]  # its score is to its kept face
     assert r.pixel_residual[2] == pytest.approx(0.001) and "crop score 0.001" in r.reason[2]
     assert (1, 2) not in asked and (2, 1) not in asked  # the join peeks: the check's grouped count stays the grouping's
     # without the closer partner, the leader's group stands
@@ -110,6 +111,7 @@ def test_a_lone_copy_follows_its_source_into_its_group():
     r = run(Check())
     assert r.kept_index.tolist() == [0, 0, 0, 3] and r.group[1] == r.group[2] == r.group[0] >= 0
     assert r.pixel_residual[1] == pytest.approx(0.006) and not r.is_kept[1]
+    assert r.partner_index.tolist() == [-1, 2, -1, -1] and "crop score 0.006 to row 2" in r.reason[1]  # its score is to 2, not 0
     shots = Check()
     shots.same = False
     assert run(shots).kept_index.tolist() == [0, 1, 0, 3]
