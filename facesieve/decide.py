@@ -164,8 +164,8 @@ class _OnRows:
     def peek(self, i: int, j: int):
         return getattr(self.check, "peek", self.check)(int(self.rows[i]), int(self.rows[j]))
 
-    def same_photo(self, i: int, j: int) -> bool:
-        return self.check.same_photo(int(self.rows[i]), int(self.rows[j]))
+    def same_photo(self, i: int, j: int, outright: bool = False) -> bool:
+        return self.check.same_photo(int(self.rows[i]), int(self.rows[j]), outright)
 
     def tight(self, idx) -> np.ndarray:
         return self.check.tight(self.rows[np.asarray(idx)])

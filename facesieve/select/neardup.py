@@ -292,9 +292,11 @@ def _join_copies(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[int
     by another face visited earlier (a video frame), and once taken the source takes no one, so
     the copy, which that face does not group, is kept beside it. One photo is one photo whatever
     group it is in, so the copy follows its source (the closest such partner first). Only the
-    check's same-photo decision moves a face (`pixels.same_photo`, where the check has it; a
-    near-identical shot of a shot would drift), and only a face that no other face has joined, so
-    every group still has its centre. Two faces left alone stay so: the grouping asked about them."""
+    check's same-photo decision on the pair's own evidence moves a face (`pixels.same_photo(o, q,
+    outright=True)`, where the check has it: a near-identical shot of a shot would drift, and a
+    rule that judges the pair against the identity's other photos errs on a studio series' close
+    shots, which a chain would compound), and only a face that no other face has joined, so every
+    group still has its centre. Two faces left alone stay so: the grouping asked about them."""
     same = getattr(pixels, "same_photo", None)
     if same is None or not pairs:
         return
@@ -305,7 +307,7 @@ def _join_copies(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[int
         for q, o in ((i, j), (j, i)):
             if centre[q] == q and members[q] == 1 and members[centre[o]] > 1:  # q alone, o grouped (the cheap test first)
                 ok, s = ask(int(o), int(q))[:2]
-                if ok and (s, o) < best.get(q, (np.inf, -1)) and same(int(o), int(q)):
+                if ok and (s, o) < best.get(q, (np.inf, -1)) and same(int(o), int(q), outright=True):
                     best[q] = (s, o)
     for q, (s, o) in sorted(best.items(), key=lambda kv: kv[1]):
         target = centre[o]

@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -797,12 +797,16 @@ class SamePhotoCheck:
         m = self.motion(i, j)
         return bool(anchored([s], tuple([v] for v in m), self.cuts, None if bits is None else [bits])[0])
 
-    def same_photo(self, i: int, j: int) -> bool:
+    def same_photo(self, i: int, j: int, outright: bool = False) -> bool:
         """Whether a grouped pair is one photo (rather than a near-identical shot): at or below the
         same-photo cut, or by the neighbour-ratio, the whole-image hash, the small-face, the rare-hash
-        or a keypoint rule."""
+        or a keypoint rule. `outright`: by the pair's own evidence only, without the rules that
+        judge it against its faces' other photos (the neighbour ratio, the lone cut, rare hashes:
+        their errors are a studio series' close shots, which a chain of them would compound)."""
         s = self.score(int(i), int(j))
         cuts = self.cuts or Cuts(self.cut, self.cut)
+        if outright:
+            cuts = replace(cuts, ratio_score=0.0, lone=0.0, rare_bits=-1)
         bits = self.hash_bits(int(i), int(j))
         return bool(s <= cuts.same_photo or grouped([s], [self.ratio(int(i), int(j))], cuts.same_photo, cuts,
                                                     bits, [self.side(int(i), int(j))], floors=[self.floor(int(i), int(j))])[0]

@@ -490,6 +490,48 @@ def test_the_quick_answer_above_every_ceiling_is_the_rules_answer(monkeypatch):
         assert any(ok for ok, s in full if s > 0.05) == (face_fit > 0 and anchor is not None)  # the hash bits' face fit: no ceiling
 
 
+def test_same_photo_outright_leaves_out_the_rules_relative_to_other_photos():
+    """A pair the neighbour ratio groups (far closer than its faces' other neighbours), one the
+    lone cut groups and one rare hashes group are one photo, but not outright: those rules judge a
+    pair against the identity's other photos. The plain cut and the whole-image hash rule judge it
+    outright."""
+    from facesieve.select.samephoto import Cuts, SamePhotoCheck
+
+    n = 9
+    rng = np.random.default_rng(3)
+    crops = rng.integers(0, 255, (n, 112, 112, 3), dtype=np.uint8)
+    hashes = np.full((n, 2), 0xFFFF_FFFF, np.uint64)
+    hashes[6] = hashes[7] = 0  # 6-7: the same whole image; the rest 32 bits from them
+    hashes[4] = 0b111  # 4-5: 3 bits apart
+    hashes[5] = 0
+    keys = np.array([f"k{r}" for r in range(n)], dtype=object)
+    cuts = Cuts(0.0065, 0.0065, ratio_score=0.02, ratio=0.3, lone=0.03, hash_score=0.01, hash_bits=0,
+                rare_score=0.03, rare_bits=4, rare_floor=18.0)
+    check = SamePhotoCheck(FaceViews(crops, np.ones(n)), np.arange(n), keys, 0.0065, cuts=cuts, hashes=hashes)
+    check.floors = np.full(n, 20.0)
+    check.floors[6:8] = 4.0  # 6 and 7's identity keeps its hashes close: rare hashes stay off there
+    check.cache.update({("k0", "k1"): 0.012, ("k0", "k2"): 0.08, ("k1", "k2"): 0.08,  # 0-1: by the ratio
+                        ("k2", "k3"): 0.025,  # more neighbours of 2 and 3
+                        ("k4", "k5"): 0.025,  # rare hashes
+                        ("k6", "k7"): 0.009,  # the hash rule
+                        ("k0", "k3"): 0.005})  # the plain cut
+    for key in [("k0", "k1"), ("k0", "k2"), ("k1", "k2"), ("k0", "k3"), ("k2", "k3")]:
+        a, b = key
+        check.neighbours.setdefault(a, set()).add(b)
+        check.neighbours.setdefault(b, set()).add(a)
+    check.cache[("k4", "k8")] = 0.5  # 4 and 5 each have a far neighbour, so neither is lone
+    check.cache[("k5", "k8")] = 0.5
+    for a, b in (("k4", "k8"), ("k5", "k8"), ("k4", "k5")):
+        check.neighbours.setdefault(a, set()).add(b)
+        check.neighbours.setdefault(b, set()).add(a)
+    assert check.same_photo(0, 1) and not check.same_photo(0, 1, outright=True)  # the neighbour ratio
+    assert check.same_photo(4, 5) and not check.same_photo(4, 5, outright=True)  # rare hashes
+    assert check.same_photo(6, 7, outright=True) and check.same_photo(0, 3, outright=True)
+    assert "k6" not in check.neighbours  # 6-7 has no other neighbour: a lone pair
+    check.cache[("k6", "k7")] = 0.02  # above the hash rule's score cut: the lone cut alone groups it
+    assert check.same_photo(6, 7) and not check.same_photo(6, 7, outright=True)
+
+
 # ---------------------------------------------------------------- tight crops: the spectrum net
 
 
