@@ -256,7 +256,8 @@ def _leaders(
     return centre, residual
 
 
-def _join_closest(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[int, int]], pixels, partner: np.ndarray) -> None:
+def _join_closest(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[int, int]], pixels, partner: np.ndarray,
+                  rows: np.ndarray) -> None:
     """Move each face the pixel check grouped into the group of the face it is closest to.
 
     Leader clustering gives a face to the first centre that takes it: a copy of a video frame can
@@ -266,7 +267,8 @@ def _join_closest(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[in
     closest pairs are taken first). Only faces that are not centres move, so who is kept does
     not change, only which kept face a removed one is attributed to. `pairs`: input rows the
     check scored (their scores are cached); `pixels.peek(i, j)`, when the check has it, asks
-    without counting the pair as grouped. `partner[q]`: the face q's score is now to."""
+    without counting the pair as grouped. `partner[q]`: the face q's score is now to. `rows`: the
+    identity's faces (input rows), the pairs' own."""
     if not pairs:
         return
     ask = getattr(pixels, "peek", pixels)
@@ -282,10 +284,11 @@ def _join_closest(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[in
             centre[q] = centre[o]
             residual[q] = s
             partner[q] = o
-    _join_copies(centre, residual, pairs, pixels, partner)
+    _join_copies(centre, residual, pairs, pixels, partner, rows)
 
 
-def _join_copies(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[int, int]], pixels, partner: np.ndarray) -> None:
+def _join_copies(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[int, int]], pixels, partner: np.ndarray,
+                 rows: np.ndarray) -> None:
     """Move each lone kept face that is the same photo as a grouped face into that face's group.
 
     Leader clustering can leave a copy on its own: its source was taken, as a near-identical shot,
@@ -301,7 +304,8 @@ def _join_copies(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[int
     if same is None or not pairs:
         return
     ask = getattr(pixels, "peek", pixels)
-    members = np.bincount(centre, minlength=centre.shape[0])
+    kept, counts = np.unique(centre[rows], return_counts=True)  # the identity's groups only: this runs once an identity
+    members = dict(zip(kept.tolist(), counts.tolist()))
     best: dict[int, tuple[float, int]] = {}
     for i, j in pairs:
         for q, o in ((i, j), (j, i)):
@@ -554,7 +558,7 @@ def near_duplicate_groups(
             centre[idx] = idx[local]
             pixel_residual[idx] = res
             if pixels is not None:
-                _join_closest(centre, pixel_residual, scored, pixels, partner)
+                _join_closest(centre, pixel_residual, scored, pixels, partner, idx)
             if progress is not None:
                 progress(len(idx))
         pending.clear()
