@@ -256,8 +256,7 @@ def _leaders(
     return centre, residual
 
 
-def _join_closest(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[int, int]], pixels, partner: np.ndarray,
-                  rows: np.ndarray) -> None:
+def _join_closest(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[int, int]], pixels, partner: np.ndarray) -> None:
     """Move each face the pixel check grouped into the group of the face it is closest to.
 
     Leader clustering gives a face to the first centre that takes it: a copy of a video frame can
@@ -267,8 +266,7 @@ def _join_closest(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[in
     closest pairs are taken first). Only faces that are not centres move, so who is kept does
     not change, only which kept face a removed one is attributed to. `pairs`: input rows the
     check scored (their scores are cached); `pixels.peek(i, j)`, when the check has it, asks
-    without counting the pair as grouped. `partner[q]`: the face q's score is now to. `rows`: the
-    identity's faces (input rows), the pairs' own."""
+    without counting the pair as grouped. `partner[q]`: the face q's score is now to."""
     if not pairs:
         return
     ask = getattr(pixels, "peek", pixels)
@@ -284,7 +282,6 @@ def _join_closest(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[in
             centre[q] = centre[o]
             residual[q] = s
             partner[q] = o
-    _join_copies(centre, residual, pairs, pixels, partner, rows)
 
 
 def _join_copies(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[int, int]], pixels, partner: np.ndarray,
@@ -299,7 +296,8 @@ def _join_copies(centre: np.ndarray, residual: np.ndarray, pairs: list[tuple[int
     outright=True)`, where the check has it: a near-identical shot of a shot would drift, and a
     rule that judges the pair against the identity's other photos errs on a studio series' close
     shots, which a chain would compound), and only a face that no other face has joined, so every
-    group still has its centre. Two faces left alone stay so: the grouping asked about them."""
+    group still has its centre. Two faces left alone stay so: the grouping asked about them.
+    `rows`: the identity's faces (input rows), the pairs' own; `partner` as in _join_closest."""
     same = getattr(pixels, "same_photo", None)
     if same is None or not pairs:
         return
@@ -558,7 +556,8 @@ def near_duplicate_groups(
             centre[idx] = idx[local]
             pixel_residual[idx] = res
             if pixels is not None:
-                _join_closest(centre, pixel_residual, scored, pixels, partner, idx)
+                _join_closest(centre, pixel_residual, scored, pixels, partner)
+                _join_copies(centre, pixel_residual, scored, pixels, partner, idx)
             if progress is not None:
                 progress(len(idx))
         pending.clear()
@@ -619,6 +618,7 @@ def near_duplicate_groups(
     signal[d_rows] = np.where(by_cosine & by_hash, "both", np.where(by_hash, "phash", "embedding"))
     by_pixels = ~np.isnan(pixel_residual[d_rows])
     signal[d_rows[by_pixels]] = "pixels"
+    via = np.where(dropped & (partner != centre), partner, -1)  # a closer face of the group the score is to
 
     reason = np.full(n, "no near-duplicate", dtype=object)
     for r in np.flatnonzero(group_size > 1):
@@ -629,7 +629,7 @@ def near_duplicate_groups(
         if phash_distance[r] >= 0:
             text += f", phash {phash_distance[r]} bits"
         if not np.isnan(pixel_residual[r]):
-            text += f", crop score {pixel_residual[r]:.3f}" + (f" to row {partner[r]}" if 0 <= partner[r] != centre[r] else "")
+            text += f", crop score {pixel_residual[r]:.3f}" + (f" to row {via[r]}" if via[r] >= 0 else "")
         reason[r] = text + f"; signal {signal[r]})"
 
     return pd.DataFrame(
@@ -642,7 +642,7 @@ def near_duplicate_groups(
             "phash_distance": phash_distance,
             "group_size": group_size.astype(np.int64),
             "pixel_residual": pixel_residual,
-            "partner_index": np.where(dropped & (partner != centre), partner, -1),
+            "partner_index": via,
             "reason": pd.Series(reason, dtype=object),
         }
     )
