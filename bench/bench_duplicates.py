@@ -1,10 +1,13 @@
 """Duplicates on data nobody tuned them on: web-style copies injected into every shared set,
 leave-one-set-out thresholds, natural pairs from the READMEs, and the cost beside the faces pass.
 
-    python bench/bench_duplicates.py [--root /tmp/bench15] [--sets a,b,...] [--subsample 0.3]
+    python bench/bench_duplicates.py [--root /tmp/bench15] [--sets a,b,...] [--seed 0] [--no-cost]
+    python bench/bench_duplicates.py --root /tmp/bench15-seeds --seeds 0,1,2 --no-cost
 
 Everything is cached under ROOT: the injected sets (ROOT/data), each set's faces pass
-(ROOT/ws/<set>: a facesieve workspace, reused by every later run) and its pair scores. See
+(ROOT/ws/<set>: a facesieve workspace, reused by every later run) and its pair scores. One
+injection seed's figures move by a few copies a set with the seed: judge a change of rule on
+several (`--seeds`, each under ROOT/seed-N, then the figures side by side with their mean). See
 docs/thresholds.md for what the printed tables mean.
 """
 
@@ -58,9 +61,16 @@ def face_boxes(config: RunConfig) -> dict:
 
 
 def prepare(root: Path, name: str, seed: int, share: float) -> pd.DataFrame:
-    """Build the set (once) and run its faces pass (once; its time is kept in ROOT/<set>.faces.json)."""
+    """Build the set (once) and run its faces pass (once; its time is kept in ROOT/<set>.faces.json).
+    The seed and share it was built with are kept beside it (ROOT/data/<set>.build.json): a root
+    built with others is refused, not read as if it were this seed's (each seed needs its own root)."""
     dst = root / "data" / name
     copies_csv = root / "data" / f"{name}.copies.csv"
+    built = root / "data" / f"{name}.build.json"
+    want = {"seed": int(seed), "share": float(share)}
+    if copies_csv.exists() and built.exists() and json.loads(built.read_text()) != want:
+        raise SystemExit(f"{root}: {name} was built with {json.loads(built.read_text())}, not {want}; "
+                         f"give each seed and share its own --root")
     if not copies_csv.exists():
         if name in SMALL:
             base = SMALL[name]
@@ -77,6 +87,8 @@ def prepare(root: Path, name: str, seed: int, share: float) -> pd.DataFrame:
         else:
             table = build_set(originals(DATA, name), dst, share, seed)
         table.to_csv(copies_csv, index=False)
+    if not built.exists():  # (a root built before the seed was kept: taken to be the one asked for)
+        built.write_text(json.dumps(want))
     faces_seconds(root, name)
     return pd.read_csv(copies_csv)
 
@@ -573,15 +585,52 @@ def main() -> int:
                          "background either; hash: without the "
                          "small-face cut either; ratio: without the hash rule too; plain: the plain cuts only; "
                          "plain+hash: the plain cuts and the hash rule")
+    ap.add_argument("--seeds", default=None,
+                    help="several injection seeds, e.g. 0,1,2: the whole leave-one-set-out run for each, seed N under "
+                         "ROOT/seed-N, then each left-out figure per seed and their mean (a rule is judged on all of them)")
     args = ap.parse_args()
+    if args.seeds is None:
+        loso(args.root, args.seed, args)
+        return 0
+    summary = {}
+    for seed in (int(x) for x in args.seeds.split(",")):
+        print(f"\n======== seed {seed} (ROOT {args.root / f'seed-{seed}'})", flush=True)
+        summary[seed] = loso(args.root / f"seed-{seed}", seed, args)
+    if not args.prepare_only:
+        print_seeds(summary)
+    return 0
+
+
+def print_seeds(summary: dict) -> None:
+    """Each seed's left-out figures side by side, with their mean: recall (default mode) per set and
+    overall, photos lost, README pairs grouped."""
+    sets = list(next(iter(summary.values())))
+    print("\nLEFT-OUT FIGURES BY SEED (default mode; cuts chosen without the set, per seed)")
+    print("| set | " + " | ".join(f"seed {k}: recall / photos lost / README same" for k in summary) + " | mean recall |")
+    for n in sets:
+        cells = []
+        for rows in summary.values():
+            s = rows[n]["shots"]
+            nat = s.get("natural_same")
+            cells.append(f"{s['recall']:.3f} / {s['lost']} of {s['originals']} / {'%d of %d' % nat if nat else '-'}")
+        mean = np.mean([rows[n]["shots"]["recall"] for rows in summary.values()])
+        print(f"| {n} | " + " | ".join(cells) + f" | {mean:.3f} |")
+    overall = [sum(r["shots"]["recall"] * r["shots"]["copies"] for r in rows.values()) / sum(r["shots"]["copies"] for r in rows.values())
+               for rows in summary.values()]
+    print("| all copies | " + " | ".join(f"{o:.3f}" for o in overall) + f" | {np.mean(overall):.3f} |")
+
+
+def loso(root: Path, seed: int, args) -> dict:
+    """The leave-one-set-out run on the sets injected with `seed` under `root`, printed; returns
+    each left-out set's cuts and figures (empty with --prepare-only)."""
     names = args.sets.split(",")
     for name in names:
         t = time.perf_counter()
-        copies = prepare(args.root, name, args.seed, args.share)
+        copies = prepare(root, name, seed, args.share)
         print(f"{name}: {len(copies)} copies, prepared in {time.perf_counter() - t:.0f} s", flush=True)
     if args.prepare_only:
-        return 0
-    tables = {n: pair_table(args.root, n) for n in names}
+        return {}
+    tables = {n: pair_table(root, n) for n in names}
     for n, t in tables.items():
         g = t.groupby("relation")["score"]
         print(f"{n}: {len(t)} candidate pairs; score by relation: " + "; ".join(
@@ -595,7 +644,7 @@ def main() -> int:
     for n in names:
         train = [tables[m] for m in names if family[m] != family[n]]
         cuts = choose_cuts(train, *RULES[args.rule])
-        res = {mode: score_run(run_set(args.root, n, cuts, mode), args.root, n) for mode in ("copies", "shots")}
+        res = {mode: score_run(run_set(root, n, cuts, mode), root, n) for mode in ("copies", "shots")}
         c, s = res["copies"], res["shots"]
         nat = s.get("natural_same")
         bur = (s.get("bursts_collapsed"), c.get("bursts_collapsed"))
@@ -624,16 +673,16 @@ def main() -> int:
           "ratio score {:.4g}, ratio {:.4g}, lone {:.4g}, hash score {:.4g}, hash bits {}, small-face {:.4g}, "
           "anchor score {:.4g}, anchor motion {:.4g}, anchor matches {}, face score {:.4g}, face fit {:.4g}, face matches {}, "
           "rare score {:.4g}, rare bits {}, rare floor {:.4g}".format(*final))
-    (args.root / "loso.json").write_text(json.dumps(rows, default=str, indent=1))
+    (root / "loso.json").write_text(json.dumps(rows, default=str, indent=1))
     if not args.no_cost:
         print("\ncost (cold pair cache; the faces pass timed again in this run, on a scratch workspace):")
         print("| set | pairs scored | pairs asked about their background | duplicate stage s (without that test) | faces pass s | ratio | "
               "wall ms per pair | CPU ms per pair (whole decide) |")
         for n in names:
-            c = cost(args.root, n)
+            c = cost(root, n)
             print(f"| {n} | {c['pairs']} | {c['asked']} | {c['dup_s']:.2f} ({c['off_s']:.2f}) | {c['faces_s']:.1f} | {c['ratio']:.1%} | "
                   f"{c['ms_per_pair']:.2f} | {c['cpu_ms_per_pair']:.2f} |", flush=True)
-    return 0
+    return {r["set"]: r for r in rows}
 
 
 if __name__ == "__main__":

@@ -69,3 +69,20 @@ def test_the_face_fit_adds_no_training_distinct_pair():
 def test_without_the_face_rule_the_face_fit_is_off():
     cuts = bench.choose_cuts([training_table(fit_at_015=2, fit_at_025=2)], face_rule=False)
     assert cuts[11:14] == bench.FACE_OFF and cuts[12] == 0.0
+
+
+def test_a_root_built_with_another_seed_is_refused(tmp_path, monkeypatch):
+    """Figures for seed 1 read from a root injected with seed 0 would be seed 0's: refused, with
+    the seed the root holds; the same seed and share go on (its faces pass is not run here)."""
+    import pytest
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "orl_att40.copies.csv").write_text("path,source,kind,edits\n")
+    (data / "orl_att40.build.json").write_text('{"seed": 0, "share": 0.25}')
+    monkeypatch.setattr(bench, "faces_seconds", lambda root, name: 0.0)
+    with pytest.raises(SystemExit, match="built with"):
+        bench.prepare(tmp_path, "orl_att40", 1, 0.25)
+    with pytest.raises(SystemExit, match="built with"):
+        bench.prepare(tmp_path, "orl_att40", 0, 0.5)
+    assert bench.prepare(tmp_path, "orl_att40", 0, 0.25).empty
