@@ -96,75 +96,44 @@ class FaceViews:
             lm, w, h = geometry
             self.geometry = (np.asarray(lm, np.float64).reshape(-1, 10), np.asarray(w, np.float64), np.asarray(h, np.float64))
         self._cache: dict[tuple[int, int], np.ndarray] = {}
-        self._masks: dict[tuple[int, int], np.ndarray | None] = {}
+        self._masks: dict[tuple[int, int], np.ndarray] = {}
         self._bytes = 0
         self._outside = None  # outside_share of every face, made on first use
-        self._transforms: dict[int, np.ndarray | None] = {}  # each face's crop-to-image transform (mask), made on first use
 
-    def _keep(self, cache: dict, key, value: np.ndarray | None) -> None:
+    def _keep(self, cache: dict, key, value: np.ndarray) -> None:
         """Keep a view or mask for the next pairs; both caches are emptied past CACHE_BYTES (the
         grouping works through one identity at a time, so recent faces are the ones asked again;
         a bound by count let 100,000 faces' views grow the process to 7 GiB)."""
-        size = 0 if value is None else value.nbytes
-        if self._bytes + size > CACHE_BYTES:
+        if self._bytes + value.nbytes > CACHE_BYTES:
             self._cache.clear()
             self._masks.clear()
             self._bytes = 0
         cache[key] = value
-        self._bytes += size
+        self._bytes += value.nbytes
 
     def view(self, i: int, side: int) -> np.ndarray:
         key = (i, side)
         v = self._cache.get(key)
         if v is None:
-            grey = self._grey(i)
+            crop = np.asarray(self.crops[i])
+            grey = crop.astype(np.float32) @ _LUMA if crop.ndim == 3 else crop.astype(np.float32)
             grey = cv2.GaussianBlur(grey, (0, 0), PRE_BLUR * 112.0 / side)
             v = cv2.resize(grey, (side, side), interpolation=cv2.INTER_AREA)
             self._keep(self._cache, key, v)
         return v
 
-    def _grey(self, i: int) -> np.ndarray:
-        """The face's crop in grey, read once for all its levels (a pair of faces is often compared
-        at two: each face meets smaller ones)."""
-        key = (i, 0)
-        g = self._cache.get(key)
-        if g is None:
-            crop = np.asarray(self.crops[i])
-            g = crop.astype(np.float32) @ _LUMA if crop.ndim == 3 else crop.astype(np.float32)
-            self._keep(self._cache, key, g)
-        return g
-
     def mask(self, i: int, side: int) -> np.ndarray:
         """1 where the view's pixel (and the blur around it) comes from inside the face's image."""
-        m = self.partial_mask(i, side)
-        return np.ones((side, side), np.float32) if m is None else m
-
-    def partial_mask(self, i: int, side: int) -> np.ndarray | None:
-        """`mask`, or None where every pixel is inside (most faces: no mask to make or to carry)."""
         key = (i, side)
-        if key in self._masks:
-            return self._masks[key]
-        m = None
-        if self.geometry is not None:
-            if i not in self._transforms:
-                self._transforms[i] = self._transform(i)
-            if self._transforms[i] is not None:
-                w, h = (float(g[i]) for g in self.geometry[1:])
-                m = _inside(self._transforms[i], w, h, side)
-        self._keep(self._masks, key, m)
+        m = self._masks.get(key)
+        if m is None:
+            m = np.ones((side, side), np.float32)
+            if self.geometry is not None:
+                lm, w, h = (g[i] for g in self.geometry)
+                if np.isfinite(lm).all() and w > 0 and h > 0:
+                    m = _inside(lm.reshape(5, 2), float(w), float(h), side)
+            self._keep(self._masks, key, m)
         return m
-
-    def _transform(self, i: int) -> np.ndarray | None:
-        """The face's image-to-crop similarity (from its landmarks); None: no mask (no geometry)."""
-        from facesieve.faces.align import similarity_transform, template
-
-        lm, w, h = (g[i] for g in self.geometry)
-        if not (np.isfinite(lm).all() and w > 0 and h > 0):
-            return None
-        try:
-            return similarity_transform(lm.reshape(5, 2), template(112))
-        except ValueError:
-            return None
 
     def tight(self, faces) -> np.ndarray:
         """Whether at least TIGHT_SHARE of each face's aligned crop lies outside its own image (a
@@ -227,27 +196,23 @@ def _view_points(side: int) -> tuple[np.ndarray, np.ndarray]:
     return X.ravel(), Y.ravel()
 
 
-_CROP_CORNERS = (np.array([-0.5, 111.5, -0.5, 111.5]), np.array([-0.5, -0.5, 111.5, 111.5]))  # every view's pixel centres lie within
+def _inside(lm: np.ndarray, w: float, h: float, side: int) -> np.ndarray:
+    """Mask of the grid pixels of a `side` view whose blurred value holds no repeated image edge."""
+    from facesieve.faces.align import similarity_transform, template
 
-
-def _inside(M: np.ndarray, w: float, h: float, side: int) -> np.ndarray | None:
-    """Mask of the grid pixels of a `side` view whose blurred value holds no repeated image edge,
-    for the face whose crop is its image under M (2x3, image to crop); None where that is every
-    pixel. The distance to the edge is affine in the crop's coordinates, so it is least at a corner
-    of the crop: where the four corners are far enough in, so is every pixel."""
+    try:
+        M = similarity_transform(lm, template(112))
+    except ValueError:
+        return np.ones((side, side), np.float32)
     A, t = M[:, :2], M[:, 2]
     scale = float(np.sqrt(abs(np.linalg.det(A))))  # crop pixels per image pixel
+    X, Y = _view_points(side)
     Ai = np.linalg.inv(A)  # the 2x2 inverse applied directly: half the cost of a solve with side**2 right sides
+    u = Ai[0, 0] * (X - t[0]) + Ai[0, 1] * (Y - t[1])
+    v = Ai[1, 0] * (X - t[0]) + Ai[1, 1] * (Y - t[1])
+    edge = np.minimum.reduce([u, v, w - 1 - u, h - 1 - v]) * scale  # distance to the image edge, crop pixels
     margin = 2.0 * PRE_BLUR * 112.0 / side + 1.0
-
-    def edge(X, Y):  # distance to the image edge, crop pixels
-        u = Ai[0, 0] * (X - t[0]) + Ai[0, 1] * (Y - t[1])
-        v = Ai[1, 0] * (X - t[0]) + Ai[1, 1] * (Y - t[1])
-        return np.minimum.reduce([u, v, w - 1 - u, h - 1 - v]) * scale
-
-    if (edge(*_CROP_CORNERS) >= margin).all():
-        return None
-    return (edge(*_view_points(side)) >= margin).reshape(side, side).astype(np.float32)
+    return (edge >= margin).reshape(side, side).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=None)
@@ -451,25 +416,18 @@ def _scores(A: np.ndarray, B: np.ndarray, MA: np.ndarray | None = None, MB: np.n
     are registered at half size, the better one is refined at full size and scored. MA, MB: the
     faces' masks (FaceViews.mask); None: every pixel counts."""
     P, L, _ = A.shape
-    if MA is None and MB is None:  # every pixel counts: one mask of ones serves both faces and both views
-        MA = MB = MBm = np.ones_like(A)
-        MA2 = MB2 = _half_mask(MA)
-        MA22 = MB22 = np.concatenate([MA2, MA2])
-    else:
-        MA = np.ones_like(A) if MA is None else MA
-        MB = np.ones_like(B) if MB is None else MB
-        MBm = np.ascontiguousarray(MB[:, :, ::-1])
-        # halving commutes with the mirror on the grids' even sides (the same sums, bit for bit), so
-        # each face is halved once for both views
-        MA2, MB2 = _half_mask(MA), _half_mask(MB)
-        MA22, MB22 = np.concatenate([MA2, MA2]), np.concatenate([MB2, MB2[:, :, ::-1]])
+    MA = np.ones_like(A) if MA is None else MA
+    MB = np.ones_like(B) if MB is None else MB
     Bm = np.ascontiguousarray(B[:, :, ::-1])
-    A2, B2 = _half(A), _half(B)
-    p, r = _coarse_fit_halves(np.concatenate([A2, A2]), np.concatenate([B2, B2[:, :, ::-1]]), MA22, MB22)
+    MBm = np.ascontiguousarray(MB[:, :, ::-1])
+    # halving commutes with the mirror on the grids' even sides (the same sums, bit for bit), so
+    # each face is halved once for both views
+    A2, B2, MA2, MB2 = _half(A), _half(B), _half_mask(MA), _half_mask(MB)
+    p, r = _coarse_fit_halves(np.concatenate([A2, A2]), np.concatenate([B2, B2[:, :, ::-1]]), np.concatenate([MA2, MA2]),
+                              np.concatenate([MB2, MB2[:, :, ::-1]]))
     mirror = r[P:] < r[:P]
     B = np.where(mirror[:, None, None], Bm, B)
-    if MB is not MBm:
-        MB = np.where(mirror[:, None, None], MBm, MB)
+    MB = np.where(mirror[:, None, None], MBm, MB)
     masks = _Masks(MA, MB)
     p = _refine(A, B, MA, MB, np.where(mirror[:, None], p[P:], p[:P]), STEPS, masks)
     m = _grid(L)[0]
@@ -510,13 +468,8 @@ def pair_scores(views: FaceViews, i: np.ndarray, j: np.ndarray, batch: int = 64)
             t = at[s : s + batch]
             A = np.stack([views.view(int(a), int(side)) for a in i[t]])
             B = np.stack([views.view(int(b), int(side)) for b in j[t]])
-            masks = [views.partial_mask(int(f), int(side)) for f in np.concatenate([i[t], j[t]]).tolist()]
-            if all(m is None for m in masks):  # every pixel of both faces inside their images: no masks
-                out[t] = _scores(A, B)
-                continue
-            ones = np.ones((side, side), np.float32)
-            MA = np.stack([ones if m is None else m for m in masks[: len(t)]])
-            MB = np.stack([ones if m is None else m for m in masks[len(t) :]])
+            MA = np.stack([views.mask(int(a), int(side)) for a in i[t]])
+            MB = np.stack([views.mask(int(b), int(side)) for b in j[t]])
             out[t] = _scores(A, B, MA, MB)
     return out
 

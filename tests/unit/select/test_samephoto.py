@@ -176,36 +176,6 @@ def test_a_pair_score_does_not_depend_on_its_batch(shared_data):
     np.testing.assert_array_equal(together, alone)
 
 
-def test_a_mask_is_skipped_only_where_every_pixel_is_inside():
-    """FaceViews skips a face's mask (None) when the four corners of its crop are far enough inside
-    its image: the distance to the edge is least at a corner, so the full mask it stands for is
-    all ones, and a face past the edge still gets its mask. Checked against every pixel's
-    distance for crops placed around an image's edges, turned and scaled."""
-    from facesieve.select.samephoto import PRE_BLUR, _inside, _view_points
-
-    rng = np.random.default_rng(0)
-    w, h = 200.0, 160.0
-    skipped = partial = 0
-    for _ in range(400):
-        turn, scale = rng.uniform(-0.6, 0.6), rng.uniform(0.3, 3.0)  # crop pixels per image pixel
-        A = scale * np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
-        centre = rng.uniform([-20, -20], [w + 20, h + 20])  # the crop's centre, in the image
-        M = np.hstack([A, (np.array([55.5, 55.5]) - A @ centre)[:, None]])
-        for side in (28, 40, 56, 80):
-            X, Y = _view_points(side)
-            Ai = np.linalg.inv(A)
-            u, v = Ai @ (np.stack([X, Y]) - M[:, 2:])
-            every = (np.minimum.reduce([u, v, w - 1 - u, h - 1 - v]) * scale >= 2.0 * PRE_BLUR * 112.0 / side + 1.0)
-            mask = _inside(M, w, h, side)
-            if mask is None:
-                skipped += 1
-                assert every.all()
-            else:
-                partial += 1
-                np.testing.assert_array_equal(mask.ravel(), every.astype(np.float32))
-    assert skipped > 100 and partial > 100  # both ways were tried
-
-
 def test_neighbour_ratio_rule():
     """A pair far closer than its faces' other neighbours is one photo above the plain cut; a pair
     as close as the rest of its sitting is not; a pair with no other neighbour has its own cut."""
