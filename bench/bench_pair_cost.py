@@ -6,7 +6,8 @@ the same function of another checkout, in one process, alternating.
 
 Reads OUT's workspace: the faces stage's aligned crops and the pairs its duplicate stage scored
 (pair-scores-*.parquet). Both implementations score the same pairs from the same prepared views
-(each face's grey, blurred, reduced crop, built once before timing), one thread, `--repeat`
+(each face's grey, blurred, reduced crop, built once before timing; with `--cold`, each run
+builds its own with its own tree's FaceViews and the time includes them), one thread, `--repeat`
 times each in alternating order; prints the median and lowest CPU ms per pair of each, their
 ratio, and whether the two gave identical scores (and the stored ones).
 """
@@ -61,6 +62,9 @@ def main() -> int:
     ap.add_argument("--baseline", type=Path, required=True, help="another checkout of facesieve")
     ap.add_argument("--pairs", type=int, default=2000)
     ap.add_argument("--repeat", type=int, default=8)
+    ap.add_argument("--cold", action="store_true",
+                    help="each run makes its own views and masks (each tree's FaceViews, new every run): their cost is "
+                         "timed with the scores, as in a run's first duplicate stage")
     args = ap.parse_args()
     workspace = args.out / ".facesieve" if (args.out / ".facesieve").is_dir() else args.out
     crops, lm, w, h, i, j, stored = run_pairs(workspace, args.pairs)
@@ -72,7 +76,8 @@ def main() -> int:
     for r in range(args.repeat):
         for name in (list(mods) if r % 2 == 0 else list(mods)[::-1]):
             t = time.process_time()
-            scores[name] = mods[name].pair_scores(views, i, j)
+            used = mods[name].FaceViews(crops, mods[name].face_scale(lm), (lm, w, h)) if args.cold else views
+            scores[name] = mods[name].pair_scores(used, i, j)
             times[name].append(time.process_time() - t)
     for name, ts in times.items():
         print(f"{name}: CPU ms a pair, median {1000 * statistics.median(ts) / len(i):.3f}, lowest {1000 * min(ts) / len(i):.3f} "
