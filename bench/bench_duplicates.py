@@ -68,9 +68,9 @@ def prepare(root: Path, name: str, seed: int, share: float) -> pd.DataFrame:
     copies_csv = root / "data" / f"{name}.copies.csv"
     built = root / "data" / f"{name}.build.json"
     want = {"seed": int(seed), "share": float(share)}
-    if copies_csv.exists() and built.exists() and json.loads(built.read_text()) != want:
-        raise SystemExit(f"{root}: {name} was built with {json.loads(built.read_text())}, not {want}; "
-                         f"give each seed and share its own --root")
+    have = json.loads(built.read_text()) if copies_csv.exists() and built.exists() else want
+    if have != want:
+        raise SystemExit(f"{root}: {name} was built with {have}, not {want}; give each seed and share its own --root")
     if not copies_csv.exists():
         if name in SMALL:
             base = SMALL[name]

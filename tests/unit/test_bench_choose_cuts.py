@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import bench_duplicates as bench  # noqa: E402
@@ -74,8 +75,6 @@ def test_without_the_face_rule_the_face_fit_is_off():
 def test_a_root_built_with_another_seed_is_refused(tmp_path, monkeypatch):
     """Figures for seed 1 read from a root injected with seed 0 would be seed 0's: refused, with
     the seed the root holds; the same seed and share go on (its faces pass is not run here)."""
-    import pytest
-
     data = tmp_path / "data"
     data.mkdir()
     (data / "orl_att40.copies.csv").write_text("path,source,kind,edits\n")
