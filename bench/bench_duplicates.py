@@ -601,6 +601,12 @@ def main() -> int:
     return 0
 
 
+def overall_recall(rows, mode: str) -> float:
+    """Recall over every left-out copy of the rows (each set's figures in `mode`: "shots" is the default run)."""
+    rows = list(rows)
+    return sum(r[mode]["recall"] * r[mode]["copies"] for r in rows) / sum(r[mode]["copies"] for r in rows)
+
+
 def print_seeds(summary: dict) -> None:
     """Each seed's left-out figures side by side, with their mean: recall (default mode) per set and
     overall, photos lost, README pairs grouped."""
@@ -615,8 +621,7 @@ def print_seeds(summary: dict) -> None:
             cells.append(f"{s['recall']:.3f} / {s['lost']} of {s['originals']} / {'%d of %d' % nat if nat else '-'}")
         mean = np.mean([rows[n]["shots"]["recall"] for rows in summary.values()])
         print(f"| {n} | " + " | ".join(cells) + f" | {mean:.3f} |")
-    overall = [sum(r["shots"]["recall"] * r["shots"]["copies"] for r in rows.values()) / sum(r["shots"]["copies"] for r in rows.values())
-               for rows in summary.values()]
+    overall = [overall_recall(rows.values(), "shots") for rows in summary.values()]
     print("| all copies | " + " | ".join(f"{o:.3f}" for o in overall) + f" | {np.mean(overall):.3f} |")
 
 
@@ -665,9 +670,7 @@ def loso(root: Path, seed: int, args) -> dict:
     if len(causes):
         print("\nmissed copies (default mode, left-out sets) by cause:\n" + pd.crosstab(causes["set"], causes["cause"], margins=True).to_string())
         print("\nby kind:\n" + pd.crosstab(causes["kind"], causes["cause"], margins=True).to_string())
-    allc = sum(r["shots"]["copies"] for r in rows)
-    print(f"\noverall left-out recall (default): {sum(r['shots']['recall'] * r['shots']['copies'] for r in rows) / allc:.3f}; "
-          f"(copies mode): {sum(r['copies']['recall'] * r['copies']['copies'] for r in rows) / allc:.3f}")
+    print(f"\noverall left-out recall (default): {overall_recall(rows, 'shots'):.3f}; (copies mode): {overall_recall(rows, 'copies'):.3f}")
     final = choose_cuts(list(tables.values()), *RULES[args.rule])
     print("\nshipped cuts, chosen on all sets (no left-out figure exists for them): same photo {:.4g}, shot {:.4g}, "
           "ratio score {:.4g}, ratio {:.4g}, lone {:.4g}, hash score {:.4g}, hash bits {}, small-face {:.4g}, "
