@@ -544,17 +544,19 @@ def cost(root: Path, name: str, repeat: int = 2) -> dict:
         for label, extra in (("off", {"anchor_motion_cut": 0.0, "face_fit_cut": 0.0}), ("on", {})):
             config = set_config(root, name, extra=extra)
             frame, fvec, _ = faces_pass(config)
-            cache = config.workspace / pl._pair_cache_name()
-            saved = cache.read_bytes() if cache.exists() else None
-            if cache.exists():
-                cache.unlink()
+            # every version's pair file is set aside: a run takes an older version's keypoint answers
+            saved = {p: p.read_bytes() for p in config.workspace.glob("pair-scores-*.parquet")}
+            for p in saved:
+                p.unlink()
             rep = Reporter(quiet=True)
             t0 = time.perf_counter()
             c0 = time.process_time()
-            d = pl.decide_all(frame, fvec, config, rep)
-            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            if saved is not None:
-                cache.write_bytes(saved)
+            try:
+                d = pl.decide_all(frame, fvec, config, rep)
+            finally:
+                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                for p, data in saved.items():
+                    p.write_bytes(data)
             runs[label].append((rep.timings.get("duplicates", wall), cpu, d))
     faces = faces_seconds(root, name, fresh=True)  # in this run, beside the stage it divides
     dup, cpu, d = min(runs["on"], key=lambda r: r[0])

@@ -41,14 +41,16 @@ def load(name: str, tree: Path):
 
 def run_pairs(workspace: Path, n: int):
     """(crops, landmarks, widths, heights, i, j, stored scores) of up to n scored pairs."""
-    from facesieve.select.samephoto import SCORE_VERSION
+    from facesieve.select.samephoto import KEYPOINTS_FROM, SCORE_VERSION
     from facesieve.stages import LANDMARK_COLUMNS
 
     (stage,) = [p for p in workspace.iterdir() if p.name.startswith("faces-")]
     parts = sorted(stage.glob("part-*.parquet"))
     table = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
     crops = np.concatenate([np.load(p.with_suffix(".crops.npy")) for p in parts])
-    stored = pd.read_parquet(workspace / f"pair-scores-{SCORE_VERSION}.parquet")
+    # the pairs a run of this version stored, or of the previous one (then its scores are the old code's)
+    stored = pd.read_parquet(next(p for v in (SCORE_VERSION, KEYPOINTS_FROM)
+                                  if (p := workspace / f"pair-scores-{v}.parquet").exists()))
     row = pd.Series(np.arange(len(table)), index=table["key"].to_numpy())
     stored = stored[stored["key_a"].isin(row.index) & stored["key_b"].isin(row.index)].iloc[:n]
     lm = table[LANDMARK_COLUMNS].to_numpy(np.float64)

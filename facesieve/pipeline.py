@@ -46,7 +46,7 @@ from facesieve.report import REPORT, write_report
 from facesieve.select.crossid import cross_identity_pairs, identity_overlaps, index_for
 from facesieve.select.identity import CUTS, match_floor
 from facesieve.select.anchor import ImageKeypoints
-from facesieve.select.samephoto import SCORE_VERSION, FaceViews, SamePhotoCheck, face_scale
+from facesieve.select.samephoto import KEYPOINTS_FROM, SCORE_VERSION, FaceViews, SamePhotoCheck, face_scale
 from facesieve.select.thresholds import (
     ANCHOR_MATCHES,
     ANCHOR_MOTION_CUT,
@@ -244,8 +244,8 @@ def _identity_cuts(config: RunConfig) -> tuple[float, ...] | None:
     return CUTS.get(spec_name(config.embedder))
 
 
-def _pair_cache_name() -> str:
-    return f"pair-scores-{SCORE_VERSION}.parquet"
+def _pair_cache_name(version: str = SCORE_VERSION) -> str:
+    return f"pair-scores-{version}.parquet"
 
 
 def same_photo_check(config: RunConfig, frame: pd.DataFrame, settings: DecideSettings, progress=None,
@@ -271,8 +271,11 @@ def same_photo_check(config: RunConfig, frame: pd.DataFrame, settings: DecideSet
     cache, motions = {}, {}
     stored = ws.read_table(_pair_cache_name())
     if stored is not None:
+        cache = dict(zip(zip(stored["key_a"], stored["key_b"]), stored["score"].astype(float)))
+    else:  # a workspace of the previous crop score: its pairs are scored again, its keypoint answers kept
+        stored = ws.read_table(_pair_cache_name(KEYPOINTS_FROM))
+    if stored is not None:
         pairs = list(zip(stored["key_a"], stored["key_b"]))
-        cache = dict(zip(pairs, stored["score"].astype(float)))
         if "face_fit" in stored:  # the keypoint test, where it ran (kept before its face fit was: asked again)
             ran = stored["n_face"].notna().to_numpy()
             motions = {k: (float(m), int(f), int(b), float(e)) for k, m, f, b, e, r in zip(

@@ -36,10 +36,13 @@ import numpy as np
 
 from facesieve.select.thresholds import ANCHOR_MATCHES, FACE_MATCHES
 
-__all__ = ["FaceViews", "pair_scores", "face_scale", "pair_side", "Cuts", "classify", "grouped", "neighbour_ratio", "DISTINCT", "SHOT", "SAME_PHOTO", "SCORE_VERSION"]
+__all__ = ["FaceViews", "pair_scores", "face_scale", "pair_side", "Cuts", "classify", "grouped", "neighbour_ratio", "DISTINCT", "SHOT", "SAME_PHOTO", "SCORE_VERSION", "KEYPOINTS_FROM"]
 
 DISTINCT, SHOT, SAME_PHOTO = 0, 1, 2
-SCORE_VERSION = "samephoto-v5"  # part of the cache key of stored pair scores
+SCORE_VERSION = "samephoto-v6"  # part of the cache key of stored pair scores (v6: sampled in float32)
+# the version before: a workspace holding only its pair file has every pair scored again (v5's scores
+# differ by ~1e-7, a few ill-posed pairs by more) but keeps its keypoint answers (they read the images)
+KEYPOINTS_FROM = "samephoto-v5"
 LEVELS = (80, 56, 40, 28)  # comparison grids (pixels a side), finest first
 TEMPLATE_EYES = 35.2372  # eye distance of the 112-pixel ArcFace template
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -228,18 +231,19 @@ def _grid(side: int):
 def _corners(x: np.ndarray, y: np.ndarray, P: int, L: int, in_place: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where bilinear samples of P images (L, L) at points (P, N) come from, edges repeated: each
     point's top-left neighbour in the images' flat array, and its fractions right and down.
-    `in_place`: x and y are the caller's own scratch arrays and are overwritten (the hot path)."""
-    if not in_place:
-        x, y = x.copy(), y.copy()
+    `in_place`: x and y are the caller's own float32 scratch arrays and are overwritten (the hot path)."""
+    x = x.astype(np.float32, copy=not in_place)
+    y = y.astype(np.float32, copy=not in_place)
     np.clip(x, 0, L - 1.001, out=x)
     np.clip(y, 0, L - 1.001, out=y)
-    x0, y0 = x.astype(np.int64), y.astype(np.int64)
+    x0, y0 = np.floor(x), np.floor(y)
     x -= x0
     y -= y0
-    base = y0 * L
-    base += x0
+    y0 *= L  # whole numbers under 2**24: exact in float32
+    y0 += x0
+    base = y0.astype(np.int64)
     base += (np.arange(P, dtype=np.int64) * (L * L))[:, None]
-    return base, x.astype(np.float32), y.astype(np.float32)
+    return base, x, y
 
 
 def _gather(img: np.ndarray, corners, derivatives: bool = True):
@@ -252,13 +256,21 @@ def _gather(img: np.ndarray, corners, derivatives: bool = True):
     b = flat[1:].take(base)  # the neighbours through shifted views: no index array per corner
     c = flat[L:].take(base)
     d = flat[L + 1 :].take(base)
-    top, bottom = a + fx * (b - a), c + fx * (d - c)
-    value = top + fy * (bottom - top)
+    b -= a  # each difference once, in place: b - a and d - c serve the value and both derivatives
+    d -= c
+    top = fx * b
+    top += a
+    bottom = fx * d
+    bottom += c
+    bottom -= top  # bottom - top: the y derivative
+    value = fy * bottom
+    value += top
     if not derivatives:
         return value
-    dx = (b - a) + fy * ((d - c) - (b - a))
-    dy = bottom - top
-    return value, dx, dy
+    d -= b
+    d *= fy
+    d += b  # the x derivative: (b - a) + fy ((d - c) - (b - a))
+    return value, d, bottom
 
 
 def _sample(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -297,29 +309,27 @@ def _tone_residual(target: np.ndarray, moved: np.ndarray, valid: np.ndarray, rou
     """target - f(moved) with f the best quadratic tone curve, fitted over the valid pixels twice:
     on all, then on the best TRIM share (a caption or logo does not bend the curve)."""
     t = moved / 128.0 - 1.0
-    A = np.stack([np.ones_like(t), t, t * t], axis=2)  # (P, N, 3)
+    A = np.stack([np.ones_like(t), t, t * t], axis=1)  # (P, 3, N): the curve's rows
     keep = valid
     for _ in range(rounds):
-        Ak = A * keep[..., None]
-        At = Ak.transpose(0, 2, 1)
-        coef = _solve(At @ Ak, (At @ target[..., None])[..., 0])
-        signed = target - (A @ coef[..., None].astype(np.float32))[..., 0]
+        Ak = A * keep[:, None, :]
+        coef = _solve(Ak @ A.transpose(0, 2, 1), (Ak @ target[..., None])[..., 0])
+        signed = target - (coef.astype(np.float32)[:, None, :] @ A)[:, 0]
         r = np.abs(signed)
         keep = valid & (r <= _kth(r, valid, TRIM)[1][:, None])
     return signed
 
 
 def _points(p: np.ndarray, X: np.ndarray, Y: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
-    """B's sampling points for the target grid under the affine parameters p (P, 6), centred:
-    c + (1 + p0) X + p1 Y + p2 and c + p3 X + (1 + p4) Y + p5, summed in place in that order."""
-    xs = (1 + p[:, :1]) * X
-    xs += c
-    xs += p[:, 1:2] * Y
-    xs += p[:, 2:3]
-    ys = p[:, 3:4] * X
-    ys += c
-    ys += (1 + p[:, 4:5]) * Y
-    ys += p[:, 5:6]
+    """B's sampling points (float32) for the target grid under the affine parameters p (P, 6),
+    centred: c + (1 + p0) X + p1 Y + p2 and c + p3 X + (1 + p4) Y + p5, summed in place."""
+    q = p.astype(np.float32)
+    xs = (1 + q[:, :1]) * X
+    xs += q[:, 2:3] + np.float32(c)
+    xs += q[:, 1:2] * Y
+    ys = q[:, 3:4] * X
+    ys += q[:, 5:6] + np.float32(c)
+    ys += (1 + q[:, 4:5]) * Y
     return xs, ys
 
 
@@ -341,12 +351,27 @@ class _Masks:
         self.MB, self.shape = MB, (P, X.size)
         self.full = bool(MA.all() and MB.all())
         self.a = None if self.full else MA[:, m : L - m, m : L - m].reshape(P, -1) > 0.5
+        if not self.full:  # a point of B is inside where the four pixels it is sampled from are: one lookup
+            inside = MB > 0.5
+            four = inside.copy()
+            four[:, :-1, :-1] &= inside[:, 1:, :-1] & inside[:, :-1, 1:] & inside[:, 1:, 1:]
+            self.four = four.reshape(-1)
 
     def valid(self, corners) -> np.ndarray:
         """At B's moved points, given as their `_corners`."""
         if self.full:
             return np.ones(self.shape, bool)
-        v = self.a & (_gather(self.MB, corners, derivatives=False) > 0.999)
+        base, fx, fy = corners
+        v = self.four.take(base)
+        near = np.flatnonzero(~v)  # or where the mask's bilinear value is above 0.999 (an outside pixel weighs < 0.001)
+        if near.size:
+            at, L = base.reshape(-1)[near], self.MB.shape[1]
+            flat = self.MB.reshape(-1)
+            a, b, c, d = flat.take(at), flat[1:].take(at), flat[L:].take(at), flat[L + 1 :].take(at)
+            x, y = fx.reshape(-1)[near], fy.reshape(-1)[near]
+            top, bottom = a + x * (b - a), c + x * (d - c)
+            v.reshape(-1)[near] = (top + y * (bottom - top)) > 0.999
+        v &= self.a
         return v | (v.sum(axis=1, keepdims=True) < v.shape[1] / 3)
 
 
@@ -364,14 +389,27 @@ def _refine(A: np.ndarray, B: np.ndarray, MA: np.ndarray, MB: np.ndarray, p: np.
     m, X, Y = _grid(L)
     masks = masks or _Masks(MA, MB)
     target = A[:, m : L - m, m : L - m].reshape(P, -1)
-    ones = np.ones((P, X.size), np.float32)
+    J = np.empty((P, 8, X.size), np.float32)  # the Jacobian's rows, zero outside the valid pixels
     for _ in range(steps):
         corners = _moved_corners(p, L)
         w, dx, dy = _gather(B, corners)
-        wt = masks.valid(corners).astype(np.float32)[..., None]
-        J = np.stack([dx * X, dx * Y, dx, dy * X, dy * Y, dy, w, ones], axis=2)
-        Jt = (J * wt).transpose(0, 2, 1)
-        dp = _solve(Jt @ J, (Jt @ (target - w)[..., None])[..., 0])[:, :6]
+        r = target - w
+        if masks.full:
+            J[:, 7] = 1.0
+        else:  # a pixel's weight is 0 or 1: zeroing its row of J weighs both sides of the normal equations
+            v = masks.valid(corners)
+            J[:, 7] = v
+            dx *= J[:, 7]
+            dy *= J[:, 7]
+            w *= J[:, 7]
+        np.multiply(dx, X, out=J[:, 0])
+        np.multiply(dx, Y, out=J[:, 1])
+        J[:, 2] = dx
+        np.multiply(dy, X, out=J[:, 3])
+        np.multiply(dy, Y, out=J[:, 4])
+        J[:, 5] = dy
+        J[:, 6] = w
+        dp = _solve(J @ J.transpose(0, 2, 1), (J @ r[..., None])[..., 0])[:, :6]
         dp[:, [2, 5]] = np.clip(dp[:, [2, 5]], -0.1 * L, 0.1 * L)
         dp[:, [0, 1, 3, 4]] = np.clip(dp[:, [0, 1, 3, 4]], -0.1, 0.1)
         p = p + dp

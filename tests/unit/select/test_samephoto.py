@@ -373,6 +373,14 @@ def test_copies_found_and_a_rerun_scores_no_pair(small_set, tmp_path):
     assert third.summary["duplicate_check"]["pairs"] == 0
     assert third.summary["duplicate_check"]["background_checks"] == first.summary["duplicate_check"]["background_checks"]
     assert (third.manifest["reason"].to_numpy() == first.manifest["reason"].to_numpy()).all()
+    # a workspace of the previous score version: every pair is scored again, no keypoint test asked again
+    from facesieve.select.samephoto import KEYPOINTS_FROM
+
+    kept.rename(kept.with_name(_pair_cache_name(KEYPOINTS_FROM)))
+    fourth = run(RunConfig(**cfg))
+    assert fourth.summary["duplicate_check"]["pairs"] == first.summary["duplicate_check"]["pairs"]
+    assert fourth.summary["duplicate_check"]["background_checks"] == 0
+    assert (fourth.manifest["reason"].to_numpy() == first.manifest["reason"].to_numpy()).all()
     exact = run(RunConfig(**{**cfg, "out": tmp_path / "exact"}, workspace=tmp_path / "out" / ".facesieve", duplicates="exact"))
     assert not exact.manifest["reason"].isin(["near_duplicate", "near_identical_shot"]).any()
 
