@@ -553,7 +553,9 @@ class Cuts:
     floor, neardup.hash_floors), is one photo up to `rare_score`. Among web photos of a person,
     which sit 20-30 bits apart, a hash that close is a copy's, whatever its face crop (a face too
     small for the crop test, an overlay across it); in a studio series it is not, and the floor
-    keeps the rule off there. -1 bits: off."""
+    keeps the rule off there. On a coarse grid (small faces) the ceiling is raised by the
+    small-face cut's own allowance, `rare_score * coarse / same_photo`: a copy of a face that small
+    scores higher for the blur, as the small-face cut says. -1 bits: off."""
 
     same_photo: float
     shot: float
@@ -617,8 +619,11 @@ def grouped(scores, ratios, cut: float, cuts: Cuts, hash_bits=None, sides=None, 
     if motion is not None:
         out |= anchored(s, motion, cuts, hash_bits)
     if hash_bits is not None and floors is not None and cuts.rare_bits >= 0:
+        ceiling = cuts.rare_score
+        if sides is not None and cuts.coarse > cuts.same_photo > 0:  # small faces: the small-face cut's allowance
+            ceiling = np.where(np.asarray(sides) <= COARSE_SIDE, cuts.rare_score * cuts.coarse / cuts.same_photo, ceiling)
         with np.errstate(invalid="ignore"):
-            out |= (np.asarray(hash_bits) <= cuts.rare_bits) & (np.asarray(floors, np.float64) >= cuts.rare_floor) & (s <= cuts.rare_score)
+            out |= (np.asarray(hash_bits) <= cuts.rare_bits) & (np.asarray(floors, np.float64) >= cuts.rare_floor) & (s <= ceiling)
     return out
 
 
@@ -862,7 +867,7 @@ class SamePhotoCheck:
         keypoints = self.anchor is not None
         return max(self.cut, c.ratio_score, c.lone, c.hash_score if c.hash_bits >= 0 else 0.0, c.coarse,
                    c.anchor_score if keypoints and c.anchor_motion > 0 else 0.0, c.face_score if keypoints and c.face_fit > 0 else 0.0,
-                   c.rare_score if c.rare_bits >= 0 else 0.0)
+                   c.rare_score * max(1.0, c.coarse / c.same_photo if c.same_photo > 0 else 1.0) if c.rare_bits >= 0 else 0.0)
 
     def peek(self, i: int, j: int) -> tuple[bool, float]:
         """(grouped, score) of a pair, not counted in `grouped`. A pair above every rule's ceiling

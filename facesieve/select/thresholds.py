@@ -43,8 +43,9 @@ FACE_MATCHES = 8
 # Rare hashes (samephoto.Cuts.rare_*, neardup.hash_floors): one photo also at a crop score up to
 # RARE_SCORE_CUT when the two images' pHashes differ in at most RARE_BITS bits and both faces'
 # identities otherwise keep their photos at least RARE_FLOOR bits apart (each face's hash floor)
-# (bits -1: off). Chosen with the cuts above (bench/bench_duplicates.py).
-RARE_SCORE_CUT = 0.03
+# (bits -1: off); on a small-face grid up to RARE_SCORE_CUT x COARSE_CUT / SAME_PHOTO_CUT, the
+# small-face cut's own allowance (0.034). Chosen with the cuts above (bench/bench_duplicates.py).
+RARE_SCORE_CUT = 0.02
 RARE_BITS = 4
 RARE_FLOOR = 18.0
 # Candidate pairs: besides each face's nearest faces by cosine, faces whose whole-image hashes are

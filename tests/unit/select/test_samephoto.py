@@ -540,6 +540,23 @@ def test_same_photo_outright_leaves_out_the_rules_relative_to_other_photos():
     assert check.same_photo(6, 7) and not check.same_photo(6, 7, outright=True)
 
 
+def test_rare_hashes_on_a_small_face_grid_take_the_small_face_allowance():
+    """A rare-hash pair compared on a coarse grid (a small face) is one photo up to the rare
+    ceiling times coarse / same_photo; on a fine grid up to the rare ceiling only; without the
+    small-face cut, or outside the bits or under the floor, not at all."""
+    from facesieve.select.samephoto import COARSE_SIDE, Cuts, grouped
+
+    cuts = Cuts(0.006, 0.006, coarse=0.012, rare_score=0.02, rare_bits=4, rare_floor=18.0)
+    s = np.array([0.03, 0.03, 0.039, 0.041, 0.03, 0.03])
+    sides = np.array([COARSE_SIDE, 80, 28, 28, COARSE_SIDE, COARSE_SIDE])
+    bits = np.array([2, 2, 0, 0, 6, 2])
+    floors = np.array([20.0, 20.0, 20.0, 20.0, 20.0, 10.0])
+    got = grouped(s, np.full(6, np.nan), 0.006, cuts, bits, sides, floors=floors)
+    assert got.tolist() == [True, False, True, False, False, False]  # the coarse ceiling is 0.04
+    assert not grouped(s, np.full(6, np.nan), 0.006, Cuts(0.006, 0.006, rare_score=0.02, rare_bits=4, rare_floor=18.0),
+                       bits, sides, floors=floors).any()
+
+
 # ---------------------------------------------------------------- tight crops: the spectrum net
 
 
