@@ -575,6 +575,18 @@ class Cuts:
     rare_bits: int = -1
     rare_floor: float = 64.0
 
+    def allowance(self, sides=None):
+        """The factor the rare-hash and face-fit ceilings take on each pair's grid (sides: pair_side;
+        None: unknown, 1): the small-face cut's own allowance, coarse / same_photo, on a coarse grid,
+        1 elsewhere or without the small-face cut."""
+        if sides is None or not self.coarse > self.same_photo > 0:
+            return 1.0
+        return np.where(np.asarray(sides) <= COARSE_SIDE, self.coarse / self.same_photo, 1.0)
+
+    def most_allowance(self) -> float:
+        """The largest `allowance` on any grid."""
+        return self.coarse / self.same_photo if self.coarse > self.same_photo > 0 else 1.0
+
 
 def neighbour_ratio(a, b, scores, reference=None) -> np.ndarray:
     """Each candidate pair's score over the median score of its two faces to their other candidate
@@ -617,25 +629,25 @@ def grouped(scores, ratios, cut: float, cuts: Cuts, hash_bits=None, sides=None, 
     if sides is not None and cuts.coarse > 0:
         out |= (np.asarray(sides) <= COARSE_SIDE) & (s <= cuts.coarse)
     if motion is not None:
-        out |= anchored(s, motion, cuts, hash_bits)
+        out |= anchored(s, motion, cuts, hash_bits, sides)
     if hash_bits is not None and floors is not None and cuts.rare_bits >= 0:
-        ceiling = cuts.rare_score
-        if sides is not None and cuts.coarse > cuts.same_photo > 0:  # small faces: the small-face cut's allowance
-            ceiling = np.where(np.asarray(sides) <= COARSE_SIDE, cuts.rare_score * cuts.coarse / cuts.same_photo, ceiling)
         with np.errstate(invalid="ignore"):
-            out |= (np.asarray(hash_bits) <= cuts.rare_bits) & (np.asarray(floors, np.float64) >= cuts.rare_floor) & (s <= ceiling)
+            out |= (np.asarray(hash_bits) <= cuts.rare_bits) & (np.asarray(floors, np.float64) >= cuts.rare_floor) & (
+                s <= cuts.rare_score * cuts.allowance(sides))
     return out
 
 
-def anchored(scores, motion, cuts: Cuts, hash_bits=None) -> np.ndarray:
+def anchored(scores, motion, cuts: Cuts, hash_bits=None, sides=None) -> np.ndarray:
     """Pairs one photo by the face in its background (Cuts.anchor_*) or by their face's own fit
-    (Cuts.face_*: up to the face score cut, or at any score within the hash bits); motion and
-    hash_bits as in `grouped`. A rule whose cut is 0 is off."""
+    (Cuts.face_*: up to the face score cut, with the small-face allowance on a coarse grid, or at
+    any score within the hash bits); motion, hash_bits and sides as in `grouped`. A rule whose cut
+    is 0 is off."""
     move, n_face, n_back, err = (np.asarray(m, np.float64) for m in motion)
     s = np.asarray(scores, np.float64)
     with np.errstate(invalid="ignore"):
         back = (s <= cuts.anchor_score) & (move <= cuts.anchor_motion) & (n_face >= cuts.anchor_matches) & (n_back >= cuts.anchor_matches)
-        face = ((s <= cuts.face_score) | _hash_close(hash_bits, cuts)) & (err <= cuts.face_fit) & (n_face >= cuts.face_matches)
+        face = ((s <= cuts.face_score * cuts.allowance(sides)) | _hash_close(hash_bits, cuts)) & (err <= cuts.face_fit) & (
+            n_face >= cuts.face_matches)
     return (back & (cuts.anchor_motion > 0)) | (face & (cuts.face_fit > 0))
 
 
@@ -741,7 +753,8 @@ class SamePhotoCheck:
 
             pairs = np.asarray(ij, np.int64).reshape(-1, 2)
             bits = hash_distance(self.hashes, pairs[:, 0], pairs[:, 1]).tolist()
-        self._answer({k: rows for k, rows, b in zip(keys, ij, bits) if self.cut < self.cache[k] and self._may_anchor(self.cache[k], b)})
+        self._answer({k: rows for k, rows, b in zip(keys, ij, bits)
+                      if self.cut < self.cache[k] and self._may_anchor(self.cache[k], b, self.side(*rows))})
 
     def answer_motions(self, pairs) -> None:
         """The keypoint test of every (i, j) in `pairs` (file rows) not answered yet, on the threads,
@@ -825,20 +838,24 @@ class SamePhotoCheck:
             self.anchored += 1
         return m
 
-    def _may_anchor(self, s: float, bits=None) -> bool:
+    def _may_anchor(self, s: float, bits=None, side=None) -> bool:
         """Whether the keypoint rules (the face in its background, its face's own fit) are on and
-        one could decide a pair of score s whose images' hashes are `bits` apart (None: unknown)."""
+        one could decide a pair of score s whose images' hashes are `bits` apart, compared on a grid
+        of `side` (None: unknown)."""
         cuts = self.cuts
-        return self.anchor is not None and cuts is not None and (
-            (cuts.anchor_motion > 0 and s <= cuts.anchor_score)
-            or (cuts.face_fit > 0 and (s <= cuts.face_score or bool(_hash_close(bits, cuts)))))
+        if self.anchor is None or cuts is None:
+            return False
+        allowance = cuts.most_allowance() if side is None else float(np.max(cuts.allowance([side])))
+        return bool((cuts.anchor_motion > 0 and s <= cuts.anchor_score)
+                    or (cuts.face_fit > 0 and (s <= cuts.face_score * allowance or bool(_hash_close(bits, cuts)))))
 
     def _anchored(self, i: int, j: int, s: float, bits) -> bool:
         """The keypoint rules, asked only where one could decide (bits: the pair's hash_bits)."""
-        if not self._may_anchor(s, bits):
+        side = self.side(i, j)
+        if not self._may_anchor(s, bits, side):
             return False
         m = self.motion(i, j)
-        return bool(anchored([s], tuple([v] for v in m), self.cuts, None if bits is None else [bits])[0])
+        return bool(anchored([s], tuple([v] for v in m), self.cuts, None if bits is None else [bits], [side])[0])
 
     def same_photo(self, i: int, j: int, outright: bool = False) -> bool:
         """Whether a grouped pair is one photo (rather than a near-identical shot): at or below the
@@ -866,8 +883,8 @@ class SamePhotoCheck:
         c = self.cuts
         keypoints = self.anchor is not None
         return max(self.cut, c.ratio_score, c.lone, c.hash_score if c.hash_bits >= 0 else 0.0, c.coarse,
-                   c.anchor_score if keypoints and c.anchor_motion > 0 else 0.0, c.face_score if keypoints and c.face_fit > 0 else 0.0,
-                   c.rare_score * max(1.0, c.coarse / c.same_photo if c.same_photo > 0 else 1.0) if c.rare_bits >= 0 else 0.0)
+                   c.anchor_score if keypoints and c.anchor_motion > 0 else 0.0, c.face_score * c.most_allowance() if keypoints and c.face_fit > 0 else 0.0,
+                   c.rare_score * c.most_allowance() if c.rare_bits >= 0 else 0.0)
 
     def peek(self, i: int, j: int) -> tuple[bool, float]:
         """(grouped, score) of a pair, not counted in `grouped`. A pair above every rule's ceiling

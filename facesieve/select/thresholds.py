@@ -35,7 +35,8 @@ ANCHOR_MOTION_CUT = 0.003
 ANCHOR_MATCHES = 6
 # The face's own keypoints (samephoto.Cuts.face_*, select/anchor.py): one photo also at a crop score
 # up to FACE_SCORE_CUT when the face's keypoint matches fit one similarity to within FACE_FIT_CUT of
-# each keypoint's size (median), over at least FACE_MATCHES matches (fit 0: off). Chosen with the cuts above
+# each keypoint's size (median), over at least FACE_MATCHES matches (fit 0: off); on a small-face grid
+# up to FACE_SCORE_CUT x COARSE_CUT / SAME_PHOTO_CUT (0.051). Chosen with the cuts above
 # (bench/bench_duplicates.py).
 FACE_SCORE_CUT = 0.03
 FACE_FIT_CUT = 0.04

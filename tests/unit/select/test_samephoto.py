@@ -540,11 +540,12 @@ def test_same_photo_outright_leaves_out_the_rules_relative_to_other_photos():
     assert check.same_photo(6, 7) and not check.same_photo(6, 7, outright=True)
 
 
-def test_rare_hashes_on_a_small_face_grid_take_the_small_face_allowance():
+def test_rare_hashes_and_the_face_fit_on_a_small_face_grid_take_the_small_face_allowance():
     """A rare-hash pair compared on a coarse grid (a small face) is one photo up to the rare
     ceiling times coarse / same_photo; on a fine grid up to the rare ceiling only; without the
-    small-face cut, or outside the bits or under the floor, not at all."""
-    from facesieve.select.samephoto import COARSE_SIDE, Cuts, grouped
+    small-face cut, or outside the bits or under the floor, not at all. The face fit's ceiling
+    takes the same allowance."""
+    from facesieve.select.samephoto import COARSE_SIDE, Cuts, anchored, grouped
 
     cuts = Cuts(0.006, 0.006, coarse=0.012, rare_score=0.02, rare_bits=4, rare_floor=18.0)
     s = np.array([0.03, 0.03, 0.039, 0.041, 0.03, 0.03])
@@ -555,6 +556,11 @@ def test_rare_hashes_on_a_small_face_grid_take_the_small_face_allowance():
     assert got.tolist() == [True, False, True, False, False, False]  # the coarse ceiling is 0.04
     assert not grouped(s, np.full(6, np.nan), 0.006, Cuts(0.006, 0.006, rare_score=0.02, rare_bits=4, rare_floor=18.0),
                        bits, sides, floors=floors).any()
+    face = Cuts(0.006, 0.006, coarse=0.012, face_score=0.03, face_fit=0.04, face_matches=8)
+    fit = (np.full(4, np.nan), np.full(4, 20.0), np.zeros(4), np.full(4, 0.03))  # no background; the face fits
+    got = anchored([0.05, 0.05, 0.061, 0.02], fit, face, None, [COARSE_SIDE, 80, 28, 80])
+    assert got.tolist() == [True, False, False, True]  # 0.06 on a coarse grid, 0.03 on a fine one
+    assert anchored([0.05], tuple(m[:1] for m in fit), face, None, None).tolist() == [False]  # grid unknown: no allowance
 
 
 # ---------------------------------------------------------------- tight crops: the spectrum net
