@@ -343,7 +343,7 @@ class _Masks:
     """Which comparison-grid pixels lie inside both faces' images, for B moved by the affine
     parameters p: A's mask at its grid, B's at the moved points; all of them where fewer than a
     third would be left (a face that fills its image loses nothing). Computed once per batch:
-    whether every mask is full, and A's part."""
+    whether every mask is full, A's part, and where B's four sampled pixels are all inside."""
 
     def __init__(self, MA: np.ndarray, MB: np.ndarray):
         P, L, _ = MA.shape
@@ -579,9 +579,10 @@ class Cuts:
         """The factor the rare-hash and face-fit ceilings take on each pair's grid (sides: pair_side;
         None: unknown, 1): the small-face cut's own allowance, coarse / same_photo, on a coarse grid,
         1 elsewhere or without the small-face cut."""
-        if sides is None or not self.coarse > self.same_photo > 0:
+        factor = self.most_allowance()
+        if sides is None or factor == 1.0:
             return 1.0
-        return np.where(np.asarray(sides) <= COARSE_SIDE, self.coarse / self.same_photo, 1.0)
+        return np.where(np.asarray(sides) <= COARSE_SIDE, factor, 1.0)
 
     def most_allowance(self) -> float:
         """The largest `allowance` on any grid."""
@@ -845,7 +846,7 @@ class SamePhotoCheck:
         cuts = self.cuts
         if self.anchor is None or cuts is None:
             return False
-        allowance = cuts.most_allowance() if side is None else float(np.max(cuts.allowance([side])))
+        allowance = cuts.most_allowance() if side is None or side <= COARSE_SIDE else 1.0
         return bool((cuts.anchor_motion > 0 and s <= cuts.anchor_score)
                     or (cuts.face_fit > 0 and (s <= cuts.face_score * allowance or bool(_hash_close(bits, cuts)))))
 
