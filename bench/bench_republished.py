@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dupdata import originals  # noqa: E402
 
 from facesieve.augment import WEB_COPY_KINDS, web_bytes, web_copy  # noqa: E402
+from facesieve.evaluate.injection import DUP_REASONS  # noqa: E402
 from facesieve.imaging import load_rgb  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -56,8 +57,10 @@ def build(root: Path, photos: int, copies: int, seed: int) -> pd.DataFrame:
 
 
 def groups(manifest: pd.DataFrame) -> dict[str, str]:
-    """Each path's group: the kept face its duplicate_of chain ends at (itself when kept)."""
-    to = dict(zip(manifest["path"], manifest["duplicate_of"].where(manifest["action"] != "keep")))
+    """Each path's group: the face its duplicate_of chain ends at (itself where it is no duplicate).
+    A chain, not one step: an exact duplicate can name a face the near-duplicate pass removed
+    later (evaluate.injection.score_injection takes one step, and would call its copy missed)."""
+    to = dict(zip(manifest["path"], manifest["duplicate_of"].where(manifest["reason"].isin(DUP_REASONS))))
 
     def end(p: str) -> str:
         seen = set()
@@ -67,6 +70,11 @@ def groups(manifest: pd.DataFrame) -> dict[str, str]:
         return p
 
     return {p: end(p) for p in manifest["path"]}
+
+
+def kept_per_photo(group: dict[str, str], copies: pd.DataFrame) -> pd.Series:
+    """How many faces each photo keeps (its source's and its copies' groups). 1 is right."""
+    return pd.Series({s: len({group[p] for p in [s, *g["path"]] if p in group}) for s, g in copies.groupby("source")})
 
 
 def main() -> int:
@@ -86,16 +94,16 @@ def main() -> int:
     res = run(RunConfig(dataset=args.root / "data", out=args.root / "out", report=False))
     manifest = res.manifest
     group = groups(manifest)
-    copies["found"] = [group.get(c) == group.get(s) for c, s in zip(copies["path"], copies["source"])]
-    kept = {s: len({group[p] for p in [s, *g["path"]] if p in group}) for s, g in copies.groupby("source")}
+    copies["found"] = [group.get(c, c) == group.get(s, s) for c, s in zip(copies["path"], copies["source"])]
+    kept = kept_per_photo(group, copies)
     print(f"{len(kept)} photos x {args.copies} copies, {len(manifest)} files; copies in their source's group: "
           f"{copies['found'].mean():.3f} ({copies['found'].sum()} of {len(copies)})")
     print("by kind: " + ", ".join(f"{k} {v:.2f}" for k, v in copies.groupby("kind")["found"].mean().items()))
-    print("faces kept a photo (photos): " + ", ".join(f"{n}: {c}" for n, c in sorted(pd.Series(kept).value_counts().items())))
+    print("faces kept a photo (photos): " + ", ".join(f"{n}: {c}" for n, c in sorted(kept.value_counts().items())))
     sources = set(copies["source"])
     others = manifest[~manifest["path"].isin(set(copies["path"]) | sources)
-                      & manifest["reason"].isin(["near_duplicate", "near_identical_shot"])]
-    print(f"other photos removed as near-duplicates: {len(others)} of {len(manifest) - len(copies) - len(sources)}")
+                      & manifest["reason"].isin(DUP_REASONS)]
+    print(f"other photos removed as duplicates: {len(others)} of {len(manifest) - len(copies) - len(sources)}")
     for p, d, why in zip(others["path"], others["duplicate_of"], others["detail"]):
         print(f"  {p} -> {d} ({why})")
     return 0
