@@ -41,6 +41,7 @@ def load(name: str, tree: Path):
 
 def run_pairs(workspace: Path, n: int):
     """(crops, landmarks, widths, heights, i, j, stored scores) of up to n scored pairs."""
+    from facesieve.pipeline import _pair_cache_name
     from facesieve.select.samephoto import KEYPOINTS_FROM, SCORE_VERSION
     from facesieve.stages import LANDMARK_COLUMNS
 
@@ -49,8 +50,7 @@ def run_pairs(workspace: Path, n: int):
     table = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
     crops = np.concatenate([np.load(p.with_suffix(".crops.npy")) for p in parts])
     # the pairs a run of this version stored, or of the previous one (then its scores are the old code's)
-    stored = pd.read_parquet(next(p for v in (SCORE_VERSION, KEYPOINTS_FROM)
-                                  if (p := workspace / f"pair-scores-{v}.parquet").exists()))
+    stored = pd.read_parquet(next(p for v in (SCORE_VERSION, KEYPOINTS_FROM) if (p := workspace / _pair_cache_name(v)).exists()))
     row = pd.Series(np.arange(len(table)), index=table["key"].to_numpy())
     stored = stored[stored["key_a"].isin(row.index) & stored["key_b"].isin(row.index)].iloc[:n]
     lm = table[LANDMARK_COLUMNS].to_numpy(np.float64)
