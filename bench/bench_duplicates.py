@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dupdata import SETS, SMALL, build_set, natural_pairs, originals, small_version  # noqa: E402
 
 from facesieve.config import RunConfig  # noqa: E402
+from facesieve.evaluate.injection import DUP_REASONS, kept_face  # noqa: E402
 from facesieve.imaging import load_rgb  # noqa: E402
 from facesieve.progress import Reporter  # noqa: E402
 
@@ -459,16 +460,18 @@ def run_set(root: Path, name: str, cuts: tuple, mode: str) -> pd.DataFrame:
     return pl.build_manifest(frame, d.decisions)
 
 
-GROUPED = ("near_duplicate", "near_identical_shot", "exact_duplicate")
+GROUPED = DUP_REASONS  # the reasons of a face removed as a duplicate
 
 
 def score_run(manifest: pd.DataFrame, root: Path, name: str) -> dict:
     copies, photos = labels(root, name)
     m = manifest.set_index("path")
+    # each removal judged by the face it names; grouping by where its chain of removals ends
     kept_of = {p: (d if isinstance(d, str) and d and r in GROUPED else p)
                for p, d, r in zip(m.index, m["duplicate_of"].fillna(""), m["reason"])}
+    group = kept_face(manifest)
     face = set(m.index[m["status"] == "ok"])
-    found = [c in face and s in face and kept_of[c] == kept_of[s] for c, s in zip(copies["path"], copies["source"])]
+    found = [c in face and s in face and group[c] == group[s] for c, s in zip(copies["path"], copies["source"])]
     copies = copies.assign(found=found, face=[c in face for c in copies["path"]])
     missed = copies[~copies["found"]]
     removed = m.index[m["reason"].isin(GROUPED)]
@@ -492,10 +495,10 @@ def score_run(manifest: pd.DataFrame, root: Path, name: str) -> dict:
         same = [tuple(str(Path(p).with_suffix(".png")) for p in pr) for pr in same]
         bursts = [[str(Path(p).with_suffix(".png")) for p in g] for g in bursts]
     if same:
-        ok = [a in face and b in face and kept_of[a] == kept_of[b] for a, b in same]
+        ok = [a in face and b in face and group[a] == group[b] for a, b in same]
         out["natural_same"] = (int(sum(ok)), len(same))
     if bursts:
-        collapsed = [len({kept_of[p] for p in g if p in face}) == 1 for g in bursts]
+        collapsed = [len({group[p] for p in g if p in face}) == 1 for g in bursts]
         out["bursts_collapsed"] = (int(sum(collapsed)), len(bursts))
     if name in UNKNOWN_SHOTS:
         out["frames_grouped"] = int(sum(r == "unknown" or r == "distinct" for r in rel)) if False else int(

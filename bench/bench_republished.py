@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dupdata import originals  # noqa: E402
 
 from facesieve.augment import WEB_COPY_KINDS, web_bytes, web_copy  # noqa: E402
-from facesieve.evaluate.injection import DUP_REASONS  # noqa: E402
+from facesieve.evaluate.injection import DUP_REASONS, kept_face  # noqa: E402
 from facesieve.imaging import load_rgb  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -56,22 +56,6 @@ def build(root: Path, photos: int, copies: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["path", "source", "kind"])
 
 
-def groups(manifest: pd.DataFrame) -> dict[str, str]:
-    """Each path's group: the face its duplicate_of chain ends at (itself where it is no duplicate).
-    A chain, not one step: an exact duplicate can name a face the near-duplicate pass removed
-    later (evaluate.injection.score_injection takes one step, and would call its copy missed)."""
-    to = dict(zip(manifest["path"], manifest["duplicate_of"].where(manifest["reason"].isin(DUP_REASONS))))
-
-    def end(p: str) -> str:
-        seen = set()
-        while isinstance(to.get(p), str) and p not in seen:
-            seen.add(p)
-            p = to[p]
-        return p
-
-    return {p: end(p) for p in manifest["path"]}
-
-
 def kept_per_photo(group: dict[str, str], copies: pd.DataFrame) -> pd.Series:
     """How many faces each photo keeps (its source's and its copies' groups). 1 is right."""
     return pd.Series({s: len({group[p] for p in [s, *g["path"]] if p in group}) for s, g in copies.groupby("source")})
@@ -93,7 +77,7 @@ def main() -> int:
     shutil.rmtree(args.root / "out", ignore_errors=True)
     res = run(RunConfig(dataset=args.root / "data", out=args.root / "out", report=False))
     manifest = res.manifest
-    group = groups(manifest)
+    group = kept_face(manifest)
     copies["found"] = [group.get(c, c) == group.get(s, s) for c, s in zip(copies["path"], copies["source"])]
     kept = kept_per_photo(group, copies)
     print(f"{len(kept)} photos x {args.copies} copies, {len(manifest)} files; copies in their source's group: "

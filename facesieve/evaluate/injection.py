@@ -68,8 +68,27 @@ def build_injected(sources: list[tuple[Path, str]], dst: Path, n_copies: int, se
     return pd.DataFrame(rows, columns=["path", "source", "kind"])
 
 
+def kept_face(manifest: pd.DataFrame) -> dict[str, str]:
+    """Each path's group: the face its chain of duplicate removals ends at (itself where it was not
+    removed as a duplicate). A chain, not one step: the exact-duplicate pass runs first, so an exact
+    copy can name a face that the near-duplicate pass removed later for a third one."""
+    named = manifest["duplicate_of"].astype(object).where(manifest["reason"].isin(DUP_REASONS))
+    to = {p: d for p, d in zip(manifest["path"], named) if isinstance(d, str) and d}
+
+    def end(p: str) -> str:
+        seen = {p}
+        while p in to and to[p] not in seen:
+            p = to[p]
+            seen.add(p)
+        return p
+
+    return {p: end(p) for p in manifest["path"]}
+
+
 def score_injection(manifest: pd.DataFrame, injected: pd.DataFrame) -> dict:
-    """Recall per kind, precision of duplicate removals, originals lost (see module docstring)."""
+    """Recall per kind, precision of duplicate removals, originals lost (see module docstring).
+    Found follows the chain of removals (kept_face); precision and originals lost judge each
+    removal by the face it names."""
     source = dict(zip(injected["path"], injected["source"]))
 
     def photo(p: str) -> str:
@@ -79,9 +98,10 @@ def score_injection(manifest: pd.DataFrame, injected: pd.DataFrame) -> dict:
     dup = m[m["reason"].isin(DUP_REASONS)]
     kept_of = {p: (d if isinstance(d, str) and d else p) for p, d in zip(m.index, m["duplicate_of"].astype(object).fillna(""))}
     right = [photo(p) == photo(kept_of[p]) for p in dup.index]
+    group = kept_face(manifest)
     found = []
     for c, s in zip(injected["path"], injected["source"]):
-        found.append(kept_of.get(c, c) == kept_of.get(s, s) and c in m.index and s in m.index)
+        found.append(c in group and s in group and group[c] == group[s])
     injected = injected.assign(found=found)
     originals = [p for p in m.index if p not in source and m.loc[p, "status"] == "ok"]
     lost = [p for p in originals if p in dup.index and photo(kept_of[p]) != p]

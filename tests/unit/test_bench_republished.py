@@ -1,5 +1,5 @@
-"""bench/bench_republished.py's reading of a run: each face's group is the face its duplicate_of
-chain ends at (duplicate reasons only), and a photo keeps as many faces as its versions' groups."""
+"""bench/bench_republished.py's reading of a run: a photo keeps as many faces as its versions'
+groups (each face's group: evaluate.injection.kept_face, the end of its duplicate_of chain)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+
+from facesieve.evaluate.injection import kept_face
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import bench_republished as bench  # noqa: E402
@@ -20,9 +22,9 @@ def test_groups_follow_the_duplicate_chain_and_count_the_faces_a_photo_keeps():
         # c3 stays apart (the photo keeps two faces); u names s for another reason than a duplicate
         "duplicate_of": ["c1", None, "s", None, "c3", None, "s"],
     })
-    group = bench.groups(manifest)
+    group = kept_face(manifest)
     assert group == {"s": "c1", "c1": "c1", "c2": "c1", "c3": "c3", "c4": "c3", "t": "t", "u": "u"}
     copies = pd.DataFrame({"path": ["c1", "c2", "c3", "c4", "u"], "source": ["s", "s", "s", "s", "t"]})
     assert bench.kept_per_photo(group, copies).to_dict() == {"s": 2, "t": 2}
     loop = pd.DataFrame({"path": ["x", "y"], "reason": ["near_duplicate"] * 2, "duplicate_of": ["y", "x"]})
-    assert set(bench.groups(loop).values()) <= {"x", "y"}  # a loop (never written by a run) ends
+    assert set(kept_face(loop).values()) <= {"x", "y"}  # a loop (never written by a run) ends

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facesieve.evaluate.injection import score_injection
+from facesieve.evaluate.injection import kept_face, score_injection
 
 #   path          status   reason             duplicate_of   what it is
 MANIFEST = [
@@ -52,3 +52,16 @@ def test_nothing_removed_and_a_missing_copy():
     got = score_injection(m, inj)
     assert got["found"] == 0 and got["recall"] == 0.0  # a copy missing from the manifest is not found
     assert got["removed_as_duplicate"] == 0 and got["precision"] == 1.0 and got["originals_lost"] == 0
+
+
+def test_a_copy_found_through_a_chain_of_removals():
+    # the exact-duplicate pass runs first: c2 names s, which the near-duplicate pass then removed
+    # for c1; c2 and s end in c1's group, so c2 is found, though the face it names was removed too
+    m = pd.DataFrame([("s", "ok", "near_duplicate", "c1"), ("c1", "ok", "selected", np.nan),
+                      ("c2", "ok", "exact_duplicate", "s"), ("t", "ok", "selected", np.nan)],
+                     columns=["path", "status", "reason", "duplicate_of"])
+    inj = pd.DataFrame([("c1", "s", "jpeg"), ("c2", "s", "png")], columns=["path", "source", "kind"])
+    got = score_injection(m, inj)
+    assert got["found"] == 2 and got["precision"] == 1.0 and got["originals_lost"] == 0
+    # one step would have compared s's kept face (c1) with c2's (s) and called the copy missed
+    assert kept_face(m) == {"s": "c1", "c1": "c1", "c2": "c1", "t": "t"}
