@@ -157,8 +157,7 @@ def load_rgb(path: Path | str, *, max_pixels: int | None = _DEFAULT) -> np.ndarr
                     "too_large", f"{path}: {im.width}x{im.height} exceeds the {limit}-pixel limit", path
                 )
             _load_pixels(im, path, st.st_size)
-            oriented = _apply_orientation(im)
-            return _to_rgb(oriented, path)
+            return upright_rgb(im, path)
     except DecodeError:
         raise
     except Image.DecompressionBombError as e:
@@ -220,6 +219,13 @@ def _riff_shorter_than_declared(fmt: str | None, path: Path, size: int) -> bool:
     except OSError:
         return False
     return len(head) == 8 and int.from_bytes(head[4:8], "little") + 8 > size
+
+
+def upright_rgb(im: Image.Image, path: Path | str = "") -> np.ndarray:
+    """An opened image's pixels as load_rgb gives them (the conversions of the module docstring),
+    for a caller that opens the file itself (anchor.reduced_grey decodes a JPEG at a reduced size
+    first): anything that reads an image again must see what the faces stage saw."""
+    return _to_rgb(_apply_orientation(im), Path(path))
 
 
 def _apply_orientation(im: Image.Image) -> Image.Image:

@@ -180,8 +180,13 @@ def _inside(points: np.ndarray, box) -> np.ndarray:
 def reduced_grey(path: Path, side: int) -> tuple[np.ndarray, float]:
     """The upright image, grey, reduced so its longest side is at most `side`, and the scale
     (reduced pixels per original pixel). A JPEG is decoded at the smallest of its built-in
-    reductions that still covers `side` (a large photo decodes several times faster)."""
-    from PIL import Image, ImageOps
+    reductions that still covers `side` (a large photo decodes several times faster). The pixels
+    are the faces stage's (imaging.upright_rgb: transparency over white, 16 bits by their range,
+    CMYK by its profile; a plain convert would turn a 16-bit photo white and a cut-out's
+    transparent background black)."""
+    from PIL import Image
+
+    from facesieve.imaging import upright_rgb
 
     with Image.open(path) as im:
         if im.width * im.height > (Image.MAX_IMAGE_PIXELS or float("inf")):
@@ -191,8 +196,7 @@ def reduced_grey(path: Path, side: int) -> tuple[np.ndarray, float]:
         if want < 1.0:
             im.draft("L", (max(1, int(np.ceil(im.width * want))), max(1, int(np.ceil(im.height * want)))))
         decoded = max(im.width, im.height)  # after draft: the reduced decode's size
-        im = ImageOps.exif_transpose(im) or im
-        grey = np.asarray(im.convert("L"))
+        grey = np.asarray(Image.fromarray(upright_rgb(im, path)).convert("L"))
     scale = decoded / full
     shrink = min(1.0, side / max(grey.shape))
     if shrink < 1.0:

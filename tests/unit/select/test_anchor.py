@@ -147,6 +147,29 @@ def test_mirrored_view_is_the_mirrored_images_own_descriptors(shared_data):
     assert np.median([np.linalg.norm(desc[i] - desc_m[i]) for i in range(10)]) > 0.1 * np.linalg.norm(desc_m[0])
 
 
+def test_the_keypoint_test_sees_the_pixels_the_faces_stage_saw(shared_data, tmp_path):
+    """reduced_grey decodes as load_rgb does: a 16-bit PNG by its range (a plain convert clips it
+    white) and a transparent background over white (a plain convert shows the hidden colour), so
+    such a copy of a photo still meets its source's keypoints."""
+    from facesieve.select.anchor import reduced_grey
+
+    d, a, _ = REPUBLISHED[0]
+    src = shared_data / "pins_web" / d / a
+    rgb = load_rgb(src)
+    grey = np.asarray(Image.fromarray(rgb).convert("L"))
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "deep.png")  # 16 bits a pixel
+    rgba = np.dstack([rgb, np.full(grey.shape, 255, np.uint8)])
+    rgba[: grey.shape[0] // 5, :, 3] = 0  # a transparent band whose hidden colour is black
+    rgba[: grey.shape[0] // 5, :, :3] = 0
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "cutout.png")
+    for name in ("deep.png", "cutout.png"):
+        seen = np.asarray(Image.fromarray(load_rgb(tmp_path / name)).convert("L"))
+        np.testing.assert_array_equal(reduced_grey(tmp_path / name, 10_000)[0], seen)
+    kp = keypoints([src, tmp_path / "deep.png"])
+    motion, n_face, n_back, fit = kp.motion(0, 1)
+    assert motion < ANCHOR_MOTION_CUT and n_face >= 20 and n_back >= 20  # the same photo, on its own evidence
+
+
 def test_threads_give_the_answers_of_one_pair_at_a_time(shared_data):
     paths = [shared_data / "pins_web" / d / f for d, a, b in REPUBLISHED[:3] for f in (a, b)]
     pairs = [(0, 1), (2, 3), (4, 5), (0, 3), (1, 4)]
