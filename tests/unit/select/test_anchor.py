@@ -170,6 +170,23 @@ def test_the_keypoint_test_sees_the_pixels_the_faces_stage_saw(shared_data, tmp_
     assert motion < ANCHOR_MOTION_CUT and n_face >= 20 and n_back >= 20  # the same photo, on its own evidence
 
 
+def test_descriptors_are_kept_as_bytes_and_exact(shared_data):
+    """ImageKeypoints keeps SIFT's descriptors as uint8, a quarter of the memory, with the values
+    the detector gave (whole numbers 0-255); a detector giving fractions keeps its floats."""
+    import cv2
+
+    from facesieve.select.anchor import FEATURES, SIDE, _as_bytes, reduced_grey
+
+    src = shared_data / "pins_web" / REPUBLISHED[0][0] / REPUBLISHED[0][1]
+    kp = ImageKeypoints([src], np.array([[0.0, 0.0, 10.0, 10.0]]))
+    points, desc, sizes = kp.get(0)
+    direct = cv2.SIFT_create(nfeatures=FEATURES).detectAndCompute(reduced_grey(src, SIDE)[0], None)[1]
+    assert desc.dtype == np.uint8 and len(desc) >= 50
+    np.testing.assert_array_equal(desc.astype(np.float32), direct)
+    fractions = direct + 0.5
+    assert _as_bytes(fractions) is fractions
+
+
 def test_threads_give_the_answers_of_one_pair_at_a_time(shared_data):
     paths = [shared_data / "pins_web" / d / f for d, a, b in REPUBLISHED[:3] for f in (a, b)]
     pairs = [(0, 1), (2, 3), (4, 5), (0, 3), (1, 4)]
