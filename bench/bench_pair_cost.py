@@ -51,8 +51,8 @@ def run_pairs(workspace: Path, n: int):
     crops = np.concatenate([np.load(p.with_suffix(".crops.npy")) for p in parts])
     # the pairs a run of this version stored, or of the previous one (then its scores are the old code's)
     stored = pd.read_parquet(next(p for v in (SCORE_VERSION, KEYPOINTS_FROM) if (p := workspace / _pair_cache_name(v)).exists()))
-    # a key once (a workspace's parts can hold one image's row twice: the same bytes under two
-    # identities, or kept from several runs); a repeated key would pair stored scores with the wrong rows
+    # a key once (two files with the same bytes, a lossless re-save of a PNG, have one key and a row
+    # each); a repeated key would pair stored scores with the wrong rows
     first = ~table["key"].duplicated().to_numpy()
     row = pd.Series(np.flatnonzero(first), index=table["key"].to_numpy()[first])
     stored = stored[stored["key_a"].isin(row.index) & stored["key_b"].isin(row.index)].iloc[:n]
