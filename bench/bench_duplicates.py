@@ -460,21 +460,18 @@ def run_set(root: Path, name: str, cuts: tuple, mode: str) -> pd.DataFrame:
     return pl.build_manifest(frame, d.decisions)
 
 
-GROUPED = DUP_REASONS  # the reasons of a face removed as a duplicate
-
-
 def score_run(manifest: pd.DataFrame, root: Path, name: str) -> dict:
     copies, photos = labels(root, name)
     m = manifest.set_index("path")
     # each removal judged by the face it names; grouping by where its chain of removals ends
-    kept_of = {p: (d if isinstance(d, str) and d and r in GROUPED else p)
+    kept_of = {p: (d if isinstance(d, str) and d and r in DUP_REASONS else p)
                for p, d, r in zip(m.index, m["duplicate_of"].fillna(""), m["reason"])}
     group = kept_face(manifest)
     face = set(m.index[m["status"] == "ok"])
     found = [c in face and s in face and group[c] == group[s] for c, s in zip(copies["path"], copies["source"])]
     copies = copies.assign(found=found, face=[c in face for c in copies["path"]])
     missed = copies[~copies["found"]]
-    removed = m.index[m["reason"].isin(GROUPED)]
+    removed = m.index[m["reason"].isin(DUP_REASONS)]
     rel = [photos.relation(p, kept_of[p]) for p in removed]
     wrong = [p for p, r in zip(removed, rel) if r == "distinct"]
     if name in UNKNOWN_SHOTS:

@@ -93,8 +93,9 @@ class ImageKeypoints:
         """(points (k, 2), descriptors (k, 128), sizes (k,)), or None (no image, no keypoints).
         Points and sizes are float32; the descriptors uint8: OpenCV's SIFT descriptors are whole
         numbers 0-255 given as float32, so kept as bytes they take a quarter of the memory and come
-        back exact (a full cache of web photos, 160-250 keypoints an image: 45-70 MB, not 170-265). The mirrored view is the plain one's keypoints with their descriptors
-        reordered (MIRROR_ORDER): no second search."""
+        back exact (a full cache of web photos, 160-250 keypoints an image: 45-70 MB, not 170-265).
+        The mirrored view is the plain one's keypoints with their descriptors reordered
+        (MIRROR_ORDER): no second search."""
         if mirrored:
             plain = self.get(row)
             return None if plain is None else (plain[0], plain[1][:, MIRROR_ORDER], plain[2])
