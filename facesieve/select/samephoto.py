@@ -365,12 +365,8 @@ class _Masks:
         v = self.four.take(base)
         near = np.flatnonzero(~v)  # or where the mask's bilinear value is above 0.999 (an outside pixel weighs < 0.001)
         if near.size:
-            at, L = base.reshape(-1)[near], self.MB.shape[1]
-            flat = self.MB.reshape(-1)
-            a, b, c, d = flat.take(at), flat[1:].take(at), flat[L:].take(at), flat[L + 1 :].take(at)
-            x, y = fx.reshape(-1)[near], fy.reshape(-1)[near]
-            top, bottom = a + x * (b - a), c + x * (d - c)
-            v.reshape(-1)[near] = (top + y * (bottom - top)) > 0.999
+            at = (base.reshape(-1)[near], fx.reshape(-1)[near], fy.reshape(-1)[near])
+            v.reshape(-1)[near] = _gather(self.MB, at, derivatives=False) > 0.999
         v &= self.a
         return v | (v.sum(axis=1, keepdims=True) < v.shape[1] / 3)
 
