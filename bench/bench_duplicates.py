@@ -498,8 +498,7 @@ def score_run(manifest: pd.DataFrame, root: Path, name: str) -> dict:
         collapsed = [len({group[p] for p in g if p in face}) == 1 for g in bursts]
         out["bursts_collapsed"] = (int(sum(collapsed)), len(bursts))
     if name in UNKNOWN_SHOTS:
-        out["frames_grouped"] = int(sum(r == "unknown" or r == "distinct" for r in rel)) if False else int(
-            sum(photos.relation(p, kept_of[p]) != "same" for p in removed))
+        out["frames_grouped"] = int(sum(r != "same" for r in rel))
     if name == "yaleB_cropped10":
         n_pairs = sum(k * (k - 1) // 2 for k in m[m["status"] == "ok"].loc[lambda x: ~x.index.isin(photos.copy_paths)]
                       .groupby("identity").size())
