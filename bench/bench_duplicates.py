@@ -300,11 +300,15 @@ RARE_SCORE_GRID = (0.02, 0.03, 0.05, 0.08, 0.15, 1.0)
 RARE_BITS_GRID = (0, 2, 4, 6)
 RARE_FLOOR_GRID = (10, 12, 14, 16, 18, 20, 24)
 FACE_OFF = (0.0, 0.0, FACE_MATCHES_GRID[0])  # the face fit's cuts when it is off
+WEB_MOTION_GRID = (0.004, 0.005, 0.0075, 0.01, 0.015, 0.02)  # the background test among web photos (Cuts.web_*)
+WEB_FLOOR_GRID = RARE_FLOOR_GRID
+WEB_MATCHES_GRID = ANCHOR_MATCHES_GRID
+WEB_OFF = (0.0, 64.0, ANCHOR_MATCHES_GRID[0])
 MOTION = ("motion", "n_face", "n_back", "face_fit")  # the keypoint test's answer, as anchor.face_motion gives it
 
 
 def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: bool = True, coarse_rule: bool = True,
-                anchor_rule: bool = True, face_rule: bool = True, rare_rule: bool = True) -> tuple:
+                anchor_rule: bool = True, face_rule: bool = True, rare_rule: bool = True, web_rule: bool = True) -> tuple:
     """The cuts that group the most training copies with the distinct pairs grouped within the
     budgets, pooled: (same photo, shot, ratio score, ratio, lone, hash score, hash bits). Without
     `ratio_rule`, the largest plain cuts (the neighbour-ratio rule off); without `hash_rule`, the
@@ -317,10 +321,14 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
     (without `rare_rule`: off), the same way but within RARE_SLACK of the copies the rule adds
     (lowest ceiling, then the fewest bits, then the highest floor). Last the face's own fit (without `face_rule`: off): of the rules adding no
     training distinct pair, those with the most training copies (no SLACK), then the lowest
-    ceiling, the smallest fit error, the most matches.
+    ceiling, the smallest fit error, the most matches. Then the background test among web photos
+    (without `web_rule` or the background test: off): a looser motion cut where both faces' hash
+    floors are high, at the background test's ceiling; of the rules adding no training distinct
+    pair, those within RARE_SLACK of the copies the rule adds at most (as rare hashes: a rule keyed
+    on the hash floor), then the highest floor, the smallest motion, the most matches.
     Returns (same photo, shot, ratio score, ratio, lone, hash score, hash bits, small-face, anchor
     score, anchor motion, anchor matches, face score, face fit, face matches, rare score, rare bits,
-    rare floor)."""
+    rare floor, web motion, web floor, web matches)."""
     from facesieve.select.samephoto import Cuts, grouped
 
     score = np.concatenate([t["score"].to_numpy() for t in tables])
@@ -337,7 +345,7 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
         same_cut = GRID[below <= SAME_BUDGET].max(initial=GRID[0])
         shot = GRID[below <= SHOT_BUDGET].max(initial=same_cut)
         return (float(same_cut), float(max(shot, same_cut)), 0.0, 0.0, 0.0, 0.0, -1, 0.0, 0.0, 0.0, ANCHOR_MATCHES_GRID[0], 0.0, 0.0,
-                FACE_MATCHES_GRID[0], 0.0, -1, 64.0)
+                FACE_MATCHES_GRID[0], 0.0, -1, 64.0, *WEB_OFF)
     found = []  # the same-photo rules within the tighter budget, with the training copies each finds
     for c0 in GRID[below <= SAME_BUDGET]:
         for c1 in (RATIO_SCORE_GRID if ratio_rule else (0.0,)):
@@ -433,13 +441,30 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
             most = max(n for n, _ in found)
             f_s, f_e, neg_k = min(k for n, k in found if n == most)
             face = (f_s, f_e, -neg_k)
+    # then the background test among web photos: a looser motion where both faces' floors are high
+    web = WEB_OFF
+    if web_rule and anchor[1] > 0:
+        base = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare), bits, sides, motion, floors)
+        n0, bad0 = int((base & same).sum()), int((base & distinct).sum())
+        found = []
+        for w_m in (m for m in WEB_MOTION_GRID if m > anchor[1]):
+            for w_f in WEB_FLOOR_GRID:
+                for w_k in WEB_MATCHES_GRID:
+                    g = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare, w_m, float(w_f), w_k),
+                                bits, sides, motion, floors)
+                    if (g & distinct).sum() <= bad0 and (g & same).sum() > n0:
+                        found.append((int((g & same).sum()), (-w_f, w_m, -w_k)))
+        if found:
+            most = max(n for n, _ in found)
+            neg_f, w_m, neg_k = min(k for n, k in found if n >= most - RARE_SLACK * (most - n0))
+            web = (w_m, float(-neg_f), -neg_k)
     # then the shot cut: the same choice (within the shot budget, the tightest within SLACK of the most)
     shots = [(int((g & same).sum()), float(c)) for c in GRID[GRID >= c0]
-             for g in [grouped(score, ratio, c, Cuts(c0, c, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare), bits, sides, motion, floors)]
+             for g in [grouped(score, ratio, c, Cuts(c0, c, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare, *web), bits, sides, motion, floors)]
              if (g & distinct).sum() <= SHOT_BUDGET * originals]
     most = max((n for n, _ in shots), default=0)
     shot = min((c for n, c in shots if n >= most - SLACK * same.sum()), default=c0)
-    return (c0, shot, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare)
+    return (c0, shot, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare, *web)
 
 
 # ---------------------------------------------------------------- scoring a run
@@ -454,7 +479,8 @@ def run_set(root: Path, name: str, cuts: tuple, mode: str) -> pd.DataFrame:
                                                             "coarse_cut": cuts[7], "anchor_score_cut": cuts[8],
                                                             "anchor_motion_cut": cuts[9], "anchor_matches": cuts[10],
                                                             "face_score_cut": cuts[11], "face_fit_cut": cuts[12], "face_matches": cuts[13],
-                                                            "rare_score_cut": cuts[14], "rare_bits": cuts[15], "rare_floor": cuts[16]})
+                                                            "rare_score_cut": cuts[14], "rare_bits": cuts[15], "rare_floor": cuts[16],
+                                                            "web_motion_cut": cuts[17], "web_floor": cuts[18], "web_matches": cuts[19]})
     frame, fvec, _ = faces_pass(config)
     d = pl.decide_all(frame, fvec, config, None)
     return pl.build_manifest(frame, d.decisions)
@@ -568,7 +594,8 @@ def cost(root: Path, name: str, repeat: int = 2) -> dict:
 RULES = {"all": (True, True, True, True, True, True), "no-rare": (True, True, True, True, True, False),
          "no-face": (True, True, True, True, False, False), "no-anchor": (True, True, True, False, False, False),
          "hash": (True, True, False, False, False, False), "ratio": (True, False, False, False, False, False),
-         "plain": (False, False, False, False, False, False), "plain+hash": (False, True, False, False, False, False)}
+         "plain": (False, False, False, False, False, False), "plain+hash": (False, True, False, False, False, False),
+         "no-web": (True, True, True, True, True, True, False)}
 
 
 def main() -> int:
@@ -581,11 +608,13 @@ def main() -> int:
     ap.add_argument("--no-cost", action="store_true", help="skip the cold timing of the duplicate stage")
     ap.add_argument("--rule", choices=tuple(RULES), default="all",
                     help="all: plain cuts, the neighbour-ratio rule, the whole-image hash rule, the small-face cut, "
-                         "the face in its background, rare hashes and the face's own keypoint fit (the shipped rule); no-rare: "
+                         "the face in its background (looser among web photos), rare hashes and the face's own keypoint fit "
+                         "(the shipped rule); no-rare: "
                          "without rare hashes; no-face: without the face fit either; no-anchor: without the face in its "
                          "background either; hash: without the "
                          "small-face cut either; ratio: without the hash rule too; plain: the plain cuts only; "
-                         "plain+hash: the plain cuts and the hash rule")
+                         "plain+hash: the plain cuts and the hash rule; no-web: the shipped rule without the background "
+                         "test's looser motion among web photos")
     ap.add_argument("--seeds", default=None,
                     help="several injection seeds, e.g. 0,1,2: the whole leave-one-set-out run for each, seed N under "
                          "ROOT/seed-N, then each left-out figure per seed and their mean (a rule is judged on all of them)")
@@ -644,7 +673,7 @@ def loso(root: Path, seed: int, args) -> dict:
     # the 64-pixel versions are held out together with their source set (same photos at another size)
     family = {n: SMALL.get(n, n) for n in names}
     print("\nLEAVE-ONE-SET-OUT (cuts chosen on the other sets; figures on the left-out set only)")
-    print("| left out | cuts same/shot/ratio score/ratio/lone/hash score/hash bits/small-face/anchor score/motion/matches/face score/fit/matches/rare score/bits/floor | copies | no face | recall (copies mode) | recall (default) | per kind (default) | "
+    print("| left out | cuts same/shot/ratio score/ratio/lone/hash score/hash bits/small-face/anchor score/motion/matches/face score/fit/matches/rare score/bits/floor/web motion/floor/matches | copies | no face | recall (copies mode) | recall (default) | per kind (default) | "
           "distinct merged / photos lost (copies) | distinct merged / photos lost (default) | README same | bursts (default / copies) |")
     rows = []
     for n in names:
@@ -676,7 +705,7 @@ def loso(root: Path, seed: int, args) -> dict:
     print("\nshipped cuts, chosen on all sets (no left-out figure exists for them): same photo {:.4g}, shot {:.4g}, "
           "ratio score {:.4g}, ratio {:.4g}, lone {:.4g}, hash score {:.4g}, hash bits {}, small-face {:.4g}, "
           "anchor score {:.4g}, anchor motion {:.4g}, anchor matches {}, face score {:.4g}, face fit {:.4g}, face matches {}, "
-          "rare score {:.4g}, rare bits {}, rare floor {:.4g}".format(*final))
+          "rare score {:.4g}, rare bits {}, rare floor {:.4g}, web motion {:.4g}, web floor {:.4g}, web matches {}".format(*final))
     (root / "loso.json").write_text(json.dumps(rows, default=str, indent=1))
     if not args.no_cost:
         print("\ncost (cold pair cache; the faces pass timed again in this run, on a scratch workspace):")

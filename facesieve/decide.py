@@ -14,7 +14,8 @@ import pandas as pd
 
 from facesieve.select.subset import select_subset
 from facesieve.select.thresholds import (ANCHOR_MATCHES, ANCHOR_MOTION_CUT, ANCHOR_SCORE_CUT, COARSE_CUT, FACE_FIT_CUT, FACE_MATCHES, FACE_SCORE_CUT, HASH_BITS, HASH_SCORE_CUT, LONE_CUT, PAIR_HASH_BITS, PAIR_NEAREST, PAIR_VIEW_NEAREST, RATIO_CUT, RATIO_SCORE_CUT,
-                                         RARE_BITS, RARE_FLOOR, RARE_SCORE_CUT, SAME_PHOTO_CUT, SHOT_CUT)
+                                         RARE_BITS, RARE_FLOOR, RARE_SCORE_CUT, SAME_PHOTO_CUT, SHOT_CUT,
+                                         WEB_FLOOR, WEB_MATCHES, WEB_MOTION_CUT)
 from facesieve.vectors import l2_normalise
 
 KEEP, REMOVE, REVIEW, ERROR = "keep", "remove", "review", "error"
@@ -52,6 +53,9 @@ class DecideSettings:
     rare_score: float = RARE_SCORE_CUT  # rare hashes (samephoto.Cuts.rare_*); bits -1: off
     rare_bits: int = RARE_BITS
     rare_floor: float = RARE_FLOOR
+    web_motion: float = WEB_MOTION_CUT  # the background test among web photos (samephoto.Cuts.web_*); 0: off
+    web_floor: float = WEB_FLOOR
+    web_matches: int = WEB_MATCHES
     group_shots: bool = True
     cross_identity: float | None = None  # cosine threshold; None = no cross-identity pass
     identity_overlap: float | None = None
@@ -70,7 +74,7 @@ class DecideSettings:
         return Cuts(self.same_photo_cut, self.shot_cut, self.ratio_score_cut, self.ratio_cut, self.lone_cut,
                     self.hash_score_cut, self.hash_bits, self.coarse_cut, self.anchor_score, self.anchor_motion,
                     self.anchor_matches, self.face_score, self.face_fit, self.face_matches, self.rare_score,
-                    self.rare_bits, self.rare_floor)
+                    self.rare_bits, self.rare_floor, self.web_motion, self.web_floor, self.web_matches)
 
 
 def quality_weights(quality: np.ndarray) -> np.ndarray:

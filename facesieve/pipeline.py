@@ -65,6 +65,9 @@ from facesieve.select.thresholds import (
     RATIO_SCORE_CUT,
     SAME_PHOTO_CUT,
     SHOT_CUT,
+    WEB_FLOOR,
+    WEB_MATCHES,
+    WEB_MOTION_CUT,
 )
 from facesieve.stages import LANDMARK_COLUMNS
 from facesieve.vectors import l2_normalise
@@ -224,6 +227,9 @@ def decide_settings(config: RunConfig) -> DecideSettings:
         rare_score=float(extra.get("rare_score_cut", RARE_SCORE_CUT)),
         rare_bits=int(extra.get("rare_bits", RARE_BITS)),
         rare_floor=float(extra.get("rare_floor", RARE_FLOOR)),
+        web_motion=float(extra.get("web_motion_cut", WEB_MOTION_CUT)),
+        web_floor=float(extra.get("web_floor", WEB_FLOOR)),
+        web_matches=int(extra.get("web_matches", WEB_MATCHES)),
         group_shots=mode == "shots",
         cross_identity=pick(config.cross_id_threshold, t and t.cross_identity) if config.dedup else None,
         identity_overlap=pick(config.overlap_threshold, t and t.identity_overlap) if config.dedup else None,

@@ -551,7 +551,16 @@ class Cuts:
     small for the crop test, an overlay across it); in a studio series it is not, and the floor
     keeps the rule off there. On a coarse grid (small faces) the ceiling is raised by the
     small-face cut's own allowance, `rare_score * coarse / same_photo`: a copy of a face that small
-    scores higher for the blur, as the small-face cut says. -1 bits: off."""
+    scores higher for the blur, as the small-face cut says. -1 bits: off.
+
+    The face in its background among photos from everywhere: where both faces' identities spread
+    their photos at least `web_floor` bits apart (the hash floors of the rare-hash rule), the
+    background test takes the looser motion cut `web_motion`, with at least `web_matches` matches
+    on the face and as many on the background, up to the same ceiling `anchor_score`. Another web
+    photo of a person shares no background with it, so a background that agrees at all is one
+    photo re-published (re-cropped, recoloured: its face moves a little against the fit); in a
+    fixed camera's series (a sitting, a video: low floors) the head moves that little between
+    shots, and the tight cut stays. 0: off."""
 
     same_photo: float
     shot: float
@@ -570,6 +579,9 @@ class Cuts:
     rare_score: float = 0.0
     rare_bits: int = -1
     rare_floor: float = 64.0
+    web_motion: float = 0.0
+    web_floor: float = 64.0
+    web_matches: int = ANCHOR_MATCHES
 
     def allowance(self, sides=None):
         """The factor the rare-hash and face-fit ceilings take on each pair's grid (sides: pair_side;
@@ -626,7 +638,7 @@ def grouped(scores, ratios, cut: float, cuts: Cuts, hash_bits=None, sides=None, 
     if sides is not None and cuts.coarse > 0:
         out |= (np.asarray(sides) <= COARSE_SIDE) & (s <= cuts.coarse)
     if motion is not None:
-        out |= anchored(s, motion, cuts, hash_bits, sides)
+        out |= anchored(s, motion, cuts, hash_bits, sides, floors)
     if hash_bits is not None and floors is not None and cuts.rare_bits >= 0:
         with np.errstate(invalid="ignore"):
             out |= (np.asarray(hash_bits) <= cuts.rare_bits) & (np.asarray(floors, np.float64) >= cuts.rare_floor) & (
@@ -634,18 +646,22 @@ def grouped(scores, ratios, cut: float, cuts: Cuts, hash_bits=None, sides=None, 
     return out
 
 
-def anchored(scores, motion, cuts: Cuts, hash_bits=None, sides=None) -> np.ndarray:
-    """Pairs one photo by the face in its background (Cuts.anchor_*) or by their face's own fit
-    (Cuts.face_*: up to the face score cut, with the small-face allowance on a coarse grid, or at
-    any score within the hash bits); motion, hash_bits and sides as in `grouped`. A rule whose cut
-    is 0 is off."""
+def anchored(scores, motion, cuts: Cuts, hash_bits=None, sides=None, floors=None) -> np.ndarray:
+    """Pairs one photo by the face in its background (Cuts.anchor_*; Cuts.web_* where both faces'
+    hash floors are high) or by their face's own fit (Cuts.face_*: up to the face score cut, with
+    the small-face allowance on a coarse grid, or at any score within the hash bits); motion,
+    hash_bits, sides and floors as in `grouped`. A rule whose cut is 0 is off."""
     move, n_face, n_back, err = (np.asarray(m, np.float64) for m in motion)
     s = np.asarray(scores, np.float64)
     with np.errstate(invalid="ignore"):
         back = (s <= cuts.anchor_score) & (move <= cuts.anchor_motion) & (n_face >= cuts.anchor_matches) & (n_back >= cuts.anchor_matches)
+        back &= cuts.anchor_motion > 0
+        if floors is not None and cuts.web_motion > 0:
+            back |= (s <= cuts.anchor_score) & (move <= cuts.web_motion) & (n_face >= cuts.web_matches) & (
+                n_back >= cuts.web_matches) & (np.asarray(floors, np.float64) >= cuts.web_floor)
         face = ((s <= cuts.face_score * cuts.allowance(sides)) | _hash_close(hash_bits, cuts)) & (err <= cuts.face_fit) & (
             n_face >= cuts.face_matches)
-    return (back & (cuts.anchor_motion > 0)) | (face & (cuts.face_fit > 0))
+    return back | (face & (cuts.face_fit > 0))
 
 
 def _hash_close(hash_bits, cuts: Cuts):
@@ -835,39 +851,42 @@ class SamePhotoCheck:
             self.anchored += 1
         return m
 
-    def _may_anchor(self, s: float, bits=None, side=None) -> bool:
+    def _may_anchor(self, s: float, bits=None, side=None, cuts: Cuts | None = None) -> bool:
         """Whether the keypoint rules (the face in its background, its face's own fit) are on and
         one could decide a pair of score s whose images' hashes are `bits` apart, compared on a grid
-        of `side` (None: unknown)."""
-        cuts = self.cuts
+        of `side` (None: unknown), under `cuts` (None: the check's)."""
+        cuts = self.cuts if cuts is None else cuts
         if self.anchor is None or cuts is None:
             return False
         allowance = cuts.most_allowance() if side is None or side <= COARSE_SIDE else 1.0
-        return bool((cuts.anchor_motion > 0 and s <= cuts.anchor_score)
+        return bool(((cuts.anchor_motion > 0 or cuts.web_motion > 0) and s <= cuts.anchor_score)
                     or (cuts.face_fit > 0 and (s <= cuts.face_score * allowance or bool(_hash_close(bits, cuts)))))
 
-    def _anchored(self, i: int, j: int, s: float, bits) -> bool:
-        """The keypoint rules, asked only where one could decide (bits: the pair's hash_bits)."""
+    def _anchored(self, i: int, j: int, s: float, bits, cuts: Cuts | None = None) -> bool:
+        """The keypoint rules, asked only where one could decide (bits: the pair's hash_bits;
+        cuts: None, the check's)."""
+        cuts = self.cuts if cuts is None else cuts
         side = self.side(i, j)
-        if not self._may_anchor(s, bits, side):
+        if not self._may_anchor(s, bits, side, cuts):
             return False
         m = self.motion(i, j)
-        return bool(anchored([s], tuple([v] for v in m), self.cuts, None if bits is None else [bits], [side])[0])
+        return bool(anchored([s], tuple([v] for v in m), cuts, None if bits is None else [bits], [side], [self.floor(i, j)])[0])
 
     def same_photo(self, i: int, j: int, outright: bool = False) -> bool:
         """Whether a grouped pair is one photo (rather than a near-identical shot): at or below the
         same-photo cut, or by the neighbour-ratio, the whole-image hash, the small-face, the rare-hash
         or a keypoint rule. `outright`: by the pair's own evidence only, without the rules that
-        judge it against its faces' other photos (the neighbour ratio, the lone cut, rare hashes:
-        their errors are a studio series' close shots, which a chain of them would compound)."""
+        judge it against its faces' other photos (the neighbour ratio, the lone cut, rare hashes and
+        the looser background motion among web photos: their errors are a studio series' close
+        shots, which a chain of them would compound)."""
         s = self.score(int(i), int(j))
         cuts = self.cuts or Cuts(self.cut, self.cut)
         if outright:
-            cuts = replace(cuts, ratio_score=0.0, lone=0.0, rare_bits=-1)
+            cuts = replace(cuts, ratio_score=0.0, lone=0.0, rare_bits=-1, web_motion=0.0)
         bits = self.hash_bits(int(i), int(j))
         return bool(s <= cuts.same_photo or grouped([s], [self.ratio(int(i), int(j))], cuts.same_photo, cuts,
                                                     bits, [self.side(int(i), int(j))], floors=[self.floor(int(i), int(j))])[0]
-                    or self._anchored(int(i), int(j), s, bits))
+                    or self._anchored(int(i), int(j), s, bits, cuts if self.cuts is not None else None))
 
     def __call__(self, i: int, j: int) -> tuple[bool, float]:
         ok, s = self.peek(i, j)
@@ -880,7 +899,7 @@ class SamePhotoCheck:
         c = self.cuts
         keypoints = self.anchor is not None
         return max(self.cut, c.ratio_score, c.lone, c.hash_score if c.hash_bits >= 0 else 0.0, c.coarse,
-                   c.anchor_score if keypoints and c.anchor_motion > 0 else 0.0, c.face_score * c.most_allowance() if keypoints and c.face_fit > 0 else 0.0,
+                   c.anchor_score if keypoints and (c.anchor_motion > 0 or c.web_motion > 0) else 0.0, c.face_score * c.most_allowance() if keypoints and c.face_fit > 0 else 0.0,
                    c.rare_score * c.most_allowance() if c.rare_bits >= 0 else 0.0)
 
     def peek(self, i: int, j: int) -> tuple[bool, float]:

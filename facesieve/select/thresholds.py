@@ -49,6 +49,14 @@ FACE_MATCHES = 8
 RARE_SCORE_CUT = 0.02
 RARE_BITS = 4
 RARE_FLOOR = 18.0
+# The face in its background among photos from everywhere (samephoto.Cuts.web_*): where both faces'
+# identities keep their photos at least WEB_FLOOR bits apart (the hash floors of the rare-hash
+# rule), the background test takes the looser motion cut WEB_MOTION_CUT, with at least WEB_MATCHES
+# matches on the face and on the background, up to ANCHOR_SCORE_CUT (motion 0: off). Chosen with
+# the cuts above (bench/bench_duplicates.py).
+WEB_MOTION_CUT = 0.015
+WEB_FLOOR = 18.0
+WEB_MATCHES = 4
 # Candidate pairs: besides each face's nearest faces by cosine, faces whose whole-image hashes are
 # within this many bits (neardup.hash_pairs), whatever their cosine. Not a decision (the crop test
 # decides): a wider net for copies whose face the embedder misreads.

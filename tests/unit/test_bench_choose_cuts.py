@@ -72,6 +72,32 @@ def test_without_the_face_rule_the_face_fit_is_off():
     assert cuts[11:14] == bench.FACE_OFF and cuts[12] == 0.0
 
 
+def web_table(distinct_floor: float) -> pd.DataFrame:
+    """The training table above, with copies the background test takes at its tight motion cut
+    (0.002), copies that move 0.01 against their background in identities that spread their photos
+    20 bits apart (web photos), and as many distinct pairs moving 0.01 in identities at
+    `distinct_floor` (a fixed camera's series)."""
+    t = training_table(fit_at_015=0, fit_at_025=0)
+    near = dict(score=0.015, n_face=20.0, n_back=20.0)
+    rows = copies(4, motion=0.002, floor=20.0, **near) + copies(4, motion=0.01, floor=20.0, **near)
+    rows += [{"relation": "distinct", "motion": 0.01, "floor": distinct_floor, **near} for _ in range(4)]
+    t = pd.concat([t, pair_table(rows, 0)], ignore_index=True)
+    t.attrs["originals"] = 300
+    return t
+
+
+def test_the_web_motion_takes_the_highest_floor_that_keeps_the_copies_and_no_distinct_pair():
+    cuts = bench.choose_cuts([web_table(distinct_floor=12.0)])
+    assert cuts[9] == 0.002  # the tight background cut
+    web_motion, web_floor, web_matches = cuts[17:20]
+    assert web_motion == 0.01  # the smallest that takes the moved copies
+    assert web_floor == 20.0  # the highest floor that keeps them; the series' 12 stays out
+    assert web_matches == max(bench.WEB_MATCHES_GRID)  # 20 matches each side: the most the grid asks
+    # a series as spread as the web photos: no floor keeps its distinct pairs out, the rule stays off
+    assert bench.choose_cuts([web_table(distinct_floor=20.0)])[17:20] == bench.WEB_OFF
+    assert bench.choose_cuts([web_table(distinct_floor=12.0)], web_rule=False)[17:20] == bench.WEB_OFF
+
+
 def test_a_root_built_with_another_seed_is_refused(tmp_path, monkeypatch):
     """Figures for seed 1 read from a root injected with seed 0 would be seed 0's: refused, with
     the seed the root holds; the same seed and share go on (its faces pass is not run here)."""

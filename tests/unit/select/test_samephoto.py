@@ -563,6 +563,57 @@ def test_rare_hashes_and_the_face_fit_on_a_small_face_grid_take_the_small_face_a
     assert anchored([0.05], tuple(m[:1] for m in fit), face, None, None).tolist() == [False]  # grid unknown: no allowance
 
 
+def test_the_background_test_is_looser_among_web_photos_only():
+    """A face that moves a little against its background (a re-published photo, re-cropped and
+    recoloured) is one photo under the web motion cut where both faces' hash floors are high (web
+    photos of a person share no background), not where a floor is low (a fixed camera's series:
+    another shot moves the head that little), nor above the background test's ceiling, nor with
+    fewer matches, nor with the rule off or the floors unknown."""
+    from facesieve.select.samephoto import Cuts, anchored, grouped
+
+    cuts = Cuts(0.0065, 0.0065, anchor_score=0.03, anchor_motion=0.003, anchor_matches=6,
+                web_motion=0.015, web_floor=18.0, web_matches=4)
+    s = np.array([0.02, 0.02, 0.02, 0.04, 0.02, 0.02, 0.02])
+    move = np.array([0.01, 0.01, 0.002, 0.01, 0.01, 0.02, 0.01])
+    n_face = np.array([20, 20, 20, 20, 3, 20, 20], float)
+    n_back = np.array([5, 5, 8, 5, 5, 5, 5], float)
+    motion = (move, n_face, n_back, np.full(7, np.nan))
+    floors = np.array([20.0, 12.0, 4.0, 20.0, 20.0, 20.0, np.nan])
+    got = grouped(s, np.full(7, np.nan), 0.0065, cuts, None, None, motion, floors)
+    # web floor: yes; low floor: no; the tight cut groups whatever the floor; above the ceiling,
+    # too few face matches, too far, floor unknown: no
+    assert got.tolist() == [True, False, True, False, False, False, False]
+    assert anchored(s, motion, cuts, floors=None).tolist() == [False, False, True, False, False, False, False]
+    off = Cuts(0.0065, 0.0065, anchor_score=0.03, anchor_motion=0.003, anchor_matches=6)
+    assert anchored(s, motion, off, floors=floors).tolist() == [False, False, True, False, False, False, False]
+    # the looser cut alone (the tight one off) still works
+    alone = Cuts(0.0065, 0.0065, anchor_score=0.03, web_motion=0.015, web_floor=18.0, web_matches=4)
+    assert anchored(s, motion, alone, floors=floors).tolist() == [True, False, False, False, False, False, False]
+
+
+def test_the_check_takes_the_web_motion_from_each_pairs_floors_and_not_outright():
+    """SamePhotoCheck asks the keypoint test about a pair up to the background ceiling and groups
+    it by the web motion where the lower of its faces' hash floors is high; `outright` (a lone
+    face following its source, no rule that judges a pair by its identity's other photos) does not
+    use it."""
+    from facesieve.select.samephoto import Cuts, SamePhotoCheck
+
+    n = 4
+    crops = np.random.default_rng(5).integers(0, 255, (n, 112, 112, 3), dtype=np.uint8)
+    keys = np.array([f"k{r}" for r in range(n)], dtype=object)
+    cuts = Cuts(0.0065, 0.0065, anchor_score=0.03, anchor_motion=0.003, anchor_matches=6,
+                web_motion=0.015, web_floor=18.0, web_matches=4)
+    check = SamePhotoCheck(FaceViews(crops, np.ones(n)), np.arange(n), keys, 0.0065, cuts=cuts, anchor=object())
+    check.floors = np.array([20.0, 22.0, 20.0, 10.0])
+    check.cache.update({("k0", "k1"): 0.02, ("k2", "k3"): 0.02})
+    moved = (0.01, 20, 6, 0.08)  # the face moves 1% of its width against its background; it does not fit as one face
+    check.motions.update({("k0", "k1"): moved, ("k2", "k3"): moved})
+    assert check(0, 1) == (True, 0.02)
+    assert check(2, 3) == (False, 0.02)  # face 3's identity keeps its photos close: a fixed camera's series
+    assert check.same_photo(0, 1) and not check.same_photo(0, 1, outright=True)
+    assert check.anchored == 0  # both answers came from `motions`
+
+
 # ---------------------------------------------------------------- tight crops: the spectrum net
 
 
