@@ -304,11 +304,14 @@ WEB_MOTION_GRID = (0.004, 0.005, 0.0075, 0.01, 0.015, 0.02)  # the background te
 WEB_FLOOR_GRID = RARE_FLOOR_GRID
 WEB_MATCHES_GRID = ANCHOR_MATCHES_GRID
 WEB_OFF = (0.0, 64.0, ANCHOR_MATCHES_GRID[0])
+WEB_SCORE_GRID = (0.0075, 0.01, 0.0125, 0.015, 0.02, 0.025, 0.03)  # the crop score among web photos (Cuts.web_score)
+WEB_SCORE_OFF = (0.0, 64.0)
 MOTION = ("motion", "n_face", "n_back", "face_fit")  # the keypoint test's answer, as anchor.face_motion gives it
 
 
 def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: bool = True, coarse_rule: bool = True,
-                anchor_rule: bool = True, face_rule: bool = True, rare_rule: bool = True, web_rule: bool = True) -> tuple:
+                anchor_rule: bool = True, face_rule: bool = True, rare_rule: bool = True, web_rule: bool = True,
+                web_score_rule: bool = True) -> tuple:
     """The cuts that group the most training copies with the distinct pairs grouped within the
     budgets, pooled: (same photo, shot, ratio score, ratio, lone, hash score, hash bits). Without
     `ratio_rule`, the largest plain cuts (the neighbour-ratio rule off); without `hash_rule`, the
@@ -345,7 +348,7 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
         same_cut = GRID[below <= SAME_BUDGET].max(initial=GRID[0])
         shot = GRID[below <= SHOT_BUDGET].max(initial=same_cut)
         return (float(same_cut), float(max(shot, same_cut)), 0.0, 0.0, 0.0, 0.0, -1, 0.0, 0.0, 0.0, ANCHOR_MATCHES_GRID[0], 0.0, 0.0,
-                FACE_MATCHES_GRID[0], 0.0, -1, 64.0, *WEB_OFF)
+                FACE_MATCHES_GRID[0], 0.0, -1, 64.0, *WEB_OFF, *WEB_SCORE_OFF)
     found = []  # the same-photo rules within the tighter budget, with the training copies each finds
     for c0 in GRID[below <= SAME_BUDGET]:
         for c1 in (RATIO_SCORE_GRID if ratio_rule else (0.0,)):
@@ -458,13 +461,30 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
             most = max(n for n, _ in found)
             neg_f, w_m, neg_k = min(k for n, k in found if n >= most - RARE_SLACK * (most - n0))
             web = (w_m, float(-neg_f), -neg_k)
+    # then the crop score among web photos, the same way (the highest floor, then the smallest cut)
+    web_score = WEB_SCORE_OFF
+    if web_score_rule:
+        base = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare, *web), bits, sides, motion, floors)
+        n0, bad0 = int((base & same).sum()), int((base & distinct).sum())
+        found = []
+        for w_s in (x for x in WEB_SCORE_GRID if x > c0):
+            for w_f in WEB_FLOOR_GRID:
+                g = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare, *web, w_s, float(w_f)),
+                            bits, sides, motion, floors)
+                if (g & distinct).sum() <= bad0 and (g & same).sum() > n0:
+                    found.append((int((g & same).sum()), (-w_f, w_s)))
+        if found:
+            most = max(n for n, _ in found)
+            neg_f, w_s = min(k for n, k in found if n >= most - RARE_SLACK * (most - n0))
+            web_score = (w_s, float(-neg_f))
     # then the shot cut: the same choice (within the shot budget, the tightest within SLACK of the most)
     shots = [(int((g & same).sum()), float(c)) for c in GRID[GRID >= c0]
-             for g in [grouped(score, ratio, c, Cuts(c0, c, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare, *web), bits, sides, motion, floors)]
+             for g in [grouped(score, ratio, c, Cuts(c0, c, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare, *web, *web_score), bits, sides, motion,
+                               floors)]
              if (g & distinct).sum() <= SHOT_BUDGET * originals]
     most = max((n for n, _ in shots), default=0)
     shot = min((c for n, c in shots if n >= most - SLACK * same.sum()), default=c0)
-    return (c0, shot, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare, *web)
+    return (c0, shot, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare, *web, *web_score)
 
 
 # ---------------------------------------------------------------- scoring a run
@@ -480,7 +500,8 @@ def run_set(root: Path, name: str, cuts: tuple, mode: str) -> pd.DataFrame:
                                                             "anchor_motion_cut": cuts[9], "anchor_matches": cuts[10],
                                                             "face_score_cut": cuts[11], "face_fit_cut": cuts[12], "face_matches": cuts[13],
                                                             "rare_score_cut": cuts[14], "rare_bits": cuts[15], "rare_floor": cuts[16],
-                                                            "web_motion_cut": cuts[17], "web_floor": cuts[18], "web_matches": cuts[19]})
+                                                            "web_motion_cut": cuts[17], "web_floor": cuts[18], "web_matches": cuts[19],
+                                                            "web_score_cut": cuts[20], "web_score_floor": cuts[21]})
     frame, fvec, _ = faces_pass(config)
     d = pl.decide_all(frame, fvec, config, None)
     return pl.build_manifest(frame, d.decisions)
@@ -595,7 +616,7 @@ RULES = {"all": (True, True, True, True, True, True), "no-rare": (True, True, Tr
          "no-face": (True, True, True, True, False, False), "no-anchor": (True, True, True, False, False, False),
          "hash": (True, True, False, False, False, False), "ratio": (True, False, False, False, False, False),
          "plain": (False, False, False, False, False, False), "plain+hash": (False, True, False, False, False, False),
-         "no-web": (True, True, True, True, True, True, False)}
+         "no-web": (True, True, True, True, True, True, False, False), "no-web-score": (True, True, True, True, True, True, True, False)}
 
 
 def main() -> int:
@@ -673,7 +694,7 @@ def loso(root: Path, seed: int, args) -> dict:
     # the 64-pixel versions are held out together with their source set (same photos at another size)
     family = {n: SMALL.get(n, n) for n in names}
     print("\nLEAVE-ONE-SET-OUT (cuts chosen on the other sets; figures on the left-out set only)")
-    print("| left out | cuts same/shot/ratio score/ratio/lone/hash score/hash bits/small-face/anchor score/motion/matches/face score/fit/matches/rare score/bits/floor/web motion/floor/matches | copies | no face | recall (copies mode) | recall (default) | per kind (default) | "
+    print("| left out | cuts same/shot/ratio score/ratio/lone/hash score/hash bits/small-face/anchor score/motion/matches/face score/fit/matches/rare score/bits/floor/web motion/floor/matches/web score/floor | copies | no face | recall (copies mode) | recall (default) | per kind (default) | "
           "distinct merged / photos lost (copies) | distinct merged / photos lost (default) | README same | bursts (default / copies) |")
     rows = []
     for n in names:
@@ -705,7 +726,8 @@ def loso(root: Path, seed: int, args) -> dict:
     print("\nshipped cuts, chosen on all sets (no left-out figure exists for them): same photo {:.4g}, shot {:.4g}, "
           "ratio score {:.4g}, ratio {:.4g}, lone {:.4g}, hash score {:.4g}, hash bits {}, small-face {:.4g}, "
           "anchor score {:.4g}, anchor motion {:.4g}, anchor matches {}, face score {:.4g}, face fit {:.4g}, face matches {}, "
-          "rare score {:.4g}, rare bits {}, rare floor {:.4g}, web motion {:.4g}, web floor {:.4g}, web matches {}".format(*final))
+          "rare score {:.4g}, rare bits {}, rare floor {:.4g}, web motion {:.4g}, web floor {:.4g}, web matches {}, "
+          "web score {:.4g}, web score floor {:.4g}".format(*final))
     (root / "loso.json").write_text(json.dumps(rows, default=str, indent=1))
     if not args.no_cost:
         print("\ncost (cold pair cache; the faces pass timed again in this run, on a scratch workspace):")

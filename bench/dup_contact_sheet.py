@@ -30,7 +30,8 @@ from facesieve.select.samephoto import Cuts, grouped  # noqa: E402
 from facesieve.select.thresholds import (ANCHOR_MATCHES, ANCHOR_MOTION_CUT, ANCHOR_SCORE_CUT, COARSE_CUT, FACE_FIT_CUT,  # noqa: E402
                                          FACE_MATCHES, FACE_SCORE_CUT, HASH_BITS,
                                          HASH_SCORE_CUT, LONE_CUT, RARE_BITS, RARE_FLOOR, RARE_SCORE_CUT, RATIO_CUT, RATIO_SCORE_CUT,
-                                         SAME_PHOTO_CUT, SHOT_CUT, WEB_FLOOR, WEB_MATCHES, WEB_MOTION_CUT)
+                                         SAME_PHOTO_CUT, SHOT_CUT, WEB_FLOOR, WEB_MATCHES, WEB_MOTION_CUT,
+                                         WEB_SCORE_CUT, WEB_SCORE_FLOOR)
 
 
 def sheet(pairs: list[tuple[Path, Path, str]], cell: int = 96, cols: int = 4) -> Image.Image:
@@ -86,7 +87,7 @@ def main() -> int:
     copies, photos = labels(args.root, args.set)
     cuts = Cuts(SAME_PHOTO_CUT, args.cut, RATIO_SCORE_CUT, RATIO_CUT, LONE_CUT, HASH_SCORE_CUT, HASH_BITS, COARSE_CUT,
                 ANCHOR_SCORE_CUT, ANCHOR_MOTION_CUT, ANCHOR_MATCHES, FACE_SCORE_CUT, FACE_FIT_CUT, FACE_MATCHES,
-                RARE_SCORE_CUT, RARE_BITS, RARE_FLOOR, WEB_MOTION_CUT, WEB_FLOOR, WEB_MATCHES)
+                RARE_SCORE_CUT, RARE_BITS, RARE_FLOOR, WEB_MOTION_CUT, WEB_FLOOR, WEB_MATCHES, WEB_SCORE_CUT, WEB_SCORE_FLOOR)
     motion = (t["motion"], t["n_face"], t["n_back"], t["face_fit"])
     t = t[(t["relation"] != "same") & grouped(t["score"], t["ratio"], args.cut, cuts, t["hash_bits"], t["side"], motion, t["floor"])]
     t = t[~t["a"].isin(photos.copy_paths) & ~t["b"].isin(photos.copy_paths)].sort_values("score")
@@ -98,7 +99,8 @@ def main() -> int:
     print(f"{len(pairs)} pairs grouped (shot cut {args.cut}, ratio rule {RATIO_SCORE_CUT}/{RATIO_CUT}/{LONE_CUT}, hash rule {HASH_SCORE_CUT} at {HASH_BITS} bits, small-face cut {COARSE_CUT}, "
           f"face in its background {ANCHOR_SCORE_CUT}/{ANCHOR_MOTION_CUT}/{ANCHOR_MATCHES}, "
           f"face fit {FACE_SCORE_CUT}/{FACE_FIT_CUT}/{FACE_MATCHES}, rare hashes {RARE_SCORE_CUT} at {RARE_BITS} bits, floor {RARE_FLOOR}, "
-          f"background among web photos {WEB_MOTION_CUT}/{WEB_MATCHES} at floor {WEB_FLOOR}) -> {args.out}")
+          f"background among web photos {WEB_MOTION_CUT}/{WEB_MATCHES} at floor {WEB_FLOOR}, "
+          f"crop score among web photos {WEB_SCORE_CUT} at floor {WEB_SCORE_FLOOR}) -> {args.out}")
     return 0
 
 

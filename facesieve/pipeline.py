@@ -68,6 +68,8 @@ from facesieve.select.thresholds import (
     WEB_FLOOR,
     WEB_MATCHES,
     WEB_MOTION_CUT,
+    WEB_SCORE_CUT,
+    WEB_SCORE_FLOOR,
 )
 from facesieve.stages import LANDMARK_COLUMNS
 from facesieve.vectors import l2_normalise
@@ -230,6 +232,8 @@ def decide_settings(config: RunConfig) -> DecideSettings:
         web_motion=float(extra.get("web_motion_cut", WEB_MOTION_CUT)),
         web_floor=float(extra.get("web_floor", WEB_FLOOR)),
         web_matches=int(extra.get("web_matches", WEB_MATCHES)),
+        web_score=float(extra.get("web_score_cut", WEB_SCORE_CUT)),
+        web_score_floor=float(extra.get("web_score_floor", WEB_SCORE_FLOOR)),
         group_shots=mode == "shots",
         cross_identity=pick(config.cross_id_threshold, t and t.cross_identity) if config.dedup else None,
         identity_overlap=pick(config.overlap_threshold, t and t.identity_overlap) if config.dedup else None,

@@ -560,7 +560,13 @@ class Cuts:
     photo of a person shares no background with it, so a background that agrees at all is one
     photo re-published (re-cropped, recoloured: its face moves a little against the fit); in a
     fixed camera's series (a sitting, a video: low floors) the head moves that little between
-    shots, and the tight cut stays. 0: off."""
+    shots, and the tight cut stays. 0: off.
+
+    The crop score among photos from everywhere: where both faces' hash floors are at least
+    `web_score_floor`, a pair is one photo up to `web_score`. Web photos of a person from different
+    sources are far apart on the crop test (the shared web sets' closest distinct pairs score 0.03
+    and up, at 64 pixels as at full size), while a studio series' shots come as close as a re-save
+    and its floors are low. 0: off."""
 
     same_photo: float
     shot: float
@@ -582,6 +588,8 @@ class Cuts:
     web_motion: float = 0.0
     web_floor: float = 64.0
     web_matches: int = ANCHOR_MATCHES
+    web_score: float = 0.0
+    web_score_floor: float = 64.0
 
     def allowance(self, sides=None):
         """The factor the rare-hash and face-fit ceilings take on each pair's grid (sides: pair_side;
@@ -639,6 +647,9 @@ def grouped(scores, ratios, cut: float, cuts: Cuts, hash_bits=None, sides=None, 
         out |= (np.asarray(sides) <= COARSE_SIDE) & (s <= cuts.coarse)
     if motion is not None:
         out |= anchored(s, motion, cuts, hash_bits, sides, floors)
+    if floors is not None and cuts.web_score > 0:
+        with np.errstate(invalid="ignore"):
+            out |= (np.asarray(floors, np.float64) >= cuts.web_score_floor) & (s <= cuts.web_score)
     if hash_bits is not None and floors is not None and cuts.rare_bits >= 0:
         with np.errstate(invalid="ignore"):
             out |= (np.asarray(hash_bits) <= cuts.rare_bits) & (np.asarray(floors, np.float64) >= cuts.rare_floor) & (
@@ -882,7 +893,7 @@ class SamePhotoCheck:
         s = self.score(int(i), int(j))
         cuts = self.cuts or Cuts(self.cut, self.cut)
         if outright:
-            cuts = replace(cuts, ratio_score=0.0, lone=0.0, rare_bits=-1, web_motion=0.0)
+            cuts = replace(cuts, ratio_score=0.0, lone=0.0, rare_bits=-1, web_motion=0.0, web_score=0.0)
         bits = self.hash_bits(int(i), int(j))
         return bool(s <= cuts.same_photo or grouped([s], [self.ratio(int(i), int(j))], cuts.same_photo, cuts,
                                                     bits, [self.side(int(i), int(j))], floors=[self.floor(int(i), int(j))])[0]
@@ -900,7 +911,7 @@ class SamePhotoCheck:
         keypoints = self.anchor is not None
         return max(self.cut, c.ratio_score, c.lone, c.hash_score if c.hash_bits >= 0 else 0.0, c.coarse,
                    c.anchor_score if keypoints and (c.anchor_motion > 0 or c.web_motion > 0) else 0.0, c.face_score * c.most_allowance() if keypoints and c.face_fit > 0 else 0.0,
-                   c.rare_score * c.most_allowance() if c.rare_bits >= 0 else 0.0)
+                   c.rare_score * c.most_allowance() if c.rare_bits >= 0 else 0.0, c.web_score)
 
     def peek(self, i: int, j: int) -> tuple[bool, float]:
         """(grouped, score) of a pair, not counted in `grouped`. A pair above every rule's ceiling

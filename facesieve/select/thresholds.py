@@ -57,6 +57,11 @@ RARE_FLOOR = 18.0
 WEB_MOTION_CUT = 0.015
 WEB_FLOOR = 18.0
 WEB_MATCHES = 4
+# The crop score among photos from everywhere (samephoto.Cuts.web_score*): where both faces' hash
+# floors are at least WEB_SCORE_FLOOR, one photo also up to WEB_SCORE_CUT (0: off). Chosen with the
+# cuts above (bench/bench_duplicates.py).
+WEB_SCORE_CUT = 0.02
+WEB_SCORE_FLOOR = 20.0
 # Candidate pairs: besides each face's nearest faces by cosine, faces whose whole-image hashes are
 # within this many bits (neardup.hash_pairs), whatever their cosine. Not a decision (the crop test
 # decides): a wider net for copies whose face the embedder misreads.

@@ -98,6 +98,19 @@ def test_the_web_motion_takes_the_highest_floor_that_keeps_the_copies_and_no_dis
     assert bench.choose_cuts([web_table(distinct_floor=12.0)], web_rule=False)[17:20] == bench.WEB_OFF
 
 
+def test_the_web_score_takes_the_highest_floor_that_keeps_its_copies():
+    """Copies at a crop score of 0.012 in identities whose floors are 22, distinct pairs at 0.012
+    in a series at floor 14: the web score cut takes the copies at the highest floor that keeps
+    them (the grid's highest at or under 22) and the smallest cut that reaches them (0.0125);
+    without the rule, off."""
+    t = training_table(fit_at_015=0, fit_at_025=0)
+    rows = copies(6, score=0.012, floor=22.0) + [{"relation": "distinct", "score": 0.012, "floor": 14.0} for _ in range(6)]
+    t = pd.concat([t, pair_table(rows, 0)], ignore_index=True)
+    t.attrs["originals"] = 300
+    assert bench.choose_cuts([t])[20:22] == (0.0125, float(max(f for f in bench.WEB_FLOOR_GRID if f <= 22)))
+    assert bench.choose_cuts([t], web_score_rule=False)[20:22] == bench.WEB_SCORE_OFF
+
+
 def test_a_root_built_with_another_seed_is_refused(tmp_path, monkeypatch):
     """Figures for seed 1 read from a root injected with seed 0 would be seed 0's: refused, with
     the seed the root holds; the same seed and share go on (its faces pass is not run here)."""

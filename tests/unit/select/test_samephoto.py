@@ -591,6 +591,21 @@ def test_the_background_test_is_looser_among_web_photos_only():
     assert anchored(s, motion, alone, floors=floors).tolist() == [True, False, False, False, False, False, False]
 
 
+def test_the_crop_score_is_looser_among_web_photos_only():
+    """Up to the web score cut a pair is one photo where both faces' hash floors reach the web
+    floor (web photos of a person from different sources are far apart on the crop test); under
+    a low floor (a studio series, whose shots score as close as re-saves) the plain cut stays, and
+    so it does where the floors are unknown or the rule is off."""
+    from facesieve.select.samephoto import Cuts, grouped
+
+    cuts = Cuts(0.0065, 0.0065, web_score=0.02, web_score_floor=20.0)
+    s = np.array([0.015, 0.015, 0.025, 0.005, 0.015])
+    floors = np.array([22.0, 12.0, 22.0, 4.0, np.nan])
+    assert grouped(s, np.full(5, np.nan), 0.0065, cuts, floors=floors).tolist() == [True, False, False, True, False]
+    assert grouped(s, np.full(5, np.nan), 0.0065, cuts).tolist() == [False, False, False, True, False]
+    assert grouped(s, np.full(5, np.nan), 0.0065, Cuts(0.0065, 0.0065), floors=floors).tolist() == [False, False, False, True, False]
+
+
 def test_the_check_takes_the_web_motion_from_each_pairs_floors_and_not_outright():
     """SamePhotoCheck asks the keypoint test about a pair up to the background ceiling and groups
     it by the web motion where the lower of its faces' hash floors is high; `outright` (a lone
@@ -612,6 +627,13 @@ def test_the_check_takes_the_web_motion_from_each_pairs_floors_and_not_outright(
     assert check(2, 3) == (False, 0.02)  # face 3's identity keeps its photos close: a fixed camera's series
     assert check.same_photo(0, 1) and not check.same_photo(0, 1, outright=True)
     assert check.anchored == 0  # both answers came from `motions`
+    # the crop score among web photos: the same floors decide, and not outright either
+    web = Cuts(0.0065, 0.0065, web_score=0.02, web_score_floor=20.0)
+    plain = SamePhotoCheck(FaceViews(crops, np.ones(n)), np.arange(n), keys, 0.0065, cuts=web)
+    plain.floors = check.floors
+    plain.cache.update({("k0", "k1"): 0.015, ("k2", "k3"): 0.015})
+    assert plain(0, 1) == (True, 0.015) and plain(2, 3) == (False, 0.015)
+    assert plain.same_photo(0, 1) and not plain.same_photo(0, 1, outright=True)
 
 
 # ---------------------------------------------------------------- tight crops: the spectrum net
