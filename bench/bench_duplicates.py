@@ -581,13 +581,13 @@ def fmt_kinds(by_kind: dict) -> str:
 
 def cost(root: Path, name: str, repeat: int = 2) -> dict:
     """Duplicate stage from a cold pair cache, beside the faces pass of the same set; the shipped
-    rule against the same without the keypoint tests (`anchor_motion_cut` and `face_fit_cut` 0), alternating,
+    rule against the same without the keypoint tests (`anchor_motion_cut`, `web_motion_cut` and `face_fit_cut` 0), alternating,
     `repeat` times each, best of each."""
     from facesieve import pipeline as pl
 
     runs: dict[str, list] = {"on": [], "off": []}
     for _ in range(repeat):
-        for label, extra in (("off", {"anchor_motion_cut": 0.0, "face_fit_cut": 0.0}), ("on", {})):
+        for label, extra in (("off", {"anchor_motion_cut": 0.0, "face_fit_cut": 0.0, "web_motion_cut": 0.0}), ("on", {})):
             config = set_config(root, name, extra=extra)
             frame, fvec, _ = faces_pass(config)
             # every version's pair file is set aside: a run takes an older version's keypoint answers
