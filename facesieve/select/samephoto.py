@@ -36,9 +36,8 @@ import numpy as np
 
 from facesieve.select.thresholds import ANCHOR_MATCHES, FACE_MATCHES
 
-__all__ = ["FaceViews", "pair_scores", "face_scale", "pair_side", "Cuts", "classify", "grouped", "neighbour_ratio", "DISTINCT", "SHOT", "SAME_PHOTO", "SCORE_VERSION", "KEYPOINTS_FROM"]
+__all__ = ["FaceViews", "pair_scores", "face_scale", "pair_side", "Cuts", "grouped", "neighbour_ratio", "SCORE_VERSION", "KEYPOINTS_FROM"]
 
-DISTINCT, SHOT, SAME_PHOTO = 0, 1, 2
 SCORE_VERSION = "samephoto-v6"  # part of the cache key of stored pair scores (v6: sampled in float32)
 # the version before: a workspace holding only its pair file has every pair scored again (v5's scores
 # differ by ~1e-7, a few ill-posed pairs by more) but keeps its keypoint answers (they read the images)
@@ -681,13 +680,6 @@ def _hash_close(hash_bits, cuts: Cuts):
     if hash_bits is None or cuts.hash_bits < 0:
         return False
     return np.asarray(hash_bits) <= cuts.hash_bits
-
-
-def classify(scores: np.ndarray, cuts: Cuts, ratios=None, hash_bits=None, sides=None, motion=None) -> np.ndarray:
-    s = np.asarray(scores, np.float64)
-    r = np.full(s.shape, np.nan) if ratios is None else np.asarray(ratios, np.float64)
-    by_ratio = grouped(s, r, -1.0, cuts, hash_bits, sides, motion)
-    return np.where((s <= cuts.same_photo) | by_ratio, SAME_PHOTO, np.where(s <= cuts.shot, SHOT, DISTINCT))
 
 
 class SamePhotoCheck:
