@@ -606,6 +606,60 @@ def test_the_crop_score_is_looser_among_web_photos_only():
     assert grouped(s, np.full(5, np.nan), 0.0065, Cuts(0.0065, 0.0065), floors=floors).tolist() == [False, False, False, True, False]
 
 
+def test_on_real_photos_the_web_score_takes_a_republication_and_no_studio_shot(shared_data):
+    """Real photos, the rule's own inputs (crop scores and hash floors through the real faces
+    stage). A pins_web person at 64 pixels: a README same-photo pair (one photo re-published,
+    re-cropped) scores above the plain cut but within the web score cut, its faces' floors are
+    web-like, and the web score groups it; no other pair of the person's 40 photos scores that low
+    (the other README pairs aside). ORL's close shots of one sitting score as low, but their floors
+    are a studio's, and the shipped rule groups none of them by the web score."""
+    import cv2
+
+    from facesieve.select.neardup import hash_floors
+    from facesieve.select.samephoto import Cuts, grouped
+    from facesieve.select.thresholds import WEB_SCORE_CUT, WEB_SCORE_FLOOR
+
+    def small(path):
+        rgb = load_rgb(path)
+        f = 64 / max(rgb.shape[:2])
+        out = io.BytesIO()
+        Image.fromarray(cv2.resize(rgb, (round(rgb.shape[1] * f), round(rgb.shape[0] * f)), interpolation=cv2.INTER_AREA)).save(out, "PNG")
+        return out.getvalue()
+
+    files = sorted((shared_data / "pins_web" / "Chris_Evans").glob("*.jpg"))
+    names = [f.stem.split("Evans")[1] for f in files]
+    views = faces_of([(f.name + ".png", small(f)) for f in files])
+    floors = hash_floors(views.hashes, np.zeros(len(files), int))
+    i, j = np.triu_indices(len(files), 1)
+    scores = pair_scores(views, i, j)
+    low = np.minimum(floors[i], floors[j])
+    readme = {frozenset(p) for p in (("10_1110", "135_1134"), ("122_1129", "140_1136"), ("160_1142", "162_1144"))}
+    listed = np.array([frozenset((names[a], names[b])) in readme for a, b in zip(i, j)])
+    pair = np.flatnonzero([frozenset((names[a], names[b])) == frozenset(("122_1129", "140_1136")) for a, b in zip(i, j)])[0]
+    assert SAME_PHOTO_CUT < scores[pair] <= WEB_SCORE_CUT
+    assert low[pair] >= 18.0  # web-like: this person's photos sit 18 bits apart and more
+    web = Cuts(SAME_PHOTO_CUT, SAME_PHOTO_CUT, web_score=WEB_SCORE_CUT, web_score_floor=18.0)
+    assert grouped(scores[[pair]], [np.nan], SAME_PHOTO_CUT, web, floors=low[[pair]])[0]
+    assert not grouped(scores[[pair]], [np.nan], SAME_PHOTO_CUT, Cuts(SAME_PHOTO_CUT, SAME_PHOTO_CUT), floors=low[[pair]])[0]
+    assert (scores[~listed] > WEB_SCORE_CUT).all()
+
+    orl = sorted((shared_data / "orl_att40").glob("s0*/*.pgm"))
+    views = faces_of([(f.parent.name + f.name, str(f)) for f in orl])
+    ids = np.array([f.parent.name for f in orl])
+    floors = hash_floors(views.hashes, ids)
+    i, j = np.triu_indices(len(orl), 1)
+    i, j = i[ids[i] == ids[j]], j[ids[i] == ids[j]]
+    scores = pair_scores(views, i, j)
+    low = np.minimum(floors[i], floors[j])
+    close = scores <= WEB_SCORE_CUT
+    assert close.sum() >= 5  # a sitting's shots come as close as the web score cut
+    assert (low[close] < min(18.0, WEB_SCORE_FLOOR)).all()  # ... and their floors are a studio's
+    shipped = Cuts(SAME_PHOTO_CUT, SAME_PHOTO_CUT, web_score=WEB_SCORE_CUT, web_score_floor=WEB_SCORE_FLOOR)
+    plain = Cuts(SAME_PHOTO_CUT, SAME_PHOTO_CUT)
+    nan = np.full(len(scores), np.nan)
+    assert (grouped(scores, nan, SAME_PHOTO_CUT, shipped, floors=low) == grouped(scores, nan, SAME_PHOTO_CUT, plain, floors=low)).all()
+
+
 def test_the_check_takes_the_web_motion_from_each_pairs_floors_and_not_outright():
     """SamePhotoCheck asks the keypoint test about a pair up to the background ceiling and groups
     it by the web motion where the lower of its faces' hash floors is high; `outright` (a lone
