@@ -309,6 +309,13 @@ WEB_SCORE_OFF = (0.0, 64.0)
 MOTION = ("motion", "n_face", "n_back", "face_fit")  # the keypoint test's answer, as anchor.face_motion gives it
 
 
+def _within_own_gain(found: list, n0: int):
+    """Of the rules `found` ((training copies grouped, preference key) each), the first by key among
+    those within RARE_SLACK of the most copies any of them adds to the n0 grouped without them."""
+    most = max(n for n, _ in found)
+    return min(k for n, k in found if n >= most - RARE_SLACK * (most - n0))
+
+
 def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: bool = True, coarse_rule: bool = True,
                 anchor_rule: bool = True, face_rule: bool = True, rare_rule: bool = True, web_rule: bool = True,
                 web_score_rule: bool = True) -> tuple:
@@ -328,10 +335,12 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
     (without `web_rule` or the background test: off): a looser motion cut where both faces' hash
     floors are high, at the background test's ceiling; of the rules adding no training distinct
     pair, those within RARE_SLACK of the copies the rule adds at most (as rare hashes: a rule keyed
-    on the hash floor), then the highest floor, the smallest motion, the most matches.
+    on the hash floor), then the highest floor, the smallest motion, the most matches. Then the crop
+    score among web photos (without `web_score_rule`: off), the same way: the highest floor, then
+    the smallest cut.
     Returns (same photo, shot, ratio score, ratio, lone, hash score, hash bits, small-face, anchor
     score, anchor motion, anchor matches, face score, face fit, face matches, rare score, rare bits,
-    rare floor, web motion, web floor, web matches)."""
+    rare floor, web motion, web floor, web matches, web score, web score floor)."""
     from facesieve.select.samephoto import Cuts, grouped
 
     score = np.concatenate([t["score"].to_numpy() for t in tables])
@@ -422,8 +431,7 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
                     if (g & distinct).sum() <= bad0 and (g & same).sum() > n0:
                         found.append((int((g & same).sum()), (r_s, r_b, -r_f)))
         if found:
-            most = max(n for n, _ in found)
-            r_s, r_b, neg_f = min(k for n, k in found if n >= most - RARE_SLACK * (most - n0))
+            r_s, r_b, neg_f = _within_own_gain(found, n0)
             rare = (r_s, r_b, float(-neg_f))
     # last the face's own fit: of the rules that add no training distinct pair, the one with the most
     # training copies (no SLACK: on every shared set no distinct pair fits as one face at any of the
@@ -458,8 +466,7 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
                     if (g & distinct).sum() <= bad0 and (g & same).sum() > n0:
                         found.append((int((g & same).sum()), (-w_f, w_m, -w_k)))
         if found:
-            most = max(n for n, _ in found)
-            neg_f, w_m, neg_k = min(k for n, k in found if n >= most - RARE_SLACK * (most - n0))
+            neg_f, w_m, neg_k = _within_own_gain(found, n0)
             web = (w_m, float(-neg_f), -neg_k)
     # then the crop score among web photos, the same way (the highest floor, then the smallest cut)
     web_score = WEB_SCORE_OFF
@@ -474,8 +481,7 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
                 if (g & distinct).sum() <= bad0 and (g & same).sum() > n0:
                     found.append((int((g & same).sum()), (-w_f, w_s)))
         if found:
-            most = max(n for n, _ in found)
-            neg_f, w_s = min(k for n, k in found if n >= most - RARE_SLACK * (most - n0))
+            neg_f, w_s = _within_own_gain(found, n0)
             web_score = (w_s, float(-neg_f))
     # then the shot cut: the same choice (within the shot budget, the tightest within SLACK of the most)
     shots = [(int((g & same).sum()), float(c)) for c in GRID[GRID >= c0]

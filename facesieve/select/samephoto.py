@@ -889,7 +889,7 @@ class SamePhotoCheck:
         bits = self.hash_bits(int(i), int(j))
         return bool(s <= cuts.same_photo or grouped([s], [self.ratio(int(i), int(j))], cuts.same_photo, cuts,
                                                     bits, [self.side(int(i), int(j))], floors=[self.floor(int(i), int(j))])[0]
-                    or self._anchored(int(i), int(j), s, bits, cuts if self.cuts is not None else None))
+                    or self._anchored(int(i), int(j), s, bits, cuts))
 
     def __call__(self, i: int, j: int) -> tuple[bool, float]:
         ok, s = self.peek(i, j)
