@@ -14,6 +14,7 @@ docs/thresholds.md for what the printed tables mean.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import json
 import sys
 import time
@@ -306,6 +307,10 @@ WEB_MATCHES_GRID = ANCHOR_MATCHES_GRID
 WEB_OFF = (0.0, 64.0, ANCHOR_MATCHES_GRID[0])
 WEB_SCORE_GRID = (0.0075, 0.01, 0.0125, 0.015, 0.02, 0.025, 0.03)  # the crop score among web photos (Cuts.web_score)
 WEB_SCORE_OFF = (0.0, 64.0)
+# the whole image among web photos (Cuts.web_hash_*): bits, floor (WEB_FLOOR_GRID), keypoint matches
+WEB_HASH_BITS_GRID = RARE_BITS_GRID
+WEB_HASH_MATCHES_GRID = ANCHOR_MATCHES_GRID
+WEB_HASH_OFF = (-1, 64.0, ANCHOR_MATCHES_GRID[0])
 MOTION = ("motion", "n_face", "n_back", "face_fit")  # the keypoint test's answer, as anchor.face_motion gives it
 
 
@@ -318,7 +323,7 @@ def _within_own_gain(found: list, n0: int):
 
 def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: bool = True, coarse_rule: bool = True,
                 anchor_rule: bool = True, face_rule: bool = True, rare_rule: bool = True, web_rule: bool = True,
-                web_score_rule: bool = True) -> tuple:
+                web_score_rule: bool = True, web_hash_rule: bool = True) -> tuple:
     """The cuts that group the most training copies with the distinct pairs grouped within the
     budgets, pooled: (same photo, shot, ratio score, ratio, lone, hash score, hash bits). Without
     `ratio_rule`, the largest plain cuts (the neighbour-ratio rule off); without `hash_rule`, the
@@ -337,10 +342,13 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
     pair, those within RARE_SLACK of the copies the rule adds at most (as rare hashes: a rule keyed
     on the hash floor), then the highest floor, the smallest motion, the most matches. Then the crop
     score among web photos (without `web_score_rule`: off), the same way: the highest floor, then
-    the smallest cut.
+    the smallest cut. Then the whole-image hash among web photos, whatever the crop score (without
+    `web_hash_rule` or the keypoint test: off), the same way but ordered as rare hashes are: the
+    fewest bits, then the highest floor, then the most matches.
     Returns (same photo, shot, ratio score, ratio, lone, hash score, hash bits, small-face, anchor
     score, anchor motion, anchor matches, face score, face fit, face matches, rare score, rare bits,
-    rare floor, web motion, web floor, web matches, web score, web score floor)."""
+    rare floor, web motion, web floor, web matches, web score, web score floor, web hash bits, web
+    hash floor, web hash matches)."""
     from facesieve.select.samephoto import Cuts, grouped
 
     score = np.concatenate([t["score"].to_numpy() for t in tables])
@@ -357,7 +365,7 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
         same_cut = GRID[below <= SAME_BUDGET].max(initial=GRID[0])
         shot = GRID[below <= SHOT_BUDGET].max(initial=same_cut)
         return (float(same_cut), float(max(shot, same_cut)), 0.0, 0.0, 0.0, 0.0, -1, 0.0, 0.0, 0.0, ANCHOR_MATCHES_GRID[0], 0.0, 0.0,
-                FACE_MATCHES_GRID[0], 0.0, -1, 64.0, *WEB_OFF, *WEB_SCORE_OFF)
+                FACE_MATCHES_GRID[0], 0.0, -1, 64.0, *WEB_OFF, *WEB_SCORE_OFF, *WEB_HASH_OFF)
     found = []  # the same-photo rules within the tighter budget, with the training copies each finds
     for c0 in GRID[below <= SAME_BUDGET]:
         for c1 in (RATIO_SCORE_GRID if ratio_rule else (0.0,)):
@@ -483,14 +491,32 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
         if found:
             neg_f, w_s = _within_own_gain(found, n0)
             web_score = (w_s, float(-neg_f))
+    # then the whole image among web photos, the same way but ordered as rare hashes are (the fewest
+    # bits, then the highest floor, then the most matches)
+    web_hash = WEB_HASH_OFF
+    if web_hash_rule and anchor_rule:
+        before = Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare, *web, *web_score)
+        base = grouped(score, ratio, c0, before, bits, sides, motion, floors)
+        n0, bad0 = int((base & same).sum()), int((base & distinct).sum())
+        found = []
+        for w_b in WEB_HASH_BITS_GRID:
+            for w_f in WEB_FLOOR_GRID:
+                for w_k in WEB_HASH_MATCHES_GRID:
+                    c = replace(before, web_hash_bits=w_b, web_hash_floor=float(w_f), web_hash_matches=w_k)
+                    g = grouped(score, ratio, c0, c, bits, sides, motion, floors)
+                    if (g & distinct).sum() <= bad0 and (g & same).sum() > n0:
+                        found.append((int((g & same).sum()), (w_b, -w_f, -w_k)))
+        if found:
+            w_b, neg_f, neg_k = _within_own_gain(found, n0)
+            web_hash = (w_b, float(-neg_f), -neg_k)
     # then the shot cut: the same choice (within the shot budget, the tightest within SLACK of the most)
     shots = [(int((g & same).sum()), float(c)) for c in GRID[GRID >= c0]
-             for g in [grouped(score, ratio, c, Cuts(c0, c, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare, *web, *web_score), bits, sides, motion,
-                               floors)]
+             for g in [grouped(score, ratio, c, Cuts(c0, c, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare, *web, *web_score, *web_hash), bits,
+                               sides, motion, floors)]
              if (g & distinct).sum() <= SHOT_BUDGET * originals]
     most = max((n for n, _ in shots), default=0)
     shot = min((c for n, c in shots if n >= most - SLACK * same.sum()), default=c0)
-    return (c0, shot, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare, *web, *web_score)
+    return (c0, shot, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare, *web, *web_score, *web_hash)
 
 
 # ---------------------------------------------------------------- scoring a run
@@ -507,7 +533,9 @@ def run_set(root: Path, name: str, cuts: tuple, mode: str) -> pd.DataFrame:
                                                             "face_score_cut": cuts[11], "face_fit_cut": cuts[12], "face_matches": cuts[13],
                                                             "rare_score_cut": cuts[14], "rare_bits": cuts[15], "rare_floor": cuts[16],
                                                             "web_motion_cut": cuts[17], "web_floor": cuts[18], "web_matches": cuts[19],
-                                                            "web_score_cut": cuts[20], "web_score_floor": cuts[21]})
+                                                            "web_score_cut": cuts[20], "web_score_floor": cuts[21],
+                                                            "web_hash_bits": cuts[22], "web_hash_floor": cuts[23],
+                                                            "web_hash_matches": cuts[24]})
     frame, fvec, _ = faces_pass(config)
     d = pl.decide_all(frame, fvec, config, None)
     return pl.build_manifest(frame, d.decisions)
@@ -587,13 +615,14 @@ def fmt_kinds(by_kind: dict) -> str:
 
 def cost(root: Path, name: str, repeat: int = 2) -> dict:
     """Duplicate stage from a cold pair cache, beside the faces pass of the same set; the shipped
-    rule against the same without the keypoint tests (`anchor_motion_cut`, `web_motion_cut` and `face_fit_cut` 0), alternating,
+    rule against the same without the keypoint tests (`anchor_motion_cut`, `web_motion_cut` and `face_fit_cut` 0,
+    `web_hash_bits` -1), alternating,
     `repeat` times each, best of each."""
     from facesieve import pipeline as pl
 
     runs: dict[str, list] = {"on": [], "off": []}
     for _ in range(repeat):
-        for label, extra in (("off", {"anchor_motion_cut": 0.0, "face_fit_cut": 0.0, "web_motion_cut": 0.0}), ("on", {})):
+        for label, extra in (("off", {"anchor_motion_cut": 0.0, "face_fit_cut": 0.0, "web_motion_cut": 0.0, "web_hash_bits": -1}), ("on", {})):
             config = set_config(root, name, extra=extra)
             frame, fvec, _ = faces_pass(config)
             # every version's pair file is set aside: a run takes an older version's keypoint answers
@@ -622,7 +651,9 @@ RULES = {"all": (True, True, True, True, True, True), "no-rare": (True, True, Tr
          "no-face": (True, True, True, True, False, False), "no-anchor": (True, True, True, False, False, False),
          "hash": (True, True, False, False, False, False), "ratio": (True, False, False, False, False, False),
          "plain": (False, False, False, False, False, False), "plain+hash": (False, True, False, False, False, False),
-         "no-web": (True, True, True, True, True, True, False, False), "no-web-score": (True, True, True, True, True, True, True, False)}
+         "no-web": (True, True, True, True, True, True, False, False, False),
+         "no-web-score": (True, True, True, True, True, True, True, False, False),
+         "no-web-hash": (True, True, True, True, True, True, True, True, False)}
 
 
 def main() -> int:
@@ -641,7 +672,9 @@ def main() -> int:
                          "background either; hash: without the "
                          "small-face cut either; ratio: without the hash rule too; plain: the plain cuts only; "
                          "plain+hash: the plain cuts and the hash rule; no-web: the shipped rule without the background "
-                         "test's looser motion among web photos")
+                         "test's looser motion among web photos (nor the two rules after it); no-web-score: without the crop "
+                         "score among web photos (nor the hash among them); no-web-hash: without the whole-image hash among "
+                         "web photos")
     ap.add_argument("--seeds", default=None,
                     help="several injection seeds, e.g. 0,1,2: the whole leave-one-set-out run for each, seed N under "
                          "ROOT/seed-N, then each left-out figure per seed and their mean (a rule is judged on all of them)")
@@ -700,7 +733,7 @@ def loso(root: Path, seed: int, args) -> dict:
     # the 64-pixel versions are held out together with their source set (same photos at another size)
     family = {n: SMALL.get(n, n) for n in names}
     print("\nLEAVE-ONE-SET-OUT (cuts chosen on the other sets; figures on the left-out set only)")
-    print("| left out | cuts same/shot/ratio score/ratio/lone/hash score/hash bits/small-face/anchor score/motion/matches/face score/fit/matches/rare score/bits/floor/web motion/floor/matches/web score/floor | copies | no face | recall (copies mode) | recall (default) | per kind (default) | "
+    print("| left out | cuts same/shot/ratio score/ratio/lone/hash score/hash bits/small-face/anchor score/motion/matches/face score/fit/matches/rare score/bits/floor/web motion/floor/matches/web score/floor/web hash bits/floor/matches | copies | no face | recall (copies mode) | recall (default) | per kind (default) | "
           "distinct merged / photos lost (copies) | distinct merged / photos lost (default) | README same | bursts (default / copies) |")
     rows = []
     for n in names:
@@ -733,7 +766,7 @@ def loso(root: Path, seed: int, args) -> dict:
           "ratio score {:.4g}, ratio {:.4g}, lone {:.4g}, hash score {:.4g}, hash bits {}, small-face {:.4g}, "
           "anchor score {:.4g}, anchor motion {:.4g}, anchor matches {}, face score {:.4g}, face fit {:.4g}, face matches {}, "
           "rare score {:.4g}, rare bits {}, rare floor {:.4g}, web motion {:.4g}, web floor {:.4g}, web matches {}, "
-          "web score {:.4g}, web score floor {:.4g}".format(*final))
+          "web score {:.4g}, web score floor {:.4g}, web hash bits {}, web hash floor {:.4g}, web hash matches {}".format(*final))
     (root / "loso.json").write_text(json.dumps(rows, default=str, indent=1))
     if not args.no_cost:
         print("\ncost (cold pair cache; the faces pass timed again in this run, on a scratch workspace):")

@@ -15,7 +15,8 @@ import pandas as pd
 from facesieve.select.subset import select_subset
 from facesieve.select.thresholds import (ANCHOR_MATCHES, ANCHOR_MOTION_CUT, ANCHOR_SCORE_CUT, COARSE_CUT, FACE_FIT_CUT, FACE_MATCHES, FACE_SCORE_CUT, HASH_BITS, HASH_SCORE_CUT, LONE_CUT, PAIR_HASH_BITS, PAIR_NEAREST, PAIR_VIEW_NEAREST, RATIO_CUT, RATIO_SCORE_CUT,
                                          RARE_BITS, RARE_FLOOR, RARE_SCORE_CUT, SAME_PHOTO_CUT, SHOT_CUT,
-                                         WEB_FLOOR, WEB_MATCHES, WEB_MOTION_CUT, WEB_SCORE_CUT, WEB_SCORE_FLOOR)
+                                         WEB_FLOOR, WEB_HASH_BITS, WEB_HASH_FLOOR, WEB_HASH_MATCHES, WEB_MATCHES, WEB_MOTION_CUT, WEB_SCORE_CUT,
+                                         WEB_SCORE_FLOOR)
 from facesieve.vectors import l2_normalise
 
 KEEP, REMOVE, REVIEW, ERROR = "keep", "remove", "review", "error"
@@ -58,6 +59,9 @@ class DecideSettings:
     web_matches: int = WEB_MATCHES
     web_score: float = WEB_SCORE_CUT  # the crop score among web photos (samephoto.Cuts.web_score*); 0: off
     web_score_floor: float = WEB_SCORE_FLOOR
+    web_hash_bits: int = WEB_HASH_BITS  # the whole-image hash among web photos (samephoto.Cuts.web_hash_*); -1: off
+    web_hash_floor: float = WEB_HASH_FLOOR
+    web_hash_matches: int = WEB_HASH_MATCHES
     group_shots: bool = True
     cross_identity: float | None = None  # cosine threshold; None = no cross-identity pass
     identity_overlap: float | None = None
@@ -77,7 +81,8 @@ class DecideSettings:
                     self.hash_score_cut, self.hash_bits, self.coarse_cut, self.anchor_score, self.anchor_motion,
                     self.anchor_matches, self.face_score, self.face_fit, self.face_matches, self.rare_score,
                     self.rare_bits, self.rare_floor, self.web_motion, self.web_floor, self.web_matches,
-                    self.web_score, self.web_score_floor)
+                    self.web_score, self.web_score_floor, self.web_hash_bits, self.web_hash_floor,
+                    self.web_hash_matches)
 
 
 def quality_weights(quality: np.ndarray) -> np.ndarray:

@@ -565,7 +565,17 @@ class Cuts:
     `web_score_floor`, a pair is one photo up to `web_score`. Web photos of a person from different
     sources are far apart on the crop test (the shared web sets' closest distinct pairs score 0.03
     and up, at 64 pixels as at full size), while a studio series' shots come as close as a re-save
-    and its floors are low. 0: off."""
+    and its floors are low. 0: off.
+
+    The whole image among photos from everywhere: where both faces' hash floors are at least
+    `web_hash_floor`, a pair whose images' hashes differ in at most `web_hash_bits` bits and whose
+    images share keypoints around the face as on it (the background test's matches, at least
+    `web_hash_matches` in each region, wherever the face moved) is one photo whatever its crop
+    score. A re-published web photo keeps its whole image and its hash while the crop test can fail
+    it: a face filling the frame, drawn or covered by a hand, whose landmarks the detector places
+    another way on the copy (crop scores up to 0.13 seen, cosines down to 0.39); another web photo
+    of the person sits 16-30 bits away and shares no background. A tight studio crop (yaleB, whose
+    lighting spreads its hashes as widely as a web set's) has no background to share. -1 bits: off."""
 
     same_photo: float
     shot: float
@@ -589,6 +599,9 @@ class Cuts:
     web_matches: int = ANCHOR_MATCHES
     web_score: float = 0.0
     web_score_floor: float = 64.0
+    web_hash_bits: int = -1
+    web_hash_floor: float = 64.0
+    web_hash_matches: int = ANCHOR_MATCHES
 
     def allowance(self, sides=None):
         """The factor the rare-hash and face-fit ceilings take on each pair's grid (sides: pair_side;
@@ -656,11 +669,22 @@ def grouped(scores, ratios, cut: float, cuts: Cuts, hash_bits=None, sides=None, 
     return out
 
 
+def _web_hash(hash_bits, floors, cuts: Cuts):
+    """Whether each pair is within the whole-image hash rule among web photos (Cuts.web_hash_*: bits
+    and floors; its keypoint matches aside), False where the bits or floors are unknown or the rule
+    is off."""
+    if hash_bits is None or floors is None or cuts.web_hash_bits < 0:
+        return False
+    with np.errstate(invalid="ignore"):
+        return (np.asarray(hash_bits, np.float64) <= cuts.web_hash_bits) & (np.asarray(floors, np.float64) >= cuts.web_hash_floor)
+
+
 def anchored(scores, motion, cuts: Cuts, hash_bits=None, sides=None, floors=None) -> np.ndarray:
     """Pairs one photo by the face in its background (Cuts.anchor_*; Cuts.web_* where both faces'
-    hash floors are high) or by their face's own fit (Cuts.face_*: up to the face score cut, with
-    the small-face allowance on a coarse grid, or at any score within the hash bits); motion,
-    hash_bits, sides and floors as in `grouped`. A rule whose cut is 0 is off."""
+    hash floors are high), by their face's own fit (Cuts.face_*: up to the face score cut, with
+    the small-face allowance on a coarse grid, or at any score within the hash bits) or by their
+    whole images among web photos (Cuts.web_hash_*: at any score); motion, hash_bits, sides and
+    floors as in `grouped`. A rule whose cut is 0 (bits -1) is off."""
     move, n_face, n_back, err = (np.asarray(m, np.float64) for m in motion)
     s = np.asarray(scores, np.float64)
     with np.errstate(invalid="ignore"):
@@ -671,7 +695,8 @@ def anchored(scores, motion, cuts: Cuts, hash_bits=None, sides=None, floors=None
                 n_back >= cuts.web_matches) & (np.asarray(floors, np.float64) >= cuts.web_floor)
         face = ((s <= cuts.face_score * cuts.allowance(sides)) | _hash_close(hash_bits, cuts)) & (err <= cuts.face_fit) & (
             n_face >= cuts.face_matches)
-    return back | (face & (cuts.face_fit > 0))
+        whole = _web_hash(hash_bits, floors, cuts) & (n_face >= cuts.web_hash_matches) & (n_back >= cuts.web_hash_matches)
+    return back | (face & (cuts.face_fit > 0)) | whole
 
 
 def _hash_close(hash_bits, cuts: Cuts):
@@ -760,7 +785,8 @@ class SamePhotoCheck:
     def _prefetch_motions(self, keys: list, ij: list) -> None:
         """The keypoint test of the pairs, not yet answered, that it may be asked about (score above
         the grouping cut, within Cuts.anchor_score or face_score, or any score where the images'
-        hashes are within Cuts.hash_bits and the face fit is on), run by the threads side by side
+        hashes are within Cuts.hash_bits and the face fit is on, or within Cuts.web_hash_bits among web
+        photos), run by the threads side by side
         instead of one pair at a time when asked. A pair another rule groups is looked at too: a
         few more tests (about 1% on the 10k bench) for a stage that then runs on every core."""
         bits = [None] * len(ij)
@@ -770,7 +796,7 @@ class SamePhotoCheck:
             pairs = np.asarray(ij, np.int64).reshape(-1, 2)
             bits = hash_distance(self.hashes, pairs[:, 0], pairs[:, 1]).tolist()
         self._answer({k: rows for k, rows, b in zip(keys, ij, bits)
-                      if self.cut < self.cache[k] and self._may_anchor(self.cache[k], b, self.side(*rows))})
+                      if self.cut < self.cache[k] and self._may_anchor(self.cache[k], b, self.side(*rows), floor=self.floor(*rows))})
 
     def answer_motions(self, pairs) -> None:
         """The keypoint test of every (i, j) in `pairs` (file rows) not answered yet, on the threads,
@@ -854,26 +880,28 @@ class SamePhotoCheck:
             self.anchored += 1
         return m
 
-    def _may_anchor(self, s: float, bits=None, side=None, cuts: Cuts | None = None) -> bool:
-        """Whether the keypoint rules (the face in its background, its face's own fit) are on and
-        one could decide a pair of score s whose images' hashes are `bits` apart, compared on a grid
-        of `side` (None: unknown), under `cuts` (None: the check's)."""
+    def _may_anchor(self, s: float, bits=None, side=None, cuts: Cuts | None = None, floor: float = float("nan")) -> bool:
+        """Whether the keypoint rules (the face in its background, its face's own fit, the whole
+        image among web photos) are on and one could decide a pair of score s whose images' hashes
+        are `bits` apart, compared on a grid of `side` (None: unknown), its faces' lower hash floor
+        `floor`, under `cuts` (None: the check's)."""
         cuts = self.cuts if cuts is None else cuts
         if self.anchor is None or cuts is None:
             return False
         allowance = cuts.most_allowance() if side is None or side <= COARSE_SIDE else 1.0
         return bool(((cuts.anchor_motion > 0 or cuts.web_motion > 0) and s <= cuts.anchor_score)
-                    or (cuts.face_fit > 0 and (s <= cuts.face_score * allowance or bool(_hash_close(bits, cuts)))))
+                    or (cuts.face_fit > 0 and (s <= cuts.face_score * allowance or bool(_hash_close(bits, cuts))))
+                    or bool(_web_hash(bits, floor, cuts)))
 
     def _anchored(self, i: int, j: int, s: float, bits, cuts: Cuts | None = None) -> bool:
         """The keypoint rules, asked only where one could decide (bits: the pair's hash_bits;
         cuts: None, the check's)."""
         cuts = self.cuts if cuts is None else cuts
-        side = self.side(i, j)
-        if not self._may_anchor(s, bits, side, cuts):
+        side, floor = self.side(i, j), self.floor(i, j)
+        if not self._may_anchor(s, bits, side, cuts, floor):
             return False
         m = self.motion(i, j)
-        return bool(anchored([s], tuple([v] for v in m), cuts, None if bits is None else [bits], [side], [self.floor(i, j)])[0])
+        return bool(anchored([s], tuple([v] for v in m), cuts, None if bits is None else [bits], [side], [floor])[0])
 
     def same_photo(self, i: int, j: int, outright: bool = False) -> bool:
         """Whether a grouped pair is one photo (rather than a near-identical shot): at or below the
@@ -885,7 +913,7 @@ class SamePhotoCheck:
         s = self.score(int(i), int(j))
         cuts = self.cuts or Cuts(self.cut, self.cut)
         if outright:
-            cuts = replace(cuts, ratio_score=0.0, lone=0.0, rare_bits=-1, web_motion=0.0, web_score=0.0)
+            cuts = replace(cuts, ratio_score=0.0, lone=0.0, rare_bits=-1, web_motion=0.0, web_score=0.0, web_hash_bits=-1)
         bits = self.hash_bits(int(i), int(j))
         return bool(s <= cuts.same_photo or grouped([s], [self.ratio(int(i), int(j))], cuts.same_photo, cuts,
                                                     bits, [self.side(int(i), int(j))], floors=[self.floor(int(i), int(j))])[0]
@@ -913,6 +941,7 @@ class SamePhotoCheck:
         if not ok and self.cuts is not None:
             bits = self.hash_bits(int(i), int(j))
             no_ceiling = self.anchor is not None and self.cuts.face_fit > 0 and bits is not None and 0 <= bits <= self.cuts.hash_bits
+            no_ceiling = no_ceiling or (self.anchor is not None and bool(_web_hash(bits, self.floor(int(i), int(j)), self.cuts)))
             if s > self._ceiling() and not no_ceiling:
                 return False, s
             ok = bool(grouped([s], [self.ratio(int(i), int(j))], self.cut, self.cuts, bits,

@@ -62,6 +62,14 @@ WEB_MATCHES = 4
 # cuts above (bench/bench_duplicates.py).
 WEB_SCORE_CUT = 0.02
 WEB_SCORE_FLOOR = 20.0
+# The whole image among photos from everywhere (samephoto.Cuts.web_hash_*): where both faces' hash
+# floors are at least WEB_HASH_FLOOR, one photo when the two images' pHashes differ in at most
+# WEB_HASH_BITS bits and the keypoint test keeps at least WEB_HASH_MATCHES matches on the face and on
+# its background, whatever the crop score (-1: off). Chosen with the cuts above
+# (bench/bench_duplicates.py).
+WEB_HASH_BITS = 4
+WEB_HASH_FLOOR = 12.0
+WEB_HASH_MATCHES = 16
 # Candidate pairs: besides each face's nearest faces by cosine, faces whose whole-image hashes are
 # within this many bits (neardup.hash_pairs), whatever their cosine. Not a decision (the crop test
 # decides): a wider net for copies whose face the embedder misreads.

@@ -111,6 +111,29 @@ def test_the_web_score_takes_the_highest_floor_that_keeps_its_copies():
     assert bench.choose_cuts([t], web_score_rule=False)[20:22] == bench.WEB_SCORE_OFF
 
 
+def test_the_web_hash_takes_the_fewest_bits_then_the_highest_floor_and_needs_a_background():
+    """Copies far above every crop-score ceiling (0.12: landmarks found another way) whose whole
+    images are 0 bits apart, in identities at floor 22, with 30 keypoint matches on face and
+    background; distinct pairs of a tight series as spread (no background) 0 bits apart at the
+    same floor: rare hashes cannot take the copies without them, the web hash can, at the fewest
+    bits, the highest floor and the most matches that keep the copies; without the rule, or
+    without the keypoint test, off."""
+    t = training_table(fit_at_015=0, fit_at_025=0)
+    rows = copies(6, score=0.12, hash_bits=0, floor=22.0, n_face=30.0, n_back=30.0, motion=0.05)
+    rows += [{"relation": "distinct", "score": 0.12, "hash_bits": 0, "floor": 22.0, "n_face": 30.0, "n_back": 0.0} for _ in range(6)]
+    t = pd.concat([t, pair_table(rows, 0)], ignore_index=True)
+    t.attrs["originals"] = 300
+    cuts = bench.choose_cuts([t])
+    assert len(cuts) == 25
+    assert cuts[15] == -1 or cuts[14] < 0.12  # rare hashes leave the copies
+    assert cuts[22:25] == (0, float(max(f for f in bench.WEB_FLOOR_GRID if f <= 22)), max(k for k in bench.WEB_HASH_MATCHES_GRID if k <= 30))
+    assert bench.choose_cuts([t], web_hash_rule=False)[22:25] == bench.WEB_HASH_OFF
+    assert bench.choose_cuts([t], anchor_rule=False, face_rule=False, rare_rule=False)[22:25] == bench.WEB_HASH_OFF
+    # the series' pairs with a background too: no rule of the grid keeps them out, off
+    t.loc[t["relation"].eq("distinct") & t["score"].eq(0.12), "n_back"] = 30.0
+    assert bench.choose_cuts([t])[22:25] == bench.WEB_HASH_OFF
+
+
 def test_a_root_built_with_another_seed_is_refused(tmp_path, monkeypatch):
     """Figures for seed 1 read from a root injected with seed 0 would be seed 0's: refused, with
     the seed the root holds; the same seed and share go on (its faces pass is not run here)."""

@@ -606,6 +606,59 @@ def test_the_crop_score_is_looser_among_web_photos_only():
     assert grouped(s, np.full(5, np.nan), 0.0065, Cuts(0.0065, 0.0065), floors=floors).tolist() == [False, False, False, True, False]
 
 
+def test_the_whole_image_among_web_photos_groups_at_any_crop_score():
+    """Within the web hash bits, both floors at the web hash floor and enough keypoint matches on
+    the face and on its background, a pair is one photo whatever its crop score; not outside the
+    bits, under a low floor, without a background (a tight studio crop), with too few face
+    matches, with the floors or bits unknown, or with the rule off."""
+    from facesieve.select.samephoto import Cuts, anchored, grouped
+
+    cuts = Cuts(0.0065, 0.0065, web_hash_bits=2, web_hash_floor=18.0, web_hash_matches=12)
+    n = 7
+    s = np.full(n, 0.2)
+    bits = np.array([0, 4, 2, 0, 0, 0, 2])
+    floors = np.array([20.0, 20.0, 20.0, 12.0, 20.0, 20.0, np.nan])
+    n_face = np.array([30, 30, 30, 30, 30, 5, 30], float)
+    n_back = np.array([30, 30, 12, 30, 0, 30, 30], float)
+    motion = (np.full(n, 0.05), n_face, n_back, np.full(n, 0.2))  # the face moves and fits badly: landmarks found another way
+    want = [True, False, True, False, False, False, False]
+    assert anchored(s, motion, cuts, bits, None, floors).tolist() == want
+    assert grouped(s, np.full(n, np.nan), 0.0065, cuts, bits, None, motion, floors).tolist() == want
+    assert not grouped(s, np.full(n, np.nan), 0.0065, cuts, None, None, motion, floors).any()
+    assert not anchored(s, motion, cuts, bits, None, None).any()
+    assert not anchored(s, motion, Cuts(0.0065, 0.0065), bits, None, floors).any()
+
+
+def test_the_check_asks_the_keypoints_of_a_web_hash_pair_above_every_ceiling_and_not_outright():
+    """A pair far above every crop-score ceiling is asked the keypoint test, and grouped by it,
+    where its images' hashes are within the web hash bits and both floors are high; not where a
+    floor is low (nothing asked); `outright` does not use the rule (it judges the pair by its
+    identity's other photos, through the floors)."""
+    from facesieve.select.samephoto import Cuts, SamePhotoCheck
+
+    class Asked:
+        def __init__(self):
+            self.pairs = []
+
+        def motions(self, pairs, threads):
+            self.pairs += [tuple(p) for p in pairs]
+            return [(0.05, 40, 40, 0.2)] * len(pairs)
+
+    n = 4
+    crops = np.random.default_rng(6).integers(0, 255, (n, 112, 112, 3), dtype=np.uint8)
+    hashes = np.zeros((n, 2), np.uint64)  # every whole image the same
+    cuts = Cuts(0.0065, 0.0065, anchor_score=0.03, anchor_motion=0.003, web_hash_bits=2, web_hash_floor=18.0, web_hash_matches=16)
+    asked = Asked()
+    check = SamePhotoCheck(FaceViews(crops, np.ones(n)), np.arange(n), np.array([f"k{r}" for r in range(n)], dtype=object), 0.0065,
+                           cuts=cuts, hashes=hashes, anchor=asked)
+    check.floors = np.array([20.0, 22.0, 20.0, 10.0])
+    check.prefetch([(0, 1), (2, 3)])
+    assert min(check.cache.values()) > 0.1  # unrelated noise: far above every ceiling
+    assert asked.pairs == [(0, 1)]
+    assert check(0, 1)[0] and not check(2, 3)[0]
+    assert check.same_photo(0, 1) and not check.same_photo(0, 1, outright=True)
+
+
 def test_on_real_photos_the_web_score_takes_a_republication_and_no_studio_shot(shared_data):
     """Real photos, the rule's own inputs (crop scores and hash floors through the real faces
     stage). A pins_web person at 64 pixels: a README same-photo pair (one photo re-published,
@@ -658,6 +711,46 @@ def test_on_real_photos_the_web_score_takes_a_republication_and_no_studio_shot(s
     plain = Cuts(SAME_PHOTO_CUT, SAME_PHOTO_CUT)
     nan = np.full(len(scores), np.nan)
     assert (grouped(scores, nan, SAME_PHOTO_CUT, shipped, floors=low) == grouped(scores, nan, SAME_PHOTO_CUT, plain, floors=low)).all()
+
+
+def test_on_real_photos_the_whole_image_takes_a_stretched_copy_and_no_yaleb_lighting(shared_data, tmp_path):
+    """A real web photo stretched 5% (aspect) and re-saved as JPEG: the face fills the frame, a
+    hand covers the mouth, and the copy's crop score lands above every ceiling (measured 0.116)
+    while its whole image keeps its hash; the shipped run groups it by the whole image among web
+    photos, and with that rule off it stays. yaleB's photos are the face alone: some lighting
+    pairs are as close in hash and floor, but share no background, and the run groups none."""
+    import shutil
+
+    from facesieve.config import RunConfig
+    from facesieve.pipeline import run
+    from facesieve.select.neardup import hash_floors
+    from facesieve.select.thresholds import WEB_HASH_BITS, WEB_HASH_FLOOR
+
+    data = tmp_path / "data"
+    shutil.copytree(shared_data / "pins_web" / "Adriana_Lima", data / "Adriana_Lima")
+    im = Image.open(data / "Adriana_Lima" / "Adriana Lima116_19.jpg").convert("RGB")
+    im.resize((im.width, round(im.height * 1.05)), Image.BICUBIC).save(data / "Adriana_Lima" / "copy_aspect.jpg", quality=85)
+    yale = [sorted((shared_data / "yaleB_cropped10" / i).glob("*.pgm")) for i in ("yaleB01", "yaleB06")]
+    close = 0
+    for paths in yale:
+        shutil.copytree(paths[0].parent, data / paths[0].parent.name)
+        views = faces_of([(p.name, str(p)) for p in paths])
+        floors = hash_floors(views.hashes, np.zeros(len(paths), int))
+        i, j = _all_pairs(len(paths))
+        close += int(((hash_bits(views, i, j) <= WEB_HASH_BITS) & (np.minimum(floors[i], floors[j]) >= WEB_HASH_FLOOR)).sum())
+    assert close >= 2  # measured: 2 + 3 lighting pairs within the rule's bits and floor
+    cfg = dict(dataset=data, out=tmp_path / "out", jobs=2, report=False)
+    m = run(RunConfig(**cfg)).manifest.set_index("path")
+    grouped = m[m["reason"].isin(["near_duplicate", "near_identical_shot"])]
+    print(grouped[["reason", "duplicate_of", "detail"]])
+    pair = ["Adriana_Lima/copy_aspect.jpg", "Adriana_Lima/Adriana Lima116_19.jpg"]
+    assert set(grouped.index) & set(pair)  # one of the two removed (the better face kept) ...
+    removed = grouped.loc[grouped.index.isin(pair)].iloc[0]
+    assert removed["duplicate_of"] in pair  # ... as a copy of the other
+    assert float(removed["detail"].split("crop score ")[1][:5]) > 0.05  # no crop-score rule reaches it
+    assert not grouped.index.str.startswith("yaleB").any()
+    off = run(RunConfig(**cfg, extra={"web_hash_bits": -1})).manifest.set_index("path")
+    assert off.loc[pair, "reason"].eq("kept").all()
 
 
 def test_the_check_takes_the_web_motion_from_each_pairs_floors_and_not_outright():
