@@ -30,8 +30,8 @@ def injected_run(shared_data, tmp_path_factory):
 # What the injected run below measures (seed 3, 110 copies, shipped cuts); docs/thresholds.md
 # prints the same table. A change that moves these is a change of behaviour: rerun with -s,
 # check it, and update both.
-FOUND, REMOVED, PRECISION, LOST = 101, 107, 0.935, 6
-FOUND_BY_KIND = {"aspect": 9, "border": 9, "composite": 8, "crop": 9, "flip": 10, "grayscale": 10, "overlay": 8,
+FOUND, REMOVED, PRECISION, LOST = 102, 108, 0.935, 6  # 101 and 107 before the whole image among web photos
+FOUND_BY_KIND = {"aspect": 10, "border": 9, "composite": 8, "crop": 9, "flip": 10, "grayscale": 10, "overlay": 8,
                  "reencode": 10, "resize": 9, "rotate": 9, "tone": 10}
 
 # essex_faces94_19 by default: frames grouped, and frames kept per identity
