@@ -14,10 +14,10 @@ docs/thresholds.md for what the printed tables mean.
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
