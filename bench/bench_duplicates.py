@@ -321,6 +321,21 @@ def _within_own_gain(found: list, n0: int):
     return min(k for n, k in found if n >= most - RARE_SLACK * (most - n0))
 
 
+def _by_own_gain(grouped_by, before, candidates, same: np.ndarray, distinct: np.ndarray):
+    """The preference key of the rule chosen within a share of its own gain (_within_own_gain) among
+    `candidates` ((key, cuts) each: `before` with one rule more) that add no training distinct pair
+    to those `before` groups and group more training copies; None when none does. `grouped_by(cuts)`:
+    which training pairs the cuts group."""
+    base = grouped_by(before)
+    n0, bad0 = int((base & same).sum()), int((base & distinct).sum())
+    found = []
+    for key, cuts in candidates:
+        g = grouped_by(cuts)
+        if (g & distinct).sum() <= bad0 and (g & same).sum() > n0:
+            found.append((int((g & same).sum()), key))
+    return _within_own_gain(found, n0) if found else None
+
+
 def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: bool = True, coarse_rule: bool = True,
                 anchor_rule: bool = True, face_rule: bool = True, rare_rule: bool = True, web_rule: bool = True,
                 web_score_rule: bool = True, web_hash_rule: bool = True) -> tuple:
@@ -423,24 +438,20 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
             most = max(n for n, _ in found)
             a_s, a_m, neg_k = min(k for n, k in found if n >= most - SLACK * same.sum())
             anchor = (a_s, a_m, -neg_k)
+    def grouped_by(cuts):
+        return grouped(score, ratio, c0, cuts, bits, sides, motion, floors)
+
     # then rare hashes, the same way (before the face fit: what the face fit takes must not move which
     # rare-hash rule is the tightest within SLACK; the rare-hash rule is the one that can merge a
     # studio series' distinct photos)
     rare = (0.0, -1, 64.0)
     if rare_rule:
-        base = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor), bits, sides, motion)
-        n0, bad0 = int((base & same).sum()), int((base & distinct).sum())
-        found = []
-        for r_s in RARE_SCORE_GRID:
-            for r_b in RARE_BITS_GRID:
-                for r_f in RARE_FLOOR_GRID:
-                    g = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor, *FACE_OFF, r_s, r_b, float(r_f)),
-                                bits, sides, motion, floors)
-                    if (g & distinct).sum() <= bad0 and (g & same).sum() > n0:
-                        found.append((int((g & same).sum()), (r_s, r_b, -r_f)))
-        if found:
-            r_s, r_b, neg_f = _within_own_gain(found, n0)
-            rare = (r_s, r_b, float(-neg_f))
+        before = Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor, *FACE_OFF)
+        candidates = (((r_s, r_b, -r_f), replace(before, rare_score=r_s, rare_bits=r_b, rare_floor=float(r_f)))
+                      for r_s in RARE_SCORE_GRID for r_b in RARE_BITS_GRID for r_f in RARE_FLOOR_GRID)
+        key = _by_own_gain(grouped_by, before, candidates, same, distinct)
+        if key is not None:
+            rare = (key[0], key[1], float(-key[2]))
     # last the face's own fit: of the rules that add no training distinct pair, the one with the most
     # training copies (no SLACK: on every shared set no distinct pair fits as one face at any of the
     # grid's ceilings), then the lowest ceiling, the smallest fit error, the most matches
@@ -463,52 +474,31 @@ def choose_cuts(tables: list[pd.DataFrame], ratio_rule: bool = True, hash_rule: 
     # then the background test among web photos: a looser motion where both faces' floors are high
     web = WEB_OFF
     if web_rule and anchor[1] > 0:
-        base = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare), bits, sides, motion, floors)
-        n0, bad0 = int((base & same).sum()), int((base & distinct).sum())
-        found = []
-        for w_m in (m for m in WEB_MOTION_GRID if m > anchor[1]):
-            for w_f in WEB_FLOOR_GRID:
-                for w_k in WEB_MATCHES_GRID:
-                    g = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare, w_m, float(w_f), w_k),
-                                bits, sides, motion, floors)
-                    if (g & distinct).sum() <= bad0 and (g & same).sum() > n0:
-                        found.append((int((g & same).sum()), (-w_f, w_m, -w_k)))
-        if found:
-            neg_f, w_m, neg_k = _within_own_gain(found, n0)
-            web = (w_m, float(-neg_f), -neg_k)
+        before = Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare)
+        candidates = (((-w_f, w_m, -w_k), replace(before, web_motion=w_m, web_floor=float(w_f), web_matches=w_k))
+                      for w_m in WEB_MOTION_GRID if w_m > anchor[1] for w_f in WEB_FLOOR_GRID for w_k in WEB_MATCHES_GRID)
+        key = _by_own_gain(grouped_by, before, candidates, same, distinct)
+        if key is not None:
+            web = (key[1], float(-key[0]), -key[2])
     # then the crop score among web photos, the same way (the highest floor, then the smallest cut)
     web_score = WEB_SCORE_OFF
     if web_score_rule:
-        base = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare, *web), bits, sides, motion, floors)
-        n0, bad0 = int((base & same).sum()), int((base & distinct).sum())
-        found = []
-        for w_s in (x for x in WEB_SCORE_GRID if x > c0):
-            for w_f in WEB_FLOOR_GRID:
-                g = grouped(score, ratio, c0, Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare, *web, w_s, float(w_f)),
-                            bits, sides, motion, floors)
-                if (g & distinct).sum() <= bad0 and (g & same).sum() > n0:
-                    found.append((int((g & same).sum()), (-w_f, w_s)))
-        if found:
-            neg_f, w_s = _within_own_gain(found, n0)
-            web_score = (w_s, float(-neg_f))
+        before = Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare, *web)
+        candidates = (((-w_f, w_s), replace(before, web_score=w_s, web_score_floor=float(w_f)))
+                      for w_s in WEB_SCORE_GRID if w_s > c0 for w_f in WEB_FLOOR_GRID)
+        key = _by_own_gain(grouped_by, before, candidates, same, distinct)
+        if key is not None:
+            web_score = (key[1], float(-key[0]))
     # then the whole image among web photos, the same way but ordered as rare hashes are (the fewest
     # bits, then the highest floor, then the most matches)
     web_hash = WEB_HASH_OFF
     if web_hash_rule and anchor_rule:
         before = Cuts(c0, c0, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare, *web, *web_score)
-        base = grouped(score, ratio, c0, before, bits, sides, motion, floors)
-        n0, bad0 = int((base & same).sum()), int((base & distinct).sum())
-        found = []
-        for w_b in WEB_HASH_BITS_GRID:
-            for w_f in WEB_FLOOR_GRID:
-                for w_k in WEB_HASH_MATCHES_GRID:
-                    c = replace(before, web_hash_bits=w_b, web_hash_floor=float(w_f), web_hash_matches=w_k)
-                    g = grouped(score, ratio, c0, c, bits, sides, motion, floors)
-                    if (g & distinct).sum() <= bad0 and (g & same).sum() > n0:
-                        found.append((int((g & same).sum()), (w_b, -w_f, -w_k)))
-        if found:
-            w_b, neg_f, neg_k = _within_own_gain(found, n0)
-            web_hash = (w_b, float(-neg_f), -neg_k)
+        candidates = (((w_b, -w_f, -w_k), replace(before, web_hash_bits=w_b, web_hash_floor=float(w_f), web_hash_matches=w_k))
+                      for w_b in WEB_HASH_BITS_GRID for w_f in WEB_FLOOR_GRID for w_k in WEB_HASH_MATCHES_GRID)
+        key = _by_own_gain(grouped_by, before, candidates, same, distinct)
+        if key is not None:
+            web_hash = (key[0], float(-key[1]), -key[2])
     # then the shot cut: the same choice (within the shot budget, the tightest within SLACK of the most)
     shots = [(int((g & same).sum()), float(c)) for c in GRID[GRID >= c0]
              for g in [grouped(score, ratio, c, Cuts(c0, c, c1, rho, lone, hs, hb, coarse, *anchor, *face, *rare, *web, *web_score, *web_hash), bits,
