@@ -240,11 +240,14 @@ def mark_near_duplicates(decisions, vectors, identities, quality, paths, phash, 
         _set(decisions, rows[shot], reason=SHOT)
         decisions.iloc[rows, decisions.columns.get_loc("duplicate_of")] = paths[kept]
         decisions.iloc[rows, decisions.columns.get_loc("similarity")] = res["similarity"].to_numpy()[drop]
+        # which rule grouped a same-photo pair above the plain cut (a crop score alone would puzzle a reviewer)
+        words = [pixels.evidence(int(r), int(k)) if hasattr(pixels, "evidence") and not is_shot and s == s else ""
+                 for r, k, s, is_shot in zip(rows, scored_to, score, shot)]
         decisions.iloc[rows, decisions.columns.get_loc("detail")] = [
             ((f"near-identical shot (crop score {r:.3f}" if is_shot else f"same photo (crop score {r:.3f}")
-             + (f" to {paths[cand[v]]})" if v >= 0 else ")"))
+             + (f", {w}" if w else "") + (f" to {paths[cand[v]]})" if v >= 0 else ")"))
             if s == "pixels" else "matched by " + s
-            for s, r, is_shot, v in zip(res["signal"].to_numpy()[drop], score, shot, via)
+            for s, r, is_shot, v, w in zip(res["signal"].to_numpy()[drop], score, shot, via, words)
         ]
     groups = res.assign(row=cand)
     return groups[groups["group"] >= 0]

@@ -617,6 +617,20 @@ class Cuts:
         return self.coarse / self.same_photo if self.coarse > self.same_photo > 0 else 1.0
 
 
+# Each rule of Cuts in words, with its fields, in the order SamePhotoCheck.evidence adds them (the
+# small-face cut before the rules whose ceilings take its allowance)
+RULE_WORDS = (
+    ("far closer than the person's other photos", ("ratio_score", "ratio", "lone")),
+    ("same whole-image hash", ("hash_score", "hash_bits")),
+    ("small face", ("coarse",)),
+    ("the face moves with its background", ("anchor_score", "anchor_motion", "anchor_matches", "web_motion", "web_floor", "web_matches")),
+    ("the face's keypoints match", ("face_score", "face_fit", "face_matches")),
+    ("rare whole-image hash", ("rare_score", "rare_bits", "rare_floor")),
+    ("close among web photos", ("web_score", "web_score_floor")),
+    ("same whole image among web photos", ("web_hash_bits", "web_hash_floor", "web_hash_matches")),
+)
+
+
 def neighbour_ratio(a, b, scores, reference=None) -> np.ndarray:
     """Each candidate pair's score over the median score of its two faces to their other candidate
     neighbours (a, b: the faces' keys, one entry per pair); NaN where neither face has another.
@@ -918,6 +932,29 @@ class SamePhotoCheck:
         return bool(s <= cuts.same_photo or grouped([s], [self.ratio(int(i), int(j))], cuts.same_photo, cuts,
                                                     bits, [self.side(int(i), int(j))], floors=[self.floor(int(i), int(j))])[0]
                     or self._anchored(int(i), int(j), s, bits, cuts))
+
+    def evidence(self, i: int, j: int) -> str:
+        """Which rule calls a pair above the same-photo cut one photo, in a few words for the
+        decision's detail ('' at or under the cut, where the crop score speaks for itself, or where
+        no rule does): the rules are added one at a time (RULE_WORDS' order) and the first that
+        groups the pair names it. A crop score far above the cut is otherwise a puzzle to the
+        person reviewing it. Keypoint answers are read only where the check has them (a pair a
+        keypoint rule grouped was asked); nothing is computed that the grouping did not."""
+        s = self.score(int(i), int(j))
+        if self.cuts is None or s <= self.cuts.same_photo:
+            return ""
+        a, b, _ = self._key(int(i), int(j))
+        m = self.motions.get((a, b))
+        bits = self.hash_bits(int(i), int(j))
+        args = ([s], [self.ratio(int(i), int(j))], 0.0)
+        rest = (None if bits is None else [bits], [self.side(int(i), int(j))], None if m is None else tuple([v] for v in m),
+                [self.floor(int(i), int(j))])
+        cuts = Cuts(self.cuts.same_photo, self.cuts.shot)
+        for words, fields in RULE_WORDS:
+            cuts = replace(cuts, **{f: getattr(self.cuts, f) for f in fields})
+            if grouped(*args, cuts, *rest)[0]:
+                return words
+        return ""
 
     def __call__(self, i: int, j: int) -> tuple[bool, float]:
         ok, s = self.peek(i, j)

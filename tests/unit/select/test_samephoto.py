@@ -713,6 +713,46 @@ def test_on_real_photos_the_web_score_takes_a_republication_and_no_studio_shot(s
     assert (grouped(scores, nan, SAME_PHOTO_CUT, shipped, floors=low) == grouped(scores, nan, SAME_PHOTO_CUT, plain, floors=low)).all()
 
 
+def test_the_check_names_the_rule_that_grouped_a_pair():
+    """`evidence` names the first rule (RULE_WORDS' order) that groups a pair above the plain cut:
+    under the plain cut nothing (the score speaks), the whole-image hash, the crop score among web
+    photos, the face's keypoints, the whole image among web photos; a pair no rule groups gets
+    nothing; a keypoint rule is named only from an answer the check already has (none is asked)."""
+    from facesieve.select.samephoto import RULE_WORDS, Cuts, SamePhotoCheck
+
+    class NoAsking:
+        def motions(self, pairs, threads):
+            raise AssertionError("evidence asked the keypoint test")
+
+        motion = motions
+
+    n = 12
+    crops = np.random.default_rng(8).integers(0, 255, (n, 112, 112, 3), dtype=np.uint8)
+    hashes = np.full((n, 2), 0xFFFF_FFFF_FFFF, np.uint64)
+    hashes[2] = hashes[3] = 0  # 2-3: the same whole image
+    hashes[8] = hashes[9] = 7  # 8-9: the same whole image
+    cuts = Cuts(0.0065, 0.0065, hash_score=0.01, hash_bits=2, anchor_score=0.03, anchor_motion=0.003, face_score=0.03, face_fit=0.04,
+                face_matches=8, web_score=0.02, web_score_floor=20.0, web_hash_bits=2, web_hash_floor=18.0, web_hash_matches=16)
+    keys = np.array([f"k{r:02d}" for r in range(n)], dtype=object)
+    check = SamePhotoCheck(FaceViews(crops, np.ones(n)), np.arange(n), keys, 0.0065, cuts=cuts, hashes=hashes, anchor=NoAsking())
+    check.floors = np.full(n, 22.0)
+    check.cache.update({("k00", "k01"): 0.004,  # the plain cut
+                        ("k02", "k03"): 0.009,  # the hash rule
+                        ("k04", "k05"): 0.015,  # the crop score among web photos
+                        ("k06", "k07"): 0.025,  # the face's keypoints
+                        ("k08", "k09"): 0.12,  # the whole image among web photos
+                        ("k10", "k11"): 0.12})  # nothing
+    check.motions.update({("k06", "k07"): (float("nan"), 30, 0, 0.02), ("k08", "k09"): (0.05, 40, 40, 0.2)})
+    assert check.evidence(0, 1) == ""
+    assert check.evidence(2, 3) == RULE_WORDS[1][0] == "same whole-image hash"
+    assert check.evidence(4, 5) == "close among web photos"
+    assert check.evidence(6, 7) == "the face's keypoints match"
+    assert check.evidence(8, 9) == "same whole image among web photos"
+    assert check.evidence(10, 11) == ""
+    del check.motions[("k08", "k09")]  # the answer unknown: the keypoint rules are not named (nor asked)
+    assert check.evidence(8, 9) == ""
+
+
 def test_on_real_photos_the_whole_image_takes_a_stretched_copy_and_no_yaleb_lighting(shared_data, tmp_path):
     """A real web photo stretched 5% (aspect) and re-saved as JPEG: the face fills the frame, a
     hand covers the mouth, and the copy's crop score lands above every ceiling (measured 0.116)
@@ -748,6 +788,7 @@ def test_on_real_photos_the_whole_image_takes_a_stretched_copy_and_no_yaleb_ligh
     removed = grouped.loc[grouped.index.isin(pair)].iloc[0]
     assert removed["duplicate_of"] in pair  # ... as a copy of the other
     assert float(removed["detail"].split("crop score ")[1][:5]) > 0.05  # no crop-score rule reaches it
+    assert "same whole image among web photos" in removed["detail"]  # the detail names the rule that did
     assert not grouped.index.str.startswith("yaleB").any()
     off = run(RunConfig(**cfg, extra={"web_hash_bits": -1})).manifest.set_index("path")
     assert off.loc[pair, "reason"].eq("kept").all()
