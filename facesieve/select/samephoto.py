@@ -933,28 +933,35 @@ class SamePhotoCheck:
                                                     bits, [self.side(int(i), int(j))], floors=[self.floor(int(i), int(j))])[0]
                     or self._anchored(int(i), int(j), s, bits, cuts))
 
-    def evidence(self, i: int, j: int) -> str:
-        """Which rule calls a pair above the same-photo cut one photo, in a few words for the
-        decision's detail ('' at or under the cut, where the crop score speaks for itself, or where
-        no rule does): the rules are added one at a time (RULE_WORDS' order) and the first that
-        groups the pair names it. A crop score far above the cut is otherwise a puzzle to the
+    def evidence(self, pairs) -> list[str]:
+        """Which rule calls each pair (i, j) above the same-photo cut one photo, in a few words for
+        the decision's detail ('' at or under the cut, where the crop score speaks for itself, or
+        where no rule does): the rules are added one at a time (RULE_WORDS' order) and the first
+        that groups the pair names it. A crop score far above the cut is otherwise a puzzle to the
         person reviewing it. Keypoint answers are read only where the check has them (a pair a
         keypoint rule grouped was asked); nothing is computed that the grouping did not."""
-        s = self.score(int(i), int(j))
-        if self.cuts is None or s <= self.cuts.same_photo:
-            return ""
-        a, b, _ = self._key(int(i), int(j))
-        m = self.motions.get((a, b))
-        bits = self.hash_bits(int(i), int(j))
-        args = ([s], [self.ratio(int(i), int(j))], 0.0)
-        rest = (None if bits is None else [bits], [self.side(int(i), int(j))], None if m is None else tuple([v] for v in m),
-                [self.floor(int(i), int(j))])
+        pairs = [(int(i), int(j)) for i, j in pairs]
+        out = [""] * len(pairs)
+        if self.cuts is None:
+            return out
+        at = [k for k, (i, j) in enumerate(pairs) if self.score(i, j) > self.cuts.same_photo]
+        if not at:
+            return out
+        above = [pairs[k] for k in at]
+        nan4 = (float("nan"), 0, 0, float("nan"))
+        motion = tuple(np.array(m, np.float64) for m in zip(*(self.motions.get(self._key(i, j)[:2], nan4) for i, j in above)))
+        args = (np.array([self.score(i, j) for i, j in above]), np.array([self.ratio(i, j) for i, j in above]), 0.0)
+        rest = (None if self.hashes is None else np.array([self.hash_bits(i, j) for i, j in above]),
+                np.array([self.side(i, j) for i, j in above]), motion, np.array([self.floor(i, j) for i, j in above]))
+        left = np.ones(len(above), bool)
         cuts = Cuts(self.cuts.same_photo, self.cuts.shot)
         for words, fields in RULE_WORDS:
             cuts = replace(cuts, **{f: getattr(self.cuts, f) for f in fields})
-            if grouped(*args, cuts, *rest)[0]:
-                return words
-        return ""
+            hit = left & grouped(*args, cuts, *rest)
+            for k in np.flatnonzero(hit):
+                out[at[k]] = words
+            left &= ~hit
+        return out
 
     def __call__(self, i: int, j: int) -> tuple[bool, float]:
         ok, s = self.peek(i, j)

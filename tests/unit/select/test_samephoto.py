@@ -743,14 +743,13 @@ def test_the_check_names_the_rule_that_grouped_a_pair():
                         ("k08", "k09"): 0.12,  # the whole image among web photos
                         ("k10", "k11"): 0.12})  # nothing
     check.motions.update({("k06", "k07"): (float("nan"), 30, 0, 0.02), ("k08", "k09"): (0.05, 40, 40, 0.2)})
-    assert check.evidence(0, 1) == ""
-    assert check.evidence(2, 3) == RULE_WORDS[1][0] == "same whole-image hash"
-    assert check.evidence(4, 5) == "close among web photos"
-    assert check.evidence(6, 7) == "the face's keypoints match"
-    assert check.evidence(8, 9) == "same whole image among web photos"
-    assert check.evidence(10, 11) == ""
+    pairs = [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11)]
+    assert RULE_WORDS[1][0] == "same whole-image hash"
+    assert check.evidence(pairs) == ["", "same whole-image hash", "close among web photos", "the face's keypoints match",
+                                     "same whole image among web photos", ""]
+    assert check.evidence([(9, 8)]) == ["same whole image among web photos"]  # either order
     del check.motions[("k08", "k09")]  # the answer unknown: the keypoint rules are not named (nor asked)
-    assert check.evidence(8, 9) == ""
+    assert check.evidence([(8, 9)]) == [""] and check.evidence([]) == []
 
 
 def test_on_real_photos_the_whole_image_takes_a_stretched_copy_and_no_yaleb_lighting(shared_data, tmp_path):
