@@ -947,9 +947,10 @@ class SamePhotoCheck:
         at = [k for k, (i, j) in enumerate(pairs) if self.score(i, j) > self.cuts.same_photo]
         if not at:
             return out
+        from facesieve.select.anchor import NO_EVIDENCE
+
         above = [pairs[k] for k in at]
-        nan4 = (float("nan"), 0, 0, float("nan"))
-        motion = tuple(np.array(m, np.float64) for m in zip(*(self.motions.get(self._key(i, j)[:2], nan4) for i, j in above)))
+        motion = tuple(np.array(m, np.float64) for m in zip(*(self.motions.get(self._key(i, j)[:2], NO_EVIDENCE) for i, j in above)))
         args = (np.array([self.score(i, j) for i, j in above]), np.array([self.ratio(i, j) for i, j in above]), 0.0)
         rest = (None if self.hashes is None else np.array([self.hash_bits(i, j) for i, j in above]),
                 np.array([self.side(i, j) for i, j in above]), motion, np.array([self.floor(i, j) for i, j in above]))
