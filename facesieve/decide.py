@@ -241,9 +241,10 @@ def mark_near_duplicates(decisions, vectors, identities, quality, paths, phash, 
         decisions.iloc[rows, decisions.columns.get_loc("duplicate_of")] = paths[kept]
         decisions.iloc[rows, decisions.columns.get_loc("similarity")] = res["similarity"].to_numpy()[drop]
         # which rule grouped a same-photo pair above the plain cut (a crop score alone would puzzle a reviewer)
-        named = np.flatnonzero(~shot & ~np.isnan(score)) if hasattr(pixels, "evidence") else np.zeros(0, np.int64)
         words = np.full(len(rows), "", dtype=object)
-        words[named] = pixels.evidence(zip(rows[named], scored_to[named]))
+        if hasattr(pixels, "evidence"):  # not in a run without the crop test (pixels None)
+            named = np.flatnonzero(~shot & ~np.isnan(score))
+            words[named] = pixels.evidence(zip(rows[named], scored_to[named]))
         decisions.iloc[rows, decisions.columns.get_loc("detail")] = [
             ((f"near-identical shot (crop score {r:.3f}" if is_shot else f"same photo (crop score {r:.3f}")
              + (f", {w}" if w else "") + (f" to {paths[cand[v]]})" if v >= 0 else ")"))

@@ -416,3 +416,21 @@ def test_whole_dataset_search_switches_to_ivf_above_the_exact_limit():
     assert index_for(2) == "flat"
     assert index_for(EXACT_SEARCH_MAX) == "flat"
     assert index_for(EXACT_SEARCH_MAX + 1) == "ivf"
+
+
+def test_near_duplicates_without_the_crop_test_are_marked() -> None:
+    """An embedder without a calibrated crop test (no pixel check): a near-duplicate group forms by
+    cosine and hash alone, and its removed face says so (the crop test's rule names are not asked)."""
+    from facesieve.decide import DecideSettings, mark_near_duplicates
+
+    n = 4
+    v = np.random.default_rng(0).normal(size=(n, 8)).astype(np.float32)
+    v[1] = v[0]
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    decisions = pd.DataFrame({"action": ["keep"] * n, "reason": [""] * n, "detail": [""] * n, "duplicate_of": [""] * n,
+                              "similarity": [np.nan] * n, "outlier_score": [np.nan] * n, "belongs_to": [""] * n})
+    paths = np.array([f"a/{i}.jpg" for i in range(n)], object)
+    mark_near_duplicates(decisions, v, np.array(["a"] * n, object), np.arange(n, dtype=float), paths, np.zeros((n, 2), np.uint64),
+                         DecideSettings(near_duplicate=0.95, phash_max_bits=4, phash_min_sim=0.5))
+    assert decisions["reason"].tolist() == ["near_duplicate", "", "", ""]
+    assert decisions.loc[0, "duplicate_of"] == "a/1.jpg" and decisions.loc[0, "detail"] == "matched by both"
