@@ -231,7 +231,7 @@ def pair_table(root: Path, name: str) -> pd.DataFrame:
                                                stored["reference"] if "reference" in stored else None)})
     from facesieve.select.neardup import hash_distance
 
-    ph = np.stack([frame[c].fillna(0).to_numpy(np.int64) for c in ("phash", "phash_mirror")], axis=1).view(np.uint64)
+    ph = pl.whole_image_hashes(frame)  # as the run's check holds them
     row = {p: r for r, p in enumerate(frame["path"])}
     t = t.dropna(subset=["a", "b", "score"])
     ra, rb = t["a"].map(row).to_numpy(np.int64), t["b"].map(row).to_numpy(np.int64)

@@ -409,8 +409,62 @@ def phash(rgb: np.ndarray) -> int:
 def image_hashes(rgb: np.ndarray) -> tuple[int, int, int]:
     """(phash, dhash, phash of the mirrored image): the same values as phash(rgb), dhash(rgb) and
     phash(rgb[:, ::-1]), from one reduction and without a full-size mirrored copy."""
+    return all_image_hashes(rgb)[:3]
+
+
+def all_image_hashes(rgb: np.ndarray) -> tuple[int, int, int, int, int]:
+    """image_hashes(rgb), then the pHash of the picture inside its frame (frame_box: a solid border
+    or padding cut away; the image's own pHash where it has none) and of its mirror image, all from
+    one reduction. A copy re-published with a frame keeps its picture's hash, not its image's."""
     r, flipped = _reduced_pair(rgb, mirror=True)
-    return _phash(r), _dhash(r), _phash(flipped)
+    ph, ph_mirror = _phash(r), _phash(flipped)
+    top, bottom, left, right = frame_box(r @ _LUMA.astype(np.float32) if r.ndim == 3 else r)
+    if top + bottom + left + right == 0:
+        return ph, _dhash(r), ph_mirror, ph, ph_mirror
+    inner = r[top : r.shape[0] - bottom, left : r.shape[1] - right]
+    return ph, _dhash(r), ph_mirror, _phash(inner), _phash(np.ascontiguousarray(inner[:, ::-1]))
+
+
+FRAME_TOLERANCE = 4.0  # grey levels: a frame's line sits this close to the frame's colour (mean distance)
+FRAME_AGREE = 8.0  # grey levels: two sides' frames this close in colour are one frame
+FRAME_PASSES = 3  # a frame inside a frame (padding on a bordered photo) is cut too
+FRAME_LEAST = 32  # pixels a side the picture keeps; smaller: no frame
+
+
+def frame_box(grey: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right): the lines of a uniform frame around the picture, 0 where none.
+
+    A side's frame is the run of lines, from the edge inward (at most a third of the image), that
+    each sit within FRAME_TOLERANCE grey levels (mean distance) of the outermost line's colour. It
+    counts only where another side has a frame of the same colour (within FRAME_AGREE): padding and
+    borders go round the picture or across it (letterboxing), while a shadow or a dark backdrop
+    along one edge is the picture's own. Repeated FRAME_PASSES times on what is left."""
+    g = np.asarray(grey, np.float32)
+    box = [0, 0, 0, 0]
+    for _ in range(FRAME_PASSES):
+        runs = [_frame_run(v) for v in (g, g[::-1], g.T, g.T[::-1])]
+        cut = [n if n and any(k != i and m and abs(c - d) < FRAME_AGREE for k, (m, d) in enumerate(runs)) else 0
+               for i, (n, c) in enumerate(runs)]
+        if not any(cut):
+            break
+        t, b, left, r = cut
+        g = g[t : g.shape[0] - b, left : g.shape[1] - r]
+        box = [x + y for x, y in zip(box, cut)]
+        if min(g.shape) < FRAME_LEAST:
+            return 0, 0, 0, 0
+    return box[0], box[1], box[2], box[3]
+
+
+def _frame_run(lines: np.ndarray) -> tuple[int, float]:
+    """(lines from the first that stay within FRAME_TOLERANCE of its colour, that colour); 0 lines
+    where the run reaches a third of the image (a flat image, not a frame)."""
+    colour = float(np.median(lines[0]))
+    if np.abs(lines[0] - colour).mean() >= FRAME_TOLERANCE:  # most images: a textured edge, no frame
+        return 0, colour
+    most = len(lines) // 3
+    far = np.abs(lines[: most + 1] - colour).mean(axis=1) >= FRAME_TOLERANCE
+    n = int(np.argmax(far)) if far.any() else most + 1
+    return (n if n < most else 0), colour
 
 
 def _dhash(reduced: np.ndarray) -> int:

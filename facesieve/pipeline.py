@@ -297,10 +297,19 @@ def same_photo_check(config: RunConfig, frame: pd.DataFrame, settings: DecideSet
             motions = {k: (float(m), int(f), int(b), float(e)) for k, m, f, b, e, r in zip(
                 pairs, stored["motion"], stored["n_face"].fillna(0), stored["n_back"].fillna(0), stored["face_fit"], ran) if r}
     cut = settings.shot_cut if settings.group_shots else settings.same_photo_cut
-    hashes = np.stack([frame[c].fillna(0).to_numpy(np.int64) for c in ("phash", "phash_mirror")], axis=1).view(np.uint64)
-    return SamePhotoCheck(views, crop_row, keys, cut, cache, cuts=settings.cuts(), hashes=hashes,
+    return SamePhotoCheck(views, crop_row, keys, cut, cache, cuts=settings.cuts(), hashes=whole_image_hashes(frame),
                           threads=config.jobs or default_jobs(), anchor=image_keypoints(config, frame, table, crop_row),
                           motions=motions)
+
+
+def whole_image_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """(n, 4) uint64 per file row: its image's pHash, its mirror image's, and the same of the picture
+    inside its frame (stages: phash_inner*). Where any row lacks the inner hashes (a faces stage
+    cached before they were kept; a float column has lost their low bits), every row takes its
+    image's: one rule for the whole run."""
+    cols = ("phash", "phash_mirror", "phash_inner", "phash_inner_mirror")
+    have = all(c in frame and pd.api.types.is_integer_dtype(frame[c].dtype) for c in cols[2:])
+    return np.stack([frame[c].fillna(0).to_numpy(np.int64) for c in (cols if have else cols[:2] * 2)], axis=1).view(np.uint64)
 
 
 def image_keypoints(config: RunConfig, frame: pd.DataFrame, table: pd.DataFrame, crop_row: np.ndarray) -> ImageKeypoints:

@@ -318,7 +318,8 @@ def assemble(files: pd.DataFrame, faces: pd.DataFrame, emb_table: pd.DataFrame, 
     frame = files[["image_id", "path", "identity", "size", "sha256", "format", "status", "reason"]].copy()
     f = faces.set_index("image_id")
     frame = frame.join(
-        f[["status", "reason", "det_score", "box_w", "box_h", "fallback", "pixel_hash", "phash", "phash_mirror", "dhash", "n_faces"]].rename(
+        f[["status", "reason", "det_score", "box_w", "box_h", "fallback", "pixel_hash", "phash", "phash_mirror", "dhash", "n_faces"]
+          + [c for c in ("phash_inner", "phash_inner_mirror") if c in f]].rename(
             columns={"status": "face_status", "reason": "face_reason"}
         ),
         on="image_id",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from facesieve.faces.align import ARCFACE_TEMPLATE, align
-from facesieve.imaging import DecodeError, image_hashes, load_rgb, pixel_hash
+from facesieve.imaging import DecodeError, all_image_hashes, load_rgb, pixel_hash
 from facesieve.quality.artefacts import face_region_measures
 
 CROP = 112
@@ -72,6 +72,8 @@ def empty_face_row(task: FaceTask, status: str, reason: str) -> dict:
         "pixel_hash": "",
         "phash": 0,
         "phash_mirror": 0,  # pHash of the mirrored image: a flipped copy matches it
+        "phash_inner": 0,  # pHash of the picture inside a solid frame (the image's where it has none)
+        "phash_inner_mirror": 0,
         "dhash": 0,
         "noise_sigma": np.nan,  # capture artefacts of the face box on the original grid
         "blockiness": np.nan,
@@ -104,8 +106,9 @@ def _faces(task: FaceTask) -> tuple[dict, np.ndarray, np.ndarray | None]:
         return empty_face_row(task, "error", f"decode_failed: {type(e).__name__}"), crop, None
     row = empty_face_row(task, "ok", "")
     h, w = rgb.shape[:2]
-    ph, dh, ph_mirror = image_hashes(rgb)  # one reduction for all three, no full-size mirrored copy
-    row.update(width=w, height=h, pixel_hash=pixel_hash(rgb), phash=_signed(ph), dhash=_signed(dh), phash_mirror=_signed(ph_mirror))
+    ph, dh, ph_mirror, inner, inner_mirror = all_image_hashes(rgb)  # one reduction for all, no full-size mirrored copy
+    row.update(width=w, height=h, pixel_hash=pixel_hash(rgb), phash=_signed(ph), dhash=_signed(dh), phash_mirror=_signed(ph_mirror),
+               phash_inner=_signed(inner), phash_inner_mirror=_signed(inner_mirror))
 
     if task.aligned_input:
         lm = template_landmarks(w, h)

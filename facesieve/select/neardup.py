@@ -148,26 +148,32 @@ def popcount64(x: ArrayLike) -> np.ndarray:
 
 def hash_distance(ph: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Hamming distance between the hashes of rows a and b. With a second column (the hash of
-    the mirrored image) a mirrored copy matches too: min(d(a, b), d(mirror(a), b))."""
+    the mirrored image) a mirrored copy matches too: min(d(a, b), d(mirror(a), b)); with four (then
+    the picture inside its frame and its mirror, imaging.all_image_hashes) the lesser of the two
+    views' distances, so a copy given a frame meets its source by its picture."""
     if ph.ndim == 1:
         return popcount64(ph[a] ^ ph[b])
-    return np.minimum(popcount64(ph[a, 0] ^ ph[b, 0]), popcount64(ph[a, 1] ^ ph[b, 0]))
+    d = np.minimum(popcount64(ph[a, 0] ^ ph[b, 0]), popcount64(ph[a, 1] ^ ph[b, 0]))
+    for v in range(2, ph.shape[1] - 1, 2):
+        d = np.minimum(d, np.minimum(popcount64(ph[a, v] ^ ph[b, v]), popcount64(ph[a, v + 1] ^ ph[b, v])))
+    return d
 
 
 def hash_block(ph: np.ndarray, rows, cols) -> np.ndarray:
     """Hamming distances between the hashes of `rows` and of `cols` (indices or a slice of the rows
-    of ph, (n, 1) or (n, 2)), a rows x cols block, mirror-aware as hash_distance where ph has the
-    mirrored image's hash as a second column."""
+    of ph, (n, 1), (n, 2) or (n, 4)), a rows x cols block, as hash_distance."""
     D = popcount64(ph[rows, 0][:, None] ^ ph[None, cols, 0])
-    if ph.shape[1] > 1:
-        D = np.minimum(D, popcount64(ph[rows, 1][:, None] ^ ph[None, cols, 0]))
+    for v in range(0, ph.shape[1] - 1, 2):
+        if v:
+            D = np.minimum(D, popcount64(ph[rows, v][:, None] ^ ph[None, cols, v]))
+        D = np.minimum(D, popcount64(ph[rows, v + 1][:, None] ^ ph[None, cols, v]))
     return D
 
 
 def _as_phash(phash: ArrayLike, n: int) -> np.ndarray:
     arr = np.asarray(phash)
-    if arr.ndim not in (1, 2) or arr.shape[0] != n or (arr.ndim == 2 and arr.shape[1] != 2):
-        raise ValueError(f"phash must have shape ({n},) or ({n}, 2), got {arr.shape}")
+    if arr.ndim not in (1, 2) or arr.shape[0] != n or (arr.ndim == 2 and arr.shape[1] not in (2, 4)):
+        raise ValueError(f"phash must have shape ({n},), ({n}, 2) or ({n}, 4), got {arr.shape}")
     if arr.dtype == np.uint64:
         return arr
     if arr.dtype == np.int64:
@@ -339,7 +345,8 @@ def _band_pairs(X, ph, idx, pairs, threshold, phash_min_sim, phash_max_bits) -> 
 
 
 def hash_pairs(ph: np.ndarray, bits: int, k: int, block_size: int = DEFAULT_BLOCK_SIZE) -> set:
-    """Pairs (i, j), i < j, whose whole-image hashes (ph: (n, 2), hash and mirrored hash) differ in
+    """Pairs (i, j), i < j, whose whole-image hashes (ph: (n, 2), hash and mirrored hash; or (n, 4),
+    then the picture's inside its frame: hash_distance) differ in
     at most `bits` bits, j among i's k closest by hash or i among j's. A copy whose face the
     embedder misreads (a small, dark or covered face: cosine to its source down to 0.2) keeps its
     image's hash, so it still meets its source; the face-crop test then decides."""
@@ -469,7 +476,8 @@ def near_duplicate_groups(
         pixel_min_sim: cosine floor for a pair to be given to the pixel check.
         pixel_neighbours: a pair goes to the pixel check only when one face is among the other's
             this many most similar faces of the identity (bounds the checks to 2x this per face).
-        pixel_hashes, pixel_hash_bits: optional (N, 2) whole-image hashes (hash, mirrored hash);
+        pixel_hashes, pixel_hash_bits: optional (N, 2) or (N, 4) whole-image hashes (hash, mirrored
+            hash[, the picture's inside its frame, mirrored]: hash_distance);
             pairs within pixel_hash_bits of each other (each face's pixel_neighbours closest) also
             go to the pixel check, whatever their cosine (hash_pairs).
         pixel_nearest: each face's this many nearest faces also go to the pixel check, whatever

@@ -730,8 +730,9 @@ class SamePhotoCheck:
     which face is the group's centre. `cut`: the highest score grouped (Cuts.same_photo for
     copies only, Cuts.shot for copies and near-identical shots); `cuts`, when given, adds the
     neighbour-ratio rule (Cuts), over the pairs prefetched for the faces (the grouping prefetches
-    each identity's candidate pairs before it asks about any). `hashes`: (n, 2) uint64 per file
-    row, each image's pHash and its mirror image's (the whole-image signal of Cuts); the grouping
+    each identity's candidate pairs before it asks about any). `hashes`: (n, 2) or (n, 4) uint64 per file
+    row, each image's pHash and its mirror image's (then its picture's inside a frame and that
+    one's mirror: neardup.hash_distance; the whole-image signal of Cuts); the grouping
     also pairs faces whose hashes are close (neardup.hash_pairs), whatever their cosine.
     `anchor` (anchor.ImageKeypoints over the file rows): the face-in-its-background test of Cuts,
     asked only about a pair nothing else groups and whose score is within Cuts.anchor_score; its
@@ -742,7 +743,7 @@ class SamePhotoCheck:
                  progress=None, cuts: Cuts | None = None, hashes: np.ndarray | None = None, threads: int = 1,
                  anchor=None, motions: dict | None = None):
         self.views, self.crop_row, self.keys, self.cut = views, np.asarray(crop_row), np.asarray(keys, dtype=object), float(cut)
-        self.hashes = None if hashes is None else np.asarray(hashes, np.uint64).reshape(-1, 2)
+        self.hashes = None if hashes is None else np.asarray(hashes, np.uint64).reshape(len(hashes), -1)
         self.cache = {} if cache is None else cache
         self.progress = progress
         self.threads = int(threads)  # batches scored side by side

@@ -32,7 +32,7 @@ COARSE_CUT = 0.011
 # (motion 0: off). Chosen with the cuts above (bench/bench_duplicates.py).
 ANCHOR_SCORE_CUT = 0.03
 ANCHOR_MOTION_CUT = 0.003
-ANCHOR_MATCHES = 6
+ANCHOR_MATCHES = 12
 # The face's own keypoints (samephoto.Cuts.face_*, select/anchor.py): one photo also at a crop score
 # up to FACE_SCORE_CUT when the face's keypoint matches fit one similarity to within FACE_FIT_CUT of
 # each keypoint's size (median), over at least FACE_MATCHES matches (fit 0: off); on a small-face grid

@@ -30,15 +30,15 @@ def injected_run(shared_data, tmp_path_factory):
 # What the injected run below measures (seed 3, 110 copies, shipped cuts); docs/thresholds.md
 # prints the same table. A change that moves these is a change of behaviour: rerun with -s,
 # check it, and update both.
-FOUND, REMOVED, PRECISION, LOST = 102, 108, 0.935, 6  # 101 and 107 before the whole image among web photos
-FOUND_BY_KIND = {"aspect": 10, "border": 9, "composite": 8, "crop": 9, "flip": 10, "grayscale": 10, "overlay": 8,
+FOUND, REMOVED, PRECISION, LOST = 103, 109, 0.936, 6  # 102 and 108 before the picture inside its frame, 101 and 107 before the whole image among web photos
+FOUND_BY_KIND = {"aspect": 10, "border": 10, "composite": 8, "crop": 9, "flip": 10, "grayscale": 10, "overlay": 8,
                  "reencode": 10, "resize": 9, "rotate": 9, "tone": 10}
 
 # essex_faces94_19 by default: frames grouped, and frames kept per identity
-ESSEX_GROUPED = 192  # 162 before a lone copy followed its source's group (neardup._join_copies); 158 before the face fit's ceiling 0.02 -> 0.03
+ESSEX_GROUPED = 193  # 192 with 6 background matches (session 38's shipped cut; 12 now); 162 before a lone copy followed its source's group (neardup._join_copies); 158 before the face fit's ceiling 0.02 -> 0.03
 ESSEX_KEPT = {"9336923": 9, "9338535": 9, "anpage": 4, "asamma": 15, "asewil": 6, "astefa": 11, "drbost": 9,
               "ekavaz": 12, "elduns": 8, "kaknig": 12, "klclar": 7, "lfso": 2, "mbutle": 3, "phughe": 13,
-              "sbains": 8, "slbirc": 9, "unnamed_test11": 4, "vstros": 13, "yfhsie": 18}
+              "sbains": 7, "slbirc": 9, "unnamed_test11": 4, "vstros": 13, "yfhsie": 18}
 
 
 def print_score(label: str, score: dict) -> None:
