@@ -305,11 +305,11 @@ def same_photo_check(config: RunConfig, frame: pd.DataFrame, settings: DecideSet
 def whole_image_hashes(frame: pd.DataFrame) -> np.ndarray:
     """(n, 4) uint64 per file row: its image's pHash, its mirror image's, and the same of the picture
     inside its frame (stages: phash_inner*). Where any row lacks the inner hashes (a faces stage
-    cached before they were kept; a float column has lost their low bits), every row takes its
-    image's: one rule for the whole run."""
+    cached before they were kept; a float column has lost their low bits), (n, 2): the image's
+    alone for every row, one rule for the whole run."""
     cols = ("phash", "phash_mirror", "phash_inner", "phash_inner_mirror")
     have = all(c in frame and pd.api.types.is_integer_dtype(frame[c].dtype) for c in cols[2:])
-    return np.stack([frame[c].fillna(0).to_numpy(np.int64) for c in (cols if have else cols[:2] * 2)], axis=1).view(np.uint64)
+    return np.stack([frame[c].fillna(0).to_numpy(np.int64) for c in (cols if have else cols[:2])], axis=1).view(np.uint64)
 
 
 def image_keypoints(config: RunConfig, frame: pd.DataFrame, table: pd.DataFrame, crop_row: np.ndarray) -> ImageKeypoints:
@@ -388,6 +388,10 @@ def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporte
             phash = np.stack([frame[c].fillna(0).to_numpy(np.int64) for c in ("phash", "phash_mirror")], axis=1).view(np.uint64)
         else:
             check = same_photo_check(config, frame, settings, prepared=prepared)
+            if reporter is not None and check.hashes is not None and check.hashes.shape[1] < 4:
+                reporter.warn("this workspace's faces were found by an earlier facesieve, which kept no hash of the picture "
+                              "inside a frame: copies re-published with a border are judged by the whole image's hash "
+                              f"only. Remove {config.workspace}/faces-* to find the faces again with it.")
             if reporter is not None:  # a bar over the faces grouped, moving as identities finish
                 bar = reporter.stage("duplicates", int(np.count_nonzero(decisions["action"].to_numpy() == KEEP)))
         with bar as advance:

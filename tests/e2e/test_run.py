@@ -106,3 +106,21 @@ def test_missing_dataset_is_one_line_error(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "not found" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_workspace_cached_before_the_picture_hashes_says_so_and_runs(tmp_path, capsys):
+    """Faces cached by a version that kept no hash of the picture inside a frame: the re-run does not
+    find the faces again, judges every pair by the whole image's hash as that version did, and says
+    how to get the frame back."""
+    data, out = REPO / "sample" / "faces", tmp_path / "out"
+    assert run_cli("run", data, "--out", out, "--quiet") == 0
+    before = pd.read_csv(out / "manifest.csv")
+    parts = sorted((out / ".facesieve").glob("faces-*/*.parquet"))
+    assert parts
+    for p in parts:
+        pd.read_parquet(p).drop(columns=["phash_inner", "phash_inner_mirror"]).to_parquet(p)
+    capsys.readouterr()
+    assert run_cli("run", data, "--out", out, "--quiet") == 0
+    err = capsys.readouterr().err
+    assert "kept no hash of the picture inside a frame" in " ".join(err.split())
+    pd.testing.assert_frame_equal(before, pd.read_csv(out / "manifest.csv"))  # the sample has no framed photo

@@ -78,5 +78,5 @@ def test_a_run_whose_faces_lack_the_picture_hashes_takes_the_image_hashes_for_ev
     assert whole_image_hashes(frame).astype(np.int64).tolist() == [[1, 3, 5, 7], [2, 4, 6, 8]]
     mixed = frame.astype({"phash_inner": float, "phash_inner_mirror": float})  # a cached stage of an earlier version joined in
     mixed.loc[1, ["phash_inner", "phash_inner_mirror"]] = np.nan
-    assert whole_image_hashes(mixed).astype(np.int64).tolist() == [[1, 3, 1, 3], [2, 4, 2, 4]]
-    assert whole_image_hashes(frame.drop(columns=["phash_inner", "phash_inner_mirror"])).astype(np.int64).tolist() == [[1, 3, 1, 3], [2, 4, 2, 4]]
+    assert whole_image_hashes(mixed).astype(np.int64).tolist() == [[1, 3], [2, 4]]
+    assert whole_image_hashes(frame.drop(columns=["phash_inner", "phash_inner_mirror"])).astype(np.int64).tolist() == [[1, 3], [2, 4]]
