@@ -409,7 +409,8 @@ def phash(rgb: np.ndarray) -> int:
 def image_hashes(rgb: np.ndarray) -> tuple[int, int, int]:
     """(phash, dhash, phash of the mirrored image): the same values as phash(rgb), dhash(rgb) and
     phash(rgb[:, ::-1]), from one reduction and without a full-size mirrored copy."""
-    return all_image_hashes(rgb)[:3]
+    r, flipped = _reduced_pair(rgb, mirror=True)
+    return _phash(r), _dhash(r), _phash(flipped)
 
 
 def all_image_hashes(rgb: np.ndarray) -> tuple[int, int, int, int, int]:
