@@ -385,7 +385,7 @@ def decide_all(frame: pd.DataFrame, fvec: np.ndarray, config: RunConfig, reporte
         phash = None
         bar = nullcontext(None)
         if settings.crop_min_sim is None:  # no crop test: the hash rule is the second signal
-            phash = np.stack([frame[c].fillna(0).to_numpy(np.int64) for c in ("phash", "phash_mirror")], axis=1).view(np.uint64)
+            phash = whole_image_hashes(frame)[:, :2]  # the image's own: that rule was calibrated on them
         else:
             check = same_photo_check(config, frame, settings, prepared=prepared)
             if reporter is not None and check.hashes is not None and check.hashes.shape[1] < 4:

@@ -163,10 +163,10 @@ def hash_block(ph: np.ndarray, rows, cols) -> np.ndarray:
     """Hamming distances between the hashes of `rows` and of `cols` (indices or a slice of the rows
     of ph, (n, 1), (n, 2) or (n, 4)), a rows x cols block, as hash_distance."""
     D = popcount64(ph[rows, 0][:, None] ^ ph[None, cols, 0])
-    for v in range(0, ph.shape[1] - 1, 2):
-        if v:
-            D = np.minimum(D, popcount64(ph[rows, v][:, None] ^ ph[None, cols, v]))
-        D = np.minimum(D, popcount64(ph[rows, v + 1][:, None] ^ ph[None, cols, v]))
+    if ph.shape[1] > 1:
+        D = np.minimum(D, popcount64(ph[rows, 1][:, None] ^ ph[None, cols, 0]))
+    for v in range(2, ph.shape[1] - 1, 2):
+        D = np.minimum(D, np.minimum(popcount64(ph[rows, v][:, None] ^ ph[None, cols, v]), popcount64(ph[rows, v + 1][:, None] ^ ph[None, cols, v])))
     return D
 
 
